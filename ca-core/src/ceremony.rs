@@ -1,0 +1,588 @@
+//! The CA key ceremony: a whole hierarchy (root, issuing CAs, OCSP responders) created inside
+//! a key store in one step, from one reviewable file.
+//!
+//! Invariant: the ceremony either completes or leaves the key store as it found it. Every
+//! label is checked free before the first key is generated, and a failure after that
+//! destroys the keys this ceremony generated.
+//!
+//! Every certificate is built here and signed through the key store, so with PKCS#11 no
+//! private key byte ever exists in the Keyhold process.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
+
+use crate::issuer::IssuerId;
+use crate::keystore::{KeyRef, KeySpec, KeyStore, KeyStoreError, SpkiDer};
+use crate::x509::{self, CertTemplate, SignedCert, X509Error};
+
+const DAY: Duration = Duration::from_secs(86_400);
+/// id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1).
+const ID_PKIX_OCSP_NOCHECK: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
+
+/// A ceremony file (`--ceremony FILE`): what hierarchy to create. Every field has a default,
+/// so an empty file (or no file) makes a root, one issuing CA and its OCSP responder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonySpec {
+    /// Format version; must be 1.
+    #[serde(default = "one")]
+    pub version: u32,
+    /// Where the CA publishes certificates, CRLs and OCSP (no trailing slash); goes into CDP
+    /// and AIA URLs.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Prepended to every key label, so several CAs can share one token.
+    #[serde(default)]
+    pub key_label_prefix: String,
+    /// The root CA.
+    #[serde(default)]
+    pub root: RootSpec,
+    /// The issuing CAs, each signed by the root.
+    #[serde(default = "default_issuing")]
+    pub issuing: Vec<IssuingSpec>,
+}
+
+/// The root CA's part of a ceremony.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootSpec {
+    /// Subject DN, RFC 4514.
+    #[serde(default = "default_root_subject")]
+    pub subject: String,
+    /// Key label (before the prefix).
+    #[serde(default = "default_root_label")]
+    pub key_label: String,
+    /// Key type.
+    #[serde(default = "p384")]
+    pub key_type: KeySpec,
+    /// Validity in years (365 days each).
+    #[serde(default = "twenty")]
+    pub validity_years: u32,
+}
+
+/// One issuing CA's part of a ceremony.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuingSpec {
+    /// Short name used in URLs and file names (`/crl/{id}.crl`, `ca/{id}.pem`).
+    #[serde(default = "default_issuing_id")]
+    pub id: String,
+    /// Subject DN, RFC 4514.
+    #[serde(default = "default_issuing_subject")]
+    pub subject: String,
+    /// Key label (before the prefix); defaults to the id.
+    #[serde(default)]
+    pub key_label: Option<String>,
+    /// Key type.
+    #[serde(default = "p384")]
+    pub key_type: KeySpec,
+    /// Validity in years (365 days each), capped by the root's.
+    #[serde(default = "five")]
+    pub validity_years: u32,
+    /// The delegated OCSP responder's certificate validity in days.
+    #[serde(default = "thirty")]
+    pub ocsp_validity_days: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+fn five() -> u32 {
+    5
+}
+fn twenty() -> u32 {
+    20
+}
+fn thirty() -> u32 {
+    30
+}
+fn p384() -> KeySpec {
+    KeySpec::EcP384
+}
+fn default_base_url() -> String {
+    "http://127.0.0.1:8080".into()
+}
+fn default_root_subject() -> String {
+    "CN=Keyhold Root CA,O=Keyhold".into()
+}
+fn default_root_label() -> String {
+    "root-ca".into()
+}
+fn default_issuing_id() -> String {
+    "issuing-ca".into()
+}
+fn default_issuing_subject() -> String {
+    "CN=Keyhold Issuing CA,O=Keyhold".into()
+}
+fn default_issuing() -> Vec<IssuingSpec> {
+    vec![IssuingSpec::default()]
+}
+
+impl Default for RootSpec {
+    fn default() -> Self {
+        RootSpec {
+            subject: default_root_subject(),
+            key_label: default_root_label(),
+            key_type: KeySpec::EcP384,
+            validity_years: 20,
+        }
+    }
+}
+
+impl Default for IssuingSpec {
+    fn default() -> Self {
+        IssuingSpec {
+            id: default_issuing_id(),
+            subject: default_issuing_subject(),
+            key_label: None,
+            key_type: KeySpec::EcP384,
+            validity_years: 5,
+            ocsp_validity_days: 30,
+        }
+    }
+}
+
+impl Default for CeremonySpec {
+    fn default() -> Self {
+        CeremonySpec {
+            version: 1,
+            base_url: default_base_url(),
+            key_label_prefix: String::new(),
+            root: RootSpec::default(),
+            issuing: default_issuing(),
+        }
+    }
+}
+
+/// Why a ceremony did not happen. Every variant leaves the key store unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum CeremonyError {
+    /// The ceremony file or flags are inconsistent; every problem is listed.
+    #[error("invalid ceremony:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+    /// A certificate could not be built or signed.
+    #[error(transparent)]
+    X509(#[from] X509Error),
+    /// The key store refused.
+    #[error(transparent)]
+    KeyStore(#[from] KeyStoreError),
+}
+
+/// A CA key and certificate produced by a ceremony.
+#[derive(Debug, Clone)]
+pub struct CaMaterial {
+    /// The key's label in the key store.
+    pub key: KeyRef,
+    /// The key store's URI for it.
+    pub key_uri: String,
+    /// The certificate.
+    pub cert: SignedCert,
+}
+
+/// One issuing CA with its OCSP responder.
+#[derive(Debug, Clone)]
+pub struct IssuingMaterial {
+    /// Its id.
+    pub id: IssuerId,
+    /// The issuing CA itself.
+    pub ca: CaMaterial,
+    /// Its delegated OCSP responder.
+    pub ocsp: CaMaterial,
+}
+
+/// What a ceremony made.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    /// The root CA.
+    pub root: CaMaterial,
+    /// The issuing CAs, in ceremony order.
+    pub issuing: Vec<IssuingMaterial>,
+}
+
+impl CeremonySpec {
+    /// Parses a ceremony file's text.
+    ///
+    /// Fails with the TOML error (line and reason) or with every inconsistency found.
+    pub fn from_toml(text: &str) -> Result<Self, CeremonyError> {
+        let spec: CeremonySpec =
+            toml::from_str(text).map_err(|e| CeremonyError::Invalid(vec![e.to_string()]))?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// Checks the whole spec and reports every problem together.
+    ///
+    /// Fails with [`CeremonyError::Invalid`].
+    pub fn check(&self) -> Result<(), CeremonyError> {
+        let mut problems = Vec::new();
+        if self.version != 1 {
+            problems.push(format!(
+                "version = {} is not supported (use 1)",
+                self.version
+            ));
+        }
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://"))
+            || self.base_url.ends_with('/')
+        {
+            problems.push(format!(
+                "base_url {:?} must be an http:// or https:// URL without a trailing slash",
+                self.base_url
+            ));
+        }
+        if let Err(e) = x509::parse_name(&self.root.subject) {
+            problems.push(format!("root.subject: {e}"));
+        }
+        if !(1..=50).contains(&self.root.validity_years) {
+            problems.push("root.validity_years must be between 1 and 50".into());
+        }
+        if self.issuing.is_empty() {
+            problems.push("at least one [[issuing]] CA is needed".into());
+        }
+        let mut labels = vec![self.label(&self.root.key_label)];
+        let mut ids = vec!["root".to_string()];
+        for (i, ca) in self.issuing.iter().enumerate() {
+            let at = format!("issuing[{i}] ({})", ca.id);
+            if IssuerId::new(&ca.id).is_err() {
+                problems.push(format!(
+                    "{at}: id must be 1 to 32 characters from a-z 0-9 - and start with a letter"
+                ));
+            }
+            if ids.contains(&ca.id) {
+                problems.push(format!(
+                    "{at}: id {:?} is used twice (\"root\" is reserved)",
+                    ca.id
+                ));
+            }
+            ids.push(ca.id.clone());
+            if let Err(e) = x509::parse_name(&ca.subject) {
+                problems.push(format!("{at}.subject: {e}"));
+            }
+            if ca.subject == self.root.subject {
+                problems.push(format!("{at}.subject must differ from the root's"));
+            }
+            if !(1..=30).contains(&ca.validity_years) {
+                problems.push(format!("{at}.validity_years must be between 1 and 30"));
+            }
+            if !(1..=366).contains(&ca.ocsp_validity_days) {
+                problems.push(format!("{at}.ocsp_validity_days must be between 1 and 366"));
+            }
+            labels.push(self.label(ca.key_label.as_deref().unwrap_or(&ca.id)));
+            labels.push(self.label(&format!(
+                "{}-ocsp",
+                ca.key_label.as_deref().unwrap_or(&ca.id)
+            )));
+        }
+        for (i, label) in labels.iter().enumerate() {
+            if let Err(e) = KeyRef::new(label.as_str()) {
+                problems.push(e.to_string());
+            }
+            if labels[..i].contains(label) {
+                problems.push(format!("key label {label:?} is used twice"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(CeremonyError::Invalid(problems))
+        }
+    }
+
+    fn label(&self, label: &str) -> String {
+        format!("{}{}", self.key_label_prefix, label)
+    }
+
+    /// Every key label this ceremony will create, in creation order.
+    pub fn key_labels(&self) -> Vec<String> {
+        let mut labels = vec![self.label(&self.root.key_label)];
+        for ca in &self.issuing {
+            let base = ca.key_label.as_deref().unwrap_or(&ca.id);
+            labels.push(self.label(base));
+            labels.push(self.label(&format!("{base}-ocsp")));
+        }
+        labels
+    }
+
+    /// The URL of the CRL an issuer publishes.
+    pub fn crl_url(&self, issuer: &str) -> String {
+        format!("{}/crl/{issuer}.crl", self.base_url)
+    }
+
+    /// The OCSP responder URL.
+    pub fn ocsp_url(&self) -> String {
+        format!("{}/ocsp", self.base_url)
+    }
+
+    /// The URL of an issuer's certificate (DER, RFC 5280 4.2.2.1).
+    pub fn ca_cert_url(&self, issuer: &str) -> String {
+        format!("{}/ca/{issuer}.der", self.base_url)
+    }
+}
+
+/// Runs the ceremony: generates every key in `store` and issues every certificate, at `now`.
+///
+/// Fails without changing the store if the spec is invalid or any label exists already;
+/// fails and destroys the keys it generated if anything later goes wrong.
+pub fn run(
+    spec: &CeremonySpec,
+    store: &dyn KeyStore,
+    now: SystemTime,
+) -> Result<Hierarchy, CeremonyError> {
+    spec.check()?;
+    let existing: Vec<String> = store
+        .list()?
+        .into_iter()
+        .map(|k| k.key.label().to_string())
+        .collect();
+    let taken: Vec<String> = spec
+        .key_labels()
+        .into_iter()
+        .filter(|l| existing.contains(l))
+        .map(|l| format!("key label {l:?} already exists in the key store (pick another key_label_prefix, or destroy the old key)"))
+        .collect();
+    if !taken.is_empty() {
+        return Err(CeremonyError::Invalid(taken));
+    }
+
+    let mut generated = Vec::new();
+    let result = build(spec, store, now, &mut generated);
+    if result.is_err() {
+        for key in generated.iter().rev() {
+            // Best effort: the original error is what the operator needs to see.
+            let _ = store.destroy(key);
+        }
+    }
+    result
+}
+
+fn build(
+    spec: &CeremonySpec,
+    store: &dyn KeyStore,
+    now: SystemTime,
+    generated: &mut Vec<KeyRef>,
+) -> Result<Hierarchy, CeremonyError> {
+    let mut generate =
+        |label: String, key_type: KeySpec| -> Result<(KeyRef, SpkiDer), CeremonyError> {
+            let key = KeyRef::new(label)?;
+            let spki = store.generate(&key, key_type)?;
+            generated.push(key.clone());
+            Ok((key, spki))
+        };
+
+    // 1. The root: self-signed, CA:TRUE without a path length, keyCertSign|cRLSign.
+    let root_name = x509::parse_name(&spec.root.subject)?;
+    let (root_key, root_spki) = generate(spec.label(&spec.root.key_label), spec.root.key_type)?;
+    let root_signer = store.signer(&root_key)?;
+    let root_not_after = now + DAY * 365 * spec.root.validity_years;
+    let root_cert = x509::sign_certificate(
+        CertTemplate {
+            serial: x509::random_serial()?,
+            issuer: root_name.clone(),
+            subject: root_name.clone(),
+            not_before: now,
+            not_after: root_not_after,
+            public_key: root_spki.clone(),
+            extensions: vec![
+                x509::to_ext(
+                    true,
+                    &BasicConstraints {
+                        ca: true,
+                        path_len_constraint: None,
+                    },
+                )
+                .map_err(X509Error::from)?,
+                x509::to_ext(true, &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))
+                    .map_err(X509Error::from)?,
+                x509::ski_extension(&root_spki)?,
+                x509::aki_extension(&root_spki)?,
+            ],
+        },
+        root_signer.as_ref(),
+    )?;
+    let root = CaMaterial {
+        key_uri: store.uri(&root_key),
+        key: root_key,
+        cert: root_cert,
+    };
+
+    let mut issuing = Vec::new();
+    for ca in &spec.issuing {
+        let id = IssuerId::new(&ca.id).map_err(|e| CeremonyError::Invalid(vec![e]))?;
+        let base_label = ca.key_label.as_deref().unwrap_or(&ca.id);
+
+        // 2. The issuing CA, signed by the root: pathLen 0, its CRL on the root's CRL, AIA.
+        let name = x509::parse_name(&ca.subject)?;
+        let (key, spki) = generate(spec.label(base_label), ca.key_type)?;
+        let not_after = root_not_after.min(now + DAY * 365 * ca.validity_years);
+        let cert = x509::sign_certificate(
+            CertTemplate {
+                serial: x509::random_serial()?,
+                issuer: root_name.clone(),
+                subject: name.clone(),
+                not_before: now,
+                not_after,
+                public_key: spki.clone(),
+                extensions: vec![
+                    x509::to_ext(
+                        true,
+                        &BasicConstraints {
+                            ca: true,
+                            path_len_constraint: Some(0),
+                        },
+                    )
+                    .map_err(X509Error::from)?,
+                    x509::to_ext(true, &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))
+                        .map_err(X509Error::from)?,
+                    x509::ski_extension(&spki)?,
+                    x509::aki_extension(&root_spki)?,
+                    x509::crl_dp_extension(&spec.crl_url("root"))?,
+                    x509::aia_extension(&spec.ocsp_url(), &spec.ca_cert_url("root"))?,
+                ],
+            },
+            root_signer.as_ref(),
+        )?;
+        let ca_signer = store.signer(&key)?;
+
+        // 3. Its delegated OCSP responder (RFC 6960 4.2.2.2): EKU OCSPSigning, and
+        // id-pkix-ocsp-nocheck so clients do not ask about the responder itself.
+        let (ocsp_key, ocsp_spki) =
+            generate(spec.label(&format!("{base_label}-ocsp")), ca.key_type)?;
+        let ocsp_cert = issue_ocsp_responder(
+            &OcspResponderRequest {
+                issuer_name: &name,
+                issuer_not_after: not_after,
+                issuer_id: &id,
+                public_key: &ocsp_spki,
+                validity_days: ca.ocsp_validity_days,
+            },
+            ca_signer.as_ref(),
+            now,
+        )?;
+
+        issuing.push(IssuingMaterial {
+            ca: CaMaterial {
+                key_uri: store.uri(&key),
+                key,
+                cert,
+            },
+            ocsp: CaMaterial {
+                key_uri: store.uri(&ocsp_key),
+                key: ocsp_key,
+                cert: ocsp_cert,
+            },
+            id,
+        });
+    }
+    Ok(Hierarchy { root, issuing })
+}
+
+/// What an OCSP responder certificate needs to know about its issuer.
+#[derive(Debug)]
+pub struct OcspResponderRequest<'a> {
+    /// The issuing CA's subject.
+    pub issuer_name: &'a x509_cert::name::Name,
+    /// The issuing CA's notAfter; the responder's never exceeds it.
+    pub issuer_not_after: SystemTime,
+    /// The issuing CA's id, for the responder's subject.
+    pub issuer_id: &'a IssuerId,
+    /// The responder's public key.
+    pub public_key: &'a SpkiDer,
+    /// How long the certificate lasts.
+    pub validity_days: u32,
+}
+
+/// Issues (or renews) a delegated OCSP responder certificate, signed by the issuing CA.
+///
+/// Fails if the certificate cannot be built or the CA's key cannot sign.
+pub fn issue_ocsp_responder(
+    req: &OcspResponderRequest<'_>,
+    ca_signer: &dyn crate::keystore::Signer,
+    now: SystemTime,
+) -> Result<SignedCert, X509Error> {
+    use const_oid::db::rfc5280::ID_KP_OCSP_SIGNING;
+    let subject = x509::parse_name(&format!("CN=OCSP Responder {},O=Keyhold", req.issuer_id))?;
+    let nocheck = x509_cert::ext::Extension {
+        extn_id: ID_PKIX_OCSP_NOCHECK,
+        critical: false,
+        extn_value: der::asn1::OctetString::new(der::Encode::to_der(&der::asn1::Null)?)?,
+    };
+    x509::sign_certificate(
+        CertTemplate {
+            serial: x509::random_serial()?,
+            issuer: req.issuer_name.clone(),
+            subject,
+            not_before: now,
+            not_after: req.issuer_not_after.min(now + DAY * req.validity_days),
+            public_key: req.public_key.clone(),
+            extensions: vec![
+                x509::to_ext(
+                    true,
+                    &BasicConstraints {
+                        ca: false,
+                        path_len_constraint: None,
+                    },
+                )?,
+                x509::to_ext(true, &KeyUsage(KeyUsages::DigitalSignature.into()))?,
+                x509::to_ext(false, &ExtendedKeyUsage(vec![ID_KP_OCSP_SIGNING]))?,
+                nocheck,
+                x509::ski_extension(req.public_key)?,
+                x509::aki_extension(ca_signer.public_key())?,
+            ],
+        },
+        ca_signer,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_default_hierarchy() {
+        let spec = CeremonySpec::from_toml("").unwrap();
+        assert_eq!(
+            spec.key_labels(),
+            ["root-ca", "issuing-ca", "issuing-ca-ocsp"]
+        );
+        assert_eq!(spec.crl_url("root"), "http://127.0.0.1:8080/crl/root.crl");
+    }
+
+    #[test]
+    fn every_problem_is_reported_together() {
+        let text = r#"
+            version = 2
+            base_url = "ftp://x/"
+            [root]
+            subject = "nonsense"
+            validity_years = 0
+            [[issuing]]
+            id = "Bad Id"
+            subject = "CN=A"
+            [[issuing]]
+            id = "root"
+            subject = "CN=A"
+        "#;
+        let Err(CeremonyError::Invalid(problems)) = CeremonySpec::from_toml(text) else {
+            panic!("expected Invalid")
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "version = 2",
+            "base_url",
+            "root.subject",
+            "root.validity_years",
+            "issuing[0] (Bad Id): id",
+            "used twice",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = CeremonySpec::from_toml("[root]\nsubjekt = \"CN=x\"\n").unwrap_err();
+        assert!(err.to_string().contains("subjekt"), "{err}");
+    }
+}

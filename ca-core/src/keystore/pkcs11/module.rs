@@ -1,0 +1,179 @@
+//! The process-wide state of each loaded PKCS#11 module.
+//!
+//! Invariant: each module path is loaded and `C_Initialize`d once per process and never
+//! finalized, so every key store, signer and test in the process shares one context.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error, RvError};
+use sha2::{Digest, Sha256};
+
+use super::rv;
+use crate::keystore::KeyStoreError;
+use crate::secret::Secret;
+
+/// One loaded module and what the process knows about its login state.
+#[derive(Debug)]
+pub(super) struct Module {
+    /// The cryptoki context. cryptoki 0.12 does not finalize on drop; the registry keeps this
+    /// value (and the library) alive until the process exits.
+    pub(super) ctx: Pkcs11,
+    /// How many times the library had to be initialised again after someone called
+    /// C_Finalize. Sessions opened under an older epoch are dead, and their handle numbers
+    /// may have been reused, so they must be forgotten, never closed.
+    epoch: AtomicU64,
+    /// SHA-256 of the user PIN each token last accepted in this process, by token label.
+    accepted_pins: Mutex<HashMap<String, [u8; 32]>>,
+    /// Calls that create or destroy token objects or tokens hold this exclusively, all
+    /// other calls shared (see [`Module::write_guard`]).
+    objects: RwLock<()>,
+}
+
+/// Every module loaded by this process, by canonical path.
+///
+/// A process-wide static is the right shape here, not a smell: PKCS#11 state is per process
+/// (PKCS#11 v2.40 5.4: C_Initialize once per application; 5.6: login is per application and
+/// token), so two independent contexts for one module would fight over it.
+static MODULES: OnceLock<Mutex<HashMap<PathBuf, Arc<Module>>>> = OnceLock::new();
+
+/// Recovers a mutex whose holder panicked: every value guarded here is valid after any
+/// partial update (a map insert, a counter), so the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Loads and initialises `path` once per process; later calls return the same module.
+///
+/// Fails with [`KeyStoreError::Unavailable`] if the file does not exist, cannot be loaded as
+/// a shared library, is not a PKCS#11 module, or refuses to initialise.
+pub(super) fn load(path: &Path) -> Result<Arc<Module>, KeyStoreError> {
+    let canonical = std::fs::canonicalize(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            KeyStoreError::Unavailable(format!(
+                "pkcs#11 module {} not found: check keystore.module in keyhold.toml",
+                path.display()
+            ))
+        } else {
+            KeyStoreError::io(format!("cannot open pkcs#11 module {}", path.display()), e)
+        }
+    })?;
+
+    let mut modules = lock(MODULES.get_or_init(Default::default));
+    if let Some(module) = modules.get(&canonical) {
+        let module = Arc::clone(module);
+        drop(modules);
+        // Someone may have called C_Finalize since: initialise again if so.
+        module
+            .ensure_initialized()
+            .map_err(|e| init_failed(path, &e))?;
+        return Ok(module);
+    }
+
+    let ctx = Pkcs11::new(&canonical).map_err(|e| match e {
+        Error::LibraryLoading(cause) => KeyStoreError::Unavailable(format!(
+            "{} is not a PKCS#11 module that can be loaded: {cause}",
+            path.display()
+        )),
+        Error::MissingSymbol(symbol) => KeyStoreError::Unavailable(format!(
+            "{} is not a PKCS#11 module: it exports no {symbol}",
+            path.display()
+        )),
+        other => KeyStoreError::Unavailable(format!(
+            "{} is not a usable PKCS#11 module: {}",
+            path.display(),
+            rv::describe(&other)
+        )),
+    })?;
+    let module = Arc::new(Module {
+        ctx,
+        epoch: AtomicU64::new(0),
+        accepted_pins: Mutex::new(HashMap::new()),
+        objects: RwLock::new(()),
+    });
+    match module.ctx.initialize(init_args()) {
+        // Another library in this process (or a test) initialised the module already:
+        // PKCS#11 v2.40 5.4 makes that CKR_CRYPTOKI_ALREADY_INITIALIZED, which is fine.
+        Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(init_failed(path, &e)),
+    }
+    modules.insert(canonical, Arc::clone(&module));
+    Ok(module)
+}
+
+/// C_Initialize arguments: OS_LOCKING_OK, because key stores call the module from many
+/// threads (PKCS#11 v2.40 5.4; SoftHSM2 corrupts its heap under threads without it).
+fn init_args() -> CInitializeArgs {
+    CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)
+}
+
+fn init_failed(path: &Path, err: &Error) -> KeyStoreError {
+    KeyStoreError::Unavailable(format!(
+        "pkcs#11 module {} failed to initialise: {}",
+        path.display(),
+        rv::describe(err)
+    ))
+}
+
+impl Module {
+    /// Calls C_Initialize again if the library was finalized behind our back; returns
+    /// whether it had to (and then starts a new epoch).
+    pub(super) fn ensure_initialized(&self) -> Result<bool, Error> {
+        match self.ctx.initialize(init_args()) {
+            Ok(()) => {
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                Ok(true)
+            }
+            Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The current initialisation epoch (see [`Module::ensure_initialized`]).
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Holds off every other PKCS#11 call through this module in this process that goes
+    /// through [`Module::read_guard`]: for creating or destroying objects and tokens.
+    ///
+    /// Two C_InitToken calls must not pick the same free slot, and SoftHSM2 2.6.1 (file
+    /// object store) fails a C_GenerateKeyPair that runs while other threads create, find or
+    /// use objects with CKR_GENERAL_ERROR (SoftHSMv2 issue #573: a reader re-indexes the
+    /// half-written object file and marks it invalid). These are key ceremony operations,
+    /// rare and slow anyway; the server only signs, and signing stays parallel.
+    pub(super) fn write_guard(&self) -> RwLockWriteGuard<'_, ()> {
+        self.objects.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Shared access for every other call (see [`Module::write_guard`]).
+    pub(super) fn read_guard(&self) -> RwLockReadGuard<'_, ()> {
+        self.objects.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that `token` accepted `pin` in a C_Login.
+    pub(super) fn remember_pin(&self, token: &str, pin: &Secret) {
+        lock(&self.accepted_pins).insert(token.to_owned(), pin_digest(pin));
+    }
+
+    /// Whether `pin` is the PIN `token` last accepted in this process; `None` if no login
+    /// through Keyhold is known.
+    ///
+    /// PKCS#11 v2.40 5.6: login is per application, so a second C_Login in a process that
+    /// is logged in returns CKR_USER_ALREADY_LOGGED_IN without checking the PIN. Comparing
+    /// with the PIN that logged in keeps a wrong PIN from opening a second key store.
+    pub(super) fn pin_matches(&self, token: &str, pin: &Secret) -> Option<bool> {
+        lock(&self.accepted_pins).get(token).map(|known| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(known, &pin_digest(pin)).is_ok()
+        })
+    }
+}
+
+fn pin_digest(pin: &Secret) -> [u8; 32] {
+    Sha256::digest(pin.expose().as_bytes()).into()
+}

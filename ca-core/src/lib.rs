@@ -1,0 +1,11 @@
+//! Keyhold's domain: key stores, certificate building, issuers and the CA key ceremony.
+//!
+//! This crate knows no HTTP, SQL or templates (CI proves it with `cargo tree`). It is
+//! synchronous; the server runs its calls on a blocking thread pool.
+
+pub mod ceremony;
+pub mod error;
+pub mod issuer;
+pub mod keystore;
+pub mod secret;
+pub mod x509;

@@ -1,0 +1,472 @@
+//! The one place that adapts Keyhold's [`Signer`] to the X.509 library's traits.
+//!
+//! Invariant: every certificate leaves [`sign_certificate`] with a signature that has been
+//! verified against the issuer's public key, so a faulty HSM or a mismatched key can never
+//! produce a certificate that relying parties would reject (or worse, accept from the wrong
+//! issuer).
+
+use std::time::SystemTime;
+
+use der::asn1::{BitString, Ia5String, OctetString};
+use der::{Decode, Encode};
+use sha2::Digest;
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, CrlDistributionPoints,
+    SubjectKeyIdentifier, crl::dp::DistributionPoint,
+};
+use x509_cert::ext::{Extension, ToExtension};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+use x509_cert::{Certificate, TbsCertificate};
+
+use crate::keystore::{self, KeyStoreError, Signer, SpkiDer};
+
+/// Why building or checking a certificate failed.
+#[derive(Debug, thiserror::Error)]
+pub enum X509Error {
+    /// A distinguished name string did not parse.
+    #[error(
+        "invalid distinguished name {name:?}: {reason} (expected RFC 4514 form, e.g. \"CN=Example CA,O=Example\")"
+    )]
+    InvalidName {
+        /// The offending text.
+        name: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A URL is not usable in a certificate (IA5String, http or https).
+    #[error("invalid url {0:?}: must be an http:// or https:// URL in ASCII")]
+    InvalidUrl(String),
+    /// The validity period cannot be encoded or is empty.
+    #[error("invalid validity: {0}")]
+    InvalidValidity(String),
+    /// DER encoding or decoding failed.
+    #[error("x.509 encoding: {0}")]
+    Encoding(String),
+    /// The key store failed to sign, or the signature did not verify.
+    #[error(transparent)]
+    KeyStore(#[from] KeyStoreError),
+}
+
+impl From<der::Error> for X509Error {
+    fn from(e: der::Error) -> Self {
+        X509Error::Encoding(e.to_string())
+    }
+}
+
+impl From<x509_cert::builder::Error> for X509Error {
+    fn from(e: x509_cert::builder::Error) -> Self {
+        X509Error::Encoding(e.to_string())
+    }
+}
+
+/// Parses an RFC 4514 distinguished name.
+///
+/// Fails with [`X509Error::InvalidName`] naming the text when it is not a DN, or is empty.
+pub fn parse_name(text: &str) -> Result<Name, X509Error> {
+    let invalid = |reason: String| X509Error::InvalidName {
+        name: text.into(),
+        reason,
+    };
+    let name: Name = text
+        .parse()
+        .map_err(|e: der::Error| invalid(e.to_string()))?;
+    if name.is_empty() {
+        return Err(invalid("it is empty".into()));
+    }
+    Ok(name)
+}
+
+/// A random positive serial number with 128 bits from the OS CSPRNG (RFC 5280 4.1.2.2:
+/// positive, at most 20 octets; CA/B Forum BR 7.1: at least 64 bits of entropy).
+///
+/// Fails only if the system random generator fails.
+pub fn random_serial() -> Result<SerialNumber, X509Error> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| KeyStoreError::Unavailable("the system random generator failed".into()))?;
+    // A zero first octet would shorten the encoding; keep every serial 16 or 17 octets.
+    bytes[0] |= 0x01;
+    Ok(SerialNumber::new(&bytes)?)
+}
+
+/// The subject key identifier for a public key: the leftmost 160 bits of the SHA-256 of the
+/// subjectPublicKey BIT STRING's value (RFC 7093 section 2, method 1).
+///
+/// Fails if `spki` does not parse.
+pub fn key_identifier(spki: &SpkiDer) -> Result<Vec<u8>, X509Error> {
+    let digest = sha2::Sha256::digest(spki.subject_public_key()?);
+    Ok(digest[..20].to_vec())
+}
+
+/// Converts a point in time to an X.509 `Time` (UTCTime before 2050, GeneralizedTime after,
+/// as RFC 5280 4.1.2.5 requires), dropping sub-second precision.
+///
+/// Fails for times before 1970 or past 9999.
+pub fn x509_time(t: SystemTime) -> Result<Time, X509Error> {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| X509Error::InvalidValidity("time before 1970".into()))?
+        .as_secs();
+    let whole = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    Time::try_from(whole).map_err(|e| X509Error::InvalidValidity(e.to_string()))
+}
+
+/// The SubjectKeyIdentifier extension for `spki`.
+pub fn ski_extension(spki: &SpkiDer) -> Result<Extension, X509Error> {
+    let ski = SubjectKeyIdentifier(OctetString::new(key_identifier(spki)?)?);
+    Ok(to_ext(false, &ski)?)
+}
+
+/// The AuthorityKeyIdentifier extension naming the issuer's key (keyIdentifier only, as
+/// RFC 5280 4.2.1.1 recommends).
+pub fn aki_extension(issuer_key: &SpkiDer) -> Result<Extension, X509Error> {
+    let aki = AuthorityKeyIdentifier {
+        key_identifier: Some(OctetString::new(key_identifier(issuer_key)?)?),
+        authority_cert_issuer: None,
+        authority_cert_serial_number: None,
+    };
+    Ok(to_ext(false, &aki)?)
+}
+
+/// A CRL distribution points extension with one full-name HTTP URI.
+pub fn crl_dp_extension(url: &str) -> Result<Extension, X509Error> {
+    let dp = CrlDistributionPoints(vec![DistributionPoint {
+        distribution_point: Some(DistributionPointName::FullName(vec![uri_name(url)?])),
+        reasons: None,
+        crl_issuer: None,
+    }]);
+    Ok(to_ext(false, &dp)?)
+}
+
+/// An authority information access extension with OCSP and caIssuers URIs (RFC 5280 4.2.2.1).
+pub fn aia_extension(ocsp_url: &str, ca_issuers_url: &str) -> Result<Extension, X509Error> {
+    use const_oid::db::rfc5280::{ID_AD_CA_ISSUERS, ID_AD_OCSP};
+    let aia = AuthorityInfoAccessSyntax(vec![
+        AccessDescription {
+            access_method: ID_AD_OCSP,
+            access_location: uri_name(ocsp_url)?,
+        },
+        AccessDescription {
+            access_method: ID_AD_CA_ISSUERS,
+            access_location: uri_name(ca_issuers_url)?,
+        },
+    ]);
+    Ok(to_ext(false, &aia)?)
+}
+
+/// Encodes any extension value with the criticality given.
+pub fn to_ext<T: const_oid::AssociatedOid + Encode>(
+    critical: bool,
+    value: &T,
+) -> der::Result<Extension> {
+    (critical, value).to_extension(&Name::default(), &[])
+}
+
+fn uri_name(url: &str) -> Result<GeneralName, X509Error> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.is_ascii()
+        && !url.contains(|c: char| c.is_ascii_whitespace() || c.is_ascii_control());
+    if !ok {
+        return Err(X509Error::InvalidUrl(url.into()));
+    }
+    let ia5 = Ia5String::new(url).map_err(|_| X509Error::InvalidUrl(url.into()))?;
+    Ok(GeneralName::UniformResourceIdentifier(ia5))
+}
+
+/// Everything a certificate says, except its signature.
+#[derive(Debug, Clone)]
+pub struct CertTemplate {
+    /// The serial number (use [`random_serial`]).
+    pub serial: SerialNumber,
+    /// Issuer name: the subject of the issuer's certificate (or `subject` for a root).
+    pub issuer: Name,
+    /// Subject name.
+    pub subject: Name,
+    /// Start of validity.
+    pub not_before: SystemTime,
+    /// End of validity (inclusive, RFC 5280 4.1.2.5).
+    pub not_after: SystemTime,
+    /// The subject's public key.
+    pub public_key: SpkiDer,
+    /// The extensions, in order.
+    pub extensions: Vec<Extension>,
+}
+
+/// A certificate and its DER.
+#[derive(Debug, Clone)]
+pub struct SignedCert {
+    /// The parsed certificate.
+    pub cert: Certificate,
+    /// Its DER encoding.
+    pub der: Vec<u8>,
+}
+
+impl SignedCert {
+    /// Parses DER.
+    ///
+    /// Fails with [`X509Error::Encoding`] if it is not a certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, X509Error> {
+        let cert = Certificate::from_der(der)?;
+        Ok(SignedCert {
+            cert,
+            der: der.to_vec(),
+        })
+    }
+
+    /// Parses one PEM `CERTIFICATE` block.
+    ///
+    /// Fails with [`X509Error::Encoding`] if it is not one.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, X509Error> {
+        use der::DecodePem;
+        let cert = Certificate::from_pem(pem)?;
+        let der = cert.to_der()?;
+        Ok(SignedCert { cert, der })
+    }
+
+    /// PEM text with a trailing newline.
+    pub fn to_pem(&self) -> String {
+        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+        let b64 = base64_encode(&self.der);
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+        out
+    }
+
+    /// SHA-256 of the DER, as uppercase hex pairs joined by colons (as `openssl x509
+    /// -fingerprint -sha256` prints it).
+    pub fn fingerprint_sha256(&self) -> String {
+        let digest = sha2::Sha256::digest(&self.der);
+        digest
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// The subject public key, re-encoded as DER.
+    pub fn public_key(&self) -> Result<SpkiDer, X509Error> {
+        let der = self
+            .cert
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()?;
+        Ok(SpkiDer::from_der_unchecked(der))
+    }
+
+    /// The subject, in RFC 4514 form.
+    pub fn subject(&self) -> String {
+        self.cert.tbs_certificate().subject().to_string()
+    }
+
+    /// notAfter.
+    pub fn not_after(&self) -> SystemTime {
+        self.cert
+            .tbs_certificate()
+            .validity()
+            .not_after
+            .to_system_time()
+    }
+
+    /// The serial as lowercase hex.
+    pub fn serial_hex(&self) -> String {
+        hex::encode(self.cert.tbs_certificate().serial_number().as_bytes())
+    }
+}
+
+/// Builds the TBS certificate for `template`, signs it with `signer` and checks the
+/// signature against the signer's public key before returning.
+///
+/// Fails if the template does not encode, the key store cannot sign, or the signature does
+/// not verify.
+pub fn sign_certificate(
+    template: CertTemplate,
+    signer: &dyn Signer,
+) -> Result<SignedCert, X509Error> {
+    if template.not_after <= template.not_before {
+        return Err(X509Error::InvalidValidity(
+            "notAfter is not after notBefore".into(),
+        ));
+    }
+    let validity = Validity::new(
+        x509_time(template.not_before)?,
+        x509_time(template.not_after)?,
+    );
+    let spki = SubjectPublicKeyInfoOwned::from_der(template.public_key.as_bytes())?;
+    let profile = FixedProfile {
+        issuer: template.issuer,
+        subject: template.subject,
+        extensions: template.extensions,
+    };
+    let mut builder = CertificateBuilder::new(profile, template.serial, validity, spki)?;
+    let adapter = SignerAdapter(signer);
+    let tbs = builder.finalize(&adapter)?;
+    let signature = signer.sign(&tbs)?;
+    keystore::verify(signer.algorithm(), signer.public_key(), &tbs, &signature)?;
+    let cert = builder.assemble(BitString::from_bytes(&signature)?, &adapter)?;
+    let der = cert.to_der()?;
+    Ok(SignedCert { cert, der })
+}
+
+/// Checks that `cert` was signed by the key `issuer_key`.
+///
+/// Fails with [`KeyStoreError::Corrupt`] (wrapped) if it was not, or if the algorithm is not
+/// one Keyhold uses.
+pub fn verify_signed_by(cert: &SignedCert, issuer_key: &SpkiDer) -> Result<(), X509Error> {
+    let alg_oid = cert.cert.signature_algorithm().oid;
+    let alg = [
+        keystore::SigAlg::EcdsaP256Sha256,
+        keystore::SigAlg::EcdsaP384Sha384,
+    ]
+    .into_iter()
+    .find(|a| a.oid() == alg_oid)
+    .ok_or_else(|| X509Error::Encoding(format!("unsupported signature algorithm {alg_oid}")))?;
+    let tbs: &TbsCertificate = cert.cert.tbs_certificate();
+    let signature = cert
+        .cert
+        .signature()
+        .as_bytes()
+        .ok_or_else(|| X509Error::Encoding("signature has unused bits".into()))?;
+    keystore::verify(alg, issuer_key, &tbs.to_der()?, signature)?;
+    Ok(())
+}
+
+/// A builder profile that uses exactly the names and extensions it is given: Keyhold decides
+/// every extension itself rather than inheriting a library's defaults.
+struct FixedProfile {
+    issuer: Name,
+    subject: Name,
+    extensions: Vec<Extension>,
+}
+
+impl BuilderProfile for FixedProfile {
+    fn get_issuer(&self, _subject: &Name) -> Name {
+        self.issuer.clone()
+    }
+
+    fn get_subject(&self) -> Name {
+        self.subject.clone()
+    }
+
+    fn build_extensions(
+        &self,
+        _spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        Ok(self.extensions.clone())
+    }
+}
+
+/// Presents a [`Signer`] to the builder: its public key and its AlgorithmIdentifier.
+struct SignerAdapter<'a>(&'a dyn Signer);
+
+#[derive(Clone)]
+struct AdapterPublicKey(SpkiDer);
+
+impl spki::EncodePublicKey for AdapterPublicKey {
+    fn to_public_key_der(&self) -> spki::Result<spki::Document> {
+        Ok(spki::Document::try_from(self.0.as_bytes())?)
+    }
+}
+
+impl signature::Keypair for SignerAdapter<'_> {
+    type VerifyingKey = AdapterPublicKey;
+
+    fn verifying_key(&self) -> AdapterPublicKey {
+        AdapterPublicKey(self.0.public_key().clone())
+    }
+}
+
+impl spki::DynSignatureAlgorithmIdentifier for SignerAdapter<'_> {
+    fn signature_algorithm_identifier(&self) -> spki::Result<AlgorithmIdentifierOwned> {
+        // RFC 5758 3.2: ecdsa-with-SHA* AlgorithmIdentifiers carry no parameters.
+        Ok(AlgorithmIdentifierOwned {
+            oid: self.0.algorithm().oid(),
+            parameters: None,
+        })
+    }
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(input.as_bytes()), want);
+        }
+    }
+
+    #[test]
+    fn random_serials_are_positive_16_or_17_octets_and_differ() {
+        let a = random_serial().unwrap();
+        let b = random_serial().unwrap();
+        assert_ne!(a.as_bytes(), b.as_bytes());
+        for s in [a, b] {
+            let der = s.to_der().unwrap();
+            // tag, length, then a non-negative INTEGER body.
+            assert!(der[1] == 16 || der[1] == 17, "{der:02x?}");
+            assert_eq!(der[2] & 0x80, 0);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_names_and_urls() {
+        assert!(matches!(parse_name(""), Err(X509Error::InvalidName { .. })));
+        assert!(matches!(
+            parse_name("no equals sign"),
+            Err(X509Error::InvalidName { .. })
+        ));
+        assert!(parse_name("CN=Example CA,O=Example").is_ok());
+        assert!(matches!(
+            crl_dp_extension("ftp://x"),
+            Err(X509Error::InvalidUrl(_))
+        ));
+        assert!(matches!(
+            crl_dp_extension("http://ex ample"),
+            Err(X509Error::InvalidUrl(_))
+        ));
+        assert!(crl_dp_extension("http://127.0.0.1:8080/crl/root.crl").is_ok());
+    }
+}

@@ -1,0 +1,97 @@
+//! `keyhold.toml`: the one config file, in the data directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ca_core::issuer::IssuerConfig;
+use ca_core::keystore::KeyStoreConfig;
+use serde::{Deserialize, Serialize};
+
+/// The config file's name inside the data directory.
+pub const CONFIG_FILE: &str = "keyhold.toml";
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// Where the CA publishes certificates, CRLs and OCSP.
+    pub base_url: String,
+    /// Where secrets come from when no flag or environment variable gives them.
+    #[serde(default, skip_serializing_if = "SecretsConfig::is_empty")]
+    pub secrets: SecretsConfig,
+    /// The key store holding every CA key.
+    pub keystore: KeyStoreConfig,
+    /// The CAs, root first.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// Paths of files holding secrets (never the secrets themselves).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// File holding the embedded token's passphrase (mode 0600); relative to the data dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_file: Option<PathBuf>,
+    /// File holding the PKCS#11 user PIN (mode 0600); relative to the data dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<PathBuf>,
+}
+
+impl SecretsConfig {
+    fn is_empty(&self) -> bool {
+        self.passphrase_file.is_none() && self.pin_file.is_none()
+    }
+}
+
+impl Config {
+    /// Parses config text.
+    ///
+    /// Fails with the TOML error (line and reason) or an unsupported version.
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text)?;
+        if config.version != 1 {
+            bail!("version = {} is not supported (use 1)", config.version);
+        }
+        Ok(config)
+    }
+
+    /// Loads `DATA_DIR/keyhold.toml`.
+    ///
+    /// Fails naming the file if it is missing (saying to run `keyhold init`) or invalid.
+    pub fn load(data_dir: &Path) -> Result<Self> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "{} holds no CA ({} not found): run `keyhold init --data-dir {}` first",
+                data_dir.display(),
+                CONFIG_FILE,
+                data_dir.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Config::parse(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../keyhold.example.toml");
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.issuers.len(), 2);
+        assert!(matches!(config.keystore, KeyStoreConfig::Pkcs11 { .. }));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let text = include_str!("../../keyhold.example.toml").replace("base_url", "base_uri");
+        let err = format!("{:#}", Config::parse(&text).unwrap_err());
+        assert!(err.contains("base_uri"), "{err}");
+    }
+}

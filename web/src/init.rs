@@ -1,0 +1,312 @@
+//! `keyhold init`: runs the key ceremony and writes a data directory.
+//!
+//! Invariant: init either leaves a complete data directory or none. Everything is written
+//! into a staging directory inside the data directory and moved into place at the end,
+//! `keyhold.toml` last (its presence is what marks a data directory as holding a CA). On any
+//! failure the staging directory is removed, a data directory that init created is removed,
+//! and keys generated in a PKCS#11 token are destroyed.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use ca_core::ceremony::{self, CeremonySpec, Hierarchy};
+use ca_core::issuer::{IssuerConfig, IssuerId, KeyedCertConfig};
+use ca_core::keystore::embedded::{EmbeddedKeyStore, KdfParams};
+use ca_core::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore};
+use ca_core::keystore::{KeyStore, KeyStoreConfig};
+use ca_core::secret::Secret;
+
+use crate::config::{CONFIG_FILE, Config, SecretsConfig};
+
+/// The demo passphrase file written by `init --demo`.
+pub const DEMO_PASSPHRASE_FILE: &str = "demo-passphrase";
+
+/// Which key store `init` creates the CA in.
+#[derive(Debug)]
+pub enum Backend {
+    /// A new embedded token in `DATA_DIR/token`.
+    Embedded {
+        /// Its passphrase; `None` with `demo` generates one.
+        passphrase: Option<Secret>,
+        /// Argon2id cost.
+        kdf: KdfParams,
+    },
+    /// An initialised PKCS#11 token.
+    Pkcs11 {
+        /// Module path.
+        module: PathBuf,
+        /// Token label.
+        token: String,
+        /// User PIN.
+        pin: Secret,
+    },
+}
+
+/// Everything `init` needs.
+#[derive(Debug)]
+pub struct InitRequest {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The ceremony.
+    pub spec: CeremonySpec,
+    /// The key store.
+    pub backend: Backend,
+    /// Generate and store a passphrase (embedded only): for demos, never production.
+    pub demo: bool,
+}
+
+/// What `init` made, for printing.
+#[derive(Debug)]
+pub struct InitOutcome {
+    /// The hierarchy.
+    pub hierarchy: Hierarchy,
+    /// Files written, relative to the data directory.
+    pub files: Vec<PathBuf>,
+    /// Where a demo passphrase was stored.
+    pub demo_passphrase: Option<PathBuf>,
+}
+
+/// Runs `init`. See the module docs for what happens on failure.
+///
+/// Fails if the data directory already holds a CA, the ceremony is invalid, the key store
+/// refuses, or the data directory cannot be written.
+pub fn run(req: InitRequest, now: SystemTime) -> Result<InitOutcome> {
+    req.spec.check()?;
+    let data_dir = &req.data_dir;
+    for marker in [CONFIG_FILE, "token", "ca"] {
+        if data_dir.join(marker).exists() {
+            bail!(
+                "{} already holds a CA ({} exists); init changed nothing. Use another --data-dir, or move the old one away",
+                data_dir.display(),
+                marker
+            );
+        }
+    }
+    if req.demo && !matches!(req.backend, Backend::Embedded { .. }) {
+        bail!("--demo only applies to the embedded key store");
+    }
+
+    let created_data_dir = !data_dir.exists();
+    fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let staging = data_dir.join(format!(".init-staging-{}", std::process::id()));
+    let result = stage_and_commit(&req, &staging, now);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+        if created_data_dir {
+            let _ = fs::remove_dir(data_dir);
+        }
+    }
+    result
+}
+
+fn stage_and_commit(req: &InitRequest, staging: &Path, now: SystemTime) -> Result<InitOutcome> {
+    fs::create_dir(staging).with_context(|| {
+        format!(
+            "cannot write in the data directory {}",
+            req.data_dir.display()
+        )
+    })?;
+    fs::set_permissions(staging, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", staging.display()))?;
+
+    let mut secrets = SecretsConfig::default();
+    let mut demo_passphrase = None;
+    let (store, keystore_config): (Arc<dyn KeyStore>, KeyStoreConfig) = match &req.backend {
+        Backend::Embedded { passphrase, kdf } => {
+            let passphrase = match (passphrase, req.demo) {
+                (Some(p), _) => p.clone(),
+                (None, true) => {
+                    let p = generate_passphrase()?;
+                    write_private(&staging.join(DEMO_PASSPHRASE_FILE), p.expose().as_bytes())?;
+                    secrets.passphrase_file = Some(DEMO_PASSPHRASE_FILE.into());
+                    demo_passphrase = Some(req.data_dir.join(DEMO_PASSPHRASE_FILE));
+                    p
+                }
+                (None, false) => bail!(
+                    "no passphrase for the new embedded token: set KEYHOLD_PASSPHRASE, pass --passphrase-file FILE, or use --demo"
+                ),
+            };
+            let store = EmbeddedKeyStore::create(&staging.join("token"), &passphrase, *kdf)?;
+            (
+                Arc::new(store),
+                KeyStoreConfig::Embedded {
+                    dir: "token".into(),
+                },
+            )
+        }
+        Backend::Pkcs11 { module, token, pin } => {
+            let config = Pkcs11Config::new(module.clone(), token.clone());
+            let store = Pkcs11KeyStore::open(&config, pin)?;
+            (
+                Arc::new(store),
+                KeyStoreConfig::Pkcs11 {
+                    module: module.clone(),
+                    token: token.clone(),
+                    sessions: None,
+                },
+            )
+        }
+    };
+
+    let hierarchy = ceremony::run(&req.spec, store.as_ref(), now)?;
+    let written = write_outputs(req, staging, &hierarchy, keystore_config, secrets);
+    let files = match written {
+        Ok(files) => files,
+        Err(e) => {
+            // The embedded token's keys go with the staging directory; a token's do not.
+            if matches!(req.backend, Backend::Pkcs11 { .. }) {
+                destroy_all(store.as_ref(), &hierarchy);
+            }
+            return Err(e);
+        }
+    };
+    Ok(InitOutcome {
+        hierarchy,
+        files,
+        demo_passphrase,
+    })
+}
+
+fn destroy_all(store: &dyn KeyStore, hierarchy: &Hierarchy) {
+    let mut keys = vec![&hierarchy.root.key];
+    for ca in &hierarchy.issuing {
+        keys.push(&ca.ca.key);
+        keys.push(&ca.ocsp.key);
+    }
+    for key in keys {
+        let _ = store.destroy(key);
+    }
+}
+
+fn write_outputs(
+    req: &InitRequest,
+    staging: &Path,
+    hierarchy: &Hierarchy,
+    keystore: KeyStoreConfig,
+    secrets: SecretsConfig,
+) -> Result<Vec<PathBuf>> {
+    let ca_dir = staging.join("ca");
+    fs::create_dir(&ca_dir).with_context(|| format!("cannot create {}", ca_dir.display()))?;
+    let mut files = Vec::new();
+    let mut put = |name: String, contents: String| -> Result<PathBuf> {
+        let rel = PathBuf::from("ca").join(name);
+        write_file(&staging.join(&rel), contents.as_bytes())?;
+        files.push(rel.clone());
+        Ok(rel)
+    };
+
+    let root_id = IssuerId::new("root").map_err(anyhow::Error::msg)?;
+    let root_pem = hierarchy.root.cert.to_pem();
+    let mut issuers = vec![IssuerConfig {
+        id: root_id.clone(),
+        parent: None,
+        ca: KeyedCertConfig {
+            certificate: put("root.pem".into(), root_pem.clone())?,
+            key: hierarchy.root.key_uri.clone(),
+        },
+        ocsp: None,
+    }];
+    for (i, ca) in hierarchy.issuing.iter().enumerate() {
+        let pem = ca.ca.cert.to_pem();
+        let chain = format!("{pem}{root_pem}");
+        put(format!("{}-chain.pem", ca.id), chain.clone())?;
+        if i == 0 {
+            put("chain.pem".into(), chain)?;
+        }
+        issuers.push(IssuerConfig {
+            id: ca.id.clone(),
+            parent: Some(root_id.clone()),
+            ca: KeyedCertConfig {
+                certificate: put(format!("{}.pem", ca.id), pem)?,
+                key: ca.ca.key_uri.clone(),
+            },
+            ocsp: Some(KeyedCertConfig {
+                certificate: put(format!("{}-ocsp.pem", ca.id), ca.ocsp.cert.to_pem())?,
+                key: ca.ocsp.key_uri.clone(),
+            }),
+        });
+    }
+
+    let config = Config {
+        version: 1,
+        base_url: req.spec.base_url.clone(),
+        secrets,
+        keystore,
+        issuers,
+    };
+    let text = format!(
+        "# Written by `keyhold init`. Secrets are never stored here.\n{}",
+        toml::to_string(&config).context("cannot encode keyhold.toml")?
+    );
+    write_file(&staging.join(CONFIG_FILE), text.as_bytes())?;
+
+    // Move everything into place, keyhold.toml last: it marks the directory as initialised.
+    let mut entries: Vec<PathBuf> = fs::read_dir(staging)
+        .with_context(|| format!("cannot list {}", staging.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list {}", staging.display()))?;
+    entries.sort_by_key(|p| p.ends_with(CONFIG_FILE));
+    let mut moved = Vec::new();
+    for from in entries {
+        let Some(name) = from.file_name() else {
+            continue;
+        };
+        let to = req.data_dir.join(name);
+        if let Err(e) = fs::rename(&from, &to) {
+            for (back_from, back_to) in moved.iter().rev() {
+                let _ = fs::rename(back_to, back_from);
+            }
+            return Err(e)
+                .with_context(|| format!("cannot move {} into {}", from.display(), to.display()));
+        }
+        moved.push((from, to));
+    }
+    fs::remove_dir(staging).with_context(|| format!("cannot remove {}", staging.display()))?;
+    sync_dir(&req.data_dir)?;
+    files.push(CONFIG_FILE.into());
+    Ok(files)
+}
+
+/// Writes a file durably (write, fsync).
+fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
+    let mut file =
+        fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+/// 32 random bytes as hex: a 256-bit passphrase for demo tokens.
+fn generate_passphrase() -> Result<Secret> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(bytes.as_mut())
+        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    Ok(Secret::new(hex::encode(bytes.as_ref())))
+}

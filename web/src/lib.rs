@@ -1,0 +1,7 @@
+//! Keyhold's outer layer: the `keyhold` command line, its config file and (in later
+//! versions) the HTTP server and admin UI.
+
+pub mod cli;
+pub mod config;
+pub mod init;
+pub mod secrets;
