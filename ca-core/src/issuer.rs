@@ -141,14 +141,14 @@ pub fn load_all(
             .transpose();
         match (ca, ocsp) {
             (Ok(ca), Ok(ocsp)) => {
-                if let Some(responder) = &ocsp {
-                    if let Err(e) = x509::verify_signed_by(&responder.cert, ca.signer.public_key())
-                    {
-                        problems.push(format!(
-                            "issuer {}: the ocsp responder certificate was not signed by this issuer ({e})",
-                            config.id
-                        ));
-                    }
+                let unsigned = ocsp.as_ref().and_then(|responder| {
+                    x509::verify_signed_by(&responder.cert, ca.signer.public_key()).err()
+                });
+                if let Some(e) = unsigned {
+                    problems.push(format!(
+                        "issuer {}: the ocsp responder certificate was not signed by this issuer ({e})",
+                        config.id
+                    ));
                 }
                 issuers.push(Issuer {
                     id: config.id.clone(),

@@ -220,22 +220,20 @@ fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
     }
     let backend = match args.keystore {
         KeyStoreKind::Embedded => {
-            let passphrase = if args.demo
-                && cli.passphrase_file.is_none()
-                && std::env::var_os(PASSPHRASE_ENV).is_none()
-            {
-                None
-            } else {
-                Some(
-                    secrets::read(
-                        cli.passphrase_file.as_deref(),
-                        PASSPHRASE_ENV,
-                        None,
-                        "embedded token passphrase",
-                        "--passphrase-file",
-                    )
-                    .context("add --demo to generate one (demo only)")?,
-                )
+            let given = cli.passphrase_file.is_some() || std::env::var_os(PASSPHRASE_ENV).is_some();
+            let passphrase = match (given, args.demo) {
+                (false, true) => None,
+                (false, false) => bail!(
+                    "no passphrase for the new embedded token: set {PASSPHRASE_ENV}, pass --passphrase-file FILE, \
+                     or add --demo (demo only: stores a generated passphrase beside the keys)"
+                ),
+                (true, _) => Some(secrets::read(
+                    cli.passphrase_file.as_deref(),
+                    PASSPHRASE_ENV,
+                    None,
+                    "embedded token passphrase",
+                    "--passphrase-file",
+                )?),
             };
             let kdf = if args.insecure_fast_kdf {
                 KdfParams::insecure_for_tests()

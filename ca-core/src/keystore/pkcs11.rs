@@ -413,13 +413,15 @@ impl KeyStore for Pkcs11KeyStore {
         let parsed = Pkcs11Uri::parse(uri)
             .map_err(|e| KeyStoreError::Unsupported(format!("key {uri:?}: {e}")))?;
         // RFC 7512 2.3: an absent attribute matches any value; a present one must match.
-        if let Some(token) = &parsed.token {
-            if token != self.connection.token() {
-                return Err(KeyStoreError::Unsupported(format!(
-                    "key {uri:?} names token {token:?}, but the key store is token {:?}",
-                    self.connection.token()
-                )));
-            }
+        if let Some(token) = parsed
+            .token
+            .as_ref()
+            .filter(|t| *t != self.connection.token())
+        {
+            return Err(KeyStoreError::Unsupported(format!(
+                "key {uri:?} names token {token:?}, but the key store is token {:?}",
+                self.connection.token()
+            )));
         }
         let object = parsed.object.ok_or_else(|| {
             KeyStoreError::Unsupported(format!("key {uri:?} has no object= attribute"))
