@@ -7,5 +7,6 @@ pub mod ceremony;
 pub mod error;
 pub mod issuer;
 pub mod keystore;
+pub mod policy;
 pub mod secret;
 pub mod x509;

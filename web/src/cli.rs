@@ -35,6 +35,9 @@ pub struct Cli {
     /// File holding the PKCS#11 user PIN (else KEYHOLD_PKCS11_PIN).
     #[arg(long, global = true, value_name = "FILE")]
     pub pin_file: Option<PathBuf>,
+    /// Directory of certificate profiles (one TOML file each).
+    #[arg(long, global = true, default_value = "./policies", value_name = "DIR")]
+    pub policies: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -57,6 +60,20 @@ pub enum Command {
     /// Manage OCSP responder certificates.
     #[command(subcommand)]
     Ocsp(OcspCommand),
+    /// Certificate profiles.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `keyhold policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate every profile offline (and, if the data directory holds a CA, that each
+    /// profile's issuer exists); lists every problem with its file and line.
+    Check {
+        /// The profiles' directory (default: --policies).
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Which key store `init` uses.
@@ -199,6 +216,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Ca(CaCommand::Check) => run_ca_check(&cli),
         Command::Ocsp(OcspCommand::Renew { issuer, days }) => run_ocsp_renew(&cli, issuer, *days),
+        Command::Policy(PolicyCommand::Check { dir }) => {
+            run_policy_check(&cli, dir.as_deref().unwrap_or(&cli.policies))
+        }
     }
 }
 
@@ -467,6 +487,42 @@ fn run_ocsp_renew(cli: &Cli, issuer_id: &str, days: u32) -> Result<()> {
         path.display()
     );
     println!("  SHA-256 {}", cert.fingerprint_sha256());
+    Ok(())
+}
+
+fn run_policy_check(cli: &Cli, dir: &Path) -> Result<()> {
+    let profiles = ca_core::policy::load_dir(dir)?;
+    if cli.data_dir.join(crate::config::CONFIG_FILE).exists() {
+        let config = Config::load(&cli.data_dir)?;
+        let missing: Vec<String> = profiles
+            .iter()
+            .filter(|p| !config.issuers.iter().any(|i| &i.id == p.issuer()))
+            .map(|p| {
+                format!(
+                    "{}: issuer {:?} is not in {}",
+                    p.path.display(),
+                    p.issuer().as_str(),
+                    cli.data_dir.join(crate::config::CONFIG_FILE).display()
+                )
+            })
+            .collect();
+        if !missing.is_empty() {
+            bail!("invalid policies:\n  - {}", missing.join("\n  - "));
+        }
+    }
+    println!(
+        "{} profile(s) in {} are valid:",
+        profiles.len(),
+        dir.display()
+    );
+    for p in &profiles {
+        println!(
+            "  {:<14} issuer {:<12} {}",
+            p.name,
+            p.issuer().as_str(),
+            p.description()
+        );
+    }
     Ok(())
 }
 

@@ -416,3 +416,63 @@ fn hsm_init_token_refuses_a_label_in_use() {
         .env("KEYHOLD_PKCS11_PIN", USER_PIN));
     fails_with(&r, "already exists");
 }
+
+// --- policies ------------------------------------------------------------------------------
+
+fn shipped_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+#[test]
+fn policy_check_accepts_the_shipped_profiles_and_checks_their_issuers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(keyhold(&tmp.path().join("none"))
+        .args(["policy", "check"])
+        .arg(shipped_policies()));
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stdout.contains("4 profile(s)"), "{}", r.stdout);
+
+    // Against a CA whose issuing CA has another id, every profile naming it is reported.
+    let dir = tmp.path().join("data");
+    let ceremony = tmp.path().join("ceremony.toml");
+    fs::write(&ceremony, "[[issuing]]\nid = \"other-ca\"\n").unwrap();
+    let r = run(keyhold(&dir)
+        .args(["init", "--insecure-fast-kdf", "--ceremony"])
+        .arg(&ceremony)
+        .env("KEYHOLD_PASSPHRASE", PASS));
+    assert!(r.ok, "{}", r.stderr);
+    let r = run(keyhold(&dir)
+        .args(["--policies"])
+        .arg(shipped_policies())
+        .args(["policy", "check"]));
+    fails_with(&r, "tls-server.toml: issuer \"issuing-ca\" is not in");
+    assert!(
+        r.stderr.contains("code-signing.toml") && !r.stderr.contains("sub-ca.toml"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn policy_check_names_the_file_and_line_of_a_broken_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::copy(
+        shipped_policies().join("tls-server.toml"),
+        tmp.path().join("tls-server.toml"),
+    )
+    .unwrap();
+    fs::write(
+        tmp.path().join("broken.toml"),
+        "version = 1\nissuer = \"issuing-ca\"\n[validity]\nmax_dayz = 3\n",
+    )
+    .unwrap();
+    let r = run(keyhold(&tmp.path().join("none"))
+        .args(["policy", "check"])
+        .arg(tmp.path()));
+    fails_with(&r, "broken.toml");
+    assert!(
+        r.stderr.contains("line 4") && r.stderr.contains("max_dayz"),
+        "{}",
+        r.stderr
+    );
+}
