@@ -4,6 +4,7 @@
 //! synchronous; the server runs its calls on a blocking thread pool.
 
 pub mod ceremony;
+pub mod csr;
 pub mod error;
 pub mod issuer;
 pub mod keystore;
