@@ -157,7 +157,8 @@ impl Default for CeremonySpec {
     }
 }
 
-/// Why a ceremony did not happen. Every variant leaves the key store unchanged.
+/// Why a ceremony did not happen. Every variant but [`CeremonyError::RollbackFailed`]
+/// leaves the key store unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum CeremonyError {
     /// The ceremony file or flags are inconsistent; every problem is listed.
@@ -169,6 +170,14 @@ pub enum CeremonyError {
     /// The key store refused.
     #[error(transparent)]
     KeyStore(#[from] KeyStoreError),
+    /// The ceremony failed and some of the keys it generated could not be destroyed.
+    #[error("{cause}; and these keys it generated could not be destroyed, remove them by hand: {}", .left.join(", "))]
+    RollbackFailed {
+        /// Why the ceremony failed.
+        cause: Box<CeremonyError>,
+        /// URIs of the keys left in the store.
+        left: Vec<String>,
+    },
 }
 
 /// A CA key and certificate produced by a ceremony.
@@ -232,6 +241,16 @@ impl CeremonySpec {
                 self.base_url
             ));
         }
+        for url in [
+            self.crl_url("root"),
+            self.ocsp_url(),
+            self.ca_cert_url("root"),
+        ] {
+            if let Err(e) = x509::crl_dp_extension(&url) {
+                problems.push(format!("base_url: {e}"));
+                break;
+            }
+        }
         if let Err(e) = x509::parse_name(&self.root.subject) {
             problems.push(format!("root.subject: {e}"));
         }
@@ -256,11 +275,21 @@ impl CeremonySpec {
                     ca.id
                 ));
             }
+            // File names under ca/ derive from ids: keep them from colliding.
+            if ca.id == "chain" || ca.id.ends_with("-chain") || ca.id.ends_with("-ocsp") {
+                problems.push(format!(
+                    "{at}: id may not be \"chain\" or end in -chain or -ocsp"
+                ));
+            }
             ids.push(ca.id.clone());
             if let Err(e) = x509::parse_name(&ca.subject) {
                 problems.push(format!("{at}.subject: {e}"));
             }
-            if ca.subject == self.root.subject {
+            let same_as_root = x509::parse_name(&ca.subject)
+                .ok()
+                .zip(x509::parse_name(&self.root.subject).ok())
+                .is_some_and(|(a, b)| a == b);
+            if same_as_root {
                 problems.push(format!("{at}.subject must differ from the root's"));
             }
             if !(1..=30).contains(&ca.validity_years) {
@@ -348,13 +377,25 @@ pub fn run(
 
     let mut generated = Vec::new();
     let result = build(spec, store, now, &mut generated);
-    if result.is_err() {
-        for key in generated.iter().rev() {
-            // Best effort: the original error is what the operator needs to see.
-            let _ = store.destroy(key);
+    match result {
+        Ok(hierarchy) => Ok(hierarchy),
+        Err(cause) => {
+            let left: Vec<String> = generated
+                .iter()
+                .rev()
+                .filter(|key| store.destroy(key).is_err())
+                .map(|key| store.uri(key))
+                .collect();
+            if left.is_empty() {
+                Err(cause)
+            } else {
+                Err(CeremonyError::RollbackFailed {
+                    cause: Box::new(cause),
+                    left,
+                })
+            }
         }
     }
-    result
 }
 
 fn build(
@@ -563,6 +604,9 @@ mod tests {
             [[issuing]]
             id = "root"
             subject = "CN=A"
+            [[issuing]]
+            id = "x-chain"
+            subject = "CN=B"
         "#;
         let Err(CeremonyError::Invalid(problems)) = CeremonySpec::from_toml(text) else {
             panic!("expected Invalid")
@@ -575,6 +619,7 @@ mod tests {
             "root.validity_years",
             "issuing[0] (Bad Id): id",
             "used twice",
+            "end in -chain",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use der::asn1::{BitString, Ia5String, OctetString};
-use der::{Decode, Encode};
+use der::{Decode, Encode, Tagged};
 use sha2::Digest;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::builder::profile::BuilderProfile;
@@ -79,6 +79,37 @@ pub fn parse_name(text: &str) -> Result<Name, X509Error> {
     if name.is_empty() {
         return Err(invalid("it is empty".into()));
     }
+    // The parser stores values without checking them against their string type, and
+    // `#hex` values carry arbitrary DER: check each against RFC 5280's rules here.
+    for atv in name.iter() {
+        let value = atv.value.value();
+        if value.is_empty() {
+            return Err(invalid(format!("attribute {} is empty", atv.oid)));
+        }
+        match atv.value.tag() {
+            der::Tag::Utf8String if std::str::from_utf8(value).is_ok() => {}
+            der::Tag::PrintableString
+                if value
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(b)) => {}
+            der::Tag::PrintableString => {
+                return Err(invalid(format!(
+                    "attribute {} must be ASCII letters and digits",
+                    atv.oid
+                )));
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "attribute {} must be a plain string, not #hex DER",
+                    atv.oid
+                )));
+            }
+        }
+        // X.520 / RFC 5280 A.1: countryName is exactly two letters.
+        if atv.oid == const_oid::db::rfc4519::C && value.len() != 2 {
+            return Err(invalid("C must be a two-letter country code".into()));
+        }
+    }
     Ok(name)
 }
 
@@ -92,8 +123,6 @@ pub fn random_serial() -> Result<SerialNumber, X509Error> {
     aws_lc_rs::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| KeyStoreError::Unavailable("the system random generator failed".into()))?;
-    // A zero first octet would shorten the encoding; keep every serial 16 or 17 octets.
-    bytes[0] |= 0x01;
     Ok(SerialNumber::new(&bytes)?)
 }
 
@@ -232,15 +261,11 @@ impl SignedCert {
     }
 
     /// PEM text with a trailing newline.
-    pub fn to_pem(&self) -> String {
-        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-        let b64 = base64_encode(&self.der);
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(&String::from_utf8_lossy(line));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-        out
+    ///
+    /// Fails only if the DER does not fit PEM's length limits, which a certificate always does.
+    pub fn to_pem(&self) -> Result<String, X509Error> {
+        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.der)
+            .map_err(|e| X509Error::Encoding(e.to_string()))
     }
 
     /// SHA-256 of the DER, as uppercase hex pairs joined by colons (as `openssl x509
@@ -398,55 +423,19 @@ impl spki::DynSignatureAlgorithmIdentifier for SignerAdapter<'_> {
     }
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(input.as_bytes()), want);
-        }
-    }
-
-    #[test]
-    fn random_serials_are_positive_16_or_17_octets_and_differ() {
+    fn random_serials_are_positive_at_most_17_octets_and_differ() {
         let a = random_serial().unwrap();
         let b = random_serial().unwrap();
         assert_ne!(a.as_bytes(), b.as_bytes());
         for s in [a, b] {
             let der = s.to_der().unwrap();
             // tag, length, then a non-negative INTEGER body.
-            assert!(der[1] == 16 || der[1] == 17, "{der:02x?}");
+            assert!((1..=17).contains(&der[1]), "{der:02x?}");
             assert_eq!(der[2] & 0x80, 0);
         }
     }
@@ -459,6 +448,12 @@ mod tests {
             Err(X509Error::InvalidName { .. })
         ));
         assert!(parse_name("CN=Example CA,O=Example").is_ok());
+        for bad in ["CN=R,C=Ü", "CN=R,C=USA", "CN=Y,O=", "CN=#0403414243"] {
+            assert!(
+                matches!(parse_name(bad), Err(X509Error::InvalidName { .. })),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             crl_dp_extension("ftp://x"),
             Err(X509Error::InvalidUrl(_))

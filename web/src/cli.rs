@@ -113,9 +113,6 @@ pub struct InitArgs {
     /// Demo only: generate the embedded token's passphrase and store it in the data dir.
     #[arg(long)]
     pub demo: bool,
-    /// Test only: cheap Argon2id parameters for the embedded token. Never in production.
-    #[arg(long, hide = true)]
-    pub insecure_fast_kdf: bool,
 }
 
 /// `keyhold keys ...`.
@@ -255,12 +252,10 @@ fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
                     "--passphrase-file",
                 )?),
             };
-            let kdf = if args.insecure_fast_kdf {
-                KdfParams::insecure_for_tests()
-            } else {
-                KdfParams::default()
-            };
-            Backend::Embedded { passphrase, kdf }
+            Backend::Embedded {
+                passphrase,
+                kdf: KdfParams::default(),
+            }
         }
         KeyStoreKind::Pkcs11 => {
             let Some(token) = args.pkcs11_token.clone() else {
@@ -480,7 +475,7 @@ fn run_ocsp_renew(cli: &Cli, issuer_id: &str, days: u32) -> Result<()> {
         SystemTime::now(),
     )?;
     let path = cli.data_dir.join(&responder_config.certificate);
-    replace_file(&path, cert.to_pem().as_bytes())?;
+    replace_file(&path, cert.to_pem()?.as_bytes())?;
     println!(
         "renewed the OCSP responder certificate of {issuer_id} until {}: {}",
         humantime(cert.not_after()),

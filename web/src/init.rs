@@ -94,8 +94,27 @@ pub fn run(req: InitRequest, now: SystemTime) -> Result<InitOutcome> {
     let created_data_dir = !data_dir.exists();
     fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    // One init at a time per data directory: a second one fails here instead of racing the
+    // first one's files.
+    let lock = data_dir.join(".init.lock");
+    if let Err(e) = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+    {
+        if created_data_dir {
+            let _ = fs::remove_dir(data_dir);
+        }
+        return Err(e).with_context(|| {
+            format!(
+                "cannot lock {} (is another `keyhold init` running? if not, remove the stale lock file)",
+                lock.display()
+            )
+        });
+    }
     let staging = data_dir.join(format!(".init-staging-{}", std::process::id()));
     let result = stage_and_commit(&req, &staging, now);
+    let _ = fs::remove_file(&lock);
     if result.is_err() {
         let _ = fs::remove_dir_all(&staging);
         if created_data_dir {
@@ -202,7 +221,7 @@ fn write_outputs(
     };
 
     let root_id = IssuerId::new("root").map_err(anyhow::Error::msg)?;
-    let root_pem = hierarchy.root.cert.to_pem();
+    let root_pem = hierarchy.root.cert.to_pem()?;
     let mut issuers = vec![IssuerConfig {
         id: root_id.clone(),
         parent: None,
@@ -213,7 +232,7 @@ fn write_outputs(
         ocsp: None,
     }];
     for (i, ca) in hierarchy.issuing.iter().enumerate() {
-        let pem = ca.ca.cert.to_pem();
+        let pem = ca.ca.cert.to_pem()?;
         let chain = format!("{pem}{root_pem}");
         put(format!("{}-chain.pem", ca.id), chain.clone())?;
         if i == 0 {
@@ -227,7 +246,7 @@ fn write_outputs(
                 key: ca.ca.key_uri.clone(),
             },
             ocsp: Some(KeyedCertConfig {
-                certificate: put(format!("{}-ocsp.pem", ca.id), ca.ocsp.cert.to_pem())?,
+                certificate: put(format!("{}-ocsp.pem", ca.id), ca.ocsp.cert.to_pem()?)?,
                 key: ca.ocsp.key_uri.clone(),
             }),
         });
@@ -259,7 +278,13 @@ fn write_outputs(
             continue;
         };
         let to = req.data_dir.join(name);
-        if let Err(e) = fs::rename(&from, &to) {
+        // Never replace: rename(2) would silently overwrite a file put there since the check.
+        let result = if to.exists() {
+            Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists))
+        } else {
+            fs::rename(&from, &to)
+        };
+        if let Err(e) = result {
             for (back_from, back_to) in moved.iter().rev() {
                 let _ = fs::rename(back_to, back_from);
             }
@@ -268,16 +293,26 @@ fn write_outputs(
         }
         moved.push((from, to));
     }
-    fs::remove_dir(staging).with_context(|| format!("cannot remove {}", staging.display()))?;
-    sync_dir(&req.data_dir)?;
+    // keyhold.toml is in place: the CA exists. Nothing after this point may roll back (that
+    // would destroy keys a complete config names), so failures below only warn.
+    if let Err(e) = fs::remove_dir(staging).and_then(|()| sync_dir_io(&req.data_dir)) {
+        eprintln!(
+            "warning: the CA was created, but tidying {} failed: {e}",
+            staging.display()
+        );
+    }
     files.push(CONFIG_FILE.into());
     Ok(files)
 }
 
-/// Writes a file durably (write, fsync).
+/// Writes a new file durably (write, fsync); two outputs with one name are a bug, never an
+/// overwrite.
 fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut file =
-        fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
@@ -295,10 +330,8 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))
+fn sync_dir_io(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir).and_then(|d| d.sync_all())
 }
 
 /// 32 random bytes as hex: a 256-bit passphrase for demo tokens.

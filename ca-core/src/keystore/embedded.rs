@@ -193,6 +193,14 @@ impl EmbeddedKeyStore {
                 file.kdf
             )));
         }
+        // A token file is not trusted to make opening it arbitrarily expensive.
+        let p = file.params;
+        if p.m_cost_kib > 4 * 1024 * 1024 || p.t_cost > 16 || p.p_cost > 16 {
+            return Err(KeyStoreError::Unsupported(format!(
+                "{}: argon2id parameters beyond the supported maximum (4 GiB, 16 passes, 16 lanes)",
+                token_path.display()
+            )));
+        }
         let salt = unhex(&file.salt, &token_path)?;
         let check = unhex(&file.check, &token_path)?;
         let kek = derive_kek(passphrase, &salt, file.params)?;

@@ -411,7 +411,14 @@ impl KeyStore for Pkcs11KeyStore {
 
     fn key_from_uri(&self, uri: &str) -> Result<KeyRef, KeyStoreError> {
         let parsed = Pkcs11Uri::parse(uri)
-            .map_err(|e| KeyStoreError::Unsupported(format!("key {uri:?}: {e}")))?;
+            .map_err(|e| KeyStoreError::Unsupported(format!("key uri: {e}")))?;
+        // A PIN never belongs in the config: refuse query attributes (pin-value, pin-source,
+        // module-path ...) rather than echo or use them.
+        if !parsed.query.is_empty() {
+            return Err(KeyStoreError::Unsupported(
+                "key uris in keyhold.toml take no query attributes (no pin-value or module-path): give the PIN with KEYHOLD_PKCS11_PIN or --pin-file".into(),
+            ));
+        }
         // RFC 7512 2.3: an absent attribute matches any value; a present one must match.
         if let Some(token) = parsed
             .token

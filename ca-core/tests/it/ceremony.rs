@@ -18,9 +18,17 @@ fn spec(prefix: &str) -> CeremonySpec {
 }
 
 fn write_pems(dir: &std::path::Path, h: &Hierarchy) {
-    fs::write(dir.join("root.pem"), h.root.cert.to_pem()).unwrap();
-    fs::write(dir.join("issuing.pem"), h.issuing[0].ca.cert.to_pem()).unwrap();
-    fs::write(dir.join("ocsp.pem"), h.issuing[0].ocsp.cert.to_pem()).unwrap();
+    fs::write(dir.join("root.pem"), h.root.cert.to_pem().unwrap()).unwrap();
+    fs::write(
+        dir.join("issuing.pem"),
+        h.issuing[0].ca.cert.to_pem().unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("ocsp.pem"),
+        h.issuing[0].ocsp.cert.to_pem().unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]

@@ -52,9 +52,7 @@ fn fails_with(r: &Run, needle: &str) {
 }
 
 fn init_embedded(dir: &Path) -> Run {
-    run(keyhold(dir)
-        .args(["init", "--insecure-fast-kdf"])
-        .env("KEYHOLD_PASSPHRASE", PASS))
+    run(keyhold(dir).args(["init"]).env("KEYHOLD_PASSPHRASE", PASS))
 }
 
 /// Every file under `dir` with its contents, to prove a failed command changed nothing.
@@ -138,7 +136,7 @@ fn init_over_an_existing_ca_refuses_and_changes_nothing() {
 fn demo_init_stores_a_private_passphrase_and_later_commands_use_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let r = run(keyhold(&dir).args(["init", "--demo", "--insecure-fast-kdf"]));
+    let r = run(keyhold(&dir).args(["init", "--demo"]));
     assert!(r.ok, "{}", r.stderr);
     assert!(r.stdout.contains("DEMO ONLY"), "{}", r.stdout);
     use std::os::unix::fs::PermissionsExt;
@@ -190,7 +188,7 @@ fn missing_short_or_world_readable_passphrases_are_refused_and_nothing_is_left()
 #[test]
 fn an_unwritable_data_directory_is_a_clear_error() {
     let r = run(keyhold(Path::new("/proc/keyhold-cannot-exist"))
-        .args(["init", "--insecure-fast-kdf"])
+        .args(["init"])
         .env("KEYHOLD_PASSPHRASE", PASS));
     fails_with(&r, "/proc/keyhold-cannot-exist");
 }
@@ -437,7 +435,7 @@ fn policy_check_accepts_the_shipped_profiles_and_checks_their_issuers() {
     let ceremony = tmp.path().join("ceremony.toml");
     fs::write(&ceremony, "[[issuing]]\nid = \"other-ca\"\n").unwrap();
     let r = run(keyhold(&dir)
-        .args(["init", "--insecure-fast-kdf", "--ceremony"])
+        .args(["init", "--ceremony"])
         .arg(&ceremony)
         .env("KEYHOLD_PASSPHRASE", PASS));
     assert!(r.ok, "{}", r.stderr);
