@@ -51,8 +51,13 @@ fn fails_with(r: &Run, needle: &str) {
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
 }
 
+/// Runs `keyhold ARGS` on `dir` with the test passphrase in the environment.
+fn with_pass(dir: &Path, args: &[&str]) -> Run {
+    run(keyhold(dir).args(args).env("KEYHOLD_PASSPHRASE", PASS))
+}
+
 fn init_embedded(dir: &Path) -> Run {
-    run(keyhold(dir).args(["init"]).env("KEYHOLD_PASSPHRASE", PASS))
+    with_pass(dir, &["init"])
 }
 
 /// Every file under `dir` with its contents, to prove a failed command changed nothing.
@@ -104,9 +109,7 @@ fn init_makes_a_hierarchy_that_openssl_verifies_and_ca_check_loads() {
     assert!(r.stdout.contains("SHA-256"), "{}", r.stdout);
     openssl_verify(&dir.join("ca"), "issuing-ca.pem");
     openssl_verify(&dir.join("ca"), "issuing-ca-ocsp.pem");
-    let r = run(keyhold(&dir)
-        .args(["ca", "check"])
-        .env("KEYHOLD_PASSPHRASE", PASS));
+    let r = with_pass(&dir, &["ca", "check"]);
     assert!(r.ok, "{}", r.stderr);
     assert!(r.stdout.contains("key matches certificate"), "{}", r.stdout);
     assert!(
@@ -227,18 +230,14 @@ fn a_swapped_issuer_key_or_an_altered_key_file_stops_the_ca_loading() {
         ),
     )
     .unwrap();
-    let r = run(keyhold(&dir)
-        .args(["ca", "check"])
-        .env("KEYHOLD_PASSPHRASE", PASS));
+    let r = with_pass(&dir, &["ca", "check"]);
     fails_with(&r, "does not match the certificate");
     fs::write(&config, &original).unwrap();
 
     let key = dir.join("token/keys/issuing-ca.key");
     let text = fs::read_to_string(&key).unwrap();
     fs::write(&key, text.replacen("sealed = \"", "sealed = \"00", 1)).unwrap();
-    let r = run(keyhold(&dir)
-        .args(["ca", "check"])
-        .env("KEYHOLD_PASSPHRASE", PASS));
+    let r = with_pass(&dir, &["ca", "check"]);
     fails_with(&r, "damaged or was altered");
 }
 
@@ -278,16 +277,15 @@ fn ocsp_renew_issues_a_fresh_responder_certificate() {
     assert!(init_embedded(&dir).ok);
     let path = dir.join("ca/issuing-ca-ocsp.pem");
     let before = fs::read(&path).unwrap();
-    let r = run(keyhold(&dir)
-        .args(["ocsp", "renew", "--issuer", "issuing-ca", "--days", "7"])
-        .env("KEYHOLD_PASSPHRASE", PASS));
+    let r = with_pass(
+        &dir,
+        &["ocsp", "renew", "--issuer", "issuing-ca", "--days", "7"],
+    );
     assert!(r.ok, "{}", r.stderr);
     assert_ne!(fs::read(&path).unwrap(), before);
     openssl_verify(&dir.join("ca"), "issuing-ca-ocsp.pem");
     fails_with(
-        &run(keyhold(&dir)
-            .args(["ocsp", "renew", "--issuer", "nope"])
-            .env("KEYHOLD_PASSPHRASE", PASS)),
+        &with_pass(&dir, &["ocsp", "renew", "--issuer", "nope"]),
         "no issuer \"nope\"",
     );
 }
