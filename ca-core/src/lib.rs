@@ -3,6 +3,7 @@
 //! This crate knows no HTTP, SQL or templates (CI proves it with `cargo tree`). It is
 //! synchronous; the server runs its calls on a blocking thread pool.
 
+pub mod audit;
 pub mod ceremony;
 pub mod csr;
 pub mod error;
@@ -10,4 +11,5 @@ pub mod issuer;
 pub mod keystore;
 pub mod policy;
 pub mod secret;
+pub mod store;
 pub mod x509;

@@ -1,0 +1,403 @@
+//! What the CA needs from its database, as a trait the `db` crate implements with diesel.
+//!
+//! Every method that changes state takes the [`AuditEvent`]s describing the change and
+//! appends them in the same transaction: if an audit entry cannot be written, the change does
+//! not happen (fail closed). Methods are synchronous; implementations may batch concurrent
+//! callers into one transaction (group commit) as long as each call returns only once its
+//! change is durable.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
+use crate::error::ErrorKind;
+use crate::issuer::IssuerId;
+
+/// A certificate serial as lowercase hex without separators (the DER INTEGER's content bytes).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Serial(String);
+
+impl Serial {
+    /// Parses hex, with or without colons or spaces, in either case (`0A:1b` or `0a1b`).
+    ///
+    /// Fails if it is not 1 to 20 octets of hex.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let hex: String = text
+            .trim()
+            .chars()
+            .filter(|c| *c != ':' && *c != ' ')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        let ok = !hex.is_empty()
+            && hex.len() % 2 == 0
+            && hex.len() <= 40
+            && hex.chars().all(|c| c.is_ascii_hexdigit());
+        if ok {
+            Ok(Serial(hex))
+        } else {
+            Err(format!(
+                "{text:?} is not a serial number (expected 1 to 20 octets of hex, e.g. 4f:0a:...)"
+            ))
+        }
+    }
+
+    /// From the DER INTEGER content bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Serial(hex::encode(bytes))
+    }
+
+    /// Lowercase hex.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Serial({})", self.0)
+    }
+}
+
+/// A certificate's state in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertStatus {
+    /// The serial is reserved and the certificate is being signed.
+    Reserved,
+    /// Issued and not revoked (it may have expired: compare `not_after`).
+    Valid,
+    /// Revoked.
+    Revoked,
+    /// Signing or recording failed, or the process died while signing. The serial is burnt.
+    Failed,
+}
+
+impl CertStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertStatus::Reserved => "reserved",
+            CertStatus::Valid => "valid",
+            CertStatus::Revoked => "revoked",
+            CertStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            CertStatus::Reserved,
+            CertStatus::Valid,
+            CertStatus::Revoked,
+            CertStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A request's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved and issued (the certificate's serial is on the request).
+    Issued,
+    /// An officer rejected it.
+    Rejected,
+    /// Approved, but issuance then failed (policy no longer allows it, or signing failed).
+    Failed,
+    /// Not approved in time.
+    Expired,
+}
+
+impl RequestStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Issued => "issued",
+            RequestStatus::Rejected => "rejected",
+            RequestStatus::Failed => "failed",
+            RequestStatus::Expired => "expired",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            RequestStatus::Pending,
+            RequestStatus::Issued,
+            RequestStatus::Rejected,
+            RequestStatus::Failed,
+            RequestStatus::Expired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A serial to reserve before signing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    /// The serial (random, 128 bits).
+    pub serial: Serial,
+    /// Who signs.
+    pub issuer: IssuerId,
+    /// The profile it is issued under.
+    pub profile: String,
+    /// Who asked.
+    pub requester: String,
+    /// Subject in RFC 4514 form.
+    pub subject: String,
+    /// SANs as searchable text, e.g. `DNS:a.internal IP:10.0.0.1`.
+    pub sans: String,
+    /// notBefore.
+    pub not_before: SystemTime,
+    /// notAfter.
+    pub not_after: SystemTime,
+    /// The approval request this issuance completes, if any.
+    pub request_id: Option<i64>,
+}
+
+/// A certificate row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRow {
+    /// Serial.
+    pub serial: Serial,
+    /// Issuer id.
+    pub issuer: String,
+    /// Profile.
+    pub profile: String,
+    /// Requester.
+    pub requester: String,
+    /// Subject.
+    pub subject: String,
+    /// SANs as text.
+    pub sans: String,
+    /// notBefore.
+    pub not_before: SystemTime,
+    /// notAfter.
+    pub not_after: SystemTime,
+    /// State.
+    pub status: CertStatus,
+    /// The certificate, once issued.
+    pub der: Option<Vec<u8>>,
+    /// When the serial was reserved.
+    pub created_at: SystemTime,
+    /// The request it completes.
+    pub request_id: Option<i64>,
+    /// Why it failed, for `Failed`.
+    pub failure: Option<String>,
+}
+
+/// Which certificates to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertFilter {
+    /// Only this profile.
+    pub profile: Option<String>,
+    /// Only this status.
+    pub status: Option<CertStatus>,
+    /// Only those issued (status valid) whose notAfter is before this time and not yet past.
+    pub expiring_before: Option<SystemTime>,
+    /// Only those whose subject, SANs or serial contain this text (case-insensitive).
+    pub search: Option<String>,
+    /// Only this requester's.
+    pub requester: Option<String>,
+    /// Keyset cursor: continue after this `(created_at, serial)`, newest first.
+    pub after: Option<(SystemTime, Serial)>,
+    /// Page size (the store caps it at 1,000).
+    pub limit: u32,
+}
+
+/// A request waiting for, or done with, approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    /// Profile.
+    pub profile: String,
+    /// Who asked.
+    pub requester: String,
+    /// The CSR, DER.
+    pub csr_der: Vec<u8>,
+    /// Subject asked for.
+    pub subject: String,
+    /// SANs asked for, as text.
+    pub sans: String,
+    /// Approvals needed.
+    pub approvals_needed: u32,
+    /// After this, it can no longer be approved.
+    pub expires_at: SystemTime,
+}
+
+/// One officer's approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// The officer.
+    pub officer: String,
+    /// Their comment.
+    pub comment: String,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// A request row with its approvals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    /// Id.
+    pub id: i64,
+    /// Profile.
+    pub profile: String,
+    /// Requester.
+    pub requester: String,
+    /// The CSR, DER.
+    pub csr_der: Vec<u8>,
+    /// Subject asked for.
+    pub subject: String,
+    /// SANs asked for.
+    pub sans: String,
+    /// State.
+    pub status: RequestStatus,
+    /// Approvals needed.
+    pub approvals_needed: u32,
+    /// Approvals given, oldest first.
+    pub approvals: Vec<Approval>,
+    /// When it arrived.
+    pub created_at: SystemTime,
+    /// Approval deadline.
+    pub expires_at: SystemTime,
+    /// The officer who rejected it, or why issuance failed.
+    pub decided_by: Option<String>,
+    /// Rejection reason or failure.
+    pub reason: Option<String>,
+    /// The certificate issued for it.
+    pub serial: Option<Serial>,
+}
+
+/// Which requests to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    /// Only this status.
+    pub status: Option<RequestStatus>,
+    /// Only this requester's.
+    pub requester: Option<String>,
+    /// Keyset cursor: continue after this id, newest first.
+    pub before_id: Option<i64>,
+    /// Page size (capped at 1,000).
+    pub limit: u32,
+}
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The change conflicts with the current state (already decided, duplicate approval...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database schema is not the one this build expects.
+    #[error("database schema: {0}")]
+    Schema(String),
+    /// The database failed or is unreachable. Nothing was written.
+    #[error("database: {0}")]
+    Database(String),
+}
+
+impl StoreError {
+    /// The broad kind, for exit codes and HTTP statuses.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound(_) => ErrorKind::NotFound,
+            StoreError::Conflict(_) => ErrorKind::Conflict,
+            StoreError::Schema(_) | StoreError::Database(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
+/// The CA's database. Implemented by the `db` crate for SQLite and PostgreSQL.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Appends stand-alone audit events (key generated, CA initialised...) in one transaction.
+    fn audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+
+    /// Reserves `cert.serial` with status `Reserved` and appends `event`, in one transaction.
+    ///
+    /// Fails with `Conflict` if the serial exists (for this or any issuer), or, when
+    /// `cert.request_id` is set, if that request is not pending.
+    fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Stores the signed certificate, sets status `Valid`, marks its request `Issued`, and
+    /// appends `event`, in one transaction.
+    ///
+    /// Fails with `NotFound` or `Conflict` if the serial is not `Reserved`.
+    fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent)
+    -> Result<(), StoreError>;
+
+    /// Marks a reserved serial `Failed` with `reason` (and its request `Failed`), appending
+    /// `event`, in one transaction.
+    fn fail(&self, serial: &Serial, reason: &str, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Serials still `Reserved`, oldest first: left by a process that died while signing.
+    fn reserved(&self) -> Result<Vec<CertificateRow>, StoreError>;
+
+    /// One certificate.
+    fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRow>, StoreError>;
+
+    /// A page of certificates, newest first.
+    fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertificateRow>, StoreError>;
+
+    /// Records a request needing approval and appends `event` (whose object the store fills in
+    /// as `request:<id>` if it is empty), in one transaction. Returns its id.
+    fn create_request(&self, request: &NewRequest, event: &AuditEvent)
+    -> Result<i64, StoreError>;
+
+    /// One request with its approvals.
+    fn request(&self, id: i64) -> Result<Option<RequestRow>, StoreError>;
+
+    /// A page of requests, newest first.
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError>;
+
+    /// Adds `officer`'s approval and appends `event`, in one transaction. Returns the request
+    /// as it now stands.
+    ///
+    /// Fails with `Conflict` if the request is not pending, has expired (at `now`), the
+    /// officer is its requester, or the officer already approved it.
+    fn approve(
+        &self,
+        id: i64,
+        approval: &Approval,
+        now: SystemTime,
+        event: &AuditEvent,
+    ) -> Result<RequestRow, StoreError>;
+
+    /// Sets a pending request `Rejected` by `officer` for `reason`, appending `event`.
+    ///
+    /// Fails with `Conflict` if it is not pending or the officer is its requester.
+    fn reject(
+        &self,
+        id: i64,
+        officer: &str,
+        reason: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Sets a pending request `Failed` (approved but could not be issued), appending `event`.
+    fn fail_request(&self, id: i64, reason: &str, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Audit entries with `seq` in `from..=to`, in order.
+    fn audit_entries(&self, from: i64, to: i64) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The last entry's `(seq, hash)`, or `None` for an empty log.
+    fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError>;
+
+    /// Stores a checkpoint and appends `event`, in one transaction.
+    fn add_checkpoint(&self, checkpoint: &Checkpoint, event: &AuditEvent)
+    -> Result<(), StoreError>;
+
+    /// Every checkpoint, oldest first.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+}
