@@ -307,13 +307,33 @@ pub enum Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Finding::Edited { seq } => write!(f, "entry {seq} was edited (its hash no longer matches its content)"),
-            Finding::Deleted { seq } => write!(f, "entries before entry {seq} were deleted (its previous-hash matches no entry)"),
-            Finding::Inserted { seq } => write!(f, "entry {seq} was inserted (the chain skips over it)"),
-            Finding::Reordered { seq } => write!(f, "entry {seq} was moved out of its place (it follows an entry that comes later)"),
-            Finding::Truncated { seq } => write!(f, "entries up to {seq} are missing from the end (a checkpoint names entry {seq})"),
-            Finding::BadCheckpointSignature { seq } => write!(f, "the checkpoint at entry {seq} has a signature that does not verify with the audit key"),
-            Finding::Rewritten { seq } => write!(f, "the chain was rewritten: the signed checkpoint at entry {seq} names a different hash"),
+            Finding::Edited { seq } => write!(
+                f,
+                "entry {seq} was edited (its hash no longer matches its content)"
+            ),
+            Finding::Deleted { seq } => write!(
+                f,
+                "entries before entry {seq} were deleted (its previous-hash matches no entry)"
+            ),
+            Finding::Inserted { seq } => {
+                write!(f, "entry {seq} was inserted (the chain skips over it)")
+            }
+            Finding::Reordered { seq } => write!(
+                f,
+                "entry {seq} was moved out of its place (it follows an entry that comes later)"
+            ),
+            Finding::Truncated { seq } => write!(
+                f,
+                "entries up to {seq} are missing from the end (a checkpoint names entry {seq})"
+            ),
+            Finding::BadCheckpointSignature { seq } => write!(
+                f,
+                "the checkpoint at entry {seq} has a signature that does not verify with the audit key"
+            ),
+            Finding::Rewritten { seq } => write!(
+                f,
+                "the chain was rewritten: the signed checkpoint at entry {seq} names a different hash"
+            ),
         }
     }
 }
@@ -412,7 +432,10 @@ fn classify_break(
         };
     }
     // This entry was slipped in: the next one points at the entry before it.
-    if entries.get(i + 1).is_some_and(|next| next.prev_hash == prev) {
+    if entries
+        .get(i + 1)
+        .is_some_and(|next| next.prev_hash == prev)
+    {
         return Finding::Inserted { seq: entry.seq };
     }
     match position.get(&entry.prev_hash) {

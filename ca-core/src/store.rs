@@ -29,7 +29,7 @@ impl Serial {
             .map(|c| c.to_ascii_lowercase())
             .collect();
         let ok = !hex.is_empty()
-            && hex.len() % 2 == 0
+            && hex.len().is_multiple_of(2)
             && hex.len() <= 40
             && hex.chars().all(|c| c.is_ascii_hexdigit());
         if ok {
@@ -334,8 +334,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// appends `event`, in one transaction.
     ///
     /// Fails with `NotFound` or `Conflict` if the serial is not `Reserved`.
-    fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent)
-    -> Result<(), StoreError>;
+    fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent) -> Result<(), StoreError>;
 
     /// Marks a reserved serial `Failed` with `reason` (and its request `Failed`), appending
     /// `event`, in one transaction.
@@ -352,8 +351,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Records a request needing approval and appends `event` (whose object the store fills in
     /// as `request:<id>` if it is empty), in one transaction. Returns its id.
-    fn create_request(&self, request: &NewRequest, event: &AuditEvent)
-    -> Result<i64, StoreError>;
+    fn create_request(&self, request: &NewRequest, event: &AuditEvent) -> Result<i64, StoreError>;
 
     /// One request with its approvals.
     fn request(&self, id: i64) -> Result<Option<RequestRow>, StoreError>;
