@@ -321,6 +321,12 @@ impl StoreError {
 
 /// The CA's database. Implemented by the `db` crate for SQLite and PostgreSQL.
 pub trait Store: Send + Sync + fmt::Debug {
+    /// Records an issuer's certificate (DER) under its id if it is not there yet. Certificates
+    /// reference issuers, so this runs at start-up for every configured issuer.
+    ///
+    /// Fails with `Conflict` if the id is recorded with a different certificate.
+    fn ensure_issuer(&self, id: &IssuerId, der: &[u8]) -> Result<(), StoreError>;
+
     /// Appends stand-alone audit events (key generated, CA initialised...) in one transaction.
     fn audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
