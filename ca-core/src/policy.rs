@@ -381,6 +381,18 @@ impl Profile {
     pub fn description(&self) -> &str {
         &self.file.description
     }
+
+    /// The roles that may request under it.
+    pub fn requester_roles(&self) -> &[String] {
+        &self.file.approval.requester_roles
+    }
+
+    /// The same profile as seen from the ceremony CLI, where `cli_only` is satisfied.
+    pub fn without_cli_only(&self) -> Profile {
+        let mut p = self.clone();
+        p.file.cli_only = false;
+        p
+    }
 }
 
 /// Loads every `*.toml` in `dir`, sorted by name.
