@@ -209,6 +209,10 @@ pub struct Hierarchy {
     pub root: CaMaterial,
     /// The issuing CAs, in ceremony order.
     pub issuing: Vec<IssuingMaterial>,
+    /// The key that signs the audit log's checkpoints (P-256: it signs often).
+    pub audit_key: KeyRef,
+    /// The key store's URI for it.
+    pub audit_key_uri: String,
 }
 
 impl CeremonySpec {
@@ -331,7 +335,13 @@ impl CeremonySpec {
             labels.push(self.label(base));
             labels.push(self.label(&format!("{base}-ocsp")));
         }
+        labels.push(self.audit_key_label());
         labels
+    }
+
+    /// The label of the audit checkpoint key.
+    pub fn audit_key_label(&self) -> String {
+        self.label("audit")
     }
 
     /// The URL of the CRL an issuer publishes.
@@ -516,7 +526,14 @@ fn build(
             id,
         });
     }
-    Ok(Hierarchy { root, issuing })
+    // 4. The audit log's checkpoint key: no certificate, only its URI in the config.
+    let (audit_key, _) = generate(spec.audit_key_label(), KeySpec::EcP256)?;
+    Ok(Hierarchy {
+        root,
+        issuing,
+        audit_key_uri: store.uri(&audit_key),
+        audit_key,
+    })
 }
 
 /// What an OCSP responder certificate needs to know about its issuer.
@@ -585,7 +602,7 @@ mod tests {
         let spec = CeremonySpec::from_toml("").unwrap();
         assert_eq!(
             spec.key_labels(),
-            ["root-ca", "issuing-ca", "issuing-ca-ocsp"]
+            ["root-ca", "issuing-ca", "issuing-ca-ocsp", "audit"]
         );
         assert_eq!(spec.crl_url("root"), "http://127.0.0.1:8080/crl/root.crl");
     }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod ceremony;
 pub mod csr;
 pub mod error;
+pub mod inspect;
 pub mod issuance;
 pub mod issuer;
 pub mod keystore;
