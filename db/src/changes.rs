@@ -1,0 +1,343 @@
+//! The changes, each run by the writer in its own savepoint with its audit entries.
+//!
+//! Each checks the state it changes first and fails with `Conflict` or `NotFound` before
+//! writing anything; the savepoint undoes a change whose audit entry cannot be written.
+
+use ca_core::audit::{AuditEvent, Checkpoint};
+use ca_core::store::{
+    Approval, CertStatus, NewCertificate, NewRequest, RequestRow, RequestStatus, Serial, StoreError,
+};
+use diesel::prelude::*;
+
+use crate::error::OpError;
+use crate::records::{
+    ApprovalRecord, CheckpointRecord, NewCertRecord, NewIssuerRecord, NewRequestRecord,
+};
+use crate::schema::{approvals, audit_checkpoints, audit_log, certificates, issuers, requests};
+use crate::writer::Tx;
+use crate::{read, unix_micros};
+
+pub(crate) fn ensure_issuer(tx: &mut Tx<'_>, id: &str, der: &[u8]) -> Result<(), OpError> {
+    let known: Option<Vec<u8>> = issuers::table
+        .find(id)
+        .select(issuers::certificate)
+        .first(tx.conn)
+        .optional()?;
+    match known {
+        Some(known) if known == der => Ok(()),
+        Some(_) => Err(conflict(format!(
+            "issuer {id} is recorded with a different certificate"
+        ))),
+        None => {
+            diesel::insert_into(issuers::table)
+                .values(NewIssuerRecord {
+                    id,
+                    certificate: der,
+                    created_at: unix_micros(tx.now),
+                })
+                .execute(tx.conn)?;
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn audit(tx: &mut Tx<'_>, events: &[AuditEvent]) -> Result<(), OpError> {
+    for event in events {
+        tx.audit(event)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn reserve(
+    tx: &mut Tx<'_>,
+    cert: &NewCertificate,
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    let issuer: Option<String> = issuers::table
+        .find(cert.issuer.as_str())
+        .select(issuers::id)
+        .first(tx.conn)
+        .optional()?;
+    if issuer.is_none() {
+        return Err(StoreError::NotFound(format!("issuer {}", cert.issuer)).into());
+    }
+    if cert_status(tx, &cert.serial)?.is_some() {
+        return Err(conflict(format!(
+            "serial {} is already in use",
+            cert.serial
+        )));
+    }
+    if let Some(id) = cert.request_id {
+        let status = request_status(tx, id)?;
+        if status != RequestStatus::Pending {
+            return Err(conflict(format!(
+                "request {id} is {}, not pending",
+                status.as_str()
+            )));
+        }
+        if let Some(serial) = request_certificate(tx, id)? {
+            return Err(conflict(format!(
+                "request {id} already has certificate {serial}"
+            )));
+        }
+    }
+    diesel::insert_into(certificates::table)
+        .values(NewCertRecord::reserved(cert, tx.now))
+        .execute(tx.conn)?;
+    tx.audit(event)
+}
+
+pub(crate) fn complete(
+    tx: &mut Tx<'_>,
+    serial: &Serial,
+    der: &[u8],
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    let request_id = reserved(tx, serial)?;
+    diesel::update(certificates::table.find(serial.as_str()))
+        .set((
+            certificates::status.eq(CertStatus::Valid.as_str()),
+            certificates::der.eq(der),
+        ))
+        .execute(tx.conn)?;
+    if let Some(id) = request_id {
+        // The request was pending when the serial was reserved, and `reject` and
+        // `fail_request` refuse a request whose certificate is being signed.
+        diesel::update(requests::table.find(id))
+            .set((
+                requests::status.eq(RequestStatus::Issued.as_str()),
+                requests::serial.eq(serial.as_str()),
+            ))
+            .execute(tx.conn)?;
+    }
+    tx.audit(event)
+}
+
+pub(crate) fn fail(
+    tx: &mut Tx<'_>,
+    serial: &Serial,
+    reason: &str,
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    let request_id = reserved(tx, serial)?;
+    diesel::update(certificates::table.find(serial.as_str()))
+        .set((
+            certificates::status.eq(CertStatus::Failed.as_str()),
+            certificates::failure.eq(reason),
+        ))
+        .execute(tx.conn)?;
+    if let Some(id) = request_id {
+        diesel::update(
+            requests::table
+                .find(id)
+                .filter(requests::status.eq(RequestStatus::Pending.as_str())),
+        )
+        .set((
+            requests::status.eq(RequestStatus::Failed.as_str()),
+            requests::reason.eq(reason),
+        ))
+        .execute(tx.conn)?;
+    }
+    tx.audit(event)
+}
+
+pub(crate) fn create_request(
+    tx: &mut Tx<'_>,
+    request: &NewRequest,
+    event: &AuditEvent,
+) -> Result<i64, OpError> {
+    // Every write holds the chain lock, so max + 1 cannot be taken twice.
+    let last: Option<i64> = requests::table
+        .select(diesel::dsl::max(requests::id))
+        .first(tx.conn)?;
+    let id = last.unwrap_or(0) + 1;
+    diesel::insert_into(requests::table)
+        .values(NewRequestRecord::pending(id, request, tx.now))
+        .execute(tx.conn)?;
+    let mut event = event.clone();
+    if event.object.is_empty() {
+        event.object = format!("request:{id}");
+    }
+    tx.audit(&event)?;
+    Ok(id)
+}
+
+pub(crate) fn approve(
+    tx: &mut Tx<'_>,
+    id: i64,
+    approval: &Approval,
+    now: std::time::SystemTime,
+    event: &AuditEvent,
+) -> Result<RequestRow, OpError> {
+    let request = read::request_record(tx.conn, id)?
+        .ok_or_else(|| StoreError::NotFound(format!("request {id}")))?;
+    let status = request.status()?;
+    if status != RequestStatus::Pending {
+        return Err(conflict(format!(
+            "request {id} is {}, not pending",
+            status.as_str()
+        )));
+    }
+    if unix_micros(now) >= request.expires_at {
+        return Err(conflict(format!("request {id} has expired")));
+    }
+    if approval.officer == request.requester {
+        return Err(conflict(format!(
+            "{} asked for request {id} and cannot approve it",
+            approval.officer
+        )));
+    }
+    let already: i64 = approvals::table
+        .filter(approvals::request_id.eq(id))
+        .filter(approvals::officer.eq(&approval.officer))
+        .count()
+        .get_result(tx.conn)?;
+    if already > 0 {
+        return Err(conflict(format!(
+            "{} has already approved request {id}",
+            approval.officer
+        )));
+    }
+    diesel::insert_into(approvals::table)
+        .values(ApprovalRecord::new(id, approval))
+        .execute(tx.conn)?;
+    tx.audit(event)?;
+    let approvals = read::approvals_of(tx.conn, id)?;
+    Ok(request.into_row(approvals)?)
+}
+
+pub(crate) fn reject(
+    tx: &mut Tx<'_>,
+    id: i64,
+    officer: &str,
+    reason: &str,
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    let request = decidable(tx, id)?;
+    if officer == request.requester {
+        return Err(conflict(format!(
+            "{officer} asked for request {id} and cannot reject it"
+        )));
+    }
+    diesel::update(requests::table.find(id))
+        .set((
+            requests::status.eq(RequestStatus::Rejected.as_str()),
+            requests::decided_by.eq(officer),
+            requests::reason.eq(reason),
+        ))
+        .execute(tx.conn)?;
+    tx.audit(event)
+}
+
+pub(crate) fn fail_request(
+    tx: &mut Tx<'_>,
+    id: i64,
+    reason: &str,
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    decidable(tx, id)?;
+    diesel::update(requests::table.find(id))
+        .set((
+            requests::status.eq(RequestStatus::Failed.as_str()),
+            requests::reason.eq(reason),
+        ))
+        .execute(tx.conn)?;
+    tx.audit(event)
+}
+
+pub(crate) fn add_checkpoint(
+    tx: &mut Tx<'_>,
+    checkpoint: &Checkpoint,
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    let seq = checkpoint.seq;
+    let entry: Option<Vec<u8>> = audit_log::table
+        .find(seq)
+        .select(audit_log::hash)
+        .first(tx.conn)
+        .optional()?;
+    match entry {
+        None => return Err(StoreError::NotFound(format!("audit entry {seq}")).into()),
+        Some(hash) if hash != checkpoint.head_hash => {
+            return Err(conflict(format!(
+                "the checkpoint names a different hash than audit entry {seq}"
+            )));
+        }
+        Some(_) => {}
+    }
+    let exists: i64 = audit_checkpoints::table
+        .filter(audit_checkpoints::seq.eq(seq))
+        .count()
+        .get_result(tx.conn)?;
+    if exists > 0 {
+        return Err(conflict(format!(
+            "audit entry {seq} is already checkpointed"
+        )));
+    }
+    diesel::insert_into(audit_checkpoints::table)
+        .values(CheckpointRecord::from(checkpoint))
+        .execute(tx.conn)?;
+    tx.audit(event)
+}
+
+fn conflict(message: String) -> OpError {
+    StoreError::Conflict(message).into()
+}
+
+fn cert_status(tx: &mut Tx<'_>, serial: &Serial) -> Result<Option<(String, Option<i64>)>, OpError> {
+    Ok(certificates::table
+        .find(serial.as_str())
+        .select((certificates::status, certificates::request_id))
+        .first(tx.conn)
+        .optional()?)
+}
+
+/// The serial's request, if the serial is reserved; `NotFound` or `Conflict` otherwise.
+fn reserved(tx: &mut Tx<'_>, serial: &Serial) -> Result<Option<i64>, OpError> {
+    match cert_status(tx, serial)? {
+        None => Err(StoreError::NotFound(format!("certificate {serial}")).into()),
+        Some((status, request_id)) if status == CertStatus::Reserved.as_str() => Ok(request_id),
+        Some((status, _)) => Err(conflict(format!(
+            "certificate {serial} is {status}, not reserved"
+        ))),
+    }
+}
+
+fn request_status(tx: &mut Tx<'_>, id: i64) -> Result<RequestStatus, OpError> {
+    let status: Option<String> = requests::table
+        .find(id)
+        .select(requests::status)
+        .first(tx.conn)
+        .optional()?;
+    let status = status.ok_or_else(|| StoreError::NotFound(format!("request {id}")))?;
+    RequestStatus::parse(&status)
+        .ok_or_else(|| crate::error::corrupt("request status", &status).into())
+}
+
+fn request_certificate(tx: &mut Tx<'_>, id: i64) -> Result<Option<String>, OpError> {
+    Ok(certificates::table
+        .filter(certificates::request_id.eq(id))
+        .select(certificates::serial)
+        .first(tx.conn)
+        .optional()?)
+}
+
+/// A request that an officer or the issuance can still decide: pending, and with no
+/// certificate being signed for it.
+fn decidable(tx: &mut Tx<'_>, id: i64) -> Result<crate::records::RequestRecord, OpError> {
+    let request = read::request_record(tx.conn, id)?
+        .ok_or_else(|| StoreError::NotFound(format!("request {id}")))?;
+    let status = request.status()?;
+    if status != RequestStatus::Pending {
+        return Err(conflict(format!(
+            "request {id} is {}, not pending",
+            status.as_str()
+        )));
+    }
+    if let Some(serial) = request_certificate(tx, id)? {
+        return Err(conflict(format!(
+            "request {id} is being issued as certificate {serial}"
+        )));
+    }
+    Ok(request)
+}

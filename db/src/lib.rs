@@ -1,0 +1,308 @@
+//! Keyhold's database: [`ca_core::store::Store`] on SQLite or PostgreSQL, one code path.
+//!
+//! Invariants:
+//! - every change and its audit entries are written in one transaction, chained from the
+//!   current head of the audit log; if an audit entry cannot be written the change is rolled
+//!   back (fail closed);
+//! - a call that changes state returns only once its transaction is durable (SQLite:
+//!   `synchronous=FULL`; PostgreSQL: its default synchronous commit);
+//! - audit appends are serialised across every process sharing the database (SQLite: the
+//!   file's write lock, `BEGIN IMMEDIATE`; PostgreSQL: the `audit_head` row lock).
+//!
+//! All changes go through one writer thread per [`Db`] that commits several callers' changes
+//! together (group commit, see `writer.rs`); reads use a small connection pool.
+//!
+//! Times are stored as unix microseconds (`BIGINT`) on both backends, serials as lowercase
+//! hex, DER as binary.
+
+mod changes;
+mod conn;
+mod error;
+mod read;
+mod records;
+mod schema;
+mod writer;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub(crate) use ca_core::audit::unix_micros;
+use ca_core::audit::{AuditEvent, AuditRecord, Checkpoint};
+use ca_core::issuer::IssuerId;
+use ca_core::store::{
+    Approval, CertFilter, CertificateRow, NewCertificate, NewRequest, RequestFilter, RequestRow,
+    Serial, Store, StoreError,
+};
+use diesel::RunQueryDsl;
+use diesel::backend::Backend;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::conn::{AnyConnection, Manager, Target};
+use crate::error::OpError;
+use crate::writer::Writer;
+
+pub use crate::read::MAX_PAGE;
+
+/// The current time, as the store stamps rows and audit entries. Injected so tests can fix
+/// it; [`Db::open`] uses the system clock.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Any number, the same in every Keyhold process: the key of the PostgreSQL advisory lock
+/// that lets one process at a time migrate a shared database.
+const MIGRATION_LOCK: i64 = 0x006b_6579_686f_6c64; // "keyhold"
+
+/// Read connections per process.
+const SQLITE_READERS: u32 = 4;
+const POSTGRES_READERS: u32 = 8;
+/// How long a read waits for a pooled connection (or a new one) before failing.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keyhold's database.
+pub struct Db {
+    target: Target,
+    reads: r2d2::Pool<Manager>,
+    writer: Writer,
+    clock: Clock,
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens the database at `url`, migrates it to this build's schema, and starts its
+    /// writer thread.
+    ///
+    /// `url` is `sqlite://PATH` (or a bare path: the file is created if missing, its
+    /// directory is not) or `postgres://...` / `postgresql://...` (libpq's URL form; the
+    /// database must exist). Any other scheme is refused, so a misspelt PostgreSQL URL never
+    /// creates a SQLite file.
+    ///
+    /// Fails with [`StoreError::Database`] if the URL is not one of those or the database
+    /// cannot be reached or set up (SQLite: WAL must be available), and with
+    /// [`StoreError::Schema`] if the database holds a migration this build does not know (a
+    /// newer Keyhold upgraded it) or a migration fails.
+    pub fn open(url: &str) -> Result<Db, StoreError> {
+        Self::open_with_clock(url, Arc::new(SystemTime::now))
+    }
+
+    /// [`Db::open`] with the clock that stamps rows and audit entries.
+    pub fn open_with_clock(url: &str, clock: Clock) -> Result<Db, StoreError> {
+        let target = Target::parse(url)?;
+        let mut first = target.connect()?;
+        migrate(&mut first)?;
+        let readers = match target {
+            Target::Sqlite(_) => SQLITE_READERS,
+            Target::Postgres(_) => POSTGRES_READERS,
+        };
+        let reads = r2d2::Pool::builder()
+            .max_size(readers)
+            .min_idle(Some(0))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .build_unchecked(Manager {
+                target: target.clone(),
+            });
+        let writer = Writer::start(target.clone(), first, clock.clone())?;
+        Ok(Db {
+            target,
+            reads,
+            writer,
+            clock,
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        self.target.backend()
+    }
+
+    /// A round trip to the database, for a readiness check.
+    ///
+    /// Fails with [`StoreError::Database`] if no connection can be had or the query fails.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.read(conn::ping)
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .reads
+            .get()
+            .map_err(|e| StoreError::Database(format!("no database connection: {e}")))?;
+        f(&mut conn)
+    }
+}
+
+/// Brings the schema up to this build's, holding the write lock so that two processes
+/// starting together do not both migrate.
+fn migrate(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    conn::write_transaction(conn, |conn| -> Result<(), OpError> {
+        match conn {
+            AnyConnection::Postgres(c) => {
+                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                    .execute(c)?;
+                migrate_with(c, POSTGRES_MIGRATIONS)?;
+            }
+            AnyConnection::Sqlite(c) => migrate_with(c, SQLITE_MIGRATIONS)?,
+        }
+        Ok(())
+    })
+    .map_err(StoreError::from)
+}
+
+fn migrate_with<C, DB>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<(), StoreError>
+where
+    DB: Backend,
+    C: MigrationHarness<DB>,
+    EmbeddedMigrations: diesel::migration::MigrationSource<DB>,
+{
+    let schema = |what: &str, e: &dyn fmt::Display| StoreError::Schema(format!("{what}: {e}"));
+    let known: Vec<String> = diesel::migration::MigrationSource::<DB>::migrations(&migrations)
+        .map_err(|e| schema("reading this build's migrations", &e))?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    let applied = conn
+        .applied_migrations()
+        .map_err(|e| schema("reading the applied migrations", &e))?;
+    if let Some(unknown) = applied
+        .iter()
+        .map(|v| v.to_string())
+        .find(|v| !known.contains(v))
+    {
+        return Err(StoreError::Schema(format!(
+            "the database has migration {unknown}, which this build does not know: \
+             a newer Keyhold has upgraded it"
+        )));
+    }
+    conn.run_pending_migrations(migrations)
+        .map_err(|e| schema("migrating", &e))?;
+    Ok(())
+}
+
+impl Store for Db {
+    fn ensure_issuer(&self, id: &IssuerId, der: &[u8]) -> Result<(), StoreError> {
+        let (id, der) = (id.as_str().to_owned(), der.to_vec());
+        self.writer
+            .write(move |tx| changes::ensure_issuer(tx, &id, &der))
+    }
+
+    fn audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = events.to_vec();
+        self.writer.write(move |tx| changes::audit(tx, &events))
+    }
+
+    fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError> {
+        let (cert, event) = (cert.clone(), event.clone());
+        self.writer
+            .write(move |tx| changes::reserve(tx, &cert, &event))
+    }
+
+    fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent) -> Result<(), StoreError> {
+        let (serial, der, event) = (serial.clone(), der.to_vec(), event.clone());
+        self.writer
+            .write(move |tx| changes::complete(tx, &serial, &der, &event))
+    }
+
+    fn fail(&self, serial: &Serial, reason: &str, event: &AuditEvent) -> Result<(), StoreError> {
+        let (serial, reason, event) = (serial.clone(), reason.to_owned(), event.clone());
+        self.writer
+            .write(move |tx| changes::fail(tx, &serial, &reason, &event))
+    }
+
+    fn reserved(&self) -> Result<Vec<CertificateRow>, StoreError> {
+        self.read(read::reserved)
+    }
+
+    fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRow>, StoreError> {
+        self.read(|conn| read::certificate(conn, serial))
+    }
+
+    /// Newest first; `filter.limit` 0 means the largest page ([`MAX_PAGE`]).
+    fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertificateRow>, StoreError> {
+        let now = (self.clock)();
+        self.read(|conn| read::certificates(conn, filter, now))
+    }
+
+    fn create_request(&self, request: &NewRequest, event: &AuditEvent) -> Result<i64, StoreError> {
+        let (request, event) = (request.clone(), event.clone());
+        self.writer
+            .write(move |tx| changes::create_request(tx, &request, &event))
+    }
+
+    fn request(&self, id: i64) -> Result<Option<RequestRow>, StoreError> {
+        self.read(|conn| read::request(conn, id))
+    }
+
+    /// Newest first; `filter.limit` 0 means the largest page ([`MAX_PAGE`]).
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
+        self.read(|conn| read::requests(conn, filter))
+    }
+
+    fn approve(
+        &self,
+        id: i64,
+        approval: &Approval,
+        now: SystemTime,
+        event: &AuditEvent,
+    ) -> Result<RequestRow, StoreError> {
+        let (approval, event) = (approval.clone(), event.clone());
+        self.writer
+            .write(move |tx| changes::approve(tx, id, &approval, now, &event))
+    }
+
+    fn reject(
+        &self,
+        id: i64,
+        officer: &str,
+        reason: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (officer, reason, event) = (officer.to_owned(), reason.to_owned(), event.clone());
+        self.writer
+            .write(move |tx| changes::reject(tx, id, &officer, &reason, &event))
+    }
+
+    fn fail_request(&self, id: i64, reason: &str, event: &AuditEvent) -> Result<(), StoreError> {
+        let (reason, event) = (reason.to_owned(), event.clone());
+        self.writer
+            .write(move |tx| changes::fail_request(tx, id, &reason, &event))
+    }
+
+    fn audit_entries(&self, from: i64, to: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        self.read(|conn| read::audit_entries(conn, from, to))
+    }
+
+    /// The head as recorded with every append, so entries deleted from the end of the log
+    /// do not move it: a checkpoint signed afterwards still names the true head.
+    fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        self.read(writer::read_head)
+    }
+
+    fn add_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (checkpoint, event) = (checkpoint.clone(), event.clone());
+        self.writer
+            .write(move |tx| changes::add_checkpoint(tx, &checkpoint, &event))
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.read(read::checkpoints)
+    }
+}

@@ -1,0 +1,236 @@
+//! Queries that read, on a pooled connection.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use ca_core::audit::{AuditRecord, Checkpoint};
+use ca_core::store::{
+    Approval, CertFilter, CertStatus, CertificateRow, RequestFilter, RequestRow, Serial, StoreError,
+};
+use diesel::prelude::*;
+
+use crate::conn::AnyConnection;
+use crate::error::{OpError, db_error};
+use crate::records::{
+    ApprovalRecord, AuditLogRecord, CertRecord, CheckpointRecord, RequestRecord, search_text,
+};
+use crate::schema::{approvals, audit_checkpoints, audit_log, certificates, requests};
+use crate::unix_micros;
+
+type Backend = <AnyConnection as diesel::Connection>::Backend;
+
+/// The largest page a list returns.
+pub const MAX_PAGE: u32 = 1_000;
+
+/// A page size: as asked, at most [`MAX_PAGE`]; 0 asks for the largest page.
+fn page(limit: u32) -> i64 {
+    i64::from(if limit == 0 {
+        MAX_PAGE
+    } else {
+        limit.min(MAX_PAGE)
+    })
+}
+
+pub(crate) fn certificate(
+    conn: &mut AnyConnection,
+    serial: &Serial,
+) -> Result<Option<CertificateRow>, StoreError> {
+    certificates::table
+        .find(serial.as_str())
+        .select(CertRecord::as_select())
+        .first(conn)
+        .optional()
+        .map_err(db_error)?
+        .map(CertificateRow::try_from)
+        .transpose()
+}
+
+pub(crate) fn reserved(conn: &mut AnyConnection) -> Result<Vec<CertificateRow>, StoreError> {
+    certificates::table
+        .filter(certificates::status.eq(CertStatus::Reserved.as_str()))
+        .order((certificates::created_at.asc(), certificates::serial.asc()))
+        .select(CertRecord::as_select())
+        .load(conn)
+        .map_err(db_error)?
+        .into_iter()
+        .map(CertificateRow::try_from)
+        .collect()
+}
+
+pub(crate) fn certificates(
+    conn: &mut AnyConnection,
+    filter: &CertFilter,
+    now: SystemTime,
+) -> Result<Vec<CertificateRow>, StoreError> {
+    use certificates::dsl as c;
+    let mut query = c::certificates
+        .select(CertRecord::as_select())
+        .into_boxed::<Backend>();
+    if let Some(profile) = &filter.profile {
+        query = query.filter(c::profile.eq(profile.clone()));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(c::status.eq(status.as_str()));
+    }
+    if let Some(before) = filter.expiring_before {
+        query = query
+            .filter(c::status.eq(CertStatus::Valid.as_str()))
+            .filter(c::not_after.lt(unix_micros(before)))
+            .filter(c::not_after.gt(unix_micros(now)));
+    }
+    if let Some(text) = filter.search.as_deref().filter(|t| !t.is_empty()) {
+        query = query.filter(c::search.like(like_pattern(text)).escape('\\'));
+    }
+    if let Some(requester) = &filter.requester {
+        query = query.filter(c::requester.eq(requester.clone()));
+    }
+    if let Some((created, serial)) = &filter.after {
+        let created = unix_micros(*created);
+        query = query.filter(
+            c::created_at.lt(created).or(c::created_at
+                .eq(created)
+                .and(c::serial.lt(serial.as_str().to_owned()))),
+        );
+    }
+    query
+        .order((c::created_at.desc(), c::serial.desc()))
+        .limit(page(filter.limit))
+        .load(conn)
+        .map_err(db_error)?
+        .into_iter()
+        .map(CertificateRow::try_from)
+        .collect()
+}
+
+/// `%text%` over the lowercased search column, with LIKE's wildcards in `text` taken
+/// literally.
+fn like_pattern(text: &str) -> String {
+    let needle = search_text_of(text);
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for ch in needle.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The needle lowercased exactly as the stored column is.
+fn search_text_of(text: &str) -> String {
+    let lowered = search_text("", "", text);
+    lowered.trim_start_matches('\n').to_owned()
+}
+
+pub(crate) fn request_record(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<RequestRecord>, StoreError> {
+    requests::table
+        .find(id)
+        .select(RequestRecord::as_select())
+        .first(conn)
+        .optional()
+        .map_err(db_error)
+}
+
+pub(crate) fn approvals_of(conn: &mut AnyConnection, id: i64) -> Result<Vec<Approval>, StoreError> {
+    Ok(approvals::table
+        .filter(approvals::request_id.eq(id))
+        .order((approvals::at.asc(), approvals::officer.asc()))
+        .select(ApprovalRecord::as_select())
+        .load(conn)
+        .map_err(db_error)?
+        .into_iter()
+        .map(Approval::from)
+        .collect())
+}
+
+pub(crate) fn request(conn: &mut AnyConnection, id: i64) -> Result<Option<RequestRow>, StoreError> {
+    conn.transaction::<_, OpError, _>(|conn| {
+        let Some(record) = request_record(conn, id)? else {
+            return Ok(None);
+        };
+        let approvals = approvals_of(conn, id)?;
+        Ok(Some(record.into_row(approvals)?))
+    })
+    .map_err(StoreError::from)
+}
+
+pub(crate) fn requests(
+    conn: &mut AnyConnection,
+    filter: &RequestFilter,
+) -> Result<Vec<RequestRow>, StoreError> {
+    use requests::dsl as r;
+    conn.transaction::<_, OpError, _>(|conn| {
+        let mut query = r::requests
+            .select(RequestRecord::as_select())
+            .into_boxed::<Backend>();
+        if let Some(status) = filter.status {
+            query = query.filter(r::status.eq(status.as_str()));
+        }
+        if let Some(requester) = &filter.requester {
+            query = query.filter(r::requester.eq(requester.clone()));
+        }
+        if let Some(before) = filter.before_id {
+            query = query.filter(r::id.lt(before));
+        }
+        let records: Vec<RequestRecord> = query
+            .order(r::id.desc())
+            .limit(page(filter.limit))
+            .load(conn)
+            .map_err(db_error)?;
+        let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+        let mut by_request: HashMap<i64, Vec<Approval>> = HashMap::new();
+        if !ids.is_empty() {
+            let approvals: Vec<ApprovalRecord> = approvals::table
+                .filter(approvals::request_id.eq_any(ids))
+                .order((approvals::at.asc(), approvals::officer.asc()))
+                .select(ApprovalRecord::as_select())
+                .load(conn)
+                .map_err(db_error)?;
+            for a in approvals {
+                by_request.entry(a.request_id).or_default().push(a.into());
+            }
+        }
+        let rows = records
+            .into_iter()
+            .map(|r| {
+                let approvals = by_request.remove(&r.id).unwrap_or_default();
+                r.into_row(approvals)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(rows)
+    })
+    .map_err(StoreError::from)
+}
+
+pub(crate) fn audit_entries(
+    conn: &mut AnyConnection,
+    from: i64,
+    to: i64,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    audit_log::table
+        .filter(audit_log::seq.ge(from))
+        .filter(audit_log::seq.le(to))
+        .order(audit_log::seq.asc())
+        .select(AuditLogRecord::as_select())
+        .load(conn)
+        .map_err(db_error)?
+        .into_iter()
+        .map(AuditRecord::try_from)
+        .collect()
+}
+
+pub(crate) fn checkpoints(conn: &mut AnyConnection) -> Result<Vec<Checkpoint>, StoreError> {
+    audit_checkpoints::table
+        .order(audit_checkpoints::seq.asc())
+        .select(CheckpointRecord::as_select())
+        .load(conn)
+        .map_err(db_error)?
+        .into_iter()
+        .map(Checkpoint::try_from)
+        .collect()
+}

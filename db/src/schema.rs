@@ -1,0 +1,87 @@
+//! The tables, as diesel sees them: the same on both backends (see `migrations/`).
+
+diesel::table! {
+    issuers (id) {
+        id -> Text,
+        certificate -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    requests (id) {
+        id -> BigInt,
+        profile -> Text,
+        requester -> Text,
+        csr_der -> Binary,
+        subject -> Text,
+        sans -> Text,
+        status -> Text,
+        approvals_needed -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        decided_by -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        serial -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    approvals (request_id, officer) {
+        request_id -> BigInt,
+        officer -> Text,
+        comment -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    certificates (serial) {
+        serial -> Text,
+        issuer -> Text,
+        subject -> Text,
+        sans -> Text,
+        search -> Text,
+        not_before -> BigInt,
+        not_after -> BigInt,
+        profile -> Text,
+        requester -> Text,
+        status -> Text,
+        der -> Nullable<Binary>,
+        created_at -> BigInt,
+        request_id -> Nullable<BigInt>,
+        failure -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_log (seq) {
+        seq -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        source -> Text,
+        action -> Text,
+        object -> Text,
+        details -> Text,
+        prev_hash -> Binary,
+        hash -> Binary,
+    }
+}
+
+diesel::table! {
+    audit_checkpoints (seq) {
+        seq -> BigInt,
+        head_hash -> Binary,
+        at -> BigInt,
+        key_uri -> Text,
+        signature -> Binary,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        hash -> Binary,
+    }
+}

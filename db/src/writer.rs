@@ -1,0 +1,281 @@
+//! Group commit: one writer thread per [`crate::Db`] runs every change.
+//!
+//! Callers hand their change to the writer as a [`Job`] and wait. The writer takes the
+//! first waiting job, then every other job already queued (up to [`MAX_BATCH`]), and runs
+//! them in one write transaction:
+//!
+//! 1. begin (SQLite `BEGIN IMMEDIATE`), lock and read the audit chain head;
+//! 2. run each job in its own savepoint: a job that fails (a conflict, a failed audit
+//!    insert) rolls back to its savepoint alone, and the chain head goes back to where it was
+//!    before that job;
+//! 3. store the new chain head, commit once (one fsync for the whole batch);
+//! 4. answer every caller: its own result if the commit succeeded, the commit's error if not.
+//!
+//! So every call returns only once its change is durable, while many callers share the cost
+//! of one commit. While the writer commits one batch, the next one queues up.
+
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use ca_core::audit::{AuditEvent, GENESIS};
+use ca_core::store::StoreError;
+use diesel::prelude::*;
+
+use crate::conn::{self, AnyConnection, Target};
+use crate::error::OpError;
+use crate::records::{AuditLogRecord, hash32};
+use crate::schema::{audit_head, audit_log};
+use crate::{Clock, error};
+
+/// The most jobs one transaction holds. Large enough that 16 callers share every commit,
+/// small enough that one batch's transaction stays short.
+const MAX_BATCH: usize = 256;
+
+/// The audit chain's head as the running transaction sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chain {
+    seq: i64,
+    hash: [u8; 32],
+}
+
+/// What a job's change sees: the connection inside its savepoint, the chain to append to,
+/// and the time.
+pub(crate) struct Tx<'a> {
+    pub conn: &'a mut AnyConnection,
+    chain: &'a mut Chain,
+    pub now: SystemTime,
+}
+
+impl Tx<'_> {
+    /// Appends `event` to the audit chain (the caller's savepoint rolls it back with the
+    /// change if anything later fails).
+    pub(crate) fn audit(&mut self, event: &AuditEvent) -> Result<(), OpError> {
+        let record = event.seal(self.chain.seq + 1, self.now, self.chain.hash);
+        diesel::insert_into(audit_log::table)
+            .values(AuditLogRecord::from(&record))
+            .execute(self.conn)?;
+        *self.chain = Chain {
+            seq: record.seq,
+            hash: record.hash,
+        };
+        Ok(())
+    }
+}
+
+/// One caller's change, waiting for the writer.
+pub(crate) trait Job: Send {
+    /// Runs the change inside the batch transaction, in its own savepoint.
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), OpError>;
+    /// The change failed (or its savepoint could not be ended): the caller gets `error`.
+    fn failed(&mut self, error: StoreError);
+    /// Answers the caller once the batch has committed (`Ok`) or failed.
+    fn answer(self: Box<Self>, committed: Result<(), &StoreError>);
+}
+
+/// A [`Job`] from a closure, answering its caller through a channel.
+struct Call<T, F> {
+    change: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: SyncSender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Call<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, OpError> + Send,
+{
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), OpError> {
+        let change = self
+            .change
+            .take()
+            .ok_or_else(|| StoreError::Database("internal: a write ran twice".into()))?;
+        let value = change(tx)?;
+        self.outcome = Some(Ok(value));
+        Ok(())
+    }
+
+    fn failed(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), &StoreError>) {
+        let result = match committed {
+            Ok(()) => self
+                .outcome
+                .unwrap_or_else(|| Err(StoreError::Database("internal: a write never ran".into()))),
+            Err(e) => Err(StoreError::Database(format!(
+                "commit failed, nothing written: {e}"
+            ))),
+        };
+        // The caller may have gone; nothing to do then.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handle to a running writer thread.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    jobs: Option<Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the writer thread for `target`; it opens its own connection (`first`, already
+    /// connected, if given) and reconnects after a failure.
+    pub(crate) fn start(
+        target: Target,
+        first: AnyConnection,
+        clock: Clock,
+    ) -> Result<Writer, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let thread = std::thread::Builder::new()
+            .name("keyhold-db-writer".into())
+            .spawn(move || {
+                let mut state = WriterState {
+                    target,
+                    conn: Some(first),
+                    clock,
+                };
+                state.serve(queue);
+            })
+            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `change` in the writer's next transaction and returns its result once that
+    /// transaction has committed.
+    pub(crate) fn write<T, F>(&self, change: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
+    {
+        let stopped = || StoreError::Database("the database writer has stopped".into());
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = Box::new(Call {
+            change: Some(change),
+            outcome: None,
+            reply,
+        });
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has answered every queued job.
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct WriterState {
+    target: Target,
+    conn: Option<AnyConnection>,
+    clock: Clock,
+}
+
+impl WriterState {
+    fn serve(&mut self, queue: Receiver<Box<dyn Job>>) {
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let committed = self.run_batch(&mut batch);
+            for job in batch {
+                job.answer(committed.as_ref().map(|_| ()));
+            }
+        }
+    }
+
+    /// Runs the jobs in one transaction; `Err` if it could not commit.
+    fn run_batch(&mut self, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(self.target.connect()?),
+        };
+        let clock = &self.clock;
+        let result = conn::write_transaction(conn, |conn| -> Result<(), OpError> {
+            let start = lock_chain(conn)?;
+            let mut chain = start;
+            for job in batch.iter_mut() {
+                let mut tentative = chain;
+                let now = clock();
+                let ran = conn.transaction(|conn| {
+                    job.run(&mut Tx {
+                        conn,
+                        chain: &mut tentative,
+                        now,
+                    })
+                });
+                match ran {
+                    Ok(()) => chain = tentative,
+                    Err(e) => job.failed(e.into()),
+                }
+                if conn::transaction_failed(conn) {
+                    return Err(
+                        StoreError::Database("the connection broke mid-batch".into()).into(),
+                    );
+                }
+            }
+            if chain != start {
+                diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+                    .set((
+                        audit_head::seq.eq(chain.seq),
+                        audit_head::hash.eq(chain.hash.to_vec()),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok(())
+        });
+        result.map_err(|e| {
+            // The connection may be dead or in an unknown state: open a new one next time.
+            self.conn = None;
+            StoreError::from(e)
+        })
+    }
+}
+
+/// Locks the chain head for this transaction and reads it. On PostgreSQL the update takes
+/// the head row's lock, so appends from every process sharing the database queue here.
+fn lock_chain(conn: &mut AnyConnection) -> Result<Chain, OpError> {
+    let locked = diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+        .set(audit_head::seq.eq(audit_head::seq))
+        .execute(conn)?;
+    if locked != 1 {
+        return Err(StoreError::Schema("the audit_head row is missing".into()).into());
+    }
+    let (seq, hash): (i64, Vec<u8>) = audit_head::table
+        .select((audit_head::seq, audit_head::hash))
+        .filter(audit_head::id.eq(1))
+        .first(conn)?;
+    Ok(Chain {
+        seq,
+        hash: hash32(&hash)?,
+    })
+}
+
+/// The head as [`ca_core::store::Store::audit_head`] reports it.
+pub(crate) fn read_head(conn: &mut AnyConnection) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+    let (seq, hash): (i64, Vec<u8>) = audit_head::table
+        .select((audit_head::seq, audit_head::hash))
+        .filter(audit_head::id.eq(1))
+        .first(conn)
+        .map_err(error::db_error)?;
+    let hash = hash32(&hash)?;
+    Ok((seq > 0 || hash != GENESIS).then_some((seq, hash)))
+}

@@ -1,0 +1,102 @@
+//! Many callers at once: group commit must keep every caller's outcome its own, and the
+//! audit chain whole, within one handle and across handles (processes) on one database.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ca_core::audit::{self, Action};
+use ca_core::keystore::{KeySpec, SpkiDer};
+use ca_core::store::{RequestFilter, Store, StoreError};
+
+use crate::support::*;
+
+on_both_backends!(
+    concurrent_callers_each_get_their_own_outcome,
+    two_handles_on_one_database_keep_one_chain,
+);
+
+fn assert_chain_intact(b: &Backend, expected_entries: usize) {
+    let entries = b.db.audit_entries(1, i64::MAX).unwrap();
+    assert_eq!(entries.len(), expected_entries);
+    let report = audit::verify(
+        &entries,
+        &[],
+        KeySpec::EcP256.signature_algorithm(),
+        &SpkiDer::from_der_unchecked(Vec::new()),
+    );
+    assert_eq!(report.first_problem, None);
+    assert_eq!(
+        b.db.audit_head().unwrap().unwrap().0,
+        expected_entries as i64
+    );
+}
+
+fn concurrent_callers_each_get_their_own_outcome(b: &Backend) {
+    with_issuer(b);
+    const THREADS: u64 = 16;
+    const OWN: u64 = 15;
+    const SHARED: u64 = 5;
+    let conflicts = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let conflicts = &conflicts;
+            scope.spawn(move || {
+                for i in 0..OWN {
+                    let s = serial(t * 100 + i);
+                    b.db.reserve(&new_cert(&s), &cert_event(Action::IssuanceStarted, &s))
+                        .unwrap();
+                    // Every thread also races for the same few serials: one wins each,
+                    // and the others' conflicts must not undo anyone else's change.
+                    if i < SHARED {
+                        let shared = serial(9_000 + i);
+                        match b.db.reserve(
+                            &new_cert(&shared),
+                            &cert_event(Action::IssuanceStarted, &shared),
+                        ) {
+                            Ok(()) => {}
+                            Err(StoreError::Conflict(_)) => {
+                                conflicts.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    b.db.complete(&s, b"DER", &cert_event(Action::CertificateIssued, &s))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(conflicts.into_inner(), ((THREADS - 1) * SHARED) as usize);
+    for t in 0..THREADS {
+        for i in 0..OWN {
+            let row = b.db.certificate(&serial(t * 100 + i)).unwrap().unwrap();
+            assert_eq!(row.der.as_deref(), Some(&b"DER"[..]));
+        }
+    }
+    assert_eq!(b.db.reserved().unwrap().len(), SHARED as usize);
+    assert_chain_intact(b, (THREADS * OWN * 2 + SHARED) as usize);
+}
+
+fn two_handles_on_one_database_keep_one_chain(b: &Backend) {
+    let second = b.reopen();
+    let handles = [&b.db, &second];
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let db = handles[t % 2];
+            scope.spawn(move || {
+                for _ in 0..10 {
+                    db.create_request(&new_request("alice"), &event(Action::RequestReceived, ""))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let mut ids: Vec<i64> =
+        b.db.requests(&RequestFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=80).collect::<Vec<_>>());
+    assert_chain_intact(b, 80);
+}

@@ -1,0 +1,16 @@
+//! db's integration tests: one binary, one module per area. Every test runs on SQLite (a
+//! file in a temporary directory) and on PostgreSQL (a fresh schema in the database named by
+//! `KEYHOLD_TEST_DATABASE_URL`; `.ci/test` starts a throwaway server).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+mod approvals;
+mod audit;
+mod concurrency;
+mod open;
+mod paging;
+mod requests;
+mod store;

@@ -1,0 +1,259 @@
+//! Certificate lists: newest first, keyset paging, every filter.
+
+use std::time::Duration;
+
+use ca_core::audit::Action;
+use ca_core::store::{CertFilter, CertStatus, CertificateRow, Serial, Store};
+
+use crate::support::*;
+
+on_both_backends!(
+    pages_walk_every_certificate_once_newest_first,
+    pages_walk_a_filtered_list,
+    search_is_a_case_insensitive_substring_of_subject_sans_or_serial,
+    search_takes_wildcards_literally,
+    expiring_lists_valid_certificates_not_yet_expired,
+    a_page_holds_at_most_a_thousand,
+);
+
+/// Certificates 1..=n, created two per second (so created_at ties, broken by serial),
+/// alternating profile and requester; every third one left reserved.
+fn populate(b: &Backend, n: u64) {
+    with_issuer(b);
+    for i in 1..=n {
+        b.clock.set(t0() + Duration::from_secs(i / 2));
+        let s = serial(i);
+        let mut cert = new_cert(&s);
+        cert.profile = if i % 2 == 0 {
+            "tls-server"
+        } else {
+            "tls-client"
+        }
+        .into();
+        cert.requester = if i % 3 == 0 { "bob" } else { "alice" }.into();
+        b.db.reserve(&cert, &event(Action::IssuanceStarted, ""))
+            .unwrap();
+        if i % 3 != 1 {
+            b.db.complete(&s, b"DER", &event(Action::CertificateIssued, ""))
+                .unwrap();
+        }
+    }
+}
+
+/// Walks every page of `filter` with `page` rows each.
+fn walk(b: &Backend, filter: &CertFilter, page: u32) -> Vec<CertificateRow> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let rows =
+            b.db.certificates(&CertFilter {
+                after: after.clone(),
+                limit: page,
+                ..filter.clone()
+            })
+            .unwrap();
+        assert!(rows.len() <= page as usize);
+        let Some(last) = rows.last() else { break };
+        after = Some((last.created_at, last.serial.clone()));
+        let short = rows.len() < page as usize;
+        all.extend(rows);
+        if short {
+            break;
+        }
+    }
+    all
+}
+
+/// Newest first, ties by serial descending.
+fn expected_order(rows: &mut [CertificateRow]) {
+    rows.sort_by(|a, b| (b.created_at, &b.serial).cmp(&(a.created_at, &a.serial)));
+}
+
+fn serials(rows: &[CertificateRow]) -> Vec<Serial> {
+    rows.iter().map(|r| r.serial.clone()).collect()
+}
+
+fn pages_walk_every_certificate_once_newest_first(b: &Backend) {
+    populate(b, 23);
+    let everything = b.db.certificates(&CertFilter::default()).unwrap();
+    assert_eq!(everything.len(), 23);
+    let mut sorted = everything.clone();
+    expected_order(&mut sorted);
+    assert_eq!(serials(&everything), serials(&sorted));
+    assert_eq!(everything[0].serial, serial(23));
+    for page in [1, 4, 7, 23, 50] {
+        assert_eq!(
+            serials(&walk(b, &CertFilter::default(), page)),
+            serials(&everything),
+            "page size {page}"
+        );
+    }
+}
+
+fn pages_walk_a_filtered_list(b: &Backend) {
+    populate(b, 30);
+    let everything = b.db.certificates(&CertFilter::default()).unwrap();
+    let filters = [
+        CertFilter {
+            profile: Some("tls-server".into()),
+            ..Default::default()
+        },
+        CertFilter {
+            status: Some(CertStatus::Reserved),
+            ..Default::default()
+        },
+        CertFilter {
+            status: Some(CertStatus::Valid),
+            ..Default::default()
+        },
+        CertFilter {
+            requester: Some("bob".into()),
+            ..Default::default()
+        },
+        CertFilter {
+            profile: Some("tls-client".into()),
+            status: Some(CertStatus::Valid),
+            requester: Some("alice".into()),
+            ..Default::default()
+        },
+    ];
+    for filter in filters {
+        let expected: Vec<_> = everything
+            .iter()
+            .filter(|r| filter.profile.as_ref().is_none_or(|p| &r.profile == p))
+            .filter(|r| filter.status.is_none_or(|s| r.status == s))
+            .filter(|r| filter.requester.as_ref().is_none_or(|q| &r.requester == q))
+            .cloned()
+            .collect();
+        assert!(!expected.is_empty(), "{filter:?}");
+        assert_eq!(
+            serials(&walk(b, &filter, 3)),
+            serials(&expected),
+            "{filter:?}"
+        );
+    }
+}
+
+fn search_is_a_case_insensitive_substring_of_subject_sans_or_serial(b: &Backend) {
+    with_issuer(b);
+    let mut web = new_cert(&Serial::parse("0a1b2c3d").unwrap());
+    web.subject = "CN=Web.Example.Internal,O=Keyhold".into();
+    web.sans = "DNS:web.example.internal IP:10.0.0.7".into();
+    let mut db = new_cert(&Serial::parse("77ee").unwrap());
+    db.subject = "CN=Database".into();
+    db.sans = "DNS:db.corp.internal".into();
+    for c in [&web, &db] {
+        b.db.reserve(c, &event(Action::IssuanceStarted, ""))
+            .unwrap();
+    }
+    let found = |q: &str| -> Vec<String> {
+        b.db.certificates(&CertFilter {
+            search: Some(q.into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| r.serial.to_string())
+        .collect()
+    };
+    assert_eq!(
+        found("WEB.example"),
+        ["0a1b2c3d"],
+        "subject and SANs, any case"
+    );
+    assert_eq!(found("o=keyhold"), ["0a1b2c3d"]);
+    assert_eq!(found("10.0.0.7"), ["0a1b2c3d"]);
+    assert_eq!(found("CORP"), ["77ee"]);
+    assert_eq!(found("1B2C"), ["0a1b2c3d"], "the serial, any case");
+    assert_eq!(found("internal").len(), 2);
+    assert!(found("nowhere").is_empty());
+    assert_eq!(found("").len(), 2, "an empty search matches everything");
+}
+
+fn search_takes_wildcards_literally(b: &Backend) {
+    with_issuer(b);
+    let mut odd = new_cert(&serial(1));
+    odd.subject = "CN=100% sure_thing\\x".into();
+    b.db.reserve(&odd, &event(Action::IssuanceStarted, ""))
+        .unwrap();
+    b.db.reserve(&new_cert(&serial(2)), &event(Action::IssuanceStarted, ""))
+        .unwrap();
+    let count = |q: &str| {
+        b.db.certificates(&CertFilter {
+            search: Some(q.into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .len()
+    };
+    assert_eq!(count("100%"), 1);
+    assert_eq!(count("%"), 1);
+    assert_eq!(count("_"), 1);
+    assert_eq!(count("sure_thing\\x"), 1);
+    assert_eq!(count("\\"), 1);
+}
+
+fn expiring_lists_valid_certificates_not_yet_expired(b: &Backend) {
+    with_issuer(b);
+    let day = Duration::from_secs(86_400);
+    // (serial, notAfter in days from t0, issued?)
+    for (n, days, issued) in [
+        (1, 5, true),
+        (2, 20, true),
+        (3, 40, true),
+        (4, 10, false),
+        (5, 1, true),
+    ] {
+        let mut cert = new_cert(&serial(n));
+        cert.not_after = t0() + day * days;
+        b.db.reserve(&cert, &event(Action::IssuanceStarted, ""))
+            .unwrap();
+        if issued {
+            b.db.complete(&serial(n), b"DER", &event(Action::CertificateIssued, ""))
+                .unwrap();
+        }
+    }
+    // Now is two days in: certificate 5 has expired already.
+    b.clock.set(t0() + day * 2);
+    let expiring = |within: u32| -> Vec<Serial> {
+        let filter = CertFilter {
+            expiring_before: Some(t0() + day * within),
+            ..Default::default()
+        };
+        let mut s = serials(&b.db.certificates(&filter).unwrap());
+        s.sort();
+        s
+    };
+    assert_eq!(expiring(30), [serial(1), serial(2)]);
+    assert_eq!(expiring(6), [serial(1)]);
+    assert!(expiring(2).is_empty());
+}
+
+fn a_page_holds_at_most_a_thousand(b: &Backend) {
+    with_issuer(b);
+    // Many callers at once, so group commit makes this quick.
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            scope.spawn(move || {
+                for i in 0..126u64 {
+                    let s = serial(t * 1_000 + i);
+                    b.db.reserve(&new_cert(&s), &event(Action::IssuanceStarted, ""))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let page = |limit| {
+        b.db.certificates(&CertFilter {
+            limit,
+            ..Default::default()
+        })
+        .unwrap()
+        .len()
+    };
+    assert_eq!(page(5_000), 1_000);
+    assert_eq!(page(0), 1_000, "0 asks for the largest page");
+    assert_eq!(page(1_000), 1_000);
+    assert_eq!(page(10), 10);
+    assert_eq!(walk(b, &CertFilter::default(), 1_000).len(), 1_008);
+}
