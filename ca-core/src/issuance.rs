@@ -121,7 +121,7 @@ pub enum IssueError {
     },
     /// The CSR is malformed, too large or its signature does not verify.
     #[error("certificate request: {0}")]
-    Csr(#[from] CsrError),
+    Csr(CsrError),
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -130,7 +130,7 @@ pub enum IssueError {
     Store(#[from] StoreError),
     /// The key store failed to sign, or the certificate could not be built.
     #[error("signing failed: {0}")]
-    Signing(#[from] X509Error),
+    Signing(X509Error),
     /// The built certificate broke a rule it must keep; it was not signed.
     #[error("the certificate failed its checks before signing: {}", .0.join("; "))]
     Lint(Vec<String>),
@@ -142,6 +142,20 @@ pub enum IssueError {
         /// Its issuer.
         issuer: IssuerId,
     },
+}
+
+// Not `#[from]`: that would also make the inner error the source, and `{:#}` would print
+// its message twice.
+impl From<CsrError> for IssueError {
+    fn from(e: CsrError) -> Self {
+        IssueError::Csr(e)
+    }
+}
+
+impl From<X509Error> for IssueError {
+    fn from(e: X509Error) -> Self {
+        IssueError::Signing(e)
+    }
 }
 
 impl From<der::Error> for IssueError {
@@ -269,24 +283,21 @@ impl Ca {
         let profile = self.profile(s.profile)?;
         let parsed = csr::parse(s.csr, &self.ca_keys)?;
         let issuer = self.issuer_for(profile)?;
-        let mut decision = policy::evaluate(
-            profile,
+        // The CLI is the one place a cli_only profile is issued from.
+        let unrestricted;
+        let effective = if profile.cli_only() && s.channel == Channel::Cli {
+            unrestricted = profile.without_cli_only();
+            &unrestricted
+        } else {
+            profile
+        };
+        let decision = policy::evaluate(
+            effective,
             &parsed.facts,
             s.requester,
             now,
             issuer.ca.cert.not_after(),
         );
-        if profile.cli_only() && s.channel == Channel::Cli {
-            // The ceremony CLI is the one place a cli_only profile is issued from; the
-            // policy's refusal on that ground alone does not apply here.
-            decision = policy::evaluate(
-                &profile.without_cli_only(),
-                &parsed.facts,
-                s.requester,
-                now,
-                issuer.ca.cert.not_after(),
-            );
-        }
         let decision = self.with_issuer_constraints(decision, issuer);
         match decision {
             Decision::Reject(reasons) => {

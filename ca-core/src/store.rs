@@ -18,7 +18,8 @@ use crate::issuer::IssuerId;
 pub struct Serial(String);
 
 impl Serial {
-    /// Parses hex, with or without colons or spaces, in either case (`0A:1b` or `0a1b`).
+    /// Parses hex, with or without colons or spaces, in either case (`0A:1b` or `0a1b`), with
+    /// or without DER's leading zero octet.
     ///
     /// Fails if it is not 1 to 20 octets of hex.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -33,7 +34,7 @@ impl Serial {
             && hex.len() <= 40
             && hex.chars().all(|c| c.is_ascii_hexdigit());
         if ok {
-            Ok(Serial(hex))
+            Ok(Serial::canonical(hex))
         } else {
             Err(format!(
                 "{text:?} is not a serial number (expected 1 to 20 octets of hex, e.g. 4f:0a:...)"
@@ -43,7 +44,16 @@ impl Serial {
 
     /// From the DER INTEGER content bytes.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        Serial(hex::encode(bytes))
+        Serial::canonical(hex::encode(bytes))
+    }
+
+    /// Without the leading zero octet DER adds when the top bit is set, as openssl prints
+    /// serials: one spelling per number.
+    fn canonical(mut hex: String) -> Self {
+        while hex.len() > 2 && hex.starts_with("00") {
+            hex.drain(..2);
+        }
+        Serial(hex)
     }
 
     /// Lowercase hex.
@@ -205,6 +215,9 @@ pub struct CertFilter {
     pub status: Option<CertStatus>,
     /// Only those issued (status valid) whose notAfter is before this time and not yet past.
     pub expiring_before: Option<SystemTime>,
+    /// Only issued, unrevoked certificates that have expired (`Some(true)`) or not
+    /// (`Some(false)`) at the store's current time.
+    pub expired: Option<bool>,
     /// Only those whose subject, SANs or serial contain this text (case-insensitive).
     pub search: Option<String>,
     /// Only this requester's.

@@ -78,6 +78,15 @@ pub(crate) fn certificates(
             .filter(c::not_after.lt(unix_micros(before)))
             .filter(c::not_after.gt(unix_micros(now)));
     }
+    if let Some(expired) = filter.expired {
+        let past = c::not_after.lt(unix_micros(now));
+        query = query.filter(c::status.eq(CertStatus::Valid.as_str()));
+        query = if expired {
+            query.filter(past)
+        } else {
+            query.filter(c::not_after.ge(unix_micros(now)))
+        };
+    }
     if let Some(text) = filter.search.as_deref().filter(|t| !t.is_empty()) {
         query = query.filter(c::search.like(like_pattern(text)).escape('\\'));
     }

@@ -2,15 +2,18 @@
 //! only here: the server never reaches them.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
+use ca_core::audit::{Action, AuditEvent};
 use ca_core::ceremony::{self, CeremonySpec, OcspResponderRequest};
 use ca_core::issuer::{self, Issuer};
 use ca_core::keystore::embedded::KdfParams;
 use ca_core::keystore::{self, KeyRef, KeySpec, KeyStore, KeyStoreConfig};
 use ca_core::secret::Secret;
+use ca_core::store::Store;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
@@ -63,6 +66,18 @@ pub enum Command {
     /// Certificate profiles.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Issue a certificate for a CSR under a profile (exit 0 issued, 2 refused by policy,
+    /// 3 waiting for approval, 1 any other error).
+    Issue(crate::ops::IssueArgs),
+    /// Browse issued certificates.
+    #[command(subcommand)]
+    Certs(crate::ops::CertsCommand),
+    /// Requests waiting for approval, and the officers' decisions.
+    #[command(subcommand)]
+    Requests(crate::ops::RequestsCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(crate::ops::AuditCommand),
 }
 
 /// `keyhold policy ...`.
@@ -113,6 +128,10 @@ pub struct InitArgs {
     /// Demo only: generate the embedded token's passphrase and store it in the data dir.
     #[arg(long)]
     pub demo: bool,
+    /// Database: `postgres://...` or `sqlite://FILE` (default: SQLite `keyhold.db` in the
+    /// data directory).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 /// `keyhold keys ...`.
@@ -181,42 +200,52 @@ pub enum OcspCommand {
 /// Runs a parsed command line.
 ///
 /// Fails with an error that names the file, key or token involved.
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
     match &cli.command {
-        Command::Init(args) => run_init(&cli, args),
-        Command::Keys(cmd) => run_keys(&cli, cmd),
+        Command::Issue(args) => crate::ops::issue(&cli, args),
+        Command::Certs(cmd) => crate::ops::certs(&cli, cmd),
+        Command::Requests(cmd) => crate::ops::requests(&cli, cmd),
+        Command::Audit(cmd) => crate::ops::audit(&cli, cmd),
+        Command::Init(args) => done(run_init(&cli, args)),
+        Command::Keys(cmd) => done(run_keys(&cli, cmd)),
         Command::Hsm(HsmCommand::InitToken {
             module,
             label,
             so_pin_file,
-        }) => {
-            let so_pin = secrets::read(
-                so_pin_file.as_deref(),
-                SO_PIN_ENV,
-                None,
-                "pkcs#11 SO PIN",
-                "--so-pin-file",
-            )?;
-            let user_pin = secrets::read(
-                cli.pin_file.as_deref(),
-                PIN_ENV,
-                None,
-                "pkcs#11 user PIN",
-                "--pin-file",
-            )?;
-            keystore::pkcs11::init_token(module, label, &so_pin, &user_pin)?;
-            println!(
-                "initialised token {label:?} in {} and set its user PIN",
-                module.display()
-            );
-            Ok(())
+        }) => done(run_init_token(&cli, module, label, so_pin_file.as_deref())),
+        Command::Ca(CaCommand::Check) => done(run_ca_check(&cli)),
+        Command::Ocsp(OcspCommand::Renew { issuer, days }) => {
+            done(run_ocsp_renew(&cli, issuer, *days))
         }
-        Command::Ca(CaCommand::Check) => run_ca_check(&cli),
-        Command::Ocsp(OcspCommand::Renew { issuer, days }) => run_ocsp_renew(&cli, issuer, *days),
-        Command::Policy(PolicyCommand::Check { dir }) => {
-            run_policy_check(&cli, dir.as_deref().unwrap_or(&cli.policies))
-        }
+        Command::Policy(PolicyCommand::Check { dir }) => done(run_policy_check(
+            &cli,
+            dir.as_deref().unwrap_or(&cli.policies),
+        )),
     }
+}
+
+fn run_init_token(cli: &Cli, module: &Path, label: &str, so_pin_file: Option<&Path>) -> Result<()> {
+    let so_pin = secrets::read(
+        so_pin_file,
+        SO_PIN_ENV,
+        None,
+        "pkcs#11 SO PIN",
+        "--so-pin-file",
+    )?;
+    let user_pin = secrets::read(
+        cli.pin_file.as_deref(),
+        PIN_ENV,
+        None,
+        "pkcs#11 user PIN",
+        "--pin-file",
+    )?;
+    keystore::pkcs11::init_token(module, label, &so_pin, &user_pin)?;
+    println!(
+        "initialised token {label:?} in {} and set its user PIN",
+        module.display()
+    );
+    Ok(())
 }
 
 fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
@@ -283,6 +312,8 @@ fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
             spec,
             backend,
             demo: args.demo,
+            database_url: args.database_url.clone(),
+            actor: crate::ops::cli_actor(),
         },
         SystemTime::now(),
     )?;
@@ -320,7 +351,7 @@ fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
 }
 
 /// The configured key store, opened with the secret it needs.
-fn open_store(cli: &Cli, config: &Config) -> Result<Arc<dyn KeyStore>> {
+pub(crate) fn open_store(cli: &Cli, config: &Config) -> Result<Arc<dyn KeyStore>> {
     let base = &cli.data_dir;
     let secret: Secret = match &config.keystore {
         KeyStoreConfig::Embedded { .. } => secrets::read(
@@ -351,7 +382,7 @@ fn open_store(cli: &Cli, config: &Config) -> Result<Arc<dyn KeyStore>> {
     Ok(keystore::open(&config.keystore, base, &secret)?)
 }
 
-fn load_issuers(cli: &Cli) -> Result<(Config, Arc<dyn KeyStore>, Vec<Issuer>)> {
+pub(crate) fn load_issuers(cli: &Cli) -> Result<(Config, Arc<dyn KeyStore>, Vec<Issuer>)> {
     let config = Config::load(&cli.data_dir)?;
     let store = open_store(cli, &config)?;
     let issuers =
@@ -380,7 +411,28 @@ fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
         }
         KeysCommand::Generate { label, key_type } => {
             let key = KeyRef::new(label.as_str())?;
+            let db = crate::ops::open_db(cli, &config)?;
             let spki = store.generate(&key, *key_type)?;
+            let event = AuditEvent::new(
+                Action::KeyGenerated,
+                crate::ops::cli_actor(),
+                "cli",
+                format!("key:{}", store.uri(&key)),
+            )
+            .with("type", key_type.as_str())
+            .with("sha256", spki.fingerprint());
+            if let Err(e) = db.audit(&[event]) {
+                // Fail closed: a key the audit log does not know must not exist.
+                let undone = store.destroy(&key).is_ok();
+                bail!(
+                    "cannot write the audit log ({e}); the new key was {}",
+                    if undone {
+                        "destroyed again"
+                    } else {
+                        "NOT destroyed: remove it by hand"
+                    }
+                );
+            }
             println!(
                 "generated {key_type} key {}  sha256:{}",
                 store.uri(&key),
@@ -411,7 +463,23 @@ fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
             if !yes {
                 bail!("destroying key {label:?} cannot be undone: add --yes to confirm");
             }
-            store.destroy(&key)?;
+            // Recorded before it happens: if the record cannot be written, nothing happens.
+            let db = crate::ops::open_db(cli, &config)?;
+            let object = format!("key:{}", store.uri(&key));
+            let event = AuditEvent::new(
+                Action::KeyDestroyed,
+                crate::ops::cli_actor(),
+                "cli",
+                object.as_str(),
+            );
+            db.audit(&[event])?;
+            if let Err(e) = store.destroy(&key) {
+                let failed =
+                    AuditEvent::new(Action::KeyDestroyed, crate::ops::cli_actor(), "cli", object)
+                        .with("failed", e.to_string());
+                let _ = db.audit(&[failed]);
+                return Err(e.into());
+            }
             println!("destroyed key {}", store.uri(&key));
         }
     }
@@ -534,7 +602,7 @@ fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// RFC 3339 date and time, UTC, to the second.
-fn humantime(t: SystemTime) -> String {
+pub(crate) fn humantime(t: SystemTime) -> String {
     match ca_core::x509::x509_time(t) {
         Ok(time) => time.to_date_time().to_string(),
         Err(_) => "(out of range)".into(),

@@ -23,9 +23,38 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// The key store holding every CA key.
     pub keystore: KeyStoreConfig,
+    /// The database (default: SQLite in `keyhold.db` beside this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseConfig>,
+    /// The audit log's checkpoint key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditConfig>,
     /// The CAs, root first.
     pub issuers: Vec<IssuerConfig>,
 }
+
+/// Where the database is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` (relative to the data directory) or `postgres://...`. A password in
+    /// the URL belongs in `KEYHOLD_DATABASE_URL` instead, which overrides this.
+    pub url: String,
+}
+
+/// How the audit log is sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// URI of the key (in the configured key store) that signs checkpoints.
+    pub key: String,
+}
+
+/// The environment variable that overrides `[database] url`.
+pub const DATABASE_URL_ENV: &str = "KEYHOLD_DATABASE_URL";
+
+/// The default SQLite file in the data directory.
+pub const DEFAULT_DB_FILE: &str = "keyhold.db";
 
 /// Paths of files holding secrets (never the secrets themselves).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +86,17 @@ impl Config {
         Ok(config)
     }
 
+    /// The database URL: `KEYHOLD_DATABASE_URL`, else `[database] url`, else SQLite in the
+    /// data directory. A relative SQLite path is resolved against the data directory.
+    pub fn database_url(&self, data_dir: &Path) -> String {
+        let url = std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.database.as_ref().map(|d| d.url.clone()))
+            .unwrap_or_else(|| format!("sqlite://{DEFAULT_DB_FILE}"));
+        resolve_sqlite(&url, data_dir)
+    }
+
     /// Loads `DATA_DIR/keyhold.toml`.
     ///
     /// Fails naming the file if it is missing (saying to run `keyhold init`) or invalid.
@@ -73,6 +113,16 @@ impl Config {
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         Config::parse(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+}
+
+/// Makes a relative `sqlite://` path absolute under `data_dir`; other URLs pass unchanged.
+pub fn resolve_sqlite(url: &str, data_dir: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !Path::new(path).is_absolute() => {
+            format!("sqlite://{}", data_dir.join(path).display())
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -21,7 +21,12 @@ use ca_core::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore};
 use ca_core::keystore::{KeyStore, KeyStoreConfig};
 use ca_core::secret::Secret;
 
-use crate::config::{CONFIG_FILE, Config, SecretsConfig};
+use ca_core::audit::{Action, AuditEvent};
+use ca_core::store::Store;
+
+use crate::config::{
+    AuditConfig, CONFIG_FILE, Config, DEFAULT_DB_FILE, DatabaseConfig, SecretsConfig,
+};
 
 /// The demo passphrase file written by `init --demo`.
 pub const DEMO_PASSPHRASE_FILE: &str = "demo-passphrase";
@@ -58,6 +63,10 @@ pub struct InitRequest {
     pub backend: Backend,
     /// Generate and store a passphrase (embedded only): for demos, never production.
     pub demo: bool,
+    /// The database URL for keyhold.toml; `None` is SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// Who runs the ceremony, for the audit log.
+    pub actor: String,
 }
 
 /// What `init` made, for printing.
@@ -174,7 +183,8 @@ fn stage_and_commit(req: &InitRequest, staging: &Path, now: SystemTime) -> Resul
     };
 
     let hierarchy = ceremony::run(&req.spec, store.as_ref(), now)?;
-    let written = write_outputs(req, staging, &hierarchy, keystore_config, secrets);
+    let written = record_ceremony(req, staging, &hierarchy, store.backend())
+        .and_then(|()| write_outputs(req, staging, &hierarchy, keystore_config, secrets));
     let files = match written {
         Ok(files) => files,
         Err(e) => {
@@ -192,12 +202,59 @@ fn stage_and_commit(req: &InitRequest, staging: &Path, now: SystemTime) -> Resul
     })
 }
 
+/// Creates the database (SQLite in the staging directory unless a URL was given) and records
+/// the ceremony in its audit log: every key generated and the CA initialised.
+fn record_ceremony(
+    req: &InitRequest,
+    staging: &Path,
+    hierarchy: &Hierarchy,
+    backend: &str,
+) -> Result<()> {
+    let url = match &req.database_url {
+        Some(url) => crate::config::resolve_sqlite(url, &req.data_dir),
+        None => format!("sqlite://{}", staging.join(DEFAULT_DB_FILE).display()),
+    };
+    let db = db::Db::open(&url).context("cannot create the database")?;
+    let mut events = Vec::new();
+    let mut key = |uri: &str, role: &str| {
+        events.push(
+            AuditEvent::new(
+                Action::KeyGenerated,
+                &req.actor,
+                "cli",
+                format!("key:{uri}"),
+            )
+            .with("role", role)
+            .with("backend", backend),
+        );
+    };
+    key(&hierarchy.root.key_uri, "root CA");
+    for ca in &hierarchy.issuing {
+        key(&ca.ca.key_uri, &format!("issuing CA {}", ca.id));
+        key(&ca.ocsp.key_uri, &format!("OCSP responder of {}", ca.id));
+    }
+    key(&hierarchy.audit_key_uri, "audit checkpoints");
+    let mut init = AuditEvent::new(Action::CaInitialised, &req.actor, "cli", "ca:root")
+        .with("root", hierarchy.root.cert.subject())
+        .with("root_sha256", hierarchy.root.cert.fingerprint_sha256());
+    for ca in &hierarchy.issuing {
+        init = init.with(
+            "issuing",
+            format!("{} {}", ca.id, ca.ca.cert.fingerprint_sha256()),
+        );
+    }
+    events.push(init);
+    db.audit(&events).context("cannot write the audit log")?;
+    Ok(())
+}
+
 fn destroy_all(store: &dyn KeyStore, hierarchy: &Hierarchy) {
     let mut keys = vec![&hierarchy.root.key];
     for ca in &hierarchy.issuing {
         keys.push(&ca.ca.key);
         keys.push(&ca.ocsp.key);
     }
+    keys.push(&hierarchy.audit_key);
     for key in keys {
         let _ = store.destroy(key);
     }
@@ -257,6 +314,13 @@ fn write_outputs(
         base_url: req.spec.base_url.clone(),
         secrets,
         keystore,
+        database: req
+            .database_url
+            .as_ref()
+            .map(|url| DatabaseConfig { url: url.clone() }),
+        audit: Some(AuditConfig {
+            key: hierarchy.audit_key_uri.clone(),
+        }),
         issuers,
     };
     let text = format!(

@@ -3,11 +3,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-const PASS: &str = "an integration test passphrase";
+pub(crate) const PASS: &str = "an integration test passphrase";
 const SO_PIN: &str = "so-pin-for-cli-tests";
 const USER_PIN: &str = "user-pin-for-cli-tests";
 
-fn keyhold(data_dir: &Path) -> Command {
+pub(crate) fn keyhold(data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyhold"));
     cmd.arg("--data-dir").arg(data_dir);
     for var in [
@@ -20,13 +20,14 @@ fn keyhold(data_dir: &Path) -> Command {
     cmd
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) ok: bool,
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
-fn run(cmd: &mut Command) -> Run {
+pub(crate) fn run(cmd: &mut Command) -> Run {
     let Output {
         status,
         stdout,
@@ -34,13 +35,14 @@ fn run(cmd: &mut Command) -> Run {
     } = cmd.output().unwrap();
     Run {
         ok: status.success(),
+        code: status.code(),
         stdout: String::from_utf8_lossy(&stdout).into(),
         stderr: String::from_utf8_lossy(&stderr).into(),
     }
 }
 
 /// Asserts a command failed with one `error:` line group mentioning `needle`, and no panic.
-fn fails_with(r: &Run, needle: &str) {
+pub(crate) fn fails_with(r: &Run, needle: &str) {
     assert!(!r.ok, "expected failure, got success:\n{}", r.stdout);
     assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
     assert!(
@@ -52,16 +54,16 @@ fn fails_with(r: &Run, needle: &str) {
 }
 
 /// Runs `keyhold ARGS` on `dir` with the test passphrase in the environment.
-fn with_pass(dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn with_pass(dir: &Path, args: &[&str]) -> Run {
     run(keyhold(dir).args(args).env("KEYHOLD_PASSPHRASE", PASS))
 }
 
-fn init_embedded(dir: &Path) -> Run {
+pub(crate) fn init_embedded(dir: &Path) -> Run {
     with_pass(dir, &["init"])
 }
 
 /// Every file under `dir` with its contents, to prove a failed command changed nothing.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -78,7 +80,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-fn openssl_verify(ca_dir: &Path, leaf: &str) {
+pub(crate) fn openssl_verify(ca_dir: &Path, leaf: &str) {
     let out = Command::new("openssl")
         .args([
             "verify",
@@ -150,7 +152,7 @@ fn demo_init_stores_a_private_passphrase_and_later_commands_use_it() {
     assert_eq!(mode & 0o777, 0o600);
     let r = run(keyhold(&dir).args(["keys", "list"]));
     assert!(r.ok, "{}", r.stderr);
-    assert!(r.stdout.contains("3 key(s)"), "{}", r.stdout);
+    assert!(r.stdout.contains("4 key(s)"), "{}", r.stdout);
 }
 
 #[test]
@@ -415,7 +417,7 @@ fn hsm_init_token_refuses_a_label_in_use() {
 
 // --- policies ------------------------------------------------------------------------------
 
-fn shipped_policies() -> PathBuf {
+pub(crate) fn shipped_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 

@@ -4,3 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod cycle;
+mod dbs;
+mod issue;
