@@ -245,6 +245,13 @@ fn record_ceremony(
     }
     events.push(init);
     db.audit(&events).context("cannot write the audit log")?;
+    drop(db);
+    // The certificates, requests and the audit log are the CA's business only.
+    let file = staging.join(DEFAULT_DB_FILE);
+    if req.database_url.is_none() {
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", file.display()))?;
+    }
     Ok(())
 }
 

@@ -135,12 +135,26 @@ pub enum AuditCommand {
     },
 }
 
-/// Who runs the command, for the audit log: `cli:<os user>`.
+/// Who runs the command, for the audit log: `cli:<os user>`, from the process's real uid
+/// (not `$USER`, which the caller controls), with the name from `/etc/passwd` when it has one.
 pub fn cli_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "cli:unknown".into();
+    };
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+            })
+        });
+    match name {
+        Some(name) => format!("cli:{name}"),
+        None => format!("cli:uid {uid}"),
+    }
 }
 
 /// Opens the database named by the config.
