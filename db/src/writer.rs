@@ -5,11 +5,16 @@
 //! them in one write transaction:
 //!
 //! 1. begin (SQLite `BEGIN IMMEDIATE`), lock and read the audit chain head;
-//! 2. run each job in its own savepoint: a job that fails (a conflict, a failed audit
-//!    insert) rolls back to its savepoint alone, and the chain head goes back to where it was
-//!    before that job;
+//! 2. run each job. A job refused with `Conflict` or `NotFound` has written nothing (every
+//!    change decides before it writes, see `changes.rs`), so the others go on. A job that
+//!    fails any other way (a failed audit insert, a constraint) may have written part of its
+//!    change: the whole transaction is rolled back and the batch runs again with each job in
+//!    its own savepoint, so that only that job's change is undone;
 //! 3. store the new chain head, commit once (one fsync for the whole batch);
 //! 4. answer every caller: its own result if the commit succeeded, the commit's error if not.
+//!
+//! Savepoints only on the second try: they cost two statements per job, a good part of a
+//! job's time on SQLite.
 //!
 //! So every call returns only once its change is durable, while many callers share the cost
 //! of one commit. While the writer commits one batch, the next one queues up.
@@ -65,9 +70,9 @@ impl Tx<'_> {
 
 /// One caller's change, waiting for the writer.
 pub(crate) trait Job: Send {
-    /// Runs the change inside the batch transaction, in its own savepoint.
+    /// Runs the change inside the batch transaction (again, if the batch is retried).
     fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), OpError>;
-    /// The change failed (or its savepoint could not be ended): the caller gets `error`.
+    /// The change failed: the caller gets `error` if the batch commits.
     fn failed(&mut self, error: StoreError);
     /// Answers the caller once the batch has committed (`Ok`) or failed.
     fn answer(self: Box<Self>, committed: Result<(), &StoreError>);
@@ -75,7 +80,7 @@ pub(crate) trait Job: Send {
 
 /// A [`Job`] from a closure, answering its caller through a channel.
 struct Call<T, F> {
-    change: Option<F>,
+    change: F,
     outcome: Option<Result<T, StoreError>>,
     reply: SyncSender<Result<T, StoreError>>,
 }
@@ -83,14 +88,11 @@ struct Call<T, F> {
 impl<T, F> Job for Call<T, F>
 where
     T: Send,
-    F: FnOnce(&mut Tx<'_>) -> Result<T, OpError> + Send,
+    F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send,
 {
     fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), OpError> {
-        let change = self
-            .change
-            .take()
-            .ok_or_else(|| StoreError::Database("internal: a write ran twice".into()))?;
-        let value = change(tx)?;
+        self.outcome = None;
+        let value = (self.change)(tx)?;
         self.outcome = Some(Ok(value));
         Ok(())
     }
@@ -151,12 +153,12 @@ impl Writer {
     pub(crate) fn write<T, F>(&self, change: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
     {
         let stopped = || StoreError::Database("the database writer has stopped".into());
         let (reply, answer) = mpsc::sync_channel(1);
         let job = Box::new(Call {
-            change: Some(change),
+            change,
             outcome: None,
             reply,
         });
@@ -204,26 +206,53 @@ impl WriterState {
 
     /// Runs the jobs in one transaction; `Err` if it could not commit.
     fn run_batch(&mut self, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+        match self.try_batch(batch, false) {
+            Err(Attempt::Retry) => match self.try_batch(batch, true) {
+                Err(Attempt::Retry) => Err(StoreError::Database(
+                    "internal: a batch failed in savepoint mode".into(),
+                )),
+                Err(Attempt::Failed(e)) => Err(e),
+                Ok(()) => Ok(()),
+            },
+            Err(Attempt::Failed(e)) => Err(e),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// One attempt at a batch, with a savepoint per job or without.
+    fn try_batch(&mut self, batch: &mut [Box<dyn Job>], savepoints: bool) -> Result<(), Attempt> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self.conn.insert(self.target.connect()?),
+            None => self
+                .conn
+                .insert(self.target.connect().map_err(Attempt::Failed)?),
         };
         let clock = &self.clock;
-        let result = conn::write_transaction(conn, |conn| -> Result<(), OpError> {
+        let result = conn::write_transaction(conn, |conn| -> Result<(), BatchError> {
             let start = lock_chain(conn)?;
             let mut chain = start;
             for job in batch.iter_mut() {
                 let mut tentative = chain;
                 let now = clock();
-                let ran = conn.transaction(|conn| {
+                let mut run = |conn: &mut AnyConnection| {
                     job.run(&mut Tx {
                         conn,
                         chain: &mut tentative,
                         now,
                     })
-                });
+                };
+                let ran = if savepoints {
+                    conn.transaction(run)
+                } else {
+                    run(conn)
+                };
                 match ran {
                     Ok(()) => chain = tentative,
+                    // Decided before writing anything (see `changes.rs`).
+                    Err(OpError::Store(
+                        e @ (StoreError::Conflict(_) | StoreError::NotFound(_)),
+                    )) => job.failed(e),
+                    Err(_) if !savepoints => return Err(BatchError::Retry),
                     Err(e) => job.failed(e.into()),
                 }
                 if conn::transaction_failed(conn) {
@@ -242,11 +271,47 @@ impl WriterState {
             }
             Ok(())
         });
-        result.map_err(|e| {
-            // The connection may be dead or in an unknown state: open a new one next time.
-            self.conn = None;
-            StoreError::from(e)
-        })
+        match result {
+            Ok(()) => Ok(()),
+            Err(BatchError::Retry) => Err(Attempt::Retry),
+            Err(BatchError::Failed(e)) => {
+                // The connection may be dead or in an unknown state: open a new one next time.
+                self.conn = None;
+                Err(Attempt::Failed(e.into()))
+            }
+        }
+    }
+}
+
+/// Why a batch attempt ended without committing.
+enum Attempt {
+    /// A job failed in a way that may have left part of its change: retry with savepoints.
+    Retry,
+    /// The transaction failed: every job gets this error.
+    Failed(StoreError),
+}
+
+/// Inside the batch transaction: roll back, then retry or fail.
+enum BatchError {
+    Retry,
+    Failed(OpError),
+}
+
+impl From<diesel::result::Error> for BatchError {
+    fn from(e: diesel::result::Error) -> Self {
+        BatchError::Failed(e.into())
+    }
+}
+
+impl From<OpError> for BatchError {
+    fn from(e: OpError) -> Self {
+        BatchError::Failed(e)
+    }
+}
+
+impl From<StoreError> for BatchError {
+    fn from(e: StoreError) -> Self {
+        BatchError::Failed(e.into())
     }
 }
 
