@@ -12,6 +12,7 @@ use crate::support::*;
 on_both_backends!(
     concurrent_callers_each_get_their_own_outcome,
     two_handles_on_one_database_keep_one_chain,
+    a_change_failing_in_a_shared_transaction_fails_alone,
 );
 
 fn assert_chain_intact(b: &Backend, expected_entries: usize) {
@@ -99,4 +100,54 @@ fn two_handles_on_one_database_keep_one_chain(b: &Backend) {
     ids.sort();
     assert_eq!(ids, (1..=80).collect::<Vec<_>>());
     assert_chain_intact(b, 80);
+}
+
+fn a_change_failing_in_a_shared_transaction_fails_alone(b: &Backend) {
+    with_issuer(b);
+    // Audit inserts for "poisoned" objects fail inside the database, after the change's
+    // certificate row was written: the batch must undo that change and only that one.
+    if b.is_postgres() {
+        b.exec(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.object LIKE '%poisoned%' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+             RETURN NEW; END $$;
+             CREATE TRIGGER poison BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION poison();",
+        );
+    } else {
+        b.exec(
+            "CREATE TRIGGER poison BEFORE INSERT ON audit_log \
+             WHEN NEW.object LIKE '%poisoned%' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        );
+    }
+    std::thread::scope(|scope| {
+        for t in 0..16u64 {
+            scope.spawn(move || {
+                for i in 0..10u64 {
+                    let s = serial(t * 100 + i);
+                    let poisoned = i % 4 == 1;
+                    let object = if poisoned {
+                        format!("certificate:{s}:poisoned")
+                    } else {
+                        format!("certificate:{s}")
+                    };
+                    let result =
+                        b.db.reserve(&new_cert(&s), &event(Action::IssuanceStarted, &object));
+                    match (poisoned, result) {
+                        (false, Ok(())) => {}
+                        (true, Err(StoreError::Database(_))) => {}
+                        (poisoned, result) => panic!("{s} poisoned={poisoned}: {result:?}"),
+                    }
+                }
+            });
+        }
+    });
+    let reserved = b.db.reserved().unwrap();
+    assert_eq!(reserved.len(), 16 * 7);
+    assert!(reserved.iter().all(|r| {
+        let i = u64::from_str_radix(&r.serial.as_str()[12..], 16).unwrap() % 100;
+        i % 4 != 1
+    }));
+    assert_chain_intact(b, 16 * 7);
 }
