@@ -38,7 +38,7 @@ pub(crate) fn certificate(
     certificates::table
         .find(serial.as_str())
         .select(CertRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_error)?
         .map(CertificateRow::try_from)
@@ -140,7 +140,7 @@ pub(crate) fn request_record(
     requests::table
         .find(id)
         .select(RequestRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_error)
 }

@@ -327,7 +327,7 @@ fn lock_chain(conn: &mut AnyConnection) -> Result<Chain, OpError> {
     let (seq, hash): (i64, Vec<u8>) = audit_head::table
         .select((audit_head::seq, audit_head::hash))
         .filter(audit_head::id.eq(1))
-        .first(conn)?;
+        .get_result(conn)?;
     Ok(Chain {
         seq,
         hash: hash32(&hash)?,
@@ -339,7 +339,7 @@ pub(crate) fn read_head(conn: &mut AnyConnection) -> Result<Option<(i64, [u8; 32
     let (seq, hash): (i64, Vec<u8>) = audit_head::table
         .select((audit_head::seq, audit_head::hash))
         .filter(audit_head::id.eq(1))
-        .first(conn)
+        .get_result(conn)
         .map_err(error::db_error)?;
     let hash = hash32(&hash)?;
     Ok((seq > 0 || hash != GENESIS).then_some((seq, hash)))
