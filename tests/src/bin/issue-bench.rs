@@ -1,0 +1,1175 @@
+//! `issue-bench`: certificates per second through Keyhold's whole issuance cycle, beside the
+//! raw signing rate of the same key measured in the same run.
+//!
+//! Run it with `tests/bench/issue [--seconds N] [--runs N] [--json FILE] ...`: the script
+//! makes the CSRs with openssl, a throwaway SoftHSM2 token directory (`SOFTHSM2_CONF`) and,
+//! unless `KEYHOLD_BENCH_DATABASE_URL` or `KEYHOLD_TEST_DATABASE_URL` names one, a throwaway
+//! PostgreSQL server; it runs this binary in release mode and removes them all afterwards.
+//!
+//! For each key store (the embedded token, PKCS#11 on SoftHSM2), each database (SQLite in a
+//! temporary file, PostgreSQL in a fresh schema) and each number of concurrent requesters
+//! (1 and 16), every run measures three things on the same threads, one after the other:
+//!
+//! 1. `raw signs/s`: the issuing CA's `Signer::sign` on a 512-byte message (about a TBS
+//!    certificate's size) and nothing else: the ceiling for issuance;
+//! 2. `certs/s`: `Ca::submit` on the `tls-server` profile with a P-256 CSR made by openssl:
+//!    CSR parse and self-signature check, policy, reserve the serial with its audit entry
+//!    (one durable transaction), build, lint, sign, record the certificate with its audit
+//!    entry (a second durable transaction). A call counts only if it returns
+//!    `Outcome::Issued`;
+//! 3. `db alone/s`: the same two durable writes (`Store::reserve`, `Store::complete`, with
+//!    their audit events) without CSR or signing, to show whether the database is what holds
+//!    issuance back.
+//!
+//! Each measurement warms up for 0.5 s, then counts for `--seconds` (default 3). Every cell
+//! runs `--runs` times (default 3), rounds interleaved so that drift in the machine's speed
+//! hits every cell alike; the table shows medians, and the ratio is the median over runs of
+//! that run's certs/s divided by its raw signs/s. p50 and p99 are over every timed `submit`
+//! call of the cell's runs.
+//!
+//! Every measurement writes into a fresh database and checks it afterwards through the
+//! store's read connections, so a fast but wrong run cannot post a number: the certificate
+//! rows are exactly the certificates returned (warm-up included), all `valid`; the audit log
+//! grew by exactly two entries per certificate; and a sample of the returned certificates
+//! verifies against the issuing CA's key and matches its row byte for byte. The last
+//! signature of every raw signing thread is verified too.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use ca_core::audit::{Action, AuditEvent};
+use ca_core::ceremony::{self, CaMaterial, CeremonySpec};
+use ca_core::issuance::{Ca, Channel, Issued, Outcome, Submission};
+use ca_core::issuer::{Issuer, IssuerId, KeyedCert};
+use ca_core::keystore::embedded::{EmbeddedKeyStore, KdfParams};
+use ca_core::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, init_token, module_context};
+use ca_core::keystore::{KeyStore, Signer};
+use ca_core::policy::{self, Profile, Requester};
+use ca_core::secret::Secret;
+use ca_core::store::{CertFilter, CertStatus, NewCertificate, Serial, Store};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+
+/// Length of the message the raw signing rate signs.
+const MESSAGE_LEN: usize = 512;
+/// Work before the timed window of each measurement (it also starts the database's writer).
+const WARM_UP: Duration = Duration::from_millis(500);
+/// The profile every certificate is issued under.
+const PROFILE: &str = "tls-server";
+/// The base URL in the certificates' CRL and OCSP pointers.
+const BASE_URL: &str = "http://pki.bench.internal";
+/// Every this many certificates a requester keeps one, to verify after the run.
+const SAMPLE_EVERY: u64 = 50;
+/// At most this many kept per requester and measurement.
+const SAMPLES_PER_THREAD: usize = 8;
+/// Where Debian's softhsm2 package installs the module.
+const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// Passphrase of the throwaway embedded token (at least 12 characters).
+const EMBEDDED_PASSPHRASE: &str = "keyhold-bench-passphrase";
+const SO_PIN: &str = "bench-so-pin";
+const USER_PIN: &str = "bench-user-pin";
+/// The share of the raw signing rate issuance must reach (issue 3).
+const TARGET: f64 = 0.70;
+
+const USAGE: &str = "\
+usage: issue-bench --csrs DIR [--seconds N] [--runs N] [--json FILE] [--threads LIST]
+                   [--keys LIST] [--databases LIST] [--postgres URL] [--policies DIR]
+                   [--module PATH]
+
+Issues certificates end to end through Keyhold's core and prints certificates/s beside the
+raw signing rate of the same key, for each key store, database and thread count. Run it
+through tests/bench/issue, which provides the CSRs, a SoftHSM2 token directory and a
+PostgreSQL server.
+
+  --csrs DIR         PEM CSRs (*.pem) for names under .internal, used round robin
+  --seconds N        timed window of each measurement, in seconds (default 3)
+  --runs N           runs per cell; the table shows the median (default 3)
+  --json FILE        also write the results as JSON to FILE
+  --threads LIST     comma-separated requester counts (default 1,16)
+  --keys LIST        key stores: embedded, pkcs11 (default both)
+  --databases LIST   databases: sqlite, postgres (default both)
+  --postgres URL     PostgreSQL database to create throwaway schemas in
+  --policies DIR     certificate profiles (default: the repository's policies/)
+  --module PATH      PKCS#11 module (default /usr/lib/softhsm/libsofthsm2.so)";
+
+/// A key store under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    Embedded,
+    Pkcs11,
+}
+
+impl Keys {
+    const ALL: [Keys; 2] = [Keys::Embedded, Keys::Pkcs11];
+
+    fn id(self) -> &'static str {
+        match self {
+            Keys::Embedded => "embedded",
+            Keys::Pkcs11 => "pkcs11",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Keys::Embedded => "embedded",
+            Keys::Pkcs11 => "pkcs11 (SoftHSM2)",
+        }
+    }
+}
+
+/// A database under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Database {
+    Sqlite,
+    Postgres,
+}
+
+impl Database {
+    const ALL: [Database; 2] = [Database::Sqlite, Database::Postgres];
+
+    fn id(self) -> &'static str {
+        match self {
+            Database::Sqlite => "sqlite",
+            Database::Postgres => "postgres",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Database::Sqlite => "SQLite",
+            Database::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// The command line.
+#[derive(Debug)]
+struct Options {
+    csrs: Option<PathBuf>,
+    seconds: f64,
+    runs: usize,
+    json: Option<PathBuf>,
+    threads: Vec<usize>,
+    keys: Vec<Keys>,
+    databases: Vec<Database>,
+    postgres: Option<String>,
+    policies: PathBuf,
+    module: PathBuf,
+}
+
+/// The items of a comma-separated list, each once, in the order of `all`.
+fn pick<T: Copy + PartialEq>(list: &str, all: &[T], id: fn(T) -> &'static str) -> Result<Vec<T>> {
+    let mut wanted = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let item = all
+            .iter()
+            .copied()
+            .find(|t| id(*t) == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = all.iter().map(|t| id(*t)).collect();
+                anyhow!("unknown {name:?} (known: {})", known.join(", "))
+            })?;
+        wanted.push(item);
+    }
+    ensure!(!wanted.is_empty(), "the list {list:?} is empty");
+    Ok(all.iter().copied().filter(|t| wanted.contains(t)).collect())
+}
+
+impl Options {
+    /// Parses `--flag value` and `--flag=value`; `None` means `--help` was asked for.
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Self>> {
+        let mut options = Options {
+            csrs: None,
+            seconds: 3.0,
+            runs: 3,
+            json: None,
+            threads: vec![1, 16],
+            keys: Keys::ALL.to_vec(),
+            databases: Database::ALL.to_vec(),
+            postgres: None,
+            policies: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies")),
+            module: PathBuf::from(DEFAULT_MODULE),
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                return Ok(None);
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+                None => (arg.clone(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| anyhow!("{flag} needs a value\n\n{USAGE}"))
+            };
+            match flag.as_str() {
+                "--csrs" => options.csrs = Some(PathBuf::from(value()?)),
+                "--seconds" => {
+                    let v = value()?;
+                    options.seconds = v
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| *s > 0.0 && *s <= 600.0)
+                        .ok_or_else(|| anyhow!("--seconds {v:?}: give a number in (0, 600]"))?;
+                }
+                "--runs" => {
+                    let v = value()?;
+                    options.runs = v
+                        .parse()
+                        .ok()
+                        .filter(|r: &usize| (1..=100).contains(r))
+                        .ok_or_else(|| anyhow!("--runs {v:?}: give a whole number in 1..=100"))?;
+                }
+                "--json" => options.json = Some(PathBuf::from(value()?)),
+                "--threads" => {
+                    let v = value()?;
+                    let mut threads = Vec::new();
+                    for t in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let t: usize = t
+                            .parse()
+                            .ok()
+                            .filter(|t| (1..=256).contains(t))
+                            .ok_or_else(|| {
+                                anyhow!("--threads {v:?}: give whole numbers in 1..=256")
+                            })?;
+                        if !threads.contains(&t) {
+                            threads.push(t);
+                        }
+                    }
+                    ensure!(!threads.is_empty(), "--threads {v:?} is empty");
+                    threads.sort_unstable();
+                    options.threads = threads;
+                }
+                "--keys" => {
+                    options.keys = pick(&value()?, &Keys::ALL, Keys::id).context("--keys")?;
+                }
+                "--databases" => {
+                    options.databases =
+                        pick(&value()?, &Database::ALL, Database::id).context("--databases")?;
+                }
+                "--postgres" => options.postgres = Some(value()?).filter(|u| !u.is_empty()),
+                "--policies" => options.policies = PathBuf::from(value()?),
+                "--module" => options.module = PathBuf::from(value()?),
+                _ => bail!("unknown argument {arg:?}\n\n{USAGE}"),
+            }
+        }
+        Ok(Some(options))
+    }
+
+    fn max_threads(&self) -> usize {
+        self.threads.iter().copied().max().unwrap_or(1)
+    }
+}
+
+/// A key store holding a fresh CA hierarchy, and the issuers the CA loads from it.
+/// Fields drop in order: signers first, the embedded token's directory last.
+struct KeySetup {
+    keys: Keys,
+    /// Root and issuing CA, as `Ca::new` takes them.
+    issuers: Vec<Issuer>,
+    /// The issuing CA's id and certificate (DER), for the database-alone writes.
+    issuing_id: IssuerId,
+    issuing_der: Vec<u8>,
+    /// The issuing CA's signer: it signs every certificate, and the raw rate measures it.
+    signer: Arc<dyn Signer>,
+    _store: Arc<dyn KeyStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl KeySetup {
+    /// Creates the key store, runs the default key ceremony in it (P-384 root and issuing
+    /// CA) and loads the issuers.
+    fn new(keys: Keys, options: &Options) -> Result<Self> {
+        let (store, dir): (Arc<dyn KeyStore>, _) = match keys {
+            Keys::Embedded => {
+                let dir = tempfile::Builder::new()
+                    .prefix("keyhold-issue-bench-")
+                    .tempdir()
+                    .context("creating a temporary directory for the embedded token")?;
+                let store = EmbeddedKeyStore::create(
+                    &dir.path().join("token"),
+                    &Secret::new(EMBEDDED_PASSPHRASE.into()),
+                    KdfParams::insecure_for_tests(),
+                )
+                .context("creating the embedded token")?;
+                (Arc::new(store), Some(dir))
+            }
+            Keys::Pkcs11 => {
+                ensure!(
+                    std::env::var_os("SOFTHSM2_CONF").is_some(),
+                    "SOFTHSM2_CONF is not set: run the benchmark through tests/bench/issue, \
+                     which creates a throwaway SoftHSM2 token directory (or pass --keys \
+                     embedded)"
+                );
+                let token = format!("keyhold-issue-{}", std::process::id());
+                init_token(
+                    &options.module,
+                    &token,
+                    &Secret::new(SO_PIN.into()),
+                    &Secret::new(USER_PIN.into()),
+                )
+                .with_context(|| format!("initialising SoftHSM2 token {token:?}"))?;
+                let mut config = Pkcs11Config::new(options.module.clone(), token);
+                // A logged-in session per requester, so none waits for one to be opened.
+                config.sessions = options.max_threads();
+                let store = Pkcs11KeyStore::open(&config, &Secret::new(USER_PIN.into()))
+                    .context("opening the pkcs11 key store")?;
+                (Arc::new(store), None)
+            }
+        };
+        let hierarchy = ceremony::run(&CeremonySpec::default(), store.as_ref(), SystemTime::now())
+            .with_context(|| format!("the key ceremony in the {} key store", keys.id()))?;
+        let keyed = |m: &CaMaterial| -> Result<KeyedCert> {
+            Ok(KeyedCert {
+                cert: m.cert.clone(),
+                signer: store.signer(&m.key)?,
+            })
+        };
+        let root = IssuerId::new("root").map_err(anyhow::Error::msg)?;
+        let mut issuers = vec![Issuer {
+            id: root.clone(),
+            parent: None,
+            ca: keyed(&hierarchy.root)?,
+            ocsp: None,
+        }];
+        for issuing in &hierarchy.issuing {
+            issuers.push(Issuer {
+                id: issuing.id.clone(),
+                parent: Some(root.clone()),
+                ca: keyed(&issuing.ca)?,
+                ocsp: Some(keyed(&issuing.ocsp)?),
+            });
+        }
+        let issuing = hierarchy
+            .issuing
+            .first()
+            .context("the default ceremony made no issuing CA")?;
+        let signer = store.signer(&issuing.ca.key)?;
+        Ok(KeySetup {
+            keys,
+            issuing_id: issuing.id.clone(),
+            issuing_der: issuing.ca.cert.der.clone(),
+            issuers,
+            signer,
+            _store: store,
+            _dir: dir,
+        })
+    }
+}
+
+/// Where a fresh database lives; dropping it removes it.
+enum Place {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { base: String, schema: String },
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Place::Postgres { base, schema } = self {
+            let dropped = PgConnection::establish(base)
+                .map_err(|e| e.to_string())
+                .and_then(|mut conn| {
+                    conn.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = dropped {
+                eprintln!("issue-bench: could not drop schema {schema}: {e}");
+            }
+        }
+    }
+}
+
+/// A fresh, empty, migrated database. `store` drops before `_place` removes the database.
+struct FreshDb {
+    store: Arc<db::Db>,
+    _place: Place,
+}
+
+impl FreshDb {
+    fn open(database: Database, options: &Options) -> Result<Self> {
+        let (url, place) = match database {
+            Database::Sqlite => {
+                let dir = tempfile::Builder::new()
+                    .prefix("keyhold-issue-bench-db-")
+                    .tempdir()
+                    .context("creating a temporary directory for the SQLite database")?;
+                let url = format!("sqlite://{}", dir.path().join("keyhold.db").display());
+                (url, Place::Sqlite(dir))
+            }
+            Database::Postgres => {
+                let base = options.postgres.clone().context(
+                    "no PostgreSQL database: run the benchmark through tests/bench/issue, which \
+                     starts a throwaway server, pass --postgres URL, or pass --databases sqlite",
+                )?;
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                let schema = format!(
+                    "kh_issue_bench_{}_{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                );
+                PgConnection::establish(&base)
+                    .context("connecting to the PostgreSQL database")?
+                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .with_context(|| format!("creating schema {schema}"))?;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+                (url, Place::Postgres { base, schema })
+            }
+        };
+        let store = db::Db::open(&url)
+            .with_context(|| format!("opening a fresh {} database", database.label()))?;
+        Ok(FreshDb {
+            store: Arc::new(store),
+            _place: place,
+        })
+    }
+
+    /// The last audit entry's sequence number (0 for an empty log).
+    fn audit_seq(&self) -> Result<i64> {
+        Ok(self.store.audit_head()?.map_or(0, |(seq, _)| seq))
+    }
+
+    /// Checks that the database holds exactly `expected` certificates, every one `valid`
+    /// with its DER, and that the audit log grew by two entries per certificate since
+    /// `audit_before`.
+    fn check(&self, expected: u64, audit_before: i64) -> Result<()> {
+        let mut rows = 0u64;
+        let mut filter = CertFilter {
+            limit: db::MAX_PAGE,
+            ..CertFilter::default()
+        };
+        loop {
+            let page = self.store.certificates(&filter)?;
+            for row in &page {
+                ensure!(
+                    row.status == CertStatus::Valid && row.der.is_some(),
+                    "certificate {} is {} in the database, not valid with its DER",
+                    row.serial,
+                    row.status.as_str()
+                );
+            }
+            rows += page.len() as u64;
+            match page.last() {
+                Some(last) if page.len() as u32 == db::MAX_PAGE => {
+                    filter.after = Some((last.created_at, last.serial.clone()));
+                }
+                _ => break,
+            }
+        }
+        ensure!(
+            rows == expected,
+            "the database holds {rows} certificates, but {expected} were returned as issued"
+        );
+        let entries = self.audit_seq()? - audit_before;
+        ensure!(
+            u64::try_from(entries).ok() == Some(2 * expected),
+            "the audit log grew by {entries} entries for {expected} certificates (expected two \
+             each: issuance started, certificate issued)"
+        );
+        Ok(())
+    }
+}
+
+/// One thread's work in a measurement.
+trait Worker: Send {
+    /// One operation: a signature, an issuance, or an issuance's two database writes.
+    fn step(&mut self) -> Result<()>;
+}
+
+/// What one measurement counted.
+struct Window {
+    /// Operations per second: the sum over threads of operations / elapsed.
+    rate: f64,
+    /// Every timed operation's duration, in microseconds.
+    latencies: Vec<u32>,
+}
+
+const WARMING: u8 = 0;
+const TIMED: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// Runs every worker on its own thread: warm-up until [`WARM_UP`] has passed, then all
+/// threads start the timed window together and run until `duration` is over. Returns the
+/// workers (with whatever they kept) and the counts. Every thread reaches the barrier even if
+/// it fails, so one failure ends the measurement instead of hanging it.
+fn measure<W: Worker>(workers: Vec<W>, duration: Duration) -> Result<(Vec<W>, Window)> {
+    let go = Barrier::new(workers.len() + 1);
+    let phase = AtomicU8::new(WARMING);
+    let finished: Vec<Result<(W, Duration, Vec<u32>)>> = thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .into_iter()
+            .map(|mut worker| {
+                let (go, phase) = (&go, &phase);
+                scope.spawn(move || {
+                    let mut warm = Ok(());
+                    while phase.load(Ordering::Acquire) == WARMING {
+                        if let Err(e) = worker.step() {
+                            warm = Err(e);
+                            break;
+                        }
+                    }
+                    go.wait();
+                    warm?;
+                    let mut latencies = Vec::new();
+                    let start = Instant::now();
+                    while phase.load(Ordering::Acquire) == TIMED {
+                        let call = Instant::now();
+                        worker.step()?;
+                        let micros = call.elapsed().as_micros();
+                        latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
+                    }
+                    Ok((worker, start.elapsed(), latencies))
+                })
+            })
+            .collect();
+        thread::sleep(WARM_UP);
+        phase.store(TIMED, Ordering::Release);
+        go.wait();
+        thread::sleep(duration);
+        phase.store(STOPPED, Ordering::Release);
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow!("a benchmark thread panicked"))?
+            })
+            .collect()
+    });
+    let mut workers = Vec::new();
+    let mut window = Window {
+        rate: 0.0,
+        latencies: Vec::new(),
+    };
+    for result in finished {
+        let (worker, elapsed, latencies) = result?;
+        window.rate += latencies.len() as f64 / elapsed.as_secs_f64();
+        window.latencies.extend(latencies);
+        workers.push(worker);
+    }
+    Ok((workers, window))
+}
+
+/// The issuing CA's signer, called as the CA calls it, on a fixed message.
+struct SignWorker<'a> {
+    signer: &'a dyn Signer,
+    message: &'a [u8],
+    last: Vec<u8>,
+}
+
+impl Worker for SignWorker<'_> {
+    fn step(&mut self) -> Result<()> {
+        self.last = self.signer.sign(self.message)?;
+        Ok(())
+    }
+}
+
+/// A requester submitting CSRs, round robin through the pool, to the CA.
+struct IssueWorker<'a> {
+    ca: &'a Ca,
+    csrs: &'a [Vec<u8>],
+    requester: &'a Requester,
+    next: usize,
+    stride: usize,
+    /// Certificates returned, warm-up included.
+    issued: u64,
+    /// Some of them, to check after the run.
+    samples: Vec<Issued>,
+}
+
+impl Worker for IssueWorker<'_> {
+    fn step(&mut self) -> Result<()> {
+        let csr = self
+            .csrs
+            .get(self.next % self.csrs.len().max(1))
+            .context("the CSR pool is empty")?;
+        self.next = self.next.wrapping_add(self.stride);
+        let submission = Submission {
+            profile: PROFILE,
+            csr,
+            requester: self.requester,
+            source: "issue-bench",
+            channel: Channel::Api,
+        };
+        match self.ca.submit(&submission, SystemTime::now())? {
+            Outcome::Issued(issued) => {
+                if self.issued.is_multiple_of(SAMPLE_EVERY)
+                    && self.samples.len() < SAMPLES_PER_THREAD
+                {
+                    self.samples.push(*issued);
+                }
+                self.issued += 1;
+                Ok(())
+            }
+            other => bail!("the CA did not issue: {other:?}"),
+        }
+    }
+}
+
+/// An issuance's two durable writes with their audit events, nothing else.
+struct DbWorker<'a> {
+    store: &'a dyn Store,
+    issuer: &'a IssuerId,
+    /// Stands in for the certificate's DER (a CA certificate: about the same size).
+    der: &'a [u8],
+    written: u64,
+}
+
+impl Worker for DbWorker<'_> {
+    fn step(&mut self) -> Result<()> {
+        let mut bytes = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow!("the system rng failed"))?;
+        // RFC 5280 4.1.2.2: positive, as `x509::random_serial` makes them.
+        bytes[0] &= 0x7f;
+        let serial = Serial::from_bytes(&bytes);
+        let now = SystemTime::now();
+        let name = format!("db{}.internal", self.written);
+        let reservation = NewCertificate {
+            serial: serial.clone(),
+            issuer: self.issuer.clone(),
+            profile: PROFILE.into(),
+            requester: "bench".into(),
+            subject: format!("CN={name},O=Keyhold"),
+            sans: format!("dns:{name}"),
+            not_before: now,
+            not_after: now + Duration::from_secs(90 * 86_400),
+            request_id: None,
+        };
+        let object = format!("certificate:{serial}");
+        let started = AuditEvent::new(Action::IssuanceStarted, "bench", "issue-bench", &*object)
+            .with("profile", PROFILE)
+            .with("issuer", self.issuer.as_str())
+            .with("subject", reservation.subject.as_str())
+            .with("sans", reservation.sans.as_str());
+        self.store.reserve(&reservation, &started)?;
+        let issued = AuditEvent::new(Action::CertificateIssued, "bench", "issue-bench", object)
+            .with("sha256", "0".repeat(64));
+        self.store.complete(&serial, self.der, &issued)?;
+        self.written += 1;
+        Ok(())
+    }
+}
+
+/// One run of one cell.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    raw: f64,
+    certs: f64,
+    db_alone: f64,
+    /// Certificates issued, warm-up included (all checked in the database).
+    issued: u64,
+}
+
+impl Sample {
+    fn ratio(&self) -> f64 {
+        self.certs / self.raw
+    }
+}
+
+/// Key store x database x threads, over all runs.
+struct Cell {
+    keys: Keys,
+    database: Database,
+    threads: usize,
+    runs: Vec<Sample>,
+    /// Every timed `submit` call's duration, in microseconds.
+    latencies: Vec<u32>,
+}
+
+impl Cell {
+    fn median(&self, value: fn(&Sample) -> f64) -> f64 {
+        median(self.runs.iter().map(value).collect())
+    }
+
+    fn ratio(&self) -> f64 {
+        self.median(Sample::ratio)
+    }
+
+    fn meets_target(&self) -> bool {
+        self.ratio() >= TARGET
+    }
+
+    /// The `p`-th quantile of the latencies, in milliseconds.
+    fn latency_ms(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let rank = ((p * sorted.len() as f64).ceil() as usize).saturating_sub(1);
+        sorted
+            .get(rank)
+            .map_or(f64::NAN, |&us| f64::from(us) / 1000.0)
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// What every measurement shares.
+struct Bench<'a> {
+    options: &'a Options,
+    duration: Duration,
+    profiles: Vec<Profile>,
+    csrs: Vec<Vec<u8>>,
+    requester: Requester,
+    message: Vec<u8>,
+}
+
+impl Bench<'_> {
+    /// One run of one cell: raw signing, issuance, then the database alone, each with
+    /// `threads` threads; returns the sample and the issuance latencies.
+    fn run(
+        &self,
+        setup: &KeySetup,
+        database: Database,
+        threads: usize,
+    ) -> Result<(Sample, Vec<u32>)> {
+        // 1. Raw signing.
+        let workers = (0..threads)
+            .map(|_| SignWorker {
+                signer: setup.signer.as_ref(),
+                message: &self.message,
+                last: Vec::new(),
+            })
+            .collect();
+        let (workers, raw) = measure(workers, self.duration).context("raw signing")?;
+        for worker in &workers {
+            ca_core::keystore::verify(
+                setup.signer.algorithm(),
+                setup.signer.public_key(),
+                &self.message,
+                &worker.last,
+            )
+            .context("a raw signature does not verify")?;
+        }
+
+        // 2. Issuance, into a fresh database.
+        let fresh = FreshDb::open(database, self.options)?;
+        let store: Arc<dyn Store> = fresh.store.clone();
+        let ca = Ca::new(
+            setup.issuers.clone(),
+            self.profiles.clone(),
+            store,
+            BASE_URL,
+        )
+        .map_err(|p| anyhow!("the CA cannot start:\n  - {}", p.join("\n  - ")))?;
+        let audit_before = fresh.audit_seq()?;
+        let workers = (0..threads)
+            .map(|t| IssueWorker {
+                ca: &ca,
+                csrs: &self.csrs,
+                requester: &self.requester,
+                next: t,
+                stride: threads,
+                issued: 0,
+                samples: Vec::new(),
+            })
+            .collect();
+        let (workers, certs) = measure(workers, self.duration).context("issuance")?;
+        let issued: u64 = workers.iter().map(|w| w.issued).sum();
+        fresh
+            .check(issued, audit_before)
+            .context("after issuance")?;
+        for sample in workers.iter().flat_map(|w| &w.samples) {
+            ca_core::x509::verify_signed_by(&sample.cert, setup.signer.public_key())
+                .with_context(|| format!("certificate {} does not verify", sample.serial))?;
+            let row = fresh
+                .store
+                .certificate(&sample.serial)?
+                .with_context(|| format!("certificate {} is not in the database", sample.serial))?;
+            ensure!(
+                row.der.as_deref() == Some(sample.cert.der.as_slice()),
+                "certificate {} differs from its database row",
+                sample.serial
+            );
+        }
+        drop(ca);
+        drop(fresh);
+
+        // 3. The database alone, fresh too.
+        let fresh = FreshDb::open(database, self.options)?;
+        fresh
+            .store
+            .ensure_issuer(&setup.issuing_id, &setup.issuing_der)?;
+        let audit_before = fresh.audit_seq()?;
+        let workers = (0..threads)
+            .map(|_| DbWorker {
+                store: fresh.store.as_ref(),
+                issuer: &setup.issuing_id,
+                der: &setup.issuing_der,
+                written: 0,
+            })
+            .collect();
+        let (workers, db_alone) = measure(workers, self.duration).context("database alone")?;
+        let written: u64 = workers.iter().map(|w| w.written).sum();
+        fresh
+            .check(written, audit_before)
+            .context("after the database-alone writes")?;
+
+        let sample = Sample {
+            raw: raw.rate,
+            certs: certs.rate,
+            db_alone: db_alone.rate,
+            issued,
+        };
+        Ok((sample, certs.latencies))
+    }
+}
+
+/// Reads every `*.pem` in `dir`, in name order.
+fn read_csrs(dir: &std::path::Path) -> Result<Vec<Vec<u8>>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the CSR directory {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading the CSR directory {}", dir.display()))?;
+    paths.retain(|p| p.extension().is_some_and(|e| e == "pem"));
+    paths.sort();
+    ensure!(!paths.is_empty(), "no *.pem CSRs in {}", dir.display());
+    paths
+        .iter()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .collect()
+}
+
+/// What the numbers were measured on.
+struct Machine {
+    cpu: String,
+    parallelism: usize,
+    loadavg_before: String,
+    loadavg_after: String,
+    module: Option<String>,
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The PKCS#11 module's own description.
+fn module_info(options: &Options) -> Option<String> {
+    let info = module_context(&options.module)
+        .ok()?
+        .get_library_info()
+        .ok()?;
+    Some(format!(
+        "{} {} {} ({})",
+        info.manufacturer_id().trim(),
+        info.library_description().trim(),
+        info.library_version(),
+        options.module.display()
+    ))
+}
+
+fn thousands(value: f64) -> String {
+    if !value.is_finite() {
+        return "-".into();
+    }
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn table(cells: &[Cell]) -> String {
+    let mut out = format!(
+        "{:<18} {:<10} {:>7} {:>9} {:>8} {:>8} {:>12} {:>7} {:>6}   {:>11}\n",
+        "key store",
+        "database",
+        "threads",
+        "certs/s",
+        "p50 ms",
+        "p99 ms",
+        "raw signs/s",
+        "ratio",
+        ">=70%",
+        "db alone/s"
+    );
+    for cell in cells {
+        let _ = writeln!(
+            out,
+            "{:<18} {:<10} {:>7} {:>9} {:>8.2} {:>8.2} {:>12} {:>6.1}% {:>6}   {:>11}",
+            cell.keys.label(),
+            cell.database.label(),
+            cell.threads,
+            thousands(cell.median(|s| s.certs)),
+            cell.latency_ms(0.50),
+            cell.latency_ms(0.99),
+            thousands(cell.median(|s| s.raw)),
+            cell.ratio() * 100.0,
+            if cell.meets_target() { "yes" } else { "NO" },
+            thousands(cell.median(|s| s.db_alone)),
+        );
+    }
+    out
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON number, or `null` for what JSON cannot hold.
+fn json_number(value: f64, decimals: usize) -> String {
+    if value.is_finite() {
+        format!("{value:.decimals$}")
+    } else {
+        "null".into()
+    }
+}
+
+fn to_json(cells: &[Cell], machine: &Machine, options: &Options, csrs: usize) -> String {
+    let results: Vec<String> = cells
+        .iter()
+        .map(|cell| {
+            let runs: Vec<String> = cell
+                .runs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{{\"certs_per_sec\": {}, \"raw_signs_per_sec\": {}, \
+                         \"db_alone_per_sec\": {}, \"ratio\": {}, \"issued\": {}}}",
+                        json_number(r.certs, 1),
+                        json_number(r.raw, 1),
+                        json_number(r.db_alone, 1),
+                        json_number(r.ratio(), 4),
+                        r.issued
+                    )
+                })
+                .collect();
+            format!(
+                "    {{\"key_store\": {}, \"database\": {}, \"threads\": {}, \
+                 \"certs_per_sec\": {}, \"p50_ms\": {}, \"p99_ms\": {}, \
+                 \"raw_signs_per_sec\": {}, \"ratio\": {}, \"meets_target\": {}, \
+                 \"db_alone_per_sec\": {}, \"runs\": [{}]}}",
+                json_string(cell.keys.id()),
+                json_string(cell.database.id()),
+                cell.threads,
+                json_number(cell.median(|s| s.certs), 1),
+                json_number(cell.latency_ms(0.50), 3),
+                json_number(cell.latency_ms(0.99), 3),
+                json_number(cell.median(|s| s.raw), 1),
+                json_number(cell.ratio(), 4),
+                cell.meets_target(),
+                json_number(cell.median(|s| s.db_alone), 1),
+                runs.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "{{\n  \"machine\": {{\"cpu\": {}, \"available_parallelism\": {}, \
+         \"loadavg_before\": {}, \"loadavg_after\": {}, \"pkcs11_module\": {}}},\n  \
+         \"settings\": {{\"seconds\": {}, \"runs\": {}, \"warm_up_seconds\": {}, \
+         \"message_bytes\": {}, \"profile\": {}, \"csrs\": {}, \"target_ratio\": {}}},\n  \
+         \"results\": [\n{}\n  ]\n}}\n",
+        json_string(&machine.cpu),
+        machine.parallelism,
+        json_string(&machine.loadavg_before),
+        json_string(&machine.loadavg_after),
+        machine
+            .module
+            .as_deref()
+            .map_or_else(|| "null".into(), json_string),
+        options.seconds,
+        options.runs,
+        WARM_UP.as_secs_f64(),
+        MESSAGE_LEN,
+        json_string(PROFILE),
+        csrs,
+        TARGET,
+        results.join(",\n")
+    )
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole context chain on one line, without a backtrace.
+            eprintln!("issue-bench: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let Some(options) = Options::parse(std::env::args().skip(1))? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let csr_dir = options
+        .csrs
+        .clone()
+        .ok_or_else(|| anyhow!("--csrs DIR is required\n\n{USAGE}"))?;
+    if options.databases.contains(&Database::Postgres) && options.postgres.is_none() {
+        bail!(
+            "no PostgreSQL database: run the benchmark through tests/bench/issue, which starts \
+             a throwaway server, pass --postgres URL, or pass --databases sqlite"
+        );
+    }
+    let profiles: Vec<Profile> = policy::load_dir(&options.policies)
+        .with_context(|| format!("loading profiles from {}", options.policies.display()))?
+        .into_iter()
+        .filter(|p| p.name == PROFILE)
+        .collect();
+    ensure!(
+        !profiles.is_empty(),
+        "no {PROFILE} profile in {}",
+        options.policies.display()
+    );
+    let bench = Bench {
+        options: &options,
+        duration: Duration::from_secs_f64(options.seconds),
+        profiles,
+        csrs: read_csrs(&csr_dir)?,
+        requester: Requester {
+            name: "bench-requester".into(),
+            roles: vec!["requester".into()],
+        },
+        message: (0..MESSAGE_LEN)
+            .map(|i| (i.wrapping_mul(31) ^ 0x5a) as u8)
+            .collect(),
+    };
+
+    let mut machine = Machine {
+        cpu: cpu_model(),
+        parallelism: thread::available_parallelism().map_or(1, |n| n.get()),
+        loadavg_before: load_average(),
+        loadavg_after: String::new(),
+        module: None,
+    };
+    let setups = options
+        .keys
+        .iter()
+        .map(|&keys| KeySetup::new(keys, &options))
+        .collect::<Result<Vec<_>>>()?;
+    if options.keys.contains(&Keys::Pkcs11) {
+        machine.module = module_info(&options);
+    }
+
+    println!("cpu: {}", machine.cpu);
+    println!("available parallelism: {}", machine.parallelism);
+    println!("load average before the run: {}", machine.loadavg_before);
+    if let Some(module) = &machine.module {
+        println!("pkcs#11 module: {module}");
+    }
+    println!(
+        "issuing CA key: {} (the default ceremony); profile {PROFILE}; {} CSRs round robin",
+        setups
+            .first()
+            .map_or_else(|| "?".into(), |s| format!("{:?}", s.signer.algorithm())),
+        bench.csrs.len()
+    );
+    println!(
+        "per measurement {:.1} s warm-up + {} s timed, median of {} run(s); raw signing on a \
+         {MESSAGE_LEN}-byte message\n",
+        WARM_UP.as_secs_f64(),
+        options.seconds,
+        options.runs
+    );
+
+    let mut cells: Vec<Cell> = Vec::new();
+    for run in 1..=options.runs {
+        for setup in &setups {
+            for &database in &options.databases {
+                for &threads in &options.threads {
+                    let (sample, latencies) =
+                        bench.run(setup, database, threads).with_context(|| {
+                            format!(
+                                "{} on {} with {threads} thread(s), run {run}",
+                                setup.keys.label(),
+                                database.label()
+                            )
+                        })?;
+                    eprintln!(
+                        "run {run}/{}: {:<18} {:<10} {threads:>2}t  {:>7} certs/s  {:>7} raw \
+                         signs/s  {:>5.1}%  db alone {:>7}/s",
+                        options.runs,
+                        setup.keys.label(),
+                        database.label(),
+                        thousands(sample.certs),
+                        thousands(sample.raw),
+                        sample.ratio() * 100.0,
+                        thousands(sample.db_alone)
+                    );
+                    match cells.iter_mut().find(|c| {
+                        c.keys == setup.keys && c.database == database && c.threads == threads
+                    }) {
+                        Some(cell) => {
+                            cell.runs.push(sample);
+                            cell.latencies.extend(latencies);
+                        }
+                        None => cells.push(Cell {
+                            keys: setup.keys,
+                            database,
+                            threads,
+                            runs: vec![sample],
+                            latencies,
+                        }),
+                    }
+                }
+            }
+        }
+    }
+    machine.loadavg_after = load_average();
+
+    println!();
+    print!("{}", table(&cells));
+    println!(
+        "\nratio: certs/s as a share of raw signs/s, median over runs of each run's own ratio; \
+         target {:.0}%.\ndb alone: the issuance's two durable writes with their audit entries, \
+         no CSR or signing, same threads.\nevery run's database held exactly the certificates \
+         returned, all valid, with two audit entries each;\nsampled certificates verified \
+         against the issuing CA's key.",
+        TARGET * 100.0
+    );
+    println!("load average after the run: {}", machine.loadavg_after);
+    if let Some(path) = &options.json {
+        std::fs::write(path, to_json(&cells, &machine, &options, bench.csrs.len()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("json: {}", path.display());
+    }
+    Ok(())
+}
