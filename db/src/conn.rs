@@ -179,7 +179,7 @@ pub(crate) fn transaction_failed(conn: &mut AnyConnection) -> bool {
         .is_err()
 }
 
-/// Hands out connections for reads.
+/// Hands out read-only connections for reads.
 #[derive(Debug)]
 pub(crate) struct Manager {
     pub(crate) target: Target,
@@ -190,7 +190,17 @@ impl r2d2::ManageConnection for Manager {
     type Error = StoreError;
 
     fn connect(&self) -> Result<AnyConnection, StoreError> {
-        self.target.connect()
+        let mut conn = self.target.connect()?;
+        // Every change goes through the writer with its audit entry: a read connection that
+        // could write would be a way around that.
+        let read_only = match &mut conn {
+            AnyConnection::Sqlite(c) => c.batch_execute("PRAGMA query_only = ON"),
+            AnyConnection::Postgres(c) => {
+                c.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            }
+        };
+        read_only.map_err(|e| StoreError::Database(format!("making a reader read-only: {e}")))?;
+        Ok(conn)
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
