@@ -14,6 +14,9 @@
 //! - `issue`: reserve, sign, complete per second: what issuance reaches, and its share of
 //!   `sign` at the same thread count.
 //!
+//! `db` also shows the CPU time one pair costs the whole process (writer thread and
+//! callers), which moves less than the rates when other work shares the machine.
+//!
 //! Not a test: the numbers depend on the machine and its disk.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,18 +70,21 @@ fn main() -> Result<(), Error> {
         db.ensure_issuer(&issuer, b"bench issuer")?;
         println!("{} ({url})", db.backend());
         for threads in THREADS {
-            let pairs = rate(threads, window, || pair(&db, &issuer, &next, None))?;
+            let (pairs, pair_cpu) = rate(threads, window, || pair(&db, &issuer, &next, None))?;
+            let db_line = format!(
+                "  {threads:>2} threads: db {pairs:>6.0} pairs/s ({:>3} µs CPU each)",
+                pair_cpu.as_micros()
+            );
             if only_db {
-                println!("  {threads:>2} threads: db {pairs:>7.0} pairs/s");
+                println!("{db_line}");
                 continue;
             }
-            let signs = rate(threads, window, || sign(signer.as_ref()).map(|_| ()))?;
-            let issues = rate(threads, window, || {
+            let (signs, _) = rate(threads, window, || sign(signer.as_ref()).map(|_| ()))?;
+            let (issues, _) = rate(threads, window, || {
                 pair(&db, &issuer, &next, Some(signer.as_ref()))
             })?;
             println!(
-                "  {threads:>2} threads: db {pairs:>7.0} pairs/s   sign {signs:>7.0}/s   \
-                 issue {issues:>7.0}/s = {:.0}% of sign",
+                "{db_line}   sign {signs:>6.0}/s   issue {issues:>6.0}/s = {:.0}% of sign",
                 100.0 * issues / signs
             );
         }
@@ -86,12 +92,27 @@ fn main() -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs `op` on `threads` threads for `window`; returns completed operations per second.
+/// This process's CPU time so far (user + system), from /proc/self/stat.
+fn cpu_time() -> Result<Duration, Error> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').ok_or("odd /proc/self/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields.get(11).ok_or("no utime")?.parse::<u64>()?
+        + fields.get(12).ok_or("no stime")?.parse::<u64>()?;
+    // Linux reports them in USER_HZ, 100 per second on every architecture Keyhold runs on.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// Runs `op` on `threads` threads for `window`; returns completed operations per second
+/// and the CPU time each took (for all threads together).
 fn rate(
     threads: usize,
     window: Duration,
     op: impl Fn() -> Result<(), Error> + Sync,
-) -> Result<f64, Error> {
+) -> Result<(f64, Duration), Error> {
+    let cpu_before = cpu_time()?;
     let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
@@ -113,10 +134,12 @@ fn rate(
         stop.store(true, Ordering::Relaxed);
     });
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_time()? - cpu_before;
     if failed.load(Ordering::Relaxed) {
         return Err("an operation failed".into());
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
+    let done = done.load(Ordering::Relaxed).max(1);
+    Ok((done as f64 / elapsed, cpu / u32::try_from(done)?))
 }
 
 fn sign(signer: &dyn Signer) -> Result<Vec<u8>, Error> {
