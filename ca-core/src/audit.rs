@@ -50,6 +50,10 @@ pub enum Action {
     IssuanceAbandoned,
     /// The chain head was signed.
     CheckpointSigned,
+    /// An API token was created.
+    TokenCreated,
+    /// An API token was revoked.
+    TokenRevoked,
 }
 
 impl Action {
@@ -68,6 +72,8 @@ impl Action {
             Action::SigningFailed => "issuance.failed",
             Action::IssuanceAbandoned => "issuance.abandoned",
             Action::CheckpointSigned => "audit.checkpoint",
+            Action::TokenCreated => "token.created",
+            Action::TokenRevoked => "token.revoked",
         }
     }
 }

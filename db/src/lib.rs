@@ -21,6 +21,7 @@ mod error;
 mod read;
 mod records;
 mod schema;
+mod tokens;
 mod writer;
 
 use std::fmt;

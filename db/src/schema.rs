@@ -85,3 +85,16 @@ diesel::table! {
         hash -> Binary,
     }
 }
+
+diesel::table! {
+    api_tokens (name) {
+        name -> Text,
+        hash -> Binary,
+        role -> Text,
+        profiles -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        created_by -> Text,
+    }
+}

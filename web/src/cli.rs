@@ -78,6 +78,11 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(crate::ops::AuditCommand),
+    /// Run the HTTP server (initialising a demo CA first if the data directory has none).
+    Serve(crate::serve::ServeArgs),
+    /// API tokens for the HTTP API.
+    #[command(subcommand)]
+    Tokens(crate::tokens::TokensCommand),
 }
 
 /// `keyhold policy ...`.
@@ -207,6 +212,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Certs(cmd) => crate::ops::certs(&cli, cmd),
         Command::Requests(cmd) => crate::ops::requests(&cli, cmd),
         Command::Audit(cmd) => crate::ops::audit(&cli, cmd),
+        Command::Serve(args) => crate::serve::run(&cli, args),
+        Command::Tokens(cmd) => crate::tokens::run(&cli, cmd),
         Command::Init(args) => done(run_init(&cli, args)),
         Command::Keys(cmd) => done(run_keys(&cli, cmd)),
         Command::Hsm(HsmCommand::InitToken {
@@ -248,7 +255,7 @@ fn run_init_token(cli: &Cli, module: &Path, label: &str, so_pin_file: Option<&Pa
     Ok(())
 }
 
-fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
+pub(crate) fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
     let mut spec = match &args.ceremony {
         Some(path) => {
             let text = std::fs::read_to_string(path)
