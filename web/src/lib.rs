@@ -72,7 +72,7 @@ async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
 fn json_error(e: JsonPayloadError) -> ApiError {
     match e {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::too_large(format!("the body exceeds {MAX_BODY} bytes"))
+            ApiError::too_large(format!("the body exceeds {} KiB", MAX_BODY / 1024))
         }
         JsonPayloadError::ContentType => {
             ApiError::unsupported_media_type("send the body as Content-Type: application/json")
