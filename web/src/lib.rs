@@ -47,22 +47,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("")
             .wrap(from_fn(request_context))
-            .route("/healthz", web::get().to(public::healthz))
-            .route("/readyz", web::get().to(public::readyz))
-            .route("/ca/{file}", web::get().to(public::ca_cert))
-            .route("/ca/{issuer}/chain.pem", web::get().to(public::ca_chain))
+            .service(get("/healthz", public::healthz))
+            .service(get("/readyz", public::readyz))
+            .service(get("/ca/{file}", public::ca_cert))
+            .service(get("/ca/{issuer}/chain.pem", public::ca_chain))
             .service(
                 web::scope("/api/v1")
                     .service(
                         web::resource("/certificates")
                             .route(web::post().to(api::v1::submit))
-                            .route(web::get().to(api::v1::list)),
+                            .route(web::get().to(api::v1::list))
+                            .default_service(web::to(method_not_allowed)),
                     )
-                    .route("/certificates/{serial}", web::get().to(api::v1::show))
-                    .route("/requests/{id}", web::get().to(api::v1::request)),
+                    .service(get("/certificates/{serial}", api::v1::show))
+                    .service(get("/requests/{id}", api::v1::request))
+                    .default_service(web::to(not_found)),
             )
             .default_service(web::to(not_found)),
     );
+}
+
+/// A resource answering GET (and HEAD), with a problem-JSON 405 for other methods.
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed())
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
