@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod init;
+pub mod metrics;
 pub mod ops;
 pub mod public;
 pub mod secrets;
@@ -49,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(request_context))
             .service(get("/healthz", public::healthz))
             .service(get("/readyz", public::readyz))
+            .service(get("/metrics", metrics::metrics))
             .service(get("/ca/{file}", public::ca_cert))
             .service(get("/ca/{issuer}/chain.pem", public::ca_chain))
             .service(
@@ -114,6 +116,9 @@ async fn request_context(
     let id = new_request_id();
     let span = tracing::info_span!("request", id = %id);
     let (method, path) = (req.method().clone(), req.path().to_owned());
+    let metrics = req
+        .app_data::<web::Data<state::AppState>>()
+        .map(|s| s.metrics.clone());
     let start = Instant::now();
     let res = REQUEST_ID
         .scope(id.clone(), next.call(req).instrument(span.clone()))
@@ -121,6 +126,9 @@ async fn request_context(
     let micros = start.elapsed().as_micros();
     match res {
         Ok(mut res) => {
+            if let Some(m) = &metrics {
+                m.response(res.status().as_u16());
+            }
             tracing::info!(parent: &span, %method, %path, status = res.status().as_u16(), micros, "served");
             if let Ok(v) = HeaderValue::from_str(&id) {
                 res.headers_mut().insert(

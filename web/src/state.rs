@@ -31,6 +31,8 @@ pub struct AppState {
     pub probes: Arc<Probes>,
     /// CA certificates by issuer id, plus `root`.
     pub ca_files: Arc<HashMap<String, CaFile>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Checks for `/readyz`.
@@ -92,6 +94,7 @@ impl AppState {
             tokens: db.clone(),
             probes: Arc::new(Probes { db, keys }),
             ca_files: Arc::new(files),
+            metrics: Arc::default(),
         })
     }
 }
