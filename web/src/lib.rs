@@ -53,20 +53,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(get("/metrics", metrics::metrics))
             .service(get("/ca/{file}", public::ca_cert))
             .service(get("/ca/{issuer}/chain.pem", public::ca_chain))
-            .service(
-                web::scope("/api/v1")
-                    .service(
-                        web::resource("/certificates")
-                            .route(web::post().to(api::v1::submit))
-                            .route(web::get().to(api::v1::list))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(get("/certificates/{serial}", api::v1::show))
-                    .service(get("/requests/{id}", api::v1::request))
-                    .default_service(web::to(not_found)),
-            )
+            .service(api_v1(&mut Vec::new()))
             .default_service(web::to(not_found)),
     );
+}
+
+/// The `/api/v1` scope. Each route is declared through `doc`, which records its method and
+/// path: [`api_routes`] returns that record, and a test holds it against the OpenAPI
+/// document in both directions.
+fn api_v1(routes: &mut Vec<(&'static str, String)>) -> actix_web::Scope {
+    let mut doc = |method: &'static str, path: &'static str| {
+        routes.push((method, format!("/api/v1{path}")));
+        path
+    };
+    doc("POST", "/certificates");
+    web::scope("/api/v1")
+        .service(
+            web::resource(doc("GET", "/certificates"))
+                .route(web::post().to(api::v1::submit))
+                .route(web::get().to(api::v1::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(get(doc("GET", "/certificates/{serial}"), api::v1::show))
+        .service(get(doc("GET", "/requests/{id}"), api::v1::request))
+        .service(get(doc("GET", "/openapi.json"), api::v1::openapi))
+        .default_service(web::to(not_found))
+}
+
+/// Every `/api/v1` route as `(method, path)`, as [`configure`] registers them.
+pub fn api_routes() -> Vec<(&'static str, String)> {
+    let mut routes = Vec::new();
+    let _ = api_v1(&mut routes);
+    routes
 }
 
 /// A resource answering GET (and HEAD), with a problem-JSON 405 for other methods.

@@ -356,3 +356,14 @@ pub async fn request(
         certificate,
     }))
 }
+
+/// The OpenAPI 3 description of this API (hand-written; a test checks it against the
+/// routes).
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// `GET /api/v1/openapi.json`: public, like any API description.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}

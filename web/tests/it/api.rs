@@ -597,3 +597,52 @@ async fn a_profile_needing_approval_answers_202_and_the_request_can_be_followed(
     let res = test::call_service(&app, get(&other)).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[actix_web::test]
+async fn the_openapi_document_and_the_routes_match_both_ways() {
+    let fx = Fixture::new();
+    let app = app!(fx);
+    let doc: Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/v1/openapi.json")
+            .to_request(),
+    )
+    .await;
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    let mut routed: Vec<(String, String)> = ca_web::api_routes()
+        .into_iter()
+        .map(|(m, p)| (m.to_owned(), p))
+        .collect();
+    documented.sort();
+    routed.sort();
+    assert_eq!(documented, routed, "documented vs routed");
+
+    // And each documented operation reaches a handler (not the 404/405 fallbacks).
+    let token = fx.token("doc", Role::Admin);
+    for (method, path) in &documented {
+        let uri = path.replace("{serial}", "0a").replace("{id}", "1");
+        let req = match method.as_str() {
+            "GET" => test::TestRequest::get(),
+            "POST" => test::TestRequest::post(),
+            m => panic!("undocumented method {m}"),
+        };
+        let res = test::call_service(
+            &app,
+            req.uri(&uri).insert_header(bearer(&token)).to_request(),
+        )
+        .await;
+        let status = res.status();
+        let body = test::read_body(res).await;
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("\"no such resource\"") && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}: {status} {text}"
+        );
+    }
+}
