@@ -449,3 +449,119 @@ fn thousands_of_malformed_requests_get_4xx_and_the_server_stays_healthy() {
 fn hex_str(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn serve_refuses_to_start_listing_every_problem() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let r = crate::cli::init_embedded(&dir);
+    assert!(r.ok, "{}", r.stderr);
+    // Two profiles naming issuers that do not exist: both are reported.
+    let policies = tmp.path().join("policies");
+    fs::create_dir(&policies).unwrap();
+    for name in ["tls-server", "tls-client"] {
+        let text = fs::read_to_string(shipped_policies().join(format!("{name}.toml")))
+            .unwrap()
+            .replace(
+                "issuer = \"issuing-ca\"",
+                &format!("issuer = \"missing-{name}\""),
+            );
+        fs::write(policies.join(format!("{name}.toml")), text).unwrap();
+    }
+    let port = free_port().to_string();
+    let r = crate::cli::with_pass(
+        &dir,
+        &[
+            "--policies",
+            policies.to_str().unwrap(),
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    crate::cli::fails_with(&r, "missing-tls-server");
+    assert!(r.stderr.contains("missing-tls-client"), "{}", r.stderr);
+
+    // A passphrase file others can read is refused (outside demo mode).
+    let pass = tmp.path().join("pass");
+    fs::write(&pass, crate::cli::PASS).unwrap();
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run(keyhold(&dir)
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .arg("--policies")
+        .arg(shipped_policies())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")]));
+    crate::cli::fails_with(&r, "readable by group or others");
+}
+
+#[test]
+fn tokens_create_refuses_bad_roles_names_profiles_and_reused_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let r = crate::cli::init_embedded(&dir);
+    assert!(r.ok, "{}", r.stderr);
+    let tokens = |args: &[&str]| {
+        run(keyhold(&dir)
+            .arg("--policies")
+            .arg(shipped_policies())
+            .arg("tokens")
+            .args(args))
+    };
+    crate::cli::fails_with(
+        &tokens(&["create", "--name", "x", "--role", "root"]),
+        "unknown role",
+    );
+    crate::cli::fails_with(
+        &tokens(&["create", "--name", "a b", "--role", "admin"]),
+        "invalid token name",
+    );
+    crate::cli::fails_with(
+        &tokens(&[
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "requester",
+            "--profiles",
+            "nope",
+        ]),
+        "unknown profile",
+    );
+    crate::cli::fails_with(
+        &tokens(&[
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "admin",
+            "--expires",
+            "soon",
+        ]),
+        "not a duration",
+    );
+    let r = tokens(&[
+        "create",
+        "--name",
+        "x",
+        "--role",
+        "requester",
+        "--profiles",
+        "tls-server,tls-client",
+        "--expires",
+        "90d",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    crate::cli::fails_with(
+        &tokens(&["create", "--name", "x", "--role", "admin"]),
+        "exists already",
+    );
+    crate::cli::fails_with(&tokens(&["revoke", "nobody"]), "not found");
+    let list = tokens(&["list"]);
+    assert!(
+        list.stdout.contains("tls-server,tls-client") && list.stdout.contains("active"),
+        "{}",
+        list.stdout
+    );
+}
