@@ -32,6 +32,11 @@ impl Server {
     /// Starts `keyhold serve` on `dir` (initialising a demo CA if it holds none) and waits
     /// until `/healthz` answers.
     fn start(work: &Path, dir: &Path) -> Server {
+        Server::start_with(work, dir, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (a PIN).
+    fn start_with(work: &Path, dir: &Path, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let (log, out) = (work.join("server.log"), work.join("server.out"));
         let child = keyhold(dir)
@@ -45,6 +50,7 @@ impl Server {
                 "2",
             ])
             .env("KEYHOLD_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(File::create(&out).unwrap())
             .stderr(File::create(&log).unwrap())
@@ -203,10 +209,50 @@ fn serve_on_a_fresh_directory_issues_over_http_and_openssl_verifies_the_chain() 
         "{out}"
     );
     assert!(out.contains("SHA-256"), "{out}");
+    // The demo CA's base URL is this server, so its AIA and CDP URLs point here.
+    let config = fs::read_to_string(dir.join("keyhold.toml")).unwrap();
+    assert!(
+        config.contains(&format!("http://127.0.0.1:{}", server.port)),
+        "{config}"
+    );
 
     let token = create_token(&server.dir, "ci-deployer", "requester");
     assert!(!server.logs().contains(&token));
 
+    let issued = issue_and_verify(&server, work, &token);
+
+    let serial = issued["serial"].as_str().unwrap();
+    let one = server.get(&format!("/api/v1/certificates/{serial}"), Some(&token));
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["requester"], "ci-deployer");
+    assert_eq!(server.get("/readyz", None).status, 200);
+
+    // Listing shows the token, revoking it locks it out at once.
+    let r = run(keyhold(&server.dir).args(["tokens", "list"]));
+    assert!(
+        r.ok && r.stdout.contains("ci-deployer") && !r.stdout.contains("kh_"),
+        "{}",
+        r.stdout
+    );
+    let r = run(keyhold(&server.dir).args(["tokens", "revoke", "ci-deployer"]));
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(server.get("/api/v1/certificates", Some(&token)).status, 401);
+    let r = run(keyhold(&server.dir)
+        .args(["audit", "list", "--limit", "50"])
+        .env("KEYHOLD_PASSPHRASE", "unused"));
+    for action in ["token.created", "token.revoked", "certificate.issued"] {
+        assert!(r.stdout.contains(action), "{action}: {}", r.stdout);
+    }
+
+    let logs = server.terminate();
+    assert!(logs.contains("stopped"), "{logs}");
+    assert!(!logs.contains(&token), "a token was logged");
+}
+
+/// Issues a tls-server certificate over HTTP for an openssl CSR and checks it with
+/// `openssl verify` against the chain and root fetched from `/ca/...`, and that its AIA
+/// caIssuers URL is served as DER. Returns the 201 body.
+fn issue_and_verify(server: &Server, work: &Path, token: &str) -> Value {
     openssl(
         &[
             "req",
@@ -229,7 +275,7 @@ fn serve_on_a_fresh_directory_issues_over_http_and_openssl_verifies_the_chain() 
     );
     let csr = fs::read_to_string(work.join("web.csr")).unwrap();
     let body = serde_json::json!({"profile": "tls-server", "csr": csr}).to_string();
-    let r = server.post_json("/api/v1/certificates", &token, &body);
+    let r = server.post_json("/api/v1/certificates", token, &body);
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let issued = r.json();
     fs::write(
@@ -269,9 +315,8 @@ fn serve_on_a_fresh_directory_issues_over_http_and_openssl_verifies_the_chain() 
         .find_map(|l| l.trim().strip_prefix("CA Issuers - URI:"))
         .expect("an AIA caIssuers URL")
         .to_owned();
-    let path = url
-        .strip_prefix(&format!("http://127.0.0.1:{}", server.port))
-        .unwrap_or_else(|| panic!("{url} is not on this server"));
+    // The host is the CA's base URL (this server's address for a CA that `serve` made).
+    let path = &url[url.find("/ca/").unwrap_or_else(|| panic!("{url}"))..];
     let der = server.get(path, None);
     assert_eq!(der.status, 200);
     assert!(
@@ -285,32 +330,7 @@ fn serve_on_a_fresh_directory_issues_over_http_and_openssl_verifies_the_chain() 
         work,
     );
 
-    let serial = issued["serial"].as_str().unwrap();
-    let one = server.get(&format!("/api/v1/certificates/{serial}"), Some(&token));
-    assert_eq!(one.status, 200);
-    assert_eq!(one.json()["requester"], "ci-deployer");
-    assert_eq!(server.get("/readyz", None).status, 200);
-
-    // Listing shows the token, revoking it locks it out at once.
-    let r = run(keyhold(&server.dir).args(["tokens", "list"]));
-    assert!(
-        r.ok && r.stdout.contains("ci-deployer") && !r.stdout.contains("kh_"),
-        "{}",
-        r.stdout
-    );
-    let r = run(keyhold(&server.dir).args(["tokens", "revoke", "ci-deployer"]));
-    assert!(r.ok, "{}", r.stderr);
-    assert_eq!(server.get("/api/v1/certificates", Some(&token)).status, 401);
-    let r = run(keyhold(&server.dir)
-        .args(["audit", "list", "--limit", "50"])
-        .env("KEYHOLD_PASSPHRASE", "unused"));
-    for action in ["token.created", "token.revoked", "certificate.issued"] {
-        assert!(r.stdout.contains(action), "{action}: {}", r.stdout);
-    }
-
-    let logs = server.terminate();
-    assert!(logs.contains("stopped"), "{logs}");
-    assert!(!logs.contains(&token), "a token was logged");
+    issued
 }
 
 /// A tiny deterministic generator, so a failure can be replayed.
@@ -571,4 +591,25 @@ fn tokens_create_refuses_bad_roles_names_profiles_and_reused_names() {
         "{}",
         list.stdout
     );
+}
+
+#[test]
+fn serve_issues_with_keys_in_a_pkcs11_token() {
+    let Some((hsm_token, _)) = crate::cli::token() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let dir = work.join("data");
+    let r = crate::cli::init_pkcs11(&dir, hsm_token, "serve-", crate::cli::USER_PIN);
+    assert!(r.ok, "{}", r.stderr);
+    let server = Server::start_with(work, &dir, &[("KEYHOLD_PKCS11_PIN", crate::cli::USER_PIN)]);
+    assert!(!server.logs().contains("DEMO ONLY"));
+    let token = create_token(&dir, "ci", "requester");
+    issue_and_verify(&server, work, &token);
+    let ready = server.get("/readyz", None);
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["key_store"], "ok");
+    let logs = server.terminate();
+    assert!(!logs.contains(crate::cli::USER_PIN), "the PIN was logged");
 }
