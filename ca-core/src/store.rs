@@ -347,6 +347,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     ///
     /// Fails with `Conflict` if the serial exists (for this or any issuer), or, when
     /// `cert.request_id` is set, if that request is not pending.
+    ///
+    /// Unlike every other change, the reservation need not be durable when this returns: it
+    /// must be committed, visible, and ordered before every later change, so that a crash
+    /// can lose it only together with the [`Store::complete`] that follows it. The
+    /// certificate signed in between exists only in the caller's memory until `complete`
+    /// returns, durably, so nothing is ever handed out that the database does not hold, and
+    /// an issuance pays for one disk flush, not two.
     fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError>;
 
     /// Stores the signed certificate, sets status `Valid`, marks its request `Issued`, and

@@ -5,7 +5,9 @@
 //!   current head of the audit log; if an audit entry cannot be written the change is rolled
 //!   back (fail closed);
 //! - a call that changes state returns only once its transaction is durable (SQLite:
-//!   `synchronous=FULL`; PostgreSQL: its default synchronous commit);
+//!   `synchronous=FULL`; PostgreSQL: its default synchronous commit), except a serial's
+//!   reservation, which returns once committed and ordered before every later change
+//!   (see [`ca_core::store::Store::reserve`]);
 //! - audit appends are serialised across every process sharing the database (SQLite: the
 //!   file's write lock, `BEGIN IMMEDIATE`; PostgreSQL: the `audit_head` row lock).
 //!
@@ -146,17 +148,23 @@ impl Db {
 /// Brings the schema up to this build's, holding the write lock so that two processes
 /// starting together do not both migrate.
 fn migrate(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    conn::write_transaction(conn, |conn| -> Result<(), OpError> {
-        match conn {
-            AnyConnection::Postgres(c) => {
-                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
-                    .execute(c)?;
-                migrate_with(c, POSTGRES_MIGRATIONS)?;
+    let mut current = conn::Commit::Durable;
+    conn::write_transaction(
+        conn,
+        conn::Commit::Durable,
+        &mut current,
+        |conn| -> Result<(), OpError> {
+            match conn {
+                AnyConnection::Postgres(c) => {
+                    diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                        .execute(c)?;
+                    migrate_with(c, POSTGRES_MIGRATIONS)?;
+                }
+                AnyConnection::Sqlite(c) => migrate_with(c, SQLITE_MIGRATIONS)?,
             }
-            AnyConnection::Sqlite(c) => migrate_with(c, SQLITE_MIGRATIONS)?,
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .map_err(StoreError::from)
 }
 
@@ -207,8 +215,10 @@ impl Store for Db {
 
     fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError> {
         let (cert, event) = (cert.clone(), event.clone());
+        // Ordered, not durable: see `Store::reserve`. The completion's durable commit makes
+        // the reservation durable before any certificate is handed out.
         self.writer
-            .write(move |tx| changes::reserve(tx, &cert, &event))
+            .write_ordered(move |tx| changes::reserve(tx, &cert, &event))
     }
 
     fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent) -> Result<(), StoreError> {

@@ -14,10 +14,10 @@
 //!    certificate's size) and nothing else: the ceiling for issuance;
 //! 2. `certs/s`: `Ca::submit` on the `tls-server` profile with a P-256 CSR made by openssl:
 //!    CSR parse and self-signature check, policy, reserve the serial with its audit entry
-//!    (one durable transaction), build, lint, sign, record the certificate with its audit
-//!    entry (a second durable transaction). A call counts only if it returns
-//!    `Outcome::Issued`;
-//! 3. `db alone/s`: the same two durable writes (`Store::reserve`, `Store::complete`, with
+//!    (one transaction, committed and ordered but not flushed on its own), build, lint,
+//!    sign, record the certificate with its audit entry (a durable transaction, whose flush
+//!    covers the reservation too). A call counts only if it returns `Outcome::Issued`;
+//! 3. `db alone/s`: the same two writes (`Store::reserve`, `Store::complete`, with
 //!    their audit events) without CSR or signing, to show whether the database is what holds
 //!    issuance back.
 //!
@@ -613,7 +613,7 @@ impl Worker for IssueWorker<'_> {
     }
 }
 
-/// An issuance's two durable writes with their audit events, nothing else.
+/// An issuance's two writes with their audit events, nothing else.
 struct DbWorker<'a> {
     store: &'a dyn Store,
     issuer: &'a IssuerId,
@@ -1159,7 +1159,7 @@ fn run() -> Result<()> {
     print!("{}", table(&cells));
     println!(
         "\nratio: certs/s as a share of raw signs/s, median over runs of each run's own ratio; \
-         target {:.0}%.\ndb alone: the issuance's two durable writes with their audit entries, \
+         target {:.0}%.\ndb alone: the issuance's two writes (reservation, durable record) with their audit entries, \
          no CSR or signing, same threads.\nevery run's database held exactly the certificates \
          returned, all valid, with two audit entries each;\nsampled certificates verified \
          against the issuing CA's key.",
