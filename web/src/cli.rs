@@ -78,6 +78,12 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(crate::ops::AuditCommand),
+    /// Revoke a certificate (officer): recorded and audited; the next CRL and OCSP
+    /// responses say so.
+    Revoke(crate::revoke::RevokeArgs),
+    /// Certificate revocation lists.
+    #[command(subcommand)]
+    Crl(crate::revoke::CrlCommand),
 }
 
 /// `keyhold policy ...`.
@@ -207,6 +213,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Certs(cmd) => crate::ops::certs(&cli, cmd),
         Command::Requests(cmd) => crate::ops::requests(&cli, cmd),
         Command::Audit(cmd) => crate::ops::audit(&cli, cmd),
+        Command::Revoke(args) => crate::revoke::revoke(&cli, args),
+        Command::Crl(cmd) => crate::revoke::crl(&cli, cmd),
         Command::Init(args) => done(run_init(&cli, args)),
         Command::Keys(cmd) => done(run_keys(&cli, cmd)),
         Command::Hsm(HsmCommand::InitToken {

@@ -7,3 +7,4 @@ mod cli;
 mod cycle;
 mod dbs;
 mod issue;
+mod revoke;
