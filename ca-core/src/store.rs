@@ -450,6 +450,27 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn next_crl_number(&self, issuer: &IssuerId) -> Result<u64, StoreError>;
 }
 
+/// The one thing an OCSP responder needs from storage: a narrow port, so that it can be
+/// served from a cache or a read replica. Every [`Store`] is one.
+pub trait StatusReader: Send + Sync + fmt::Debug {
+    /// The status of `serial` as issued by `issuer`; `None` if `issuer` never issued it.
+    fn revocation_status(
+        &self,
+        issuer: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<SerialStatus>, StoreError>;
+}
+
+impl<T: Store + ?Sized> StatusReader for T {
+    fn revocation_status(
+        &self,
+        issuer: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<SerialStatus>, StoreError> {
+        Store::revocation_status(self, issuer, serial)
+    }
+}
+
 /// A revocation to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
