@@ -201,6 +201,8 @@ pub enum OcspCommand {
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
+    /// Answer one OCSP request offline, as `POST /ocsp` (or `GET /ocsp/...`) would.
+    Respond(crate::revoke::OcspRespondArgs),
 }
 
 /// Runs a parsed command line.
@@ -226,6 +228,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ocsp(OcspCommand::Renew { issuer, days }) => {
             done(run_ocsp_renew(&cli, issuer, *days))
         }
+        Command::Ocsp(OcspCommand::Respond(args)) => crate::revoke::ocsp_respond(&cli, args),
         Command::Policy(PolicyCommand::Check { dir }) => done(run_policy_check(
             &cli,
             dir.as_deref().unwrap_or(&cli.policies),

@@ -142,3 +142,77 @@ fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }
+
+/// `keyhold ocsp respond`.
+#[derive(Debug, clap::Args)]
+pub struct OcspRespondArgs {
+    /// The DER OCSPRequest (`-` for standard input), as POSTed to /ocsp.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "get",
+        required_unless_present = "get"
+    )]
+    pub request: Option<PathBuf>,
+    /// The request as it appears after `/ocsp/` in a GET URL (base64, maybe URL-encoded).
+    #[arg(long, value_name = "PATH")]
+    pub get: Option<String>,
+    /// Where to write the DER OCSPResponse.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Days from thisUpdate to nextUpdate.
+    #[arg(long, default_value_t = 4)]
+    pub days: u32,
+}
+
+/// `keyhold ocsp respond`: the responder the server runs, on one request from a file.
+/// Unsuccessful OCSP answers (malformedRequest, unauthorized) are written too, and named on
+/// standard error.
+///
+/// Fails if the request file or GET path cannot be read, the CA does not load, or the
+/// response cannot be written.
+pub fn ocsp_respond(cli: &Cli, args: &OcspRespondArgs) -> Result<ExitCode> {
+    use ca_core::revocation::ocsp::{self, OcspResponder, ResponseStatus};
+    if !(1..=366).contains(&args.days) {
+        return Err(anyhow!("--days must be between 1 and 366"));
+    }
+    let request = match (&args.request, &args.get) {
+        (_, Some(path)) => ocsp::decode_get_path(path)?,
+        (Some(file), None) => read_limited(file, ocsp::MAX_REQUEST_LEN as u64 + 1)?,
+        (None, None) => return Err(anyhow!("give --request FILE or --get PATH")),
+    };
+    let (config, _keys, issuers) = load_issuers(cli)?;
+    let db = open_db(cli, &config)?;
+    let validity = Duration::from_secs(u64::from(args.days) * 86_400);
+    let responder = OcspResponder::new(&issuers, db, validity)?;
+    let answer = responder.answer(&request, SystemTime::now());
+    replace_file(&args.out, &answer.der)?;
+    match answer.status {
+        ResponseStatus::Successful => println!(
+            "signed an OCSP response{}: {}",
+            if answer.nonce { " (nonce echoed)" } else { "" },
+            args.out.display()
+        ),
+        status => eprintln!(
+            "answered {status:?}: {}",
+            answer.problem.as_deref().unwrap_or("")
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_end(&mut buf))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    Ok(buf)
+}
