@@ -77,7 +77,11 @@ pub(crate) fn next_crl_number(tx: &mut Tx<'_>, issuer: &str) -> Result<u64, OpEr
     u64::try_from(last).map_err(|e| corrupt("crl number", e).into())
 }
 
+/// serial, revoked_at, reason, invalidity_date, not_after.
 type RevokedRow = (String, i64, i32, Option<i64>, i64);
+
+/// issuer, status, not_after, revoked_at, reason.
+type StatusRow = (String, String, i64, Option<i64>, Option<i32>);
 
 fn reason(code: i32) -> Result<Reason, StoreError> {
     u8::try_from(code)
@@ -126,7 +130,7 @@ pub(crate) fn status(
     issuer: &str,
     serial: &Serial,
 ) -> Result<Option<SerialStatus>, StoreError> {
-    let row: Option<(String, String, i64, Option<i64>, Option<i32>)> = certificates::table
+    let row: Option<StatusRow> = certificates::table
         .left_join(revocations::table)
         .filter(certificates::serial.eq(serial.as_str()))
         .select((
