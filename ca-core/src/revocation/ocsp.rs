@@ -7,7 +7,7 @@
 //!
 //! The structures are defined here with der's derive macros (the `ocsp` crate panics on valid
 //! input and cannot sign with P-384; `x509-ocsp` is built on the previous x509-cert). Requests
-//! are decoded with them; responses are written by hand with [`tlv`], which keeps the
+//! are decoded with them; responses are written by hand with `tlv`, which keeps the
 //! encoding of each field visible next to its RFC 6960 definition.
 
 use std::sync::Arc;
