@@ -190,6 +190,8 @@ struct Served {
     responder_key_hash: Vec<u8>,
     /// `[0] EXPLICIT SEQUENCE OF Certificate` holding the responder's certificate.
     certs_field: Vec<u8>,
+    /// The responder certificate's notAfter: no response is valid past it.
+    responder_not_after: SystemTime,
 }
 
 /// Answers OCSP requests for every issuer that has a delegated responder.
@@ -256,6 +258,7 @@ impl OcspResponder {
                 signer: responder.signer.clone(),
                 responder_key_hash: HashAlg::Sha1.digest(&responder_key),
                 certs_field: tlv(0xa0, &tlv(0x30, &responder.cert.der)),
+                responder_not_after: responder.cert.not_after(),
             });
         }
         Ok(OcspResponder {
@@ -357,9 +360,18 @@ impl OcspResponder {
             return Err(malformed("the request lists no certificate".into()));
         };
 
-        // 3. Each certificate's status.
+        // 3. Each certificate's status. Clients refuse a response signed by an expired
+        // responder certificate, and none may outlive it.
         let this_update = whole_seconds(now);
-        let next_update = this_update + self.validity;
+        if this_update > issuer.responder_not_after {
+            return Err(internal(format!(
+                "the OCSP responder certificate of {} expired at {}: run `keyhold ocsp renew --issuer {}`",
+                issuer.id,
+                super::rfc3339(issuer.responder_not_after),
+                issuer.id
+            )));
+        }
+        let next_update = (this_update + self.validity).min(issuer.responder_not_after);
         let this_update_der = generalized(this_update)?;
         let next_update_der = generalized(next_update)?;
         let mut responses = Vec::new();
@@ -855,6 +867,21 @@ mod tests {
             .answer(&request(id(), Some(&[7; 33]), None), t0());
         assert_eq!(answer.status, ResponseStatus::MalformedRequest);
         assert_eq!(answer.der, [0x30, 0x03, 0x0a, 0x01, 0x01]);
+    }
+
+    #[test]
+    fn responses_never_outlive_the_responder_certificate() {
+        let f = fixture();
+        let req = request(vec![cert_id(&f.issuer, HashAlg::Sha1, &[1])], None, None);
+        let expires = f.issuer.ocsp.as_ref().unwrap().cert.not_after();
+        let answer = f
+            .responder
+            .answer(&req, expires - Duration::from_secs(86_400));
+        assert_eq!(answer.status, ResponseStatus::Successful);
+        assert_eq!(answer.validity.unwrap().1, expires);
+        let answer = f.responder.answer(&req, expires + Duration::from_secs(1));
+        assert_eq!(answer.status, ResponseStatus::InternalError);
+        assert!(answer.problem.unwrap().contains("ocsp renew"));
     }
 
     #[test]

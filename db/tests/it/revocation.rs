@@ -102,8 +102,20 @@ fn revoking_twice_unknown_reserved_or_failed_serials_is_refused_and_not_audited(
         "{e}"
     );
 
-    // Only the reserve and fail entries were added: refusals write nothing.
-    assert_eq!(b.db.audit_head().unwrap().unwrap().0, head + 2);
+    // An expired certificate can still be revoked (code signing needs that).
+    let expired = serial(3);
+    issue(b, &expired);
+    let mut late = revocation(&expired, Reason::KeyCompromise);
+    late.revoked_at = t0() + Duration::from_secs(400 * 86_400);
+    revoke(b, &late).unwrap();
+    assert!(
+        b.db.revoked_unexpired(&issuer_id(), late.revoked_at)
+            .unwrap()
+            .is_empty()
+    );
+
+    // Only the reserve, fail, issue and revoke entries were added: refusals write nothing.
+    assert_eq!(b.db.audit_head().unwrap().unwrap().0, head + 5);
     assert_eq!(
         b.db.revocation_status(&issuer_id(), &s)
             .unwrap()
