@@ -216,3 +216,20 @@ fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
     }
     Ok(buf)
 }
+
+/// The `Revoked:` line of `keyhold certs show`.
+///
+/// Fails if the database cannot be read.
+pub(crate) fn print_revocation(
+    db: &dyn ca_core::store::Store,
+    row: &ca_core::store::CertificateRow,
+) -> Result<()> {
+    let issuer = ca_core::issuer::IssuerId::new(&row.issuer).map_err(anyhow::Error::msg)?;
+    if let Some((at, reason)) = db
+        .revocation_status(&issuer, &row.serial)?
+        .and_then(|s| s.revoked)
+    {
+        println!("  Revoked:    {} ({reason})", humantime(at));
+    }
+    Ok(())
+}

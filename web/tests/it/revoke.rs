@@ -192,6 +192,10 @@ fn a_revoked_certificate_is_on_the_next_crl_which_openssl_verifies() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains(": OK"), "{}", stdout(&out));
 
+    let r = ca.keyhold(&["certs", "show", &bad_serial]);
+    assert!(r.stdout.contains("Revoked:"), "{}", r.stdout);
+    assert!(r.stdout.contains("(keyCompromise)"), "{}", r.stdout);
+
     let r = ca.keyhold(&["audit", "list", "--limit", "5"]);
     assert!(r.stdout.contains("certificate.revoked"), "{}", r.stdout);
     let r = ca.keyhold(&["audit", "verify"]);
