@@ -194,6 +194,43 @@ struct Served {
     responder_not_after: SystemTime,
 }
 
+/// Where a pre-signed response is filed: the DER of the CertID it answers (which the
+/// response echoes, so a client's CertID must match it exactly).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey(Vec<u8>);
+
+impl Served {
+    /// The CertID a client computes for `serial` of this issuer with `alg`.
+    fn cert_id(&self, alg: HashAlg, serial: &Serial) -> Result<CertId, String> {
+        let oid = match alg {
+            HashAlg::Sha1 => ID_SHA1,
+            HashAlg::Sha256 => ID_SHA256,
+            HashAlg::Sha384 => ID_SHA384,
+            HashAlg::Sha512 => ID_SHA512,
+        };
+        let (_, name, key) = self
+            .hashes
+            .iter()
+            .find(|(h, _, _)| *h == alg)
+            .ok_or_else(|| format!("no {alg:?} hashes for issuer {}", self.id))?;
+        let mut bytes =
+            hex::decode(serial.as_str()).map_err(|e| format!("serial {serial}: {e}"))?;
+        // A positive DER INTEGER: a leading zero octet when the top bit is set.
+        if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+            bytes.insert(0, 0);
+        }
+        Ok(CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid,
+                parameters: Some(Any::from(der::asn1::Null)),
+            },
+            issuer_name_hash: OctetString::new(name.clone()).map_err(|e| e.to_string())?,
+            issuer_key_hash: OctetString::new(key.clone()).map_err(|e| e.to_string())?,
+            serial_number: Int::new(&bytes).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
 /// Answers OCSP requests for every issuer that has a delegated responder.
 #[derive(Debug)]
 pub struct OcspResponder {
@@ -359,7 +396,18 @@ impl OcspResponder {
         let Some(issuer) = issuer else {
             return Err(malformed("the request lists no certificate".into()));
         };
+        let ids: Vec<&CertId> = tbs.request_list.iter().map(|r| &r.req_cert).collect();
+        self.sign(issuer, &ids, nonce.as_ref(), now)
+    }
 
+    /// Steps 3 to 5: the statuses of `ids` (all of `issuer`), signed.
+    fn sign(
+        &self,
+        issuer: &Served,
+        ids: &[&CertId],
+        nonce: Option<&Extension>,
+        now: SystemTime,
+    ) -> Result<Answer, (ResponseStatus, String)> {
         // 3. Each certificate's status. Clients refuse a response signed by an expired
         // responder certificate, and none may outlive it.
         let this_update = whole_seconds(now);
@@ -375,9 +423,9 @@ impl OcspResponder {
         let this_update_der = generalized(this_update)?;
         let next_update_der = generalized(next_update)?;
         let mut responses = Vec::new();
-        for r in &tbs.request_list {
-            let status = self.status_of(&issuer.id, &r.req_cert.serial_number)?;
-            let cert_id = r.req_cert.to_der().map_err(|e| internal(e.to_string()))?;
+        for id in ids {
+            let status = self.status_of(&issuer.id, &id.serial_number)?;
+            let cert_id = id.to_der().map_err(|e| internal(e.to_string()))?;
             let mut single = cert_id;
             single.extend(status);
             single.extend(&this_update_der);
@@ -389,7 +437,7 @@ impl OcspResponder {
         let mut data = tlv(0xa2, &tlv(0x04, &issuer.responder_key_hash));
         data.extend(&this_update_der);
         data.extend(tlv(0x30, &responses));
-        if let Some(ext) = &nonce {
+        if let Some(ext) = nonce {
             let ext = ext.to_der().map_err(|e| internal(e.to_string()))?;
             data.extend(tlv(0xa1, &tlv(0x30, &ext)));
         }
@@ -434,6 +482,63 @@ impl OcspResponder {
             nonce: nonce.is_some(),
             problem: None,
         })
+    }
+
+    /// For a request that a pre-signed response can answer (no nonce, exactly one CertID, of
+    /// an issuer served here): the key under which [`OcspResponder::presign`] filed that
+    /// response. `None` means: call [`OcspResponder::answer`].
+    pub fn cache_key(&self, request_der: &[u8]) -> Option<CacheKey> {
+        if request_der.len() > MAX_REQUEST_LEN {
+            return None;
+        }
+        let request = OcspRequest::from_der(request_der).ok()?;
+        let tbs = &request.tbs_request;
+        let [single] = tbs.request_list.as_slice() else {
+            return None;
+        };
+        let has_extensions = tbs
+            .request_extensions
+            .as_ref()
+            .is_some_and(|e| !e.is_empty())
+            || single.single_request_extensions.is_some();
+        if has_extensions || tbs.version.is_some_and(|v| v != 0) {
+            return None;
+        }
+        self.issuer_of(&single.req_cert)?;
+        Some(CacheKey(single.req_cert.to_der().ok()?))
+    }
+
+    /// Signs, ahead of time, the responses for `serial` of `issuer` to the CertIDs clients
+    /// send (SHA-1, as openssl, Go and Windows do by default, and SHA-256, both with NULL
+    /// hash parameters), each with the key [`OcspResponder::cache_key`] gives for a request
+    /// carrying that CertID. Call it again after a revocation, and before half of the
+    /// responses' validity has passed.
+    ///
+    /// Fails with the OCSP status (`unauthorized` for an issuer not served here, `tryLater`,
+    /// `internalError`) and why.
+    pub fn presign(
+        &self,
+        issuer: &IssuerId,
+        serial: &Serial,
+        now: SystemTime,
+    ) -> Result<Vec<(CacheKey, Answer)>, (ResponseStatus, String)> {
+        let served = self
+            .served
+            .iter()
+            .find(|s| &s.id == issuer)
+            .ok_or_else(|| {
+                (
+                    ResponseStatus::Unauthorized,
+                    format!("issuer {issuer} has no OCSP responder here"),
+                )
+            })?;
+        let mut out = Vec::new();
+        for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+            let id = served.cert_id(alg, serial).map_err(internal)?;
+            let key = CacheKey(id.to_der().map_err(|e| internal(e.to_string()))?);
+            out.push((key, self.sign(served, &[&id], None, now)?));
+        }
+        Ok(out)
     }
 
     fn issuer_of(&self, id: &CertId) -> Option<&Served> {
@@ -867,6 +972,60 @@ mod tests {
             .answer(&request(id(), Some(&[7; 33]), None), t0());
         assert_eq!(answer.status, ResponseStatus::MalformedRequest);
         assert_eq!(answer.der, [0x30, 0x03, 0x0a, 0x01, 0x01]);
+    }
+
+    #[test]
+    fn presigned_responses_are_found_by_the_cache_key_of_matching_requests() {
+        let f = fixture();
+        let id = f.issuer.id.clone();
+        let signed = f
+            .responder
+            .presign(&id, &Serial::parse("02").unwrap(), t0())
+            .unwrap();
+        assert_eq!(signed.len(), 2);
+        for (alg, (key, answer)) in [HashAlg::Sha1, HashAlg::Sha256].into_iter().zip(&signed) {
+            let req = request(vec![cert_id(&f.issuer, alg, &[2])], None, None);
+            assert_eq!(f.responder.cache_key(&req).as_ref(), Some(key));
+            assert_eq!(answer.status, ResponseStatus::Successful);
+            let (tags, _) = statuses(&f, &answer.der);
+            assert_eq!(tags, [0xa1]);
+        }
+        // A top-bit serial gets DER's leading zero, as clients encode it.
+        let high = f
+            .responder
+            .presign(&id, &Serial::parse("80").unwrap(), t0())
+            .unwrap();
+        let req = request(
+            vec![cert_id(&f.issuer, HashAlg::Sha1, &[0, 0x80])],
+            None,
+            None,
+        );
+        assert_eq!(f.responder.cache_key(&req).as_ref(), Some(&high[0].0));
+        // Nonces, several CertIDs and unknown issuers are answered live.
+        let nonce = request(
+            vec![cert_id(&f.issuer, HashAlg::Sha1, &[2])],
+            Some(&[1; 16]),
+            None,
+        );
+        assert_eq!(f.responder.cache_key(&nonce), None);
+        let two = request(
+            vec![
+                cert_id(&f.issuer, HashAlg::Sha1, &[1]),
+                cert_id(&f.issuer, HashAlg::Sha1, &[2]),
+            ],
+            None,
+            None,
+        );
+        assert_eq!(f.responder.cache_key(&two), None);
+        assert_eq!(f.responder.cache_key(b"junk"), None);
+        let other = IssuerId::new("other").unwrap();
+        assert_eq!(
+            f.responder
+                .presign(&other, &Serial::parse("01").unwrap(), t0())
+                .unwrap_err()
+                .0,
+            ResponseStatus::Unauthorized
+        );
     }
 
     #[test]
