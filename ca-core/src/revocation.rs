@@ -133,6 +133,9 @@ pub enum RevocationError {
     /// A CRL or response could not be built or signed.
     #[error(transparent)]
     X509(#[from] crate::x509::X509Error),
+    /// The revoker may not revoke this certificate, or not for this reason.
+    #[error("{0}")]
+    NotAllowed(String),
     /// A CRL does not say what the database says.
     #[error("the CRL of {issuer} does not match the database:\n  - {}", .problems.join("\n  - "))]
     CrlMismatch {
@@ -150,6 +153,7 @@ impl RevocationError {
             RevocationError::UnknownReason(_)
             | RevocationError::ReasonRefused(_)
             | RevocationError::InvalidityInFuture(_) => ErrorKind::Invalid,
+            RevocationError::NotAllowed(_) => ErrorKind::Rejected,
             RevocationError::Store(e) => e.kind(),
             RevocationError::X509(crate::x509::X509Error::KeyStore(e)) => e.kind(),
             RevocationError::X509(_) | RevocationError::CrlMismatch { .. } => ErrorKind::Internal,
@@ -176,6 +180,16 @@ pub fn check_reason(reason: Reason) -> Result<(), RevocationError> {
     }
 }
 
+/// Who asks to revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoker<'a> {
+    /// An officer: any certificate, any accepted reason.
+    Officer,
+    /// A requester (an API token): only certificates issued to this name, and never for
+    /// cACompromise.
+    Requester(&'a str),
+}
+
 /// A request to revoke, from the CLI or the API.
 #[derive(Debug, Clone)]
 pub struct RevokeRequest<'a> {
@@ -187,6 +201,8 @@ pub struct RevokeRequest<'a> {
     pub invalidity_date: Option<SystemTime>,
     /// Who revokes, for the audit log.
     pub actor: &'a str,
+    /// In which role.
+    pub revoker: Revoker<'a>,
     /// From where (`cli`, an IP address).
     pub source: &'a str,
 }
@@ -195,13 +211,29 @@ pub struct RevokeRequest<'a> {
 /// the revocation and its audit entry in one transaction.
 ///
 /// Fails with [`RevocationError::ReasonRefused`], [`RevocationError::InvalidityInFuture`],
-/// or the store's `NotFound` (unknown serial) or `Conflict` (already revoked, never issued).
+/// [`RevocationError::NotAllowed`] (a requester asking for cACompromise), or the store's
+/// `NotFound` (unknown serial, or for a requester a certificate issued to someone else) or
+/// `Conflict` (already revoked, never issued).
 pub fn revoke(
     store: &dyn Store,
     request: &RevokeRequest<'_>,
     now: SystemTime,
 ) -> Result<Revocation, RevocationError> {
     check_reason(request.reason)?;
+    if let Revoker::Requester(name) = request.revoker {
+        if request.reason == Reason::CaCompromise {
+            return Err(RevocationError::NotAllowed(
+                "only an officer can revoke for cACompromise".into(),
+            ));
+        }
+        // The same answer for someone else's certificate as for none: no probing.
+        let owned = store
+            .certificate(request.serial)?
+            .is_some_and(|row| row.requester == name);
+        if !owned {
+            return Err(StoreError::NotFound(format!("certificate {}", request.serial)).into());
+        }
+    }
     if let Some(date) = request.invalidity_date
         && date > now
     {

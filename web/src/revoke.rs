@@ -72,6 +72,7 @@ pub fn revoke(cli: &Cli, args: &RevokeArgs) -> Result<ExitCode> {
             reason,
             invalidity_date,
             actor: &actor,
+            revoker: revocation::Revoker::Officer,
             source: "cli",
         },
         SystemTime::now(),

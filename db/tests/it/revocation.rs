@@ -195,7 +195,44 @@ fn crl_numbers_strictly_increase_per_issuer_across_processes(b: &Backend) {
     );
 }
 
+fn a_requester_revokes_only_its_own_certificates_and_never_for_ca_compromise(b: &Backend) {
+    use ca_core::revocation::{self, RevocationError, RevokeRequest, Revoker};
+    with_issuer(b);
+    let s = serial(1);
+    issue(b, &s); // requested by alice
+    let ask = |who: &str, reason: Reason| {
+        revocation::revoke(
+            &b.db,
+            &RevokeRequest {
+                serial: &s,
+                reason,
+                invalidity_date: None,
+                actor: who,
+                source: "127.0.0.1",
+                revoker: Revoker::Requester(who),
+            },
+            t0(),
+        )
+    };
+    let err = ask("mallory", Reason::KeyCompromise).unwrap_err();
+    assert!(
+        matches!(err, RevocationError::Store(StoreError::NotFound(_))),
+        "{err}"
+    );
+    let err = ask("alice", Reason::CaCompromise).unwrap_err();
+    assert!(matches!(err, RevocationError::NotAllowed(_)), "{err}");
+    let done = ask("alice", Reason::KeyCompromise).unwrap();
+    assert_eq!(done.revoked_at, t0());
+    let head = b.db.audit_head().unwrap().unwrap().0;
+    let entry = &b.db.audit_entries(head, head).unwrap()[0];
+    assert_eq!(
+        (entry.actor.as_str(), entry.details.as_str()),
+        ("alice", "reason=keyCompromise")
+    );
+}
+
 on_both_backends!(
+    a_requester_revokes_only_its_own_certificates_and_never_for_ca_compromise,
     a_revocation_is_recorded_audited_and_listed_until_the_certificate_expires,
     revoking_twice_unknown_reserved_or_failed_serials_is_refused_and_not_audited,
     status_lookups_know_the_issuer,
