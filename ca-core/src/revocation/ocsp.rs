@@ -672,8 +672,8 @@ pub struct GetPathError(String);
 
 /// Decodes the request in a `GET /ocsp/{request}` path (RFC 5019 5: the DER request, base64,
 /// then URL-encoded). Accepts what real clients send: percent-encoded or not, standard or
-/// URL-safe alphabet, with or without `=` padding. `path` is everything after `/ocsp/`
-/// (standard base64 may itself contain `/`).
+/// URL-safe alphabet, with or without `=` padding, `+` turned into a space. `path` is
+/// everything after `/ocsp/` (standard base64 may itself contain `/`).
 ///
 /// Fails if it is not base64 after percent-decoding, or too long. The bytes are not checked
 /// to be an OCSPRequest: [`OcspResponder::respond`] does that (and answers
@@ -705,7 +705,8 @@ pub fn decode_get_path(path: &str) -> Result<Vec<u8>, GetPathError> {
         .trim_start_matches('/')
         .chars()
         .map(|c| match c {
-            '-' => '+',
+            // A `+` some HTTP layers turned into a space (never valid base64 itself).
+            '-' | ' ' => '+',
             '_' => '/',
             c => c,
         })
@@ -1135,7 +1136,8 @@ mod tests {
             .replace('/', "%2F")
             .replace('=', "%3D");
         let lower = percent.replace("%2B", "%2b");
-        for path in [&standard, &url, &percent, &lower] {
+        let spaced = standard.replace('+', " ");
+        for path in [&standard, &url, &percent, &lower, &spaced] {
             assert_eq!(decode_get_path(path).unwrap(), der, "{path}");
         }
         for bad in ["", "%", "%zz", "not base64!", "===="] {
