@@ -50,6 +50,8 @@ pub enum Action {
     IssuanceAbandoned,
     /// The chain head was signed.
     CheckpointSigned,
+    /// A certificate was revoked.
+    CertificateRevoked,
 }
 
 impl Action {
@@ -68,6 +70,7 @@ impl Action {
             Action::SigningFailed => "issuance.failed",
             Action::IssuanceAbandoned => "issuance.abandoned",
             Action::CheckpointSigned => "audit.checkpoint",
+            Action::CertificateRevoked => "certificate.revoked",
         }
     }
 }

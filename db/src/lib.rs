@@ -22,6 +22,7 @@ mod conn;
 mod error;
 mod read;
 mod records;
+mod revocation;
 mod schema;
 mod writer;
 
@@ -34,7 +35,7 @@ use ca_core::audit::{AuditEvent, AuditRecord, Checkpoint};
 use ca_core::issuer::IssuerId;
 use ca_core::store::{
     Approval, CertFilter, CertificateRow, NewCertificate, NewRequest, RequestFilter, RequestRow,
-    Serial, Store, StoreError,
+    Revocation, RevokedEntry, Serial, SerialStatus, Store, StoreError,
 };
 use diesel::RunQueryDsl;
 use diesel::backend::Backend;
@@ -314,5 +315,35 @@ impl Store for Db {
 
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         self.read(read::checkpoints)
+    }
+
+    // ---- Revocation (CRLs and OCSP), see `revocation.rs` ----
+
+    fn revoke(&self, revocation: &Revocation, event: &AuditEvent) -> Result<(), StoreError> {
+        let (revocation, event) = (revocation.clone(), event.clone());
+        self.writer
+            .write(move |tx| revocation::revoke(tx, &revocation, &event))
+    }
+
+    fn revoked_unexpired(
+        &self,
+        issuer: &IssuerId,
+        now: SystemTime,
+    ) -> Result<Vec<RevokedEntry>, StoreError> {
+        self.read(|conn| revocation::revoked_unexpired(conn, issuer.as_str(), now))
+    }
+
+    fn revocation_status(
+        &self,
+        issuer: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<SerialStatus>, StoreError> {
+        self.read(|conn| revocation::status(conn, issuer.as_str(), serial))
+    }
+
+    fn next_crl_number(&self, issuer: &IssuerId) -> Result<u64, StoreError> {
+        let issuer = issuer.as_str().to_owned();
+        self.writer
+            .write(move |tx| revocation::next_crl_number(tx, &issuer))
     }
 }

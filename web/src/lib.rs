@@ -5,4 +5,5 @@ pub mod cli;
 pub mod config;
 pub mod init;
 pub mod ops;
+pub mod revoke;
 pub mod secrets;

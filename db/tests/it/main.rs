@@ -13,4 +13,5 @@ mod concurrency;
 mod open;
 mod paging;
 mod requests;
+mod revocation;
 mod store;

@@ -7,3 +7,5 @@ mod cli;
 mod cycle;
 mod dbs;
 mod issue;
+mod ocsp;
+mod revoke;
