@@ -54,6 +54,8 @@ pub enum Action {
     TokenCreated,
     /// An API token was revoked.
     TokenRevoked,
+    /// A certificate was revoked.
+    CertificateRevoked,
 }
 
 impl Action {
@@ -74,6 +76,7 @@ impl Action {
             Action::CheckpointSigned => "audit.checkpoint",
             Action::TokenCreated => "token.created",
             Action::TokenRevoked => "token.revoked",
+            Action::CertificateRevoked => "certificate.revoked",
         }
     }
 }

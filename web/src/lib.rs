@@ -10,6 +10,7 @@ pub mod init;
 pub mod metrics;
 pub mod ops;
 pub mod public;
+pub mod revoke;
 pub mod secrets;
 pub mod serve;
 pub mod state;

@@ -13,5 +13,6 @@ mod concurrency;
 mod open;
 mod paging;
 mod requests;
+mod revocation;
 mod store;
 mod tokens;

@@ -8,4 +8,6 @@ mod cli;
 mod cycle;
 mod dbs;
 mod issue;
+mod ocsp;
+mod revoke;
 mod serve;
