@@ -88,7 +88,7 @@ pub fn api_routes() -> Vec<(&'static str, String)> {
     routes
 }
 
-/// A resource answering GET (and HEAD), with a problem-JSON 405 for other methods.
+/// A resource answering GET and HEAD, with a problem-JSON 405 for other methods.
 fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
@@ -96,7 +96,9 @@ where
     F::Output: actix_web::Responder + 'static,
 {
     web::resource(path)
-        .route(web::get().to(handler))
+        .route(web::get().to(handler.clone()))
+        // Load balancers and caches probe with HEAD; actix sends the headers only.
+        .route(web::head().to(handler))
         .default_service(web::to(method_not_allowed))
 }
 
