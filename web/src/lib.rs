@@ -10,6 +10,7 @@ pub mod init;
 pub mod metrics;
 pub mod ops;
 pub mod public;
+pub mod revocation;
 pub mod revoke;
 pub mod secrets;
 pub mod serve;
@@ -54,6 +55,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(get("/metrics", metrics::metrics))
             .service(get("/ca/{file}", public::ca_cert))
             .service(get("/ca/{issuer}/chain.pem", public::ca_chain))
+            .service(get("/crl/{file}", revocation::crl))
+            .service(
+                web::resource("/ocsp")
+                    .route(web::post().to(revocation::ocsp_post))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(get("/ocsp/{request:.*}", revocation::ocsp_get))
             .service(api_v1(&mut Vec::new()))
             .default_service(web::to(not_found)),
     );

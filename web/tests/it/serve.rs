@@ -378,6 +378,8 @@ fn thousands_of_malformed_requests_get_4xx_and_the_server_stays_healthy() {
         "/metrics",
         "/%ff%fe",
         "/api/v1/certificates?limit=99999999999999999999",
+        "/crl/nope.crl",
+        "/crl/issuing-ca",
     ];
     let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
     let types = [
@@ -467,6 +469,36 @@ fn thousands_of_malformed_requests_get_4xx_and_the_server_stays_healthy() {
         }
     }
     assert!(answered > n * 9 / 10, "only {answered} of {n} answered");
+    // OCSP answers malformed requests with an OCSP malformedRequest (RFC 6960 2.3), in a
+    // 200: garbage there must get that or a 4xx, never a 5xx.
+    for i in 0..500 {
+        let body = rng.bytes(600);
+        let raw = if i % 2 == 0 {
+            let mut raw = format!(
+                "POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            raw.extend_from_slice(&body);
+            raw
+        } else {
+            format!(
+                "GET /ocsp/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                hex_str(&body[..body.len().min(100)])
+            )
+            .into_bytes()
+        };
+        let r = http(server.port, &raw).expect("an answer");
+        assert!(
+            r.status == 200
+                && r.head
+                    .to_ascii_lowercase()
+                    .contains("application/ocsp-response")
+                || (400..500).contains(&r.status),
+            "ocsp request {i}: {}",
+            r.status
+        );
+    }
     assert_eq!(server.get("/healthz", None).status, 200);
     assert_eq!(server.get("/readyz", None).status, 200);
     let logs = server.logs();
@@ -612,4 +644,149 @@ fn serve_issues_with_keys_in_a_pkcs11_token() {
     assert_eq!(ready.json()["key_store"], "ok");
     let logs = server.terminate();
     assert!(!logs.contains(crate::cli::USER_PIN), "the PIN was logged");
+}
+
+#[test]
+fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let dir = work.join("data");
+    let server = Server::start(work, &dir);
+    let token = create_token(&dir, "ci", "requester");
+    let issued = issue_and_verify(&server, work, &token);
+    let serial = issued["serial"].as_str().unwrap();
+    fs::write(
+        work.join("issuing.pem"),
+        server.get("/ca/issuing-ca.pem", None).body,
+    )
+    .unwrap();
+    // Every CA certificate, to verify the responder's certificate and the CRL.
+    let mut all = fs::read(work.join("chain.pem")).unwrap();
+    all.extend(fs::read(work.join("root.pem")).unwrap());
+    fs::write(work.join("all.pem"), all).unwrap();
+
+    let ocsp_post = || {
+        openssl(
+            &[
+                "ocsp",
+                "-issuer",
+                "issuing.pem",
+                "-cert",
+                "leaf.pem",
+                "-CAfile",
+                "all.pem",
+                "-url",
+                &format!("http://127.0.0.1:{}/ocsp", server.port),
+            ],
+            work,
+        )
+    };
+    let before = ocsp_post();
+    assert!(before.contains("leaf.pem: good"), "{before}");
+
+    let r = run(keyhold(&dir).args(["revoke", serial, "--reason", "keyCompromise"]));
+    assert!(r.ok, "{}", r.stderr);
+    let after = ocsp_post();
+    assert!(
+        after.contains("leaf.pem: revoked") && after.contains("keyCompromise"),
+        "{after}"
+    );
+
+    // GET: the same request, base64 in the path.
+    openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+        work,
+    );
+    let b64 = openssl(&["base64", "-A", "-in", "req.der"], work);
+    let path = format!(
+        "/ocsp/{}",
+        b64.trim()
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    );
+    let r = server.get(&path, None);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.head
+            .to_ascii_lowercase()
+            .contains("content-type: application/ocsp-response")
+    );
+    assert!(
+        r.head
+            .to_ascii_lowercase()
+            .contains("cache-control: max-age="),
+        "{}",
+        r.head
+    );
+    fs::write(work.join("resp.der"), &r.body).unwrap();
+    let text = openssl(
+        &[
+            "ocsp",
+            "-respin",
+            "resp.der",
+            "-CAfile",
+            "all.pem",
+            "-resp_text",
+        ],
+        work,
+    );
+    assert!(text.contains("Cert Status: revoked"), "{text}");
+
+    // The CRL at the certificate's CDP URL lists it, and openssl refuses the leaf with it.
+    let r = server.get("/crl/issuing-ca.crl", None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.head
+            .to_ascii_lowercase()
+            .contains("content-type: application/pkix-crl")
+    );
+    fs::write(work.join("crl.der"), &r.body).unwrap();
+    openssl(
+        &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
+        work,
+    );
+    let crl = openssl(
+        &[
+            "crl", "-in", "crl.pem", "-noout", "-text", "-CAfile", "all.pem",
+        ],
+        work,
+    );
+    assert!(
+        crl.to_ascii_lowercase()
+            .contains(&serial.to_ascii_lowercase()),
+        "{crl}"
+    );
+    let out = Command::new("openssl")
+        .args([
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "chain.pem",
+            "-CRLfile",
+            "crl.pem",
+            "leaf.pem",
+        ])
+        .current_dir(work)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("revoked")
+            || String::from_utf8_lossy(&out.stderr).contains("revoked")
+    );
+    assert_eq!(server.get("/crl/nope.crl", None).status, 404);
+    // A second fetch within the refresh interval is the same CRL (no new number burnt).
+    assert_eq!(server.get("/crl/issuing-ca.crl", None).body, r.body);
 }
