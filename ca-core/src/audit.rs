@@ -50,6 +50,10 @@ pub enum Action {
     IssuanceAbandoned,
     /// The chain head was signed.
     CheckpointSigned,
+    /// An API token was created.
+    TokenCreated,
+    /// An API token was revoked.
+    TokenRevoked,
     /// A certificate was revoked.
     CertificateRevoked,
 }
@@ -70,6 +74,8 @@ impl Action {
             Action::SigningFailed => "issuance.failed",
             Action::IssuanceAbandoned => "issuance.abandoned",
             Action::CheckpointSigned => "audit.checkpoint",
+            Action::TokenCreated => "token.created",
+            Action::TokenRevoked => "token.revoked",
             Action::CertificateRevoked => "certificate.revoked",
         }
     }

@@ -24,6 +24,7 @@ mod read;
 mod records;
 mod revocation;
 mod schema;
+mod tokens;
 mod writer;
 
 use std::fmt;

@@ -104,3 +104,16 @@ diesel::table! {
 
 diesel::joinable!(revocations -> certificates (serial));
 diesel::allow_tables_to_appear_in_same_query!(certificates, revocations);
+
+diesel::table! {
+    api_tokens (name) {
+        name -> Text,
+        hash -> Binary,
+        role -> Text,
+        profiles -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        created_by -> Text,
+    }
+}

@@ -78,6 +78,11 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(crate::ops::AuditCommand),
+    /// Run the HTTP server (initialising a demo CA first if the data directory has none).
+    Serve(crate::serve::ServeArgs),
+    /// API tokens for the HTTP API.
+    #[command(subcommand)]
+    Tokens(crate::tokens::TokensCommand),
     /// Revoke a certificate (officer): recorded and audited; the next CRL and OCSP
     /// responses say so.
     Revoke(crate::revoke::RevokeArgs),
@@ -215,6 +220,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Certs(cmd) => crate::ops::certs(&cli, cmd),
         Command::Requests(cmd) => crate::ops::requests(&cli, cmd),
         Command::Audit(cmd) => crate::ops::audit(&cli, cmd),
+        Command::Serve(args) => crate::serve::run(&cli, args),
+        Command::Tokens(cmd) => crate::tokens::run(&cli, cmd),
         Command::Revoke(args) => crate::revoke::revoke(&cli, args),
         Command::Crl(cmd) => crate::revoke::crl(&cli, cmd),
         Command::Init(args) => done(run_init(&cli, args)),
@@ -259,7 +266,7 @@ fn run_init_token(cli: &Cli, module: &Path, label: &str, so_pin_file: Option<&Pa
     Ok(())
 }
 
-fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
+pub(crate) fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
     let mut spec = match &args.ceremony {
         Some(path) => {
             let text = std::fs::read_to_string(path)

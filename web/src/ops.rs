@@ -594,7 +594,7 @@ fn write_new(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// `30d`, `12h`, `90m`, `45s`.
-fn parse_duration(text: &str) -> Result<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
     let text = text.trim();
     let (num, unit) = text.split_at(
         text.find(|c: char| !c.is_ascii_digit())
@@ -613,7 +613,7 @@ fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
-fn parse_cursor(text: &str) -> Result<(SystemTime, Serial)> {
+pub(crate) fn parse_cursor(text: &str) -> Result<(SystemTime, Serial)> {
     let (micros, serial) = text
         .split_once(':')
         .ok_or_else(|| anyhow!("{text:?} is not a cursor (MICROS:SERIAL)"))?;

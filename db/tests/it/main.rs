@@ -15,3 +15,4 @@ mod paging;
 mod requests;
 mod revocation;
 mod store;
+mod tokens;

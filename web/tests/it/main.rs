@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api;
 mod cli;
 mod cycle;
 mod dbs;
 mod issue;
 mod ocsp;
 mod revoke;
+mod serve;

@@ -1,0 +1,3 @@
+//! The REST API, by version.
+
+pub mod v1;

@@ -1,0 +1,369 @@
+//! `/api/v1`: JSON over HTTP. Handlers parse, check the token's rights, call one core
+//! service on the blocking pool, and map the result; the policy lives in ca-core.
+
+use std::time::SystemTime;
+
+use actix_web::{HttpResponse, web};
+use ca_core::apitoken::Role;
+use ca_core::audit;
+use ca_core::error::ErrorKind;
+use ca_core::issuance::{self, Channel, Outcome, Submission};
+use ca_core::policy::Requester;
+use ca_core::store::{CertFilter, CertStatus, CertificateRow, RequestRow, Serial};
+use ca_core::x509::SignedCert;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::auth::Auth;
+use crate::cli::humantime;
+use crate::error::ApiError;
+use crate::metrics::IssueOutcome;
+use crate::public::{DER, PEM};
+use crate::state::AppState;
+
+/// Largest page of `GET /certificates`.
+const MAX_LIMIT: u32 = 1000;
+const DEFAULT_LIMIT: u32 = 50;
+
+/// `POST /certificates` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBody {
+    /// The profile's name.
+    pub profile: String,
+    /// The CSR, PEM.
+    pub csr: String,
+}
+
+#[derive(Serialize)]
+struct IssuedBody {
+    serial: String,
+    certificate: String,
+    chain: String,
+    not_after: String,
+}
+
+/// `POST /api/v1/certificates`: 201 issued, 202 waiting for approval, 422 refused.
+pub async fn submit(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: web::Json<SubmitBody>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[Role::Requester, Role::Admin])?;
+    let body = body.into_inner();
+    if !auth.token.allows_profile(&body.profile) {
+        return Err(ApiError::forbidden(format!(
+            "token {:?} may not request profile {:?} (allowed: {})",
+            auth.token.name,
+            body.profile,
+            auth.token.profiles.join(", ")
+        )));
+    }
+    // A label for /metrics: a configured profile's name, never the caller's text.
+    let label = if state.ca.profiles().iter().any(|p| p.name == body.profile) {
+        body.profile.clone()
+    } else {
+        "unknown".to_owned()
+    };
+    let started = std::time::Instant::now();
+    let ca = state.ca.clone();
+    let requester = Requester {
+        name: auth.token.name.clone(),
+        roles: vec![auth.token.role.as_str().to_owned()],
+    };
+    let source = auth.source.clone();
+    let outcome = web::block(move || {
+        ca.submit(
+            &Submission {
+                profile: &body.profile,
+                csr: body.csr.as_bytes(),
+                requester: &requester,
+                source: &source,
+                channel: Channel::Api,
+            },
+            SystemTime::now(),
+        )
+    })
+    .await?;
+    let metric = match &outcome {
+        Ok(Outcome::Issued(_)) => IssueOutcome::Issued,
+        Ok(Outcome::Pending { .. }) => IssueOutcome::Pending,
+        Ok(Outcome::Rejected(_)) => IssueOutcome::Rejected,
+        Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
+            IssueOutcome::Error
+        }
+        Err(_) => IssueOutcome::Invalid,
+    };
+    state.metrics.issuance(&label, metric, started.elapsed());
+    match outcome? {
+        Outcome::Issued(issued) => {
+            let mut chain = String::new();
+            for c in &issued.chain {
+                chain.push_str(&pem(c)?);
+            }
+            Ok(HttpResponse::Created().json(IssuedBody {
+                serial: issued.serial.to_string(),
+                certificate: pem(&issued.cert)?,
+                chain,
+                not_after: humantime(issued.cert.not_after()),
+            }))
+        }
+        Outcome::Pending {
+            request_id,
+            approvals_needed,
+            ..
+        } => Ok(HttpResponse::Accepted().json(json!({
+            "request_id": request_id,
+            "status": "pending_approval",
+            "approvals_needed": approvals_needed,
+        }))),
+        Outcome::Rejected(reasons) => Err(ApiError::rejected(reasons)),
+    }
+}
+
+fn pem(cert: &SignedCert) -> Result<String, ApiError> {
+    cert.to_pem()
+        .map_err(|e| ApiError::server(ca_core::error::ErrorKind::Internal, &e))
+}
+
+/// `GET /certificates` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    profile: Option<String>,
+    status: Option<String>,
+    expiring_within: Option<String>,
+    q: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct CertSummary {
+    serial: String,
+    status: &'static str,
+    issuer: String,
+    profile: String,
+    requester: String,
+    subject: String,
+    sans: String,
+    not_before: String,
+    not_after: String,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<i64>,
+}
+
+fn summary(r: &CertificateRow, now: SystemTime) -> CertSummary {
+    CertSummary {
+        serial: r.serial.to_string(),
+        status: issuance::effective_status(r.status, r.not_after, now),
+        issuer: r.issuer.clone(),
+        profile: r.profile.clone(),
+        requester: r.requester.clone(),
+        subject: r.subject.clone(),
+        sans: r.sans.clone(),
+        not_before: humantime(r.not_before),
+        not_after: humantime(r.not_after),
+        created_at: humantime(r.created_at),
+        request_id: r.request_id,
+    }
+}
+
+/// `GET /api/v1/certificates`: newest first, keyset pagination by `cursor`.
+pub async fn list(
+    auth: Auth,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let now = SystemTime::now();
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let mut filter = CertFilter {
+        profile: q.profile,
+        search: q.q.filter(|s| !s.is_empty()),
+        limit,
+        requester: auth.own_only().then(|| auth.token.name.clone()),
+        ..CertFilter::default()
+    };
+    match q.status.as_deref() {
+        None => {}
+        Some("expired") => filter.expired = Some(true),
+        Some("valid") => {
+            filter.status = Some(CertStatus::Valid);
+            filter.expired = Some(false);
+        }
+        Some(s) => {
+            filter.status = Some(CertStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "unknown status {s:?} (valid, expired, revoked, failed, reserved)"
+                ))
+            })?);
+        }
+    }
+    if let Some(d) = q.expiring_within {
+        let d = crate::ops::parse_duration(&d).map_err(|e| ApiError::invalid(e.to_string()))?;
+        filter.expiring_before = Some(now + d);
+    }
+    if let Some(c) = q.cursor {
+        filter.after =
+            Some(crate::ops::parse_cursor(&c).map_err(|e| ApiError::invalid(e.to_string()))?);
+    }
+    let ca = state.ca.clone();
+    let f = filter.clone();
+    let rows = web::block(move || ca.store().certificates(&f)).await??;
+    let next = rows
+        .last()
+        .filter(|_| rows.len() == filter.limit as usize)
+        .map(|r| format!("{}:{}", audit::unix_micros(r.created_at), r.serial));
+    let items: Vec<CertSummary> = rows.iter().map(|r| summary(r, now)).collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+}
+
+/// `GET /certificates/{serial}` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowQuery {
+    format: Option<String>,
+}
+
+/// `GET /api/v1/certificates/{serial}`: JSON, or `?format=pem|der`.
+pub async fn show(
+    auth: Auth,
+    state: web::Data<AppState>,
+    serial: web::Path<String>,
+    query: web::Query<ShowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let serial = Serial::parse(&serial).map_err(ApiError::invalid)?;
+    let format = query.into_inner().format;
+    if !matches!(format.as_deref(), None | Some("json" | "pem" | "der")) {
+        return Err(ApiError::invalid("format must be json, pem or der"));
+    }
+    let ca = state.ca.clone();
+    let s = serial.clone();
+    let row = web::block(move || ca.store().certificate(&s))
+        .await??
+        .filter(|r| !auth.own_only() || r.requester == auth.token.name)
+        .ok_or_else(|| ApiError::not_found(format!("no certificate with serial {serial}")))?;
+    let cert = row
+        .der
+        .as_deref()
+        .map(SignedCert::from_der)
+        .transpose()
+        .map_err(|e| ApiError::server(ca_core::error::ErrorKind::Internal, &e))?;
+    match (format.as_deref(), &cert) {
+        (Some("pem" | "der"), None) => Err(ApiError::not_found(format!(
+            "serial {serial} was never issued (status {})",
+            row.status.as_str()
+        ))),
+        (Some("pem"), Some(c)) => Ok(HttpResponse::Ok().content_type(PEM).body(pem(c)?)),
+        (Some("der"), Some(c)) => Ok(HttpResponse::Ok().content_type(DER).body(c.der.clone())),
+        _ => {
+            let mut body = serde_json::to_value(summary(&row, SystemTime::now()))
+                .map_err(|e| ApiError::server(ca_core::error::ErrorKind::Internal, &e))?;
+            if let (Some(c), Some(obj)) = (&cert, body.as_object_mut()) {
+                obj.insert("certificate".into(), pem(c)?.into());
+            }
+            Ok(HttpResponse::Ok().json(body))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ApprovalBody {
+    officer: String,
+    at: String,
+}
+
+#[derive(Serialize)]
+struct RequestBody {
+    id: i64,
+    status: &'static str,
+    profile: String,
+    requester: String,
+    subject: String,
+    sans: String,
+    approvals_needed: u32,
+    approvals: Vec<ApprovalBody>,
+    created_at: String,
+    expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<String>,
+}
+
+/// `GET /api/v1/requests/{id}`: a request's status, and its certificate once issued.
+pub async fn request(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("{:?} is not a request id", id.as_str())))?;
+    let ca = state.ca.clone();
+    let found = web::block(move || -> Result<_, ca_core::store::StoreError> {
+        let Some(row) = ca.store().request(id)? else {
+            return Ok(None);
+        };
+        let cert = match &row.serial {
+            Some(s) => ca.store().certificate(s)?.and_then(|c| c.der),
+            None => None,
+        };
+        Ok(Some((row, cert)))
+    })
+    .await??;
+    let (row, der): (RequestRow, Option<Vec<u8>>) = found
+        .filter(|(r, _)| !auth.own_only() || r.requester == auth.token.name)
+        .ok_or_else(|| ApiError::not_found(format!("no request {id}")))?;
+    let certificate = der
+        .as_deref()
+        .map(|d| {
+            SignedCert::from_der(d)
+                .map_err(|e| ApiError::server(ca_core::error::ErrorKind::Internal, &e))
+        })
+        .transpose()?
+        .map(|c| pem(&c))
+        .transpose()?;
+    Ok(HttpResponse::Ok().json(RequestBody {
+        id: row.id,
+        status: issuance::effective_request_status(&row, SystemTime::now()),
+        profile: row.profile,
+        requester: row.requester,
+        subject: row.subject,
+        sans: row.sans,
+        approvals_needed: row.approvals_needed,
+        approvals: row
+            .approvals
+            .iter()
+            .map(|a| ApprovalBody {
+                officer: a.officer.clone(),
+                at: humantime(a.at),
+            })
+            .collect(),
+        created_at: humantime(row.created_at),
+        expires_at: humantime(row.expires_at),
+        reason: row.reason,
+        serial: row.serial.map(|s| s.to_string()),
+        certificate,
+    }))
+}
+
+/// The OpenAPI 3 description of this API (hand-written; a test checks it against the
+/// routes).
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// `GET /api/v1/openapi.json`: public, like any API description.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}

@@ -1,0 +1,112 @@
+//! What every handler shares: the CA, the token store, and the CA certificates as served.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Result;
+use ca_core::apitoken::TokenStore;
+use ca_core::issuance::Ca;
+use ca_core::keystore::KeyStore;
+use ca_core::store::StoreError;
+
+/// One CA certificate in the forms `/ca/...` serves.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    /// DER.
+    pub der: Vec<u8>,
+    /// PEM.
+    pub pem: String,
+    /// This certificate followed by its issuers up to the root, PEM.
+    pub chain_pem: String,
+}
+
+/// Shared by every worker.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The CA.
+    pub ca: Arc<Ca>,
+    /// API tokens.
+    pub tokens: Arc<dyn TokenStore>,
+    /// Readiness probes: the database and the key store.
+    pub probes: Arc<Probes>,
+    /// CA certificates by issuer id, plus `root`.
+    pub ca_files: Arc<HashMap<String, CaFile>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Answers OCSP requests.
+    pub ocsp: Arc<ca_core::revocation::ocsp::OcspResponder>,
+    /// The latest CRL of each issuer.
+    pub crls: Arc<crate::revocation::CrlCache>,
+}
+
+/// Checks for `/readyz`.
+#[derive(Debug)]
+pub struct Probes {
+    /// The database.
+    pub db: Arc<db::Db>,
+    /// The key store.
+    pub keys: Arc<dyn KeyStore>,
+}
+
+impl Probes {
+    /// A database round trip.
+    ///
+    /// Fails if the database cannot be reached.
+    pub fn database(&self) -> Result<(), StoreError> {
+        self.db.ping()
+    }
+
+    /// Asks the key store for its keys.
+    ///
+    /// Fails if the key store cannot be reached.
+    pub fn key_store(&self) -> Result<(), ca_core::keystore::KeyStoreError> {
+        self.keys.list().map(|_| ())
+    }
+}
+
+impl AppState {
+    /// Assembles the state; precomputes every CA certificate's PEM and chain.
+    ///
+    /// Fails if a CA certificate cannot be encoded as PEM or the OCSP responder cannot be
+    /// set up.
+    pub fn new(ca: Arc<Ca>, db: Arc<db::Db>, keys: Arc<dyn KeyStore>) -> Result<Self> {
+        let mut files = HashMap::new();
+        let issuers = ca.issuers();
+        for issuer in issuers {
+            let mut chain_pem = String::new();
+            let mut at = Some(issuer);
+            // Walk up through the parents; bounded by the issuer count against a cycle.
+            for _ in 0..=issuers.len() {
+                let Some(i) = at else { break };
+                chain_pem.push_str(&i.ca.cert.to_pem()?);
+                at = i
+                    .parent
+                    .as_ref()
+                    .and_then(|p| issuers.iter().find(|x| &x.id == p));
+            }
+            let file = CaFile {
+                der: issuer.ca.cert.der.clone(),
+                pem: issuer.ca.cert.to_pem()?,
+                chain_pem,
+            };
+            if issuer.parent.is_none() && !files.contains_key("root") {
+                files.insert("root".to_owned(), file.clone());
+            }
+            files.insert(issuer.id.as_str().to_owned(), file);
+        }
+        let ocsp = ca_core::revocation::ocsp::OcspResponder::new(
+            issuers,
+            db.clone(),
+            crate::revocation::OCSP_VALIDITY,
+        )?;
+        Ok(AppState {
+            ocsp: Arc::new(ocsp),
+            crls: Arc::default(),
+            ca,
+            tokens: db.clone(),
+            probes: Arc::new(Probes { db, keys }),
+            ca_files: Arc::new(files),
+            metrics: Arc::default(),
+        })
+    }
+}
