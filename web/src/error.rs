@@ -9,6 +9,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use ca_core::error::ErrorKind;
 use ca_core::issuance::IssueError;
+use ca_core::revocation::RevocationError;
 use ca_core::store::StoreError;
 use serde::Serialize;
 
@@ -181,6 +182,12 @@ impl From<IssueError> for ApiError {
             ),
             _ => Self::from_kind(e.kind(), &e),
         }
+    }
+}
+
+impl From<RevocationError> for ApiError {
+    fn from(e: RevocationError) -> Self {
+        Self::from_kind(e.kind(), &e)
     }
 }
 

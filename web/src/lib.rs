@@ -84,6 +84,11 @@ fn api_v1(routes: &mut Vec<(&'static str, String)>) -> actix_web::Scope {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(get(doc("GET", "/certificates/{serial}"), api::v1::show))
+        .service(
+            web::resource(doc("POST", "/certificates/{serial}/revoke"))
+                .route(web::post().to(api::v1::revoke))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(get(doc("GET", "/requests/{id}"), api::v1::request))
         .service(get(doc("GET", "/openapi.json"), api::v1::openapi))
         .default_service(web::to(not_found))

@@ -28,8 +28,10 @@ pub const CRL: &str = "application/pkix-crl";
 pub const OCSP_VALIDITY: Duration = Duration::from_secs(4 * 86_400);
 /// thisUpdate to nextUpdate of served CRLs (the CLI's default).
 pub const CRL_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
-/// How often a served CRL is regenerated at most: a revocation shows on it within this.
-pub const CRL_REFRESH: Duration = Duration::from_secs(300);
+/// How long a served CRL is kept before it is regenerated. A revocation through this
+/// server's API drops its issuer's CRL at once; one made elsewhere (the CLI, another
+/// process sharing the database) shows within this.
+pub const CRL_REFRESH: Duration = Duration::from_secs(60);
 
 /// The latest CRL of each issuer.
 #[derive(Debug, Default)]
@@ -38,6 +40,13 @@ pub struct CrlCache {
 }
 
 impl CrlCache {
+    /// Drops `issuer`'s CRL: the next fetch generates a new one.
+    pub fn invalidate(&self, issuer: &str) {
+        if let Ok(mut crls) = self.crls.lock() {
+            crls.remove(issuer);
+        }
+    }
+
     /// `issuer`'s CRL, regenerated if the cached one is older than [`CRL_REFRESH`].
     /// Generation holds the lock, so concurrent requests wait for one CRL, not sign many.
     ///

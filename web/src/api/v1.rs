@@ -9,6 +9,7 @@ use ca_core::audit;
 use ca_core::error::ErrorKind;
 use ca_core::issuance::{self, Channel, Outcome, Submission};
 use ca_core::policy::Requester;
+use ca_core::revocation::{self, Reason, RevocationError, RevokeRequest, Revoker};
 use ca_core::store::{CertFilter, CertStatus, CertificateRow, RequestRow, Serial};
 use ca_core::x509::SignedCert;
 use serde::{Deserialize, Serialize};
@@ -366,4 +367,71 @@ pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(OPENAPI)
+}
+
+/// `POST /certificates/{serial}/revoke` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    /// An RFC 5280 reason name (`keyCompromise`, `superseded`...).
+    pub reason: String,
+    /// When the key was known or suspected to be compromised, RFC 3339 UTC.
+    #[serde(default)]
+    pub invalidity_date: Option<String>,
+}
+
+/// `POST /api/v1/certificates/{serial}/revoke`: an officer revokes any certificate; a
+/// requester only its own, and never for cACompromise. 200 with the revocation; 409 if it
+/// is already revoked or was never issued. The issuer's served CRL is regenerated at the
+/// next fetch, and OCSP answers `revoked` at once.
+pub async fn revoke(
+    auth: Auth,
+    state: web::Data<AppState>,
+    serial: web::Path<String>,
+    body: web::Json<RevokeBody>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[Role::Officer, Role::Requester])?;
+    let serial = Serial::parse(&serial).map_err(ApiError::invalid)?;
+    let body = body.into_inner();
+    let reason = Reason::parse(&body.reason).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let invalidity_date = body
+        .invalidity_date
+        .as_deref()
+        .map(revocation::parse_rfc3339)
+        .transpose()
+        .map_err(|e| ApiError::invalid(format!("invalidity_date: {e}")))?;
+    let ca = state.ca.clone();
+    let crls = state.crls.clone();
+    let revoked = web::block(move || {
+        let revoker = match auth.token.role {
+            Role::Officer => Revoker::Officer,
+            _ => Revoker::Requester(&auth.token.name),
+        };
+        let revocation = revocation::revoke(
+            ca.store().as_ref(),
+            &RevokeRequest {
+                serial: &serial,
+                reason,
+                invalidity_date,
+                actor: &auth.token.name,
+                revoker,
+                source: &auth.source,
+            },
+            SystemTime::now(),
+        )?;
+        // The certificate's issuer must publish a new CRL: drop the one served now.
+        if let Some(row) = ca.store().certificate(&serial)? {
+            crls.invalidate(row.issuer.as_str());
+        }
+        Ok::<_, RevocationError>(revocation)
+    })
+    .await?
+    .map_err(ApiError::from)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "serial": revoked.serial.as_str(),
+        "status": "revoked",
+        "reason": revoked.reason.as_str(),
+        "revoked_at": revocation::rfc3339(revoked.revoked_at),
+        "invalidity_date": revoked.invalidity_date.map(revocation::rfc3339),
+    })))
 }

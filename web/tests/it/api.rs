@@ -646,3 +646,159 @@ async fn the_openapi_document_and_the_routes_match_both_ways() {
         );
     }
 }
+
+/// Issues a tls-server certificate to `$token` and returns its serial.
+macro_rules! issue_for {
+    ($app:expr, $fx:expr, $token:expr, $name:expr) => {{
+        let name: &str = $name;
+        let csr = $fx.csr(name, &format!("/CN={name}.internal"), &format!("DNS:{name}.internal"));
+        let res = test::call_service(
+            $app,
+            submit_req($token, &serde_json::json!({"profile": "tls-server", "csr": csr}))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = test::read_body_json(res).await;
+        body["serial"].as_str().unwrap().to_owned()
+    }};
+}
+
+fn revoke_req(token: &str, serial: &str, body: &Value) -> test::TestRequest {
+    test::TestRequest::post()
+        .uri(&format!("/api/v1/certificates/{serial}/revoke"))
+        .insert_header(bearer(token))
+        .set_json(body)
+}
+
+/// The serials the served CRL of the issuing CA lists, as canonical lowercase hex.
+macro_rules! crl_serials {
+    ($app:expr) => {{
+        use der::Decode;
+        let res = test::call_service(
+            $app,
+            test::TestRequest::get()
+                .uri("/crl/issuing-ca.crl")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let der = test::read_body(res).await;
+        let crl =
+            x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
+                .unwrap();
+        crl.tbs_cert_list
+            .revoked_certificates
+            .unwrap_or_default()
+            .iter()
+            .map(|r| ca_core::store::Serial::from_bytes(r.serial_number.as_bytes()).to_string())
+            .collect::<Vec<String>>()
+    }};
+}
+
+#[actix_web::test]
+async fn officers_revoke_any_certificate_and_requesters_only_their_own() {
+    let fx = Fixture::new();
+    let app = app!(fx);
+    let alice = fx.token("alice", Role::Requester);
+    let bob = fx.token("bob", Role::Requester);
+    let officer = fx.token("olga", Role::Officer);
+    let auditor = fx.token("audrey", Role::Auditor);
+    let admin = fx.token("adam", Role::Admin);
+    let first = issue_for!(&app, fx, &alice, "one");
+    let second = issue_for!(&app, fx, &alice, "two");
+    // The CRL is served (and cached) before any revocation.
+    assert!(crl_serials!(&app).is_empty());
+
+    let reason = serde_json::json!({"reason": "keyCompromise"});
+    for (token, status) in [
+        (&auditor, StatusCode::FORBIDDEN),
+        (&admin, StatusCode::FORBIDDEN),
+    ] {
+        let res = test::call_service(&app, revoke_req(token, &first, &reason).to_request()).await;
+        assert_eq!(res.status(), status);
+    }
+    // Someone else's certificate looks like no certificate at all.
+    let res = test::call_service(&app, revoke_req(&bob, &first, &reason).to_request()).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = test::call_service(
+        &app,
+        revoke_req(
+            &alice,
+            &first,
+            &serde_json::json!({"reason": "cACompromise"}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    for bad in [
+        serde_json::json!({"reason": "certificateHold"}),
+        serde_json::json!({"reason": "bored"}),
+        serde_json::json!({"reason": "keyCompromise", "invalidity_date": "2999-01-01T00:00:00Z"}),
+        serde_json::json!({"reason": "keyCompromise", "invalidity_date": "yesterday"}),
+        serde_json::json!({"reason": "keyCompromise", "extra": 1}),
+    ] {
+        let res = test::call_service(&app, revoke_req(&alice, &first, &bad).to_request()).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let res = test::call_service(&app, revoke_req(&officer, "zz", &reason).to_request()).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res =
+        test::call_service(&app, revoke_req(&officer, "0badc0de", &reason).to_request()).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // Nothing above revoked anything.
+    assert!(crl_serials!(&app).is_empty());
+
+    // The requester revokes its own; the officer revokes another (colons are fine).
+    let res = test::call_service(
+        &app,
+        revoke_req(
+            &alice,
+            &first,
+            &serde_json::json!({"reason": "keyCompromise", "invalidity_date": "2026-01-02T03:04:05Z"}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = test::read_body_json(res).await;
+    assert_eq!(body["status"], "revoked");
+    assert_eq!(body["reason"], "keyCompromise");
+    assert_eq!(body["invalidity_date"], "2026-01-02T03:04:05Z");
+    let colons: Vec<String> = second
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    let res = test::call_service(
+        &app,
+        revoke_req(
+            &officer,
+            &colons.join(":"),
+            &serde_json::json!({"reason": "superseded"}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Twice is a conflict, and says so.
+    let res = test::call_service(&app, revoke_req(&officer, &first, &reason).to_request()).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+
+    // The served CRL was dropped and regenerated: both are on it at once.
+    let mut listed = crl_serials!(&app);
+    listed.sort();
+    let mut expected = vec![first.clone(), second.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+    // And the audit log names who revoked, and why.
+    let head = fx.state.ca.store().audit_head().unwrap().unwrap().0;
+    let entries = fx.state.ca.store().audit_entries(1, head).unwrap();
+    let revocations: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == Action::CertificateRevoked.as_str())
+        .map(|e| (e.actor.as_str(), e.details.contains("reason=keyCompromise")))
+        .collect();
+    assert_eq!(revocations, [("alice", true), ("olga", false)]);
+}
