@@ -6,6 +6,7 @@
 pub mod apitoken;
 pub mod audit;
 pub mod ceremony;
+pub mod cms;
 pub mod csr;
 pub mod error;
 pub mod inspect;
