@@ -72,7 +72,7 @@ impl DigestAlg {
     }
 
     /// The digest's length in bytes.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             DigestAlg::Sha256 => 32,
             DigestAlg::Sha384 => 48,
@@ -155,10 +155,10 @@ impl Digest {
     ///
     /// Fails with [`CmsError::DigestLength`] if they are not `alg`'s length.
     pub fn new(alg: DigestAlg, bytes: Vec<u8>) -> Result<Self, CmsError> {
-        if bytes.len() != alg.len() {
+        if bytes.len() != alg.output_len() {
             return Err(CmsError::DigestLength {
                 alg,
-                expected: alg.len(),
+                expected: alg.output_len(),
                 got: bytes.len(),
             });
         }
