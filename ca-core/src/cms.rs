@@ -359,6 +359,23 @@ fn sig_name(alg: SigAlg) -> &'static str {
     }
 }
 
+/// Checks that `digest` uses the digest algorithm a key signing with `alg` hashes with
+/// (SHA-256 for P-256, SHA-384 for P-384).
+///
+/// Fails with [`CmsError::DigestAlgorithmMismatch`] otherwise.
+pub fn check_digest_algorithm(alg: SigAlg, digest: &Digest) -> Result<(), CmsError> {
+    let key_alg = DigestAlg::of_signature(alg);
+    if digest.alg() == key_alg {
+        Ok(())
+    } else {
+        Err(CmsError::DigestAlgorithmMismatch {
+            key_alg,
+            sig: sig_name(alg),
+            given: digest.alg(),
+        })
+    }
+}
+
 /// Signs `digest` as a detached CMS SignedData at `signing_time`.
 ///
 /// `signer_cert` is the certificate of `signer`'s key; `chain` is the CA certificates to
@@ -381,14 +398,8 @@ pub fn sign_detached(
 ) -> Result<SignedCms, CmsError> {
     // 1. The algorithms and the key.
     let sig_alg = signer.algorithm();
-    let key_alg = DigestAlg::of_signature(sig_alg);
-    if digest.alg() != key_alg {
-        return Err(CmsError::DigestAlgorithmMismatch {
-            key_alg,
-            sig: sig_name(sig_alg),
-            given: digest.alg(),
-        });
-    }
+    check_digest_algorithm(sig_alg, digest)?;
+    let key_alg = digest.alg();
     let cert_key = signer_cert.public_key()?;
     if &cert_key != signer.public_key() {
         return Err(CmsError::KeyMismatch {

@@ -463,18 +463,7 @@ impl Codesign {
                 "key {key} is retired ({reason})"
             )));
         }
-        let key_alg = DigestAlg::of_signature(row.spec.signature_algorithm());
-        if r.digest.alg() != key_alg {
-            return Err(CmsError::DigestAlgorithmMismatch {
-                key_alg,
-                sig: match row.spec {
-                    KeySpec::EcP256 => "ecdsa-with-SHA256 on P-256",
-                    KeySpec::EcP384 => "ecdsa-with-SHA384 on P-384",
-                },
-                given: r.digest.alg(),
-            }
-            .into());
-        }
+        cms::check_digest_algorithm(row.spec.signature_algorithm(), r.digest)?;
 
         // 2. The certificate.
         let cert_row = self.store.codesign_certificate(&key)?.ok_or_else(|| {
