@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use ca_core::audit::{Action, AuditEvent};
 use ca_core::ceremony::{self, CaMaterial, CeremonySpec};
 use ca_core::cms::{Digest, DigestAlg};
 use ca_core::codesign::{Codesign, CodesignError, CodesignStore, KeyRequest, SignRequest};
@@ -25,8 +26,9 @@ use ca_core::keystore::embedded::{EmbeddedKeyStore, KdfParams};
 use ca_core::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, init_token, module_context};
 use ca_core::keystore::{KeyRef, KeySpec, KeyStore};
 use ca_core::policy::{self, Requester};
+use ca_core::revocation::Reason;
 use ca_core::secret::Secret;
-use ca_core::store::Store;
+use ca_core::store::{Revocation, Store};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 
 const USER_PIN: &str = "1234-codesign";
@@ -391,6 +393,29 @@ fn a_key_held_for_its_owner_signs_after_two_approvals_and_openssl_verifies_the_s
                 .contains(&format!("digest={}", digest.to_hex()))
         );
         assert!(signed.object.contains(&label), "{}", signed.object);
+
+        // Once its certificate is revoked, the key signs no more.
+        s.db.revoke(
+            &Revocation {
+                serial: issued.serial.clone(),
+                reason: Reason::KeyCompromise,
+                invalidity_date: None,
+                revoked_at: now,
+            },
+            &AuditEvent::new(
+                Action::CertificateRevoked,
+                "alice",
+                "cli",
+                format!("certificate:{}", issued.serial),
+            ),
+        )
+        .unwrap();
+        let err = sign("carol", &digest).unwrap_err();
+        assert!(err.to_string().ends_with("is revoked"), "{}: {err}", b.name);
+        assert_eq!(
+            s.db.codesign_signatures(&requested.key, 10).unwrap().len(),
+            1
+        );
     }
 }
 
