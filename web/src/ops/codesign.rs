@@ -2,8 +2,8 @@
 //! signatures with them through the local key store. The file to sign is hashed here; only
 //! its digest reaches the signing code (as it will over HTTP).
 //!
-//! Approving and rejecting the certificate request is `keyhold requests approve|reject`: the
-//! key's certificate is found through its request once issued.
+//! `keyhold codesign approve|reject` are `keyhold requests approve|reject`: the key's
+//! certificate is found through its request once issued, however it was approved.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -69,6 +69,28 @@ pub enum CodesignCommand {
         #[arg(long = "as", value_name = "NAME")]
         caller: Option<String>,
     },
+    /// Approve a code-signing request as an officer (the same as `keyhold requests approve`).
+    Approve {
+        /// The request id.
+        id: i64,
+        /// The approving officer.
+        #[arg(long = "as", value_name = "NAME")]
+        officer: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Reject a code-signing request as an officer (the same as `keyhold requests reject`).
+    Reject {
+        /// The request id.
+        id: i64,
+        /// The rejecting officer.
+        #[arg(long = "as", value_name = "NAME")]
+        officer: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+    },
     /// A key's signing history, newest first (its owner only).
     History {
         /// The key's label.
@@ -88,12 +110,34 @@ pub enum CodesignCommand {
 /// Fails naming the key, file or database involved; a refusal (not the owner, rate limit)
 /// exits 2.
 pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
-    let (config, keys, issuers) = load_issuers(cli)?;
-    let profiles = ca_core::policy::load_dir(&cli.policies)?;
-    let db = open_db(cli, &config)?;
-    let codesign = Codesign::new(keys, db.clone(), profiles.clone(), issuers.clone());
-    let now = SystemTime::now();
     match cmd {
+        // Approvals are the issuance cycle's: the key's certificate is found through its
+        // request, however it was approved.
+        CodesignCommand::Approve {
+            id,
+            officer,
+            comment,
+        } => super::requests(
+            cli,
+            &super::RequestsCommand::Approve {
+                id: *id,
+                officer: officer.clone(),
+                comment: comment.clone(),
+                out: None,
+            },
+        ),
+        CodesignCommand::Reject {
+            id,
+            officer,
+            reason,
+        } => super::requests(
+            cli,
+            &super::RequestsCommand::Reject {
+                id: *id,
+                officer: officer.clone(),
+                reason: reason.clone(),
+            },
+        ),
         CodesignCommand::Request {
             key_in_hsm,
             subject,
@@ -108,6 +152,14 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
                 );
             }
             let spec: KeySpec = key_type.parse()?;
+            let Loaded {
+                config,
+                issuers,
+                profiles,
+                db,
+                codesign,
+            } = load(cli)?;
+            let now = SystemTime::now();
             let store: Arc<dyn Store> = db.clone();
             let ca = Ca::new(issuers, profiles, store, &config.base_url)
                 .map_err(|p| anyhow!("the CA cannot start:\n  - {}", p.join("\n  - ")))?;
@@ -150,6 +202,7 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             caller,
         } => {
             let caller = caller.clone().unwrap_or_else(cli_actor);
+            let Loaded { db, codesign, .. } = load(cli)?;
             let label = KeyRef::new(key.as_str())?;
             let row = db
                 .codesign_key(&label)?
@@ -170,6 +223,8 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
                 .with_context(|| {
                     format!("cannot create {} (it must not exist yet)", out.display())
                 })?;
+            // The signing time is now, after the file was read and hashed.
+            let now = SystemTime::now();
             let signed = codesign.sign(
                 &SignRequest {
                     caller: &caller,
@@ -214,6 +269,7 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
         }
         CodesignCommand::History { key, caller, limit } => {
             let caller = caller.clone().unwrap_or_else(cli_actor);
+            let Loaded { codesign, .. } = load(cli)?;
             let rows = match codesign.history(&caller, key, (*limit).clamp(1, 1000)) {
                 Ok(rows) => rows,
                 Err(e @ CodesignError::Forbidden(_)) => {
@@ -240,4 +296,28 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What the key-using commands need: the config, the CA's issuers and profiles, the database
+/// and the code-signing service over the configured key store.
+struct Loaded {
+    config: crate::config::Config,
+    issuers: Vec<ca_core::issuer::Issuer>,
+    profiles: Vec<ca_core::policy::Profile>,
+    db: Arc<db::Db>,
+    codesign: Codesign,
+}
+
+fn load(cli: &Cli) -> Result<Loaded> {
+    let (config, keys, issuers) = load_issuers(cli)?;
+    let profiles = ca_core::policy::load_dir(&cli.policies)?;
+    let db = open_db(cli, &config)?;
+    let codesign = Codesign::new(keys, db.clone(), profiles.clone(), issuers.clone());
+    Ok(Loaded {
+        config,
+        issuers,
+        profiles,
+        db,
+        codesign,
+    })
 }
