@@ -56,6 +56,11 @@ pub enum Action {
     TokenRevoked,
     /// A certificate was revoked.
     CertificateRevoked,
+    /// A code-signing key held for its owner was bound to a request, a certificate, or
+    /// retired.
+    CodesignKeyBound,
+    /// A digest was signed (CMS) with a code-signing key held for its owner.
+    CodesignSigned,
 }
 
 impl Action {
@@ -77,6 +82,8 @@ impl Action {
             Action::TokenCreated => "token.created",
             Action::TokenRevoked => "token.revoked",
             Action::CertificateRevoked => "certificate.revoked",
+            Action::CodesignKeyBound => "codesign.key_bound",
+            Action::CodesignSigned => "codesign.signed",
         }
     }
 }

@@ -6,6 +6,8 @@
 pub mod apitoken;
 pub mod audit;
 pub mod ceremony;
+pub mod cms;
+pub mod codesign;
 pub mod csr;
 pub mod error;
 pub mod inspect;

@@ -148,6 +148,35 @@ struct ProfileFile {
     usage: UsageRule,
     #[serde(default)]
     approval: ApprovalRule,
+    #[serde(default)]
+    codesign: Option<CodesignRule>,
+}
+
+/// `[codesign]`: limits on signatures made with keys held for their owners (code-signing
+/// profiles only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodesignRule {
+    #[serde(default = "default_per_minute")]
+    max_signatures_per_minute: u32,
+    #[serde(default)]
+    max_signatures_per_day: Option<u32>,
+}
+
+fn default_per_minute() -> u32 {
+    DEFAULT_SIGNATURES_PER_MINUTE
+}
+
+/// Signatures per key per minute when a code-signing profile sets no limit.
+pub const DEFAULT_SIGNATURES_PER_MINUTE: u32 = 60;
+
+/// How often a key certified under a code-signing profile may sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodesignLimits {
+    /// Signatures per key in any 60 seconds.
+    pub per_minute: u32,
+    /// Signatures per key in any 24 hours, if the profile sets a quota.
+    pub per_day: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -350,6 +379,28 @@ impl Profile {
                 Err(e) => problems.push(at(e)),
             }
         }
+        if let Some(cs) = &file.codesign {
+            if !file
+                .usage
+                .extended_key_usage
+                .iter()
+                .any(|e| e == "codeSigning")
+            {
+                problems.push(at(
+                    "[codesign] limits apply only to profiles whose usage.extended_key_usage includes codeSigning".into(),
+                ));
+            }
+            if cs.max_signatures_per_minute == 0 {
+                problems.push(at(
+                    "codesign.max_signatures_per_minute must be at least 1".into()
+                ));
+            }
+            if cs.max_signatures_per_day == Some(0) {
+                problems.push(at(
+                    "codesign.max_signatures_per_day must be at least 1 (leave it out for no daily quota)".into(),
+                ));
+            }
+        }
         if file.approval.requester_roles.is_empty() {
             problems.push(at(
                 "approval.requester_roles must name at least one role".into()
@@ -385,6 +436,32 @@ impl Profile {
     /// The roles that may request under it.
     pub fn requester_roles(&self) -> &[String] {
         &self.file.approval.requester_roles
+    }
+
+    /// The signing limits for keys certified under this profile, or `None` if it does not
+    /// issue code-signing certificates (its extended key usage lacks codeSigning). A
+    /// code-signing profile without a `[codesign]` section gets
+    /// [`DEFAULT_SIGNATURES_PER_MINUTE`] and no daily quota.
+    pub fn codesign_limits(&self) -> Option<CodesignLimits> {
+        if !self
+            .file
+            .usage
+            .extended_key_usage
+            .iter()
+            .any(|e| e == "codeSigning")
+        {
+            return None;
+        }
+        Some(match &self.file.codesign {
+            Some(rule) => CodesignLimits {
+                per_minute: rule.max_signatures_per_minute,
+                per_day: rule.max_signatures_per_day,
+            },
+            None => CodesignLimits {
+                per_minute: DEFAULT_SIGNATURES_PER_MINUTE,
+                per_day: None,
+            },
+        })
     }
 
     /// The same profile as seen from the ceremony CLI, where `cli_only` is satisfied.
@@ -960,5 +1037,35 @@ mod tests {
             names,
             ["code-signing", "sub-ca", "tls-client", "tls-server"]
         );
+        let limits = profiles[0].codesign_limits().unwrap();
+        assert_eq!(limits.per_minute, 60);
+        assert_eq!(limits.per_day, Some(1000));
+        assert_eq!(profiles[3].codesign_limits(), None);
+    }
+
+    #[test]
+    fn codesign_limits_default_and_are_validated_at_load() {
+        let signing = TLS.replace("\"serverAuth\"", "\"codeSigning\"");
+        assert_eq!(
+            profile(&signing).codesign_limits(),
+            Some(CodesignLimits {
+                per_minute: DEFAULT_SIGNATURES_PER_MINUTE,
+                per_day: None
+            })
+        );
+        let zero = format!(
+            "{signing}\n[codesign]\nmax_signatures_per_minute = 0\nmax_signatures_per_day = 0\n"
+        );
+        let err = Profile::parse("t", Path::new("t.toml"), &zero).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(
+            err.to_string()
+                .contains("max_signatures_per_minute must be at least 1")
+        );
+        let on_tls = format!("{TLS}\n[codesign]\nmax_signatures_per_day = 5\n");
+        let err = Profile::parse("t", Path::new("t.toml"), &on_tls).unwrap_err();
+        assert!(err.to_string().contains("only to profiles"), "{err}");
+        let typo = format!("{signing}\n[codesign]\nmax_per_day = 5\n");
+        assert!(Profile::parse("t", Path::new("t.toml"), &typo).is_err());
     }
 }

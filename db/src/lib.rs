@@ -18,6 +18,7 @@
 //! hex, DER as binary.
 
 mod changes;
+mod codesign;
 mod conn;
 mod error;
 mod read;

@@ -89,6 +89,9 @@ pub enum Command {
     /// Certificate revocation lists.
     #[command(subcommand)]
     Crl(crate::revoke::CrlCommand),
+    /// Code-signing keys held in the key store for their owners, and signatures with them.
+    #[command(subcommand)]
+    Codesign(crate::ops::codesign::CodesignCommand),
 }
 
 /// `keyhold policy ...`.
@@ -224,6 +227,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tokens(cmd) => crate::tokens::run(&cli, cmd),
         Command::Revoke(args) => crate::revoke::revoke(&cli, args),
         Command::Crl(cmd) => crate::revoke::crl(&cli, cmd),
+        Command::Codesign(cmd) => crate::ops::codesign::run(&cli, cmd),
         Command::Init(args) => done(run_init(&cli, args)),
         Command::Keys(cmd) => done(run_keys(&cli, cmd)),
         Command::Hsm(HsmCommand::InitToken {

@@ -17,6 +17,8 @@ use ca_core::x509::SignedCert;
 use clap::Subcommand;
 
 use crate::cli::{Cli, humantime, load_issuers, open_store};
+
+pub mod codesign;
 use crate::config::Config;
 
 /// Exit code: refused by policy.

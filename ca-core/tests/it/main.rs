@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ceremony;
+mod cms;
 mod csr;
 mod keystore;
 mod pkcs11;

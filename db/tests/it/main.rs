@@ -9,6 +9,7 @@ mod support;
 
 mod approvals;
 mod audit;
+mod codesign;
 mod concurrency;
 mod open;
 mod paging;

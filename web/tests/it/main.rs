@@ -5,6 +5,7 @@
 
 mod api;
 mod cli;
+mod codesign;
 mod cycle;
 mod dbs;
 mod issue;

@@ -1,0 +1,1213 @@
+//! Code signing with keys that Keyhold holds in its key store for their owners.
+//!
+//! Invariants:
+//! - a code-signing key is generated inside the key store (PKCS#11: CKA_SENSITIVE true,
+//!   CKA_EXTRACTABLE false) and recorded in the database with its owner before anything else
+//!   happens to it; its certificate request is signed by the key itself (proof of possession)
+//!   and goes through the ordinary issuance cycle, quorum included;
+//! - only the key's owner signs with it, and only while its certificate is issued, unrevoked
+//!   and within its validity, and while the profile's rate limit and daily quota allow;
+//! - a signature is returned only once it and its audit entry (`codesign.signed`: digest,
+//!   key, caller, certificate, time) are recorded; the store re-checks the limits in that
+//!   same transaction, so concurrent callers cannot overrun them.
+//!
+//! The certificate a key signs under is found through the database
+//! ([`CodesignStore::codesign_certificate`]): the serial bound to the key, or else the one
+//! issued for its request, however that request was approved. That method is also the one
+//! place the certificate's revocation status is read.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use der::Encode;
+use der::asn1::BitString;
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::request::{CertReq, CertReqInfo, Version};
+
+use crate::audit::{Action, AuditEvent};
+use crate::cms::{self, CmsError, Digest, DigestAlg, SignedCms};
+use crate::error::ErrorKind;
+use crate::issuance::{Ca, Channel, IssueError, Outcome, Submission};
+use crate::issuer::Issuer;
+use crate::keystore::{KeyRef, KeySpec, KeyStore, KeyStoreError, Signer, SpkiDer};
+use crate::policy::{Profile, Requester};
+use crate::store::{CertStatus, CertificateRow, Serial, StoreError};
+use crate::x509::{self, SignedCert, X509Error};
+
+/// A key generated for an owner, as first recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCodesignKey {
+    /// Its label in the key store.
+    pub key: KeyRef,
+    /// Who may sign with it.
+    pub owner: String,
+    /// The profile its certificate is requested under.
+    pub profile: String,
+    /// Its type.
+    pub spec: KeySpec,
+    /// Its public key.
+    pub public_key: SpkiDer,
+    /// When it was generated.
+    pub created_at: SystemTime,
+}
+
+/// What a key is bound to after it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyBinding {
+    /// The request for its certificate, waiting for approvals.
+    Request(i64),
+    /// The certificate issued for it.
+    Certificate(Serial),
+    /// Retired for this reason (its request was refused, or issuance failed): it never signs.
+    Retired(String),
+}
+
+/// A code-signing key as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodesignKeyRow {
+    /// Its label in the key store.
+    pub key: KeyRef,
+    /// Who may sign with it.
+    pub owner: String,
+    /// The profile its certificate is requested under.
+    pub profile: String,
+    /// Its type.
+    pub spec: KeySpec,
+    /// Its public key.
+    pub public_key: SpkiDer,
+    /// The request for its certificate.
+    pub request_id: Option<i64>,
+    /// The certificate bound to it directly (issued without approvals).
+    pub serial: Option<Serial>,
+    /// Why it was retired, if it was.
+    pub retired: Option<String>,
+    /// When it was generated.
+    pub created_at: SystemTime,
+}
+
+/// A limit the store enforces when it records a signature: fewer than `max` signatures with
+/// the key at or after `since`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningWindow {
+    /// Start of the window.
+    pub since: SystemTime,
+    /// Signatures allowed in it.
+    pub max: u64,
+    /// What the limit is, for the refusal: `60 signatures per minute`.
+    pub name: String,
+}
+
+/// A signature to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSignature {
+    /// The key that signed.
+    pub key: KeyRef,
+    /// Who asked.
+    pub caller: String,
+    /// The certificate the signature names.
+    pub serial: Serial,
+    /// The digest's algorithm.
+    pub digest_alg: DigestAlg,
+    /// The digest, lowercase hex.
+    pub digest: String,
+    /// The signing time (also in the CMS signed attributes).
+    pub at: SystemTime,
+}
+
+/// A recorded signature: one line of a key's signing history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureRow {
+    /// Its id.
+    pub id: i64,
+    /// What was recorded.
+    pub signature: NewSignature,
+}
+
+/// What code signing needs from the database. Implemented by the `db` crate next to
+/// [`crate::store::Store`]; every change appends its audit event in the same transaction.
+pub trait CodesignStore: Send + Sync + fmt::Debug {
+    /// Records a new key and appends `event`.
+    ///
+    /// Fails with `Conflict` if the label is recorded already.
+    fn add_codesign_key(&self, key: &NewCodesignKey, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Binds a key to its request or certificate, or retires it, and appends `event`.
+    ///
+    /// Fails with `NotFound` for an unknown key, and `Conflict` if it is retired or bound to
+    /// another request or certificate already.
+    fn bind_codesign_key(
+        &self,
+        key: &KeyRef,
+        binding: &KeyBinding,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// One key.
+    fn codesign_key(&self, key: &KeyRef) -> Result<Option<CodesignKeyRow>, StoreError>;
+
+    /// The certificate the key signs under, with its current status: the serial bound to
+    /// the key, or else the certificate issued for its request. `None` while there is none.
+    fn codesign_certificate(&self, key: &KeyRef) -> Result<Option<CertificateRow>, StoreError>;
+
+    /// How many signatures the key made at or after `since`.
+    fn codesign_signature_count(&self, key: &KeyRef, since: SystemTime) -> Result<u64, StoreError>;
+
+    /// Records a signature and appends `event`, in one transaction, after checking every
+    /// window again inside it.
+    ///
+    /// Fails with `Conflict` naming the window that is full; nothing is written then.
+    fn record_codesign_signature(
+        &self,
+        signature: &NewSignature,
+        windows: &[SigningWindow],
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// The key's signatures, newest first, at most `limit` (the store caps it at 1,000).
+    fn codesign_signatures(
+        &self,
+        key: &KeyRef,
+        limit: u32,
+    ) -> Result<Vec<SignatureRow>, StoreError>;
+}
+
+/// Why a code-signing operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CodesignError {
+    /// The request is malformed (a subject, a profile that does not sign code).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such key.
+    #[error("{0}")]
+    NotFound(String),
+    /// The caller may not use this key.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The key cannot sign now: no certificate yet, revoked, expired, retired.
+    #[error("{0}")]
+    Unusable(String),
+    /// The profile's rate limit or daily quota is reached.
+    #[error("{0}")]
+    RateLimited(String),
+    /// The digest or the signature.
+    #[error(transparent)]
+    Cms(#[from] CmsError),
+    /// Requesting the certificate failed.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The key store failed.
+    #[error(transparent)]
+    KeyStore(#[from] KeyStoreError),
+}
+
+impl CodesignError {
+    /// What kind of failure this is. A rate limit is `Rejected`, like a refusal by policy;
+    /// [`CodesignError::is_rate_limited`] tells it apart (HTTP 429 rather than 403).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CodesignError::Invalid(_) => ErrorKind::Invalid,
+            CodesignError::NotFound(_) => ErrorKind::NotFound,
+            CodesignError::Forbidden(_) | CodesignError::RateLimited(_) => ErrorKind::Rejected,
+            CodesignError::Unusable(_) => ErrorKind::Conflict,
+            CodesignError::Cms(e) => e.kind(),
+            CodesignError::Issue(e) => e.kind(),
+            CodesignError::Store(e) => e.kind(),
+            CodesignError::KeyStore(e) => e.kind(),
+        }
+    }
+
+    /// Whether the refusal is a rate limit or quota (the caller may retry later).
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, CodesignError::RateLimited(_))
+    }
+}
+
+impl From<X509Error> for CodesignError {
+    fn from(e: X509Error) -> Self {
+        CodesignError::Cms(e.into())
+    }
+}
+
+/// A request for a key held in the key store, and a code-signing certificate for it.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRequest<'a> {
+    /// Who will own the key.
+    pub owner: &'a Requester,
+    /// The code-signing profile.
+    pub profile: &'a str,
+    /// The certificate subject, RFC 4514 (`CN=Release signing,OU=Builds`); the profile
+    /// decides which attributes it may set.
+    pub subject: &'a str,
+    /// The key type.
+    pub spec: KeySpec,
+    /// From where, for the audit log.
+    pub source: &'a str,
+    /// Through which interface.
+    pub channel: Channel,
+}
+
+/// A key generated for its owner, and what became of its certificate request.
+#[derive(Debug, Clone)]
+pub struct KeyRequested {
+    /// The key's label.
+    pub key: KeyRef,
+    /// Its public key.
+    pub public_key: SpkiDer,
+    /// Issued, pending approval (the usual case), or refused (the key was then retired and
+    /// destroyed).
+    pub outcome: Outcome,
+}
+
+/// A digest to sign.
+#[derive(Debug, Clone, Copy)]
+pub struct SignRequest<'a> {
+    /// Who asks (a user name, as authenticated by the caller of this module).
+    pub caller: &'a str,
+    /// The key's label.
+    pub key: &'a str,
+    /// The artifact's digest.
+    pub digest: &'a Digest,
+    /// From where, for the audit log.
+    pub source: &'a str,
+}
+
+/// A signature made.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    /// The detached CMS SignedData.
+    pub cms: SignedCms,
+    /// The signer certificate's serial.
+    pub serial: Serial,
+}
+
+/// Code signing: keys generated for owners, and signatures with them.
+pub struct Codesign {
+    keys: Arc<dyn KeyStore>,
+    store: Arc<dyn CodesignStore>,
+    profiles: Vec<Profile>,
+    issuers: Vec<Issuer>,
+    signers: RwLock<HashMap<KeyRef, Arc<dyn Signer>>>,
+}
+
+impl fmt::Debug for Codesign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Codesign")
+            .field("keys", &self.keys)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Codesign {
+    /// Code signing over this key store and database, with the CA's profiles (for limits)
+    /// and issuers (for the chain in each signature).
+    pub fn new(
+        keys: Arc<dyn KeyStore>,
+        store: Arc<dyn CodesignStore>,
+        profiles: Vec<Profile>,
+        issuers: Vec<Issuer>,
+    ) -> Self {
+        Codesign {
+            keys,
+            store,
+            profiles,
+            issuers,
+            signers: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Generates a key in the key store for `r.owner` and requests a certificate for it
+    /// under `r.profile` through `ca` (which usually leaves it pending approval).
+    ///
+    /// Steps: 1. check the profile signs code and the subject parses; 2. generate the key
+    /// (non-extractable); 3. record it with its owner (audited; on failure the key is
+    /// destroyed); 4. build a certificate request signed by the key itself and submit it;
+    /// 5. bind the key to the request or certificate, or retire and destroy it if refused.
+    ///
+    /// Fails with [`CodesignError::Invalid`] for a profile that does not issue code-signing
+    /// certificates or a malformed subject, and with the key store's, database's or
+    /// issuance's error otherwise (the key is then retired and destroyed).
+    pub fn request_key(
+        &self,
+        ca: &Ca,
+        r: &KeyRequest<'_>,
+        now: SystemTime,
+    ) -> Result<KeyRequested, CodesignError> {
+        // 1. The profile and the subject.
+        let profile = self.profile(r.profile)?;
+        let subject =
+            x509::parse_name(r.subject).map_err(|e| CodesignError::Invalid(e.to_string()))?;
+
+        // 2. The key, inside the key store.
+        let key = new_label()?;
+        let public_key = self.keys.generate(&key, r.spec)?;
+
+        // 3. Its owner, before anything else can happen to it.
+        let uri = self.keys.uri(&key);
+        let generated = AuditEvent::new(
+            Action::KeyGenerated,
+            &r.owner.name,
+            r.source,
+            format!("key:{uri}"),
+        )
+        .with("purpose", "codesign")
+        .with("owner", r.owner.name.as_str())
+        .with("profile", profile.name.as_str())
+        .with("type", r.spec.as_str())
+        .with("public_key_sha256", public_key.fingerprint());
+        let record = NewCodesignKey {
+            key: key.clone(),
+            owner: r.owner.name.clone(),
+            profile: profile.name.clone(),
+            spec: r.spec,
+            public_key: public_key.clone(),
+            created_at: now,
+        };
+        if let Err(e) = self.store.add_codesign_key(&record, &generated) {
+            // Never recorded: nobody can sign with it, so it goes.
+            let _ = self.keys.destroy(&key);
+            return Err(e.into());
+        }
+
+        // 4. The certificate request, signed by the key (proof of possession).
+        let submitted = self
+            .keys
+            .signer(&key)
+            .map_err(CodesignError::from)
+            .and_then(|signer| {
+                let csr = build_csr(subject, signer.as_ref())?;
+                Ok(ca.submit(
+                    &Submission {
+                        profile: &profile.name,
+                        csr: &csr,
+                        requester: r.owner,
+                        source: r.source,
+                        channel: r.channel,
+                    },
+                    now,
+                )?)
+            });
+
+        // 5. Bind or retire.
+        let outcome = match submitted {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.retire(
+                    &key,
+                    &r.owner.name,
+                    r.source,
+                    &format!("issuance failed: {e}"),
+                );
+                return Err(e);
+            }
+        };
+        let binding = match &outcome {
+            Outcome::Pending { request_id, .. } => KeyBinding::Request(*request_id),
+            Outcome::Issued(issued) => KeyBinding::Certificate(issued.serial.clone()),
+            Outcome::Rejected(reasons) => {
+                self.retire(
+                    &key,
+                    &r.owner.name,
+                    r.source,
+                    &format!("the request was refused: {}", reasons.join("; ")),
+                );
+                return Ok(KeyRequested {
+                    key,
+                    public_key,
+                    outcome,
+                });
+            }
+        };
+        let event = binding_event(&binding, &uri, &r.owner.name, r.source);
+        self.store.bind_codesign_key(&key, &binding, &event)?;
+        Ok(KeyRequested {
+            key,
+            public_key,
+            outcome,
+        })
+    }
+
+    /// Signs `r.digest` with key `r.key` for `r.caller` at `now` and returns a detached CMS
+    /// SignedData carrying the signer certificate and its chain (without the root).
+    ///
+    /// Steps: 1. the key exists and is the caller's; 2. its certificate is issued, unrevoked
+    /// and valid at `now`; 3. the profile's rate limit and quota allow another signature;
+    /// 4. sign (the signature is verified); 5. record the signature with its audit entry,
+    /// re-checking the limits in that transaction; only then return it.
+    ///
+    /// Fails with [`CodesignError::NotFound`] for an unknown key,
+    /// [`CodesignError::Forbidden`] if the caller is not its owner,
+    /// [`CodesignError::Unusable`] without a usable certificate,
+    /// [`CodesignError::RateLimited`] past a limit, [`CodesignError::Cms`] for a digest of
+    /// the wrong algorithm, and the key store's or database's error (nothing is returned
+    /// then).
+    pub fn sign(&self, r: &SignRequest<'_>, now: SystemTime) -> Result<Signature, CodesignError> {
+        // 1. The key and its owner.
+        let unknown =
+            || CodesignError::NotFound(format!("no code-signing key labelled {:?}", r.key));
+        let key = KeyRef::new(r.key).map_err(|_| unknown())?;
+        let row = self.store.codesign_key(&key)?.ok_or_else(unknown)?;
+        if row.owner != r.caller {
+            return Err(CodesignError::Forbidden(format!(
+                "{} may not sign with key {key}: only its owner may",
+                r.caller
+            )));
+        }
+        if let Some(reason) = &row.retired {
+            return Err(CodesignError::Unusable(format!(
+                "key {key} is retired ({reason})"
+            )));
+        }
+        cms::check_digest_algorithm(row.spec.signature_algorithm(), r.digest)?;
+
+        // 2. The certificate.
+        let cert_row = self.store.codesign_certificate(&key)?.ok_or_else(|| {
+            CodesignError::Unusable(match row.request_id {
+                Some(id) => {
+                    format!("key {key} has no certificate yet: request {id} has not been issued")
+                }
+                None => format!("key {key} has no certificate"),
+            })
+        })?;
+        let serial = cert_row.serial.clone();
+        match cert_row.status {
+            CertStatus::Valid => {}
+            CertStatus::Revoked => {
+                return Err(CodesignError::Unusable(format!(
+                    "the certificate {serial} of key {key} is revoked"
+                )));
+            }
+            CertStatus::Reserved | CertStatus::Failed => {
+                return Err(CodesignError::Unusable(format!(
+                    "the certificate {serial} of key {key} was never issued ({})",
+                    cert_row.status.as_str()
+                )));
+            }
+        }
+        if now > cert_row.not_after {
+            return Err(CodesignError::Unusable(format!(
+                "the certificate {serial} of key {key} expired at {}",
+                display_time(cert_row.not_after)
+            )));
+        }
+        if now < cert_row.not_before {
+            return Err(CodesignError::Unusable(format!(
+                "the certificate {serial} of key {key} is not valid before {}",
+                display_time(cert_row.not_before)
+            )));
+        }
+        let der = cert_row.der.as_deref().ok_or_else(|| {
+            CodesignError::Unusable(format!(
+                "the certificate {serial} of key {key} is not stored"
+            ))
+        })?;
+        let cert = SignedCert::from_der(der)?;
+
+        // 3. The limits.
+        let profile = self.profile(&cert_row.profile).map_err(|_| {
+            CodesignError::Unusable(format!(
+                "the certificate {serial} of key {key} was issued under profile {}, which no longer issues code-signing certificates",
+                cert_row.profile
+            ))
+        })?;
+        let windows = windows(profile, now)?;
+        for w in &windows {
+            if self.store.codesign_signature_count(&key, w.since)? >= w.max {
+                return Err(CodesignError::RateLimited(limit_reached(&key, w)));
+            }
+        }
+
+        // 4. Sign.
+        let signer = self.signer(&key)?;
+        let chain = self.chain(&cert_row.issuer);
+        let signed = cms::sign_detached(r.digest, &cert, &chain, signer.as_ref(), now)?;
+
+        // 5. Record, then return.
+        let signature = NewSignature {
+            key: key.clone(),
+            caller: r.caller.to_owned(),
+            serial: serial.clone(),
+            digest_alg: r.digest.alg(),
+            digest: r.digest.to_hex(),
+            at: now,
+        };
+        let event = AuditEvent::new(
+            Action::CodesignSigned,
+            r.caller,
+            r.source,
+            format!("key:{}", self.keys.uri(&key)),
+        )
+        .with("digest_algorithm", r.digest.alg().as_str())
+        .with("digest", r.digest.to_hex())
+        .with("certificate", serial.as_str())
+        .with("signing_time", display_time(now));
+        self.store
+            .record_codesign_signature(&signature, &windows, &event)
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => CodesignError::RateLimited(m),
+                e => e.into(),
+            })?;
+        Ok(Signature {
+            cms: signed,
+            serial,
+        })
+    }
+
+    /// The key's signing history, newest first, for its owner.
+    ///
+    /// Fails with [`CodesignError::NotFound`] or [`CodesignError::Forbidden`] as
+    /// [`Codesign::sign`] does.
+    pub fn history(
+        &self,
+        caller: &str,
+        key: &str,
+        limit: u32,
+    ) -> Result<Vec<SignatureRow>, CodesignError> {
+        let unknown = || CodesignError::NotFound(format!("no code-signing key labelled {key:?}"));
+        let key = KeyRef::new(key).map_err(|_| unknown())?;
+        let row = self.store.codesign_key(&key)?.ok_or_else(unknown)?;
+        if row.owner != caller {
+            return Err(CodesignError::Forbidden(format!(
+                "{caller} may not see the history of key {key}: only its owner may"
+            )));
+        }
+        Ok(self.store.codesign_signatures(&key, limit)?)
+    }
+
+    fn profile(&self, name: &str) -> Result<&Profile, CodesignError> {
+        let profile = self
+            .profiles
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| CodesignError::Invalid(format!("unknown profile {name:?}")))?;
+        if profile.codesign_limits().is_none() {
+            return Err(CodesignError::Invalid(format!(
+                "profile {name} does not issue code-signing certificates (its extended key usage lacks codeSigning)"
+            )));
+        }
+        Ok(profile)
+    }
+
+    /// A signer for `key`, from the cache: looking a key up costs PKCS#11 round trips.
+    fn signer(&self, key: &KeyRef) -> Result<Arc<dyn Signer>, KeyStoreError> {
+        if let Some(s) = self.signers.read().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(s);
+        }
+        let signer = self.keys.signer(key)?;
+        if let Ok(mut m) = self.signers.write() {
+            m.insert(key.clone(), Arc::clone(&signer));
+        }
+        Ok(signer)
+    }
+
+    /// The CA certificates above a certificate issued by `issuer`, nearest first, without
+    /// the self-signed root (relying parties hold it).
+    fn chain(&self, issuer: &str) -> Vec<SignedCert> {
+        let mut chain = Vec::new();
+        let mut at = self.issuers.iter().find(|i| i.id.as_str() == issuer);
+        while let Some(i) = at {
+            if i.parent.is_none() || chain.len() > self.issuers.len() {
+                break;
+            }
+            chain.push(i.ca.cert.clone());
+            at = i
+                .parent
+                .as_ref()
+                .and_then(|p| self.issuers.iter().find(|c| &c.id == p));
+        }
+        chain
+    }
+
+    /// Best effort: destroy the key and record it retired. A key left in the store by a
+    /// failure here is recorded as generated, never bound, and can never sign.
+    fn retire(&self, key: &KeyRef, actor: &str, source: &str, reason: &str) {
+        let _ = self.keys.destroy(key);
+        let binding = KeyBinding::Retired(reason.to_owned());
+        let event = binding_event(&binding, &self.keys.uri(key), actor, source);
+        let _ = self.store.bind_codesign_key(key, &binding, &event);
+    }
+}
+
+fn binding_event(binding: &KeyBinding, uri: &str, actor: &str, source: &str) -> AuditEvent {
+    let event = AuditEvent::new(
+        Action::CodesignKeyBound,
+        actor,
+        source,
+        format!("key:{uri}"),
+    );
+    match binding {
+        KeyBinding::Request(id) => event.with("request", id.to_string()),
+        KeyBinding::Certificate(serial) => event.with("certificate", serial.as_str()),
+        KeyBinding::Retired(reason) => event.with("retired", reason.as_str()),
+    }
+}
+
+/// The windows a profile's limits define at `now`.
+fn windows(profile: &Profile, now: SystemTime) -> Result<Vec<SigningWindow>, CodesignError> {
+    let limits = profile.codesign_limits().ok_or_else(|| {
+        CodesignError::Invalid(format!(
+            "profile {} does not issue code-signing certificates",
+            profile.name
+        ))
+    })?;
+    let since = |secs| {
+        now.checked_sub(Duration::from_secs(secs))
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    };
+    let mut windows = vec![SigningWindow {
+        since: since(60),
+        max: u64::from(limits.per_minute),
+        name: format!("{} signatures per minute", limits.per_minute),
+    }];
+    if let Some(per_day) = limits.per_day {
+        windows.push(SigningWindow {
+            since: since(86_400),
+            max: u64::from(per_day),
+            name: format!("a daily quota of {per_day} signatures"),
+        });
+    }
+    Ok(windows)
+}
+
+/// The refusal for a full window.
+pub fn limit_reached(key: &KeyRef, w: &SigningWindow) -> String {
+    format!(
+        "key {key} has reached its limit of {} (profile [codesign]); try again later",
+        w.name
+    )
+}
+
+/// A fresh label for a key held for an owner: `cs-` and 16 random hex digits.
+fn new_label() -> Result<KeyRef, CodesignError> {
+    let mut random = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| {
+        KeyStoreError::Unavailable("the system random number generator failed".into())
+    })?;
+    Ok(KeyRef::new(format!("cs-{}", hex::encode(random)))?)
+}
+
+/// A PKCS#10 request for `subject`, signed by `signer` (RFC 2986).
+fn build_csr(
+    subject: x509_cert::name::Name,
+    signer: &dyn Signer,
+) -> Result<Vec<u8>, CodesignError> {
+    use der::Decode;
+    let info = CertReqInfo {
+        version: Version::V1,
+        subject,
+        public_key: spki::SubjectPublicKeyInfoOwned::from_der(signer.public_key().as_bytes())
+            .map_err(CmsError::from)?,
+        attributes: Default::default(),
+    };
+    let tbs = info.to_der().map_err(CmsError::from)?;
+    let signature = signer.sign(&tbs)?;
+    let req = CertReq {
+        info,
+        // RFC 5758 3.2: no parameters.
+        algorithm: AlgorithmIdentifierOwned {
+            oid: signer.algorithm().oid(),
+            parameters: None,
+        },
+        signature: BitString::from_bytes(&signature).map_err(CmsError::from)?,
+    };
+    Ok(req.to_der().map_err(CmsError::from)?)
+}
+
+/// `2026-01-01T00:00:00Z`.
+fn display_time(t: SystemTime) -> String {
+    der::DateTime::from_system_time(t)
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| format!("{t:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
+
+    use super::*;
+    use crate::ceremony::{self, CeremonySpec};
+    use crate::issuer::{IssuerId, KeyedCert};
+    use crate::keystore::embedded::{EmbeddedKeyStore, KdfParams};
+    use crate::secret::Secret;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// An in-memory [`CodesignStore`] holding one certificate.
+    #[derive(Debug, Default)]
+    struct FakeStore {
+        keys: Mutex<HashMap<KeyRef, CodesignKeyRow>>,
+        cert: Mutex<Option<CertificateRow>>,
+        signatures: Mutex<Vec<NewSignature>>,
+        events: Mutex<Vec<AuditEvent>>,
+        fail_record: Mutex<Option<StoreError>>,
+    }
+
+    impl CodesignStore for FakeStore {
+        fn add_codesign_key(
+            &self,
+            key: &NewCodesignKey,
+            event: &AuditEvent,
+        ) -> Result<(), StoreError> {
+            let row = CodesignKeyRow {
+                key: key.key.clone(),
+                owner: key.owner.clone(),
+                profile: key.profile.clone(),
+                spec: key.spec,
+                public_key: key.public_key.clone(),
+                request_id: None,
+                serial: None,
+                retired: None,
+                created_at: key.created_at,
+            };
+            self.keys.lock().unwrap().insert(key.key.clone(), row);
+            self.events.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+
+        fn bind_codesign_key(
+            &self,
+            key: &KeyRef,
+            binding: &KeyBinding,
+            event: &AuditEvent,
+        ) -> Result<(), StoreError> {
+            let mut keys = self.keys.lock().unwrap();
+            let row = keys
+                .get_mut(key)
+                .ok_or_else(|| StoreError::NotFound(key.to_string()))?;
+            match binding {
+                KeyBinding::Request(id) => row.request_id = Some(*id),
+                KeyBinding::Certificate(s) => row.serial = Some(s.clone()),
+                KeyBinding::Retired(r) => row.retired = Some(r.clone()),
+            }
+            self.events.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+
+        fn codesign_key(&self, key: &KeyRef) -> Result<Option<CodesignKeyRow>, StoreError> {
+            Ok(self.keys.lock().unwrap().get(key).cloned())
+        }
+
+        fn codesign_certificate(&self, key: &KeyRef) -> Result<Option<CertificateRow>, StoreError> {
+            let bound = self
+                .keys
+                .lock()
+                .unwrap()
+                .get(key)
+                .and_then(|k| k.serial.clone());
+            Ok(self
+                .cert
+                .lock()
+                .unwrap()
+                .clone()
+                .filter(|c| Some(&c.serial) == bound.as_ref()))
+        }
+
+        fn codesign_signature_count(
+            &self,
+            key: &KeyRef,
+            since: SystemTime,
+        ) -> Result<u64, StoreError> {
+            Ok(self
+                .signatures
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| &s.key == key && s.at >= since)
+                .count() as u64)
+        }
+
+        fn record_codesign_signature(
+            &self,
+            signature: &NewSignature,
+            windows: &[SigningWindow],
+            event: &AuditEvent,
+        ) -> Result<(), StoreError> {
+            if let Some(e) = self.fail_record.lock().unwrap().take() {
+                return Err(e);
+            }
+            for w in windows {
+                if self.codesign_signature_count(&signature.key, w.since)? >= w.max {
+                    return Err(StoreError::Conflict(limit_reached(&signature.key, w)));
+                }
+            }
+            self.signatures.lock().unwrap().push(signature.clone());
+            self.events.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+
+        fn codesign_signatures(
+            &self,
+            key: &KeyRef,
+            limit: u32,
+        ) -> Result<Vec<SignatureRow>, StoreError> {
+            let all = self.signatures.lock().unwrap();
+            Ok(all
+                .iter()
+                .enumerate()
+                .rev()
+                .filter(|(_, s)| &s.key == key)
+                .take(limit as usize)
+                .map(|(i, s)| SignatureRow {
+                    id: i as i64 + 1,
+                    signature: s.clone(),
+                })
+                .collect())
+        }
+    }
+
+    struct Fixture {
+        codesign: Codesign,
+        store: Arc<FakeStore>,
+        key: KeyRef,
+        now: SystemTime,
+        _dir: tempfile::TempDir,
+    }
+
+    const PROFILE: &str = r#"
+version = 1
+issuer = "issuing-ca"
+[validity]
+max_days = 365
+[keys]
+allowed = ["p256", "p384"]
+[names]
+max_sans = 0
+[subject]
+from_csr = ["CN"]
+[usage]
+key_usage = ["digitalSignature"]
+extended_key_usage = ["codeSigning"]
+[approval]
+approvals = 2
+[codesign]
+max_signatures_per_minute = 3
+max_signatures_per_day = 5
+"#;
+
+    /// An embedded key store with a CA, a P-256 key owned by carol, and a code-signing
+    /// certificate for it valid from `now` for a year.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Arc<dyn KeyStore> = Arc::new(
+            EmbeddedKeyStore::create(
+                &dir.path().join("token"),
+                &Secret::new("unit test passphrase".into()),
+                KdfParams::insecure_for_tests(),
+            )
+            .unwrap(),
+        );
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let h = ceremony::run(&CeremonySpec::default(), keys.as_ref(), now - DAY).unwrap();
+        let keyed = |m: &ceremony::CaMaterial| KeyedCert {
+            cert: m.cert.clone(),
+            signer: keys.signer(&m.key).unwrap(),
+        };
+        let root_id = IssuerId::new("root").unwrap();
+        let issuers = vec![
+            Issuer {
+                id: root_id.clone(),
+                parent: None,
+                ca: keyed(&h.root),
+                ocsp: None,
+            },
+            Issuer {
+                id: h.issuing[0].id.clone(),
+                parent: Some(root_id),
+                ca: keyed(&h.issuing[0].ca),
+                ocsp: None,
+            },
+        ];
+        let profile =
+            Profile::parse("code-signing", Path::new("code-signing.toml"), PROFILE).unwrap();
+
+        let key = KeyRef::new("cs-carol").unwrap();
+        let public_key = keys.generate(&key, KeySpec::EcP256).unwrap();
+        let issuing = &issuers[1].ca;
+        let template = x509::CertTemplate {
+            serial: x509::random_serial().unwrap(),
+            issuer: issuing.cert.cert.tbs_certificate().subject().clone(),
+            subject: x509::parse_name("CN=carol release signing").unwrap(),
+            not_before: now,
+            not_after: now + 365 * DAY,
+            public_key: public_key.clone(),
+            extensions: vec![
+                x509::to_ext(
+                    true,
+                    &BasicConstraints {
+                        ca: false,
+                        path_len_constraint: None,
+                    },
+                )
+                .unwrap(),
+                x509::to_ext(true, &KeyUsage(KeyUsages::DigitalSignature.into())).unwrap(),
+                x509::to_ext(
+                    false,
+                    &ExtendedKeyUsage(vec![const_oid::db::rfc5280::ID_KP_CODE_SIGNING]),
+                )
+                .unwrap(),
+            ],
+        };
+        let cert = x509::sign_certificate(template, issuing.signer.as_ref()).unwrap();
+        let serial = Serial::from_bytes(cert.cert.tbs_certificate().serial_number().as_bytes());
+
+        let store = Arc::new(FakeStore::default());
+        store.keys.lock().unwrap().insert(
+            key.clone(),
+            CodesignKeyRow {
+                key: key.clone(),
+                owner: "carol".into(),
+                profile: "code-signing".into(),
+                spec: KeySpec::EcP256,
+                public_key,
+                request_id: Some(1),
+                serial: Some(serial.clone()),
+                retired: None,
+                created_at: now,
+            },
+        );
+        *store.cert.lock().unwrap() = Some(CertificateRow {
+            serial,
+            issuer: "issuing-ca".into(),
+            profile: "code-signing".into(),
+            requester: "carol".into(),
+            subject: "CN=carol release signing".into(),
+            sans: String::new(),
+            not_before: now,
+            not_after: now + 365 * DAY,
+            status: CertStatus::Valid,
+            der: Some(cert.der.clone()),
+            created_at: now,
+            request_id: Some(1),
+            failure: None,
+        });
+        let codesign = Codesign::new(keys, store.clone(), vec![profile], issuers);
+        Fixture {
+            codesign,
+            store,
+            key,
+            now,
+            _dir: dir,
+        }
+    }
+
+    fn digest() -> Digest {
+        DigestAlg::Sha256
+            .hash_reader(&b"release-1.2.tar.gz"[..])
+            .unwrap()
+    }
+
+    fn sign_as(f: &Fixture, caller: &str, at: SystemTime) -> Result<Signature, CodesignError> {
+        f.codesign.sign(
+            &SignRequest {
+                caller,
+                key: f.key.label(),
+                digest: &digest(),
+                source: "127.0.0.1",
+            },
+            at,
+        )
+    }
+
+    fn nothing_recorded(f: &Fixture) {
+        assert!(f.store.signatures.lock().unwrap().is_empty());
+        assert!(f.store.events.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn signs_for_the_owner_and_audits_digest_key_caller_and_time() {
+        let f = fixture();
+        let at = f.now + Duration::from_secs(5);
+        let sig = sign_as(&f, "carol", at).unwrap();
+        let info = cms::inspect(sig.cms.as_der()).unwrap();
+        assert_eq!(info.message_digest, digest().as_bytes());
+        assert_eq!(info.certificates, 2, "signer and issuing CA, not the root");
+
+        let events = f.store.events.lock().unwrap();
+        let [event] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(event.action.as_str(), "codesign.signed");
+        assert_eq!(event.actor, "carol");
+        assert_eq!(event.object, "key:embedded:cs-carol");
+        let detail = |k: &str| {
+            event
+                .details
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(detail("digest"), digest().to_hex());
+        assert_eq!(detail("digest_algorithm"), "sha256");
+        assert_eq!(detail("certificate"), sig.serial.as_str());
+        assert_eq!(detail("signing_time"), "2027-01-15T08:00:05Z");
+
+        let history = f.codesign.history("carol", "cs-carol", 10).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].signature.at, at);
+        assert!(matches!(
+            f.codesign.history("mallory", "cs-carol", 10),
+            Err(CodesignError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_a_caller_who_is_not_the_owner() {
+        let f = fixture();
+        let err = sign_as(&f, "mallory", f.now).unwrap_err();
+        assert!(matches!(err, CodesignError::Forbidden(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "mallory may not sign with key cs-carol: only its owner may"
+        );
+        assert_eq!(err.kind(), ErrorKind::Rejected);
+        nothing_recorded(&f);
+    }
+
+    #[test]
+    fn refuses_an_unknown_or_malformed_key() {
+        let f = fixture();
+        for label in ["cs-nobody", "../etc/passwd"] {
+            let err = f
+                .codesign
+                .sign(
+                    &SignRequest {
+                        caller: "carol",
+                        key: label,
+                        digest: &digest(),
+                        source: "cli",
+                    },
+                    f.now,
+                )
+                .unwrap_err();
+            assert!(matches!(err, CodesignError::NotFound(_)), "{err}");
+        }
+        nothing_recorded(&f);
+    }
+
+    #[test]
+    fn refuses_a_retired_key() {
+        let f = fixture();
+        f.store
+            .keys
+            .lock()
+            .unwrap()
+            .get_mut(&f.key)
+            .unwrap()
+            .retired = Some("the request was refused".into());
+        let err = sign_as(&f, "carol", f.now).unwrap_err();
+        assert!(matches!(err, CodesignError::Unusable(_)), "{err}");
+        nothing_recorded(&f);
+    }
+
+    #[test]
+    fn refuses_a_key_whose_certificate_is_not_issued_yet() {
+        let f = fixture();
+        f.store.keys.lock().unwrap().get_mut(&f.key).unwrap().serial = None;
+        let err = sign_as(&f, "carol", f.now).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "key cs-carol has no certificate yet: request 1 has not been issued"
+        );
+        nothing_recorded(&f);
+    }
+
+    #[test]
+    fn refuses_a_revoked_certificate() {
+        let f = fixture();
+        f.store.cert.lock().unwrap().as_mut().unwrap().status = CertStatus::Revoked;
+        let err = sign_as(&f, "carol", f.now).unwrap_err();
+        assert!(
+            err.to_string().ends_with("of key cs-carol is revoked"),
+            "{err}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        nothing_recorded(&f);
+    }
+
+    #[test]
+    fn refuses_an_expired_or_not_yet_valid_certificate() {
+        let f = fixture();
+        let err = sign_as(&f, "carol", f.now + 366 * DAY).unwrap_err();
+        assert!(
+            err.to_string().contains("expired at 2028-01-15T08:00:00Z"),
+            "{err}"
+        );
+        let err = sign_as(&f, "carol", f.now - Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("is not valid before"), "{err}");
+        nothing_recorded(&f);
+    }
+
+    #[test]
+    fn refuses_past_the_rate_limit_and_the_daily_quota() {
+        let f = fixture();
+        for i in 0..3 {
+            sign_as(&f, "carol", f.now + Duration::from_secs(i)).unwrap();
+        }
+        let err = sign_as(&f, "carol", f.now + Duration::from_secs(30)).unwrap_err();
+        assert!(err.is_rate_limited(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "key cs-carol has reached its limit of 3 signatures per minute (profile [codesign]); try again later"
+        );
+        // A minute later the rate allows two more, then the daily quota of 5 is reached.
+        for i in 0..2 {
+            sign_as(&f, "carol", f.now + Duration::from_secs(70 + i)).unwrap();
+        }
+        let err = sign_as(&f, "carol", f.now + Duration::from_secs(200)).unwrap_err();
+        assert!(err.to_string().contains("a daily quota of 5"), "{err}");
+        // The next day it signs again.
+        sign_as(&f, "carol", f.now + DAY + Duration::from_secs(10)).unwrap();
+        assert_eq!(f.store.signatures.lock().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn refuses_a_digest_of_the_wrong_algorithm() {
+        let f = fixture();
+        let sha384 = Digest::new(DigestAlg::Sha384, vec![0; 48]).unwrap();
+        let err = f
+            .codesign
+            .sign(
+                &SignRequest {
+                    caller: "carol",
+                    key: "cs-carol",
+                    digest: &sha384,
+                    source: "cli",
+                },
+                f.now,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodesignError::Cms(CmsError::DigestAlgorithmMismatch { .. })
+            ),
+            "{err}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        nothing_recorded(&f);
+    }
+
+    #[test]
+    fn a_signature_that_cannot_be_recorded_is_not_returned() {
+        let f = fixture();
+        *f.store.fail_record.lock().unwrap() = Some(StoreError::Database("disk full".into()));
+        let err = sign_as(&f, "carol", f.now).unwrap_err();
+        assert!(matches!(err, CodesignError::Store(_)), "{err}");
+        // A full window found only inside the recording transaction (a concurrent signer
+        // took the last slot) is a rate limit too.
+        *f.store.fail_record.lock().unwrap() = Some(StoreError::Conflict(
+            "key cs-carol has reached its limit".into(),
+        ));
+        assert!(sign_as(&f, "carol", f.now).unwrap_err().is_rate_limited());
+        nothing_recorded(&f);
+    }
+}

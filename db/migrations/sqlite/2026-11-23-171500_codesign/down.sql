@@ -1,0 +1,2 @@
+DROP TABLE codesign_signatures;
+DROP TABLE codesign_keys;

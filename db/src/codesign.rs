@@ -1,0 +1,341 @@
+//! [`CodesignStore`] on both backends: the `codesign_keys` and `codesign_signatures` tables
+//! (migration `*_codesign`).
+//!
+//! Writes go through the same writer as every other change, so each runs in the batch
+//! transaction that holds the audit chain's lock: checking the limits and inserting a
+//! signature cannot interleave with another process doing the same.
+
+use std::time::SystemTime;
+
+use ca_core::audit::{AuditEvent, from_unix_micros};
+use ca_core::cms::DigestAlg;
+use ca_core::codesign::{
+    CodesignKeyRow, CodesignStore, KeyBinding, NewCodesignKey, NewSignature, SignatureRow,
+    SigningWindow,
+};
+use ca_core::keystore::{KeyRef, KeySpec, SpkiDer};
+use ca_core::store::{CertificateRow, Serial, StoreError};
+use diesel::prelude::*;
+
+use crate::conn::AnyConnection;
+use crate::error::{OpError, corrupt, db_error};
+use crate::schema::requests;
+use crate::writer::Tx;
+use crate::{Db, read, unix_micros};
+
+diesel::table! {
+    codesign_keys (label) {
+        label -> Text,
+        owner -> Text,
+        profile -> Text,
+        key_type -> Text,
+        public_key -> Binary,
+        request_id -> Nullable<BigInt>,
+        serial -> Nullable<Text>,
+        retired -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    codesign_signatures (id) {
+        id -> BigInt,
+        label -> Text,
+        caller -> Text,
+        serial -> Text,
+        digest_algorithm -> Text,
+        digest -> Text,
+        at -> BigInt,
+    }
+}
+
+/// The most history rows one call returns.
+const MAX_HISTORY: u32 = 1_000;
+
+#[derive(Insertable, Queryable, Selectable)]
+#[diesel(table_name = codesign_keys)]
+struct KeyRecord {
+    label: String,
+    owner: String,
+    profile: String,
+    key_type: String,
+    public_key: Vec<u8>,
+    request_id: Option<i64>,
+    serial: Option<String>,
+    retired: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<KeyRecord> for CodesignKeyRow {
+    type Error = StoreError;
+    fn try_from(r: KeyRecord) -> Result<Self, StoreError> {
+        Ok(CodesignKeyRow {
+            key: KeyRef::new(&r.label).map_err(|e| corrupt("code-signing key label", e))?,
+            spec: r
+                .key_type
+                .parse::<KeySpec>()
+                .map_err(|e| corrupt("code-signing key type", e))?,
+            public_key: SpkiDer::parse(&r.public_key)
+                .map_err(|e| corrupt("code-signing public key", e))?,
+            serial: r
+                .serial
+                .map(|s| Serial::parse(&s))
+                .transpose()
+                .map_err(|e| corrupt("code-signing key serial", e))?,
+            owner: r.owner,
+            profile: r.profile,
+            request_id: r.request_id,
+            retired: r.retired,
+            created_at: from_unix_micros(r.created_at),
+        })
+    }
+}
+
+#[derive(Insertable, Queryable, Selectable)]
+#[diesel(table_name = codesign_signatures)]
+struct SignatureRecord {
+    id: i64,
+    label: String,
+    caller: String,
+    serial: String,
+    digest_algorithm: String,
+    digest: String,
+    at: i64,
+}
+
+impl TryFrom<SignatureRecord> for SignatureRow {
+    type Error = StoreError;
+    fn try_from(r: SignatureRecord) -> Result<Self, StoreError> {
+        Ok(SignatureRow {
+            id: r.id,
+            signature: NewSignature {
+                key: KeyRef::new(&r.label).map_err(|e| corrupt("signature key label", e))?,
+                caller: r.caller,
+                serial: Serial::parse(&r.serial).map_err(|e| corrupt("signature serial", e))?,
+                digest_alg: DigestAlg::parse(&r.digest_algorithm)
+                    .map_err(|e| corrupt("signature digest algorithm", e))?,
+                digest: r.digest,
+                at: from_unix_micros(r.at),
+            },
+        })
+    }
+}
+
+fn key_record(conn: &mut AnyConnection, label: &str) -> Result<Option<KeyRecord>, OpError> {
+    Ok(codesign_keys::table
+        .find(label)
+        .select(KeyRecord::as_select())
+        .get_result(conn)
+        .optional()?)
+}
+
+fn count_since(conn: &mut AnyConnection, label: &str, since: SystemTime) -> Result<u64, OpError> {
+    let n: i64 = codesign_signatures::table
+        .filter(codesign_signatures::label.eq(label))
+        .filter(codesign_signatures::at.ge(unix_micros(since)))
+        .count()
+        .get_result(conn)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+fn add_key(tx: &mut Tx<'_>, key: &NewCodesignKey, event: &AuditEvent) -> Result<(), OpError> {
+    if key_record(tx.conn, key.key.label())?.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "a code-signing key labelled {} is recorded already",
+            key.key
+        ))
+        .into());
+    }
+    diesel::insert_into(codesign_keys::table)
+        .values(KeyRecord {
+            label: key.key.label().to_owned(),
+            owner: key.owner.clone(),
+            profile: key.profile.clone(),
+            key_type: key.spec.as_str().to_owned(),
+            public_key: key.public_key.as_bytes().to_vec(),
+            request_id: None,
+            serial: None,
+            retired: None,
+            created_at: unix_micros(key.created_at),
+        })
+        .execute(tx.conn)?;
+    tx.audit(event)
+}
+
+fn bind(
+    tx: &mut Tx<'_>,
+    key: &KeyRef,
+    binding: &KeyBinding,
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    let record = key_record(tx.conn, key.label())?
+        .ok_or_else(|| StoreError::NotFound(format!("code-signing key {key}")))?;
+    if record.retired.is_some() {
+        return Err(StoreError::Conflict(format!("code-signing key {key} is retired")).into());
+    }
+    let row = codesign_keys::table.find(key.label());
+    match binding {
+        KeyBinding::Request(id) => {
+            if record.request_id.is_some_and(|r| r != *id) {
+                return Err(StoreError::Conflict(format!(
+                    "code-signing key {key} belongs to another request"
+                ))
+                .into());
+            }
+            diesel::update(row)
+                .set(codesign_keys::request_id.eq(Some(*id)))
+                .execute(tx.conn)?;
+        }
+        KeyBinding::Certificate(serial) => {
+            if record
+                .serial
+                .as_deref()
+                .is_some_and(|s| s != serial.as_str())
+            {
+                return Err(StoreError::Conflict(format!(
+                    "code-signing key {key} is bound to another certificate"
+                ))
+                .into());
+            }
+            diesel::update(row)
+                .set(codesign_keys::serial.eq(Some(serial.as_str())))
+                .execute(tx.conn)?;
+        }
+        KeyBinding::Retired(reason) => {
+            diesel::update(row)
+                .set(codesign_keys::retired.eq(Some(reason.as_str())))
+                .execute(tx.conn)?;
+        }
+    }
+    tx.audit(event)
+}
+
+fn record_signature(
+    tx: &mut Tx<'_>,
+    signature: &NewSignature,
+    windows: &[SigningWindow],
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    let label = signature.key.label();
+    if key_record(tx.conn, label)?.is_none() {
+        return Err(StoreError::NotFound(format!("code-signing key {}", signature.key)).into());
+    }
+    // The chain lock is held: no other writer counts or inserts until this commits.
+    for w in windows {
+        if count_since(tx.conn, label, w.since)? >= w.max {
+            return Err(
+                StoreError::Conflict(ca_core::codesign::limit_reached(&signature.key, w)).into(),
+            );
+        }
+    }
+    let last: Option<i64> = codesign_signatures::table
+        .select(diesel::dsl::max(codesign_signatures::id))
+        .get_result(tx.conn)?;
+    diesel::insert_into(codesign_signatures::table)
+        .values(SignatureRecord {
+            id: last.unwrap_or(0) + 1,
+            label: label.to_owned(),
+            caller: signature.caller.clone(),
+            serial: signature.serial.as_str().to_owned(),
+            digest_algorithm: signature.digest_alg.as_str().to_owned(),
+            digest: signature.digest.clone(),
+            at: unix_micros(signature.at),
+        })
+        .execute(tx.conn)?;
+    tx.audit(event)
+}
+
+impl CodesignStore for Db {
+    fn add_codesign_key(&self, key: &NewCodesignKey, event: &AuditEvent) -> Result<(), StoreError> {
+        let (key, event) = (key.clone(), event.clone());
+        self.writer.write(move |tx| add_key(tx, &key, &event))
+    }
+
+    fn bind_codesign_key(
+        &self,
+        key: &KeyRef,
+        binding: &KeyBinding,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (key, binding, event) = (key.clone(), binding.clone(), event.clone());
+        self.writer
+            .write(move |tx| bind(tx, &key, &binding, &event))
+    }
+
+    fn codesign_key(&self, key: &KeyRef) -> Result<Option<CodesignKeyRow>, StoreError> {
+        self.read(|conn| {
+            key_record(conn, key.label())
+                .map_err(StoreError::from)?
+                .map(CodesignKeyRow::try_from)
+                .transpose()
+        })
+    }
+
+    /// The bound serial, else the serial its request was issued under; then that
+    /// certificate's row as the certificates table holds it (status `revoked` included).
+    fn codesign_certificate(&self, key: &KeyRef) -> Result<Option<CertificateRow>, StoreError> {
+        self.read(|conn| {
+            let Some(record) = key_record(conn, key.label()).map_err(StoreError::from)? else {
+                return Ok(None);
+            };
+            let serial = match (record.serial, record.request_id) {
+                (Some(serial), _) => Some(serial),
+                (None, Some(id)) => requests::table
+                    .find(id)
+                    .select(requests::serial)
+                    .get_result::<Option<String>>(conn)
+                    .optional()
+                    .map_err(db_error)?
+                    .flatten(),
+                (None, None) => None,
+            };
+            let Some(serial) = serial else {
+                return Ok(None);
+            };
+            let serial = Serial::parse(&serial).map_err(|e| corrupt("serial", e))?;
+            read::certificate(conn, &serial)
+        })
+    }
+
+    fn codesign_signature_count(&self, key: &KeyRef, since: SystemTime) -> Result<u64, StoreError> {
+        self.read(|conn| count_since(conn, key.label(), since).map_err(StoreError::from))
+    }
+
+    fn record_codesign_signature(
+        &self,
+        signature: &NewSignature,
+        windows: &[SigningWindow],
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (signature, windows, event) = (signature.clone(), windows.to_vec(), event.clone());
+        self.writer
+            .write(move |tx| record_signature(tx, &signature, &windows, &event))
+    }
+
+    fn codesign_signatures(
+        &self,
+        key: &KeyRef,
+        limit: u32,
+    ) -> Result<Vec<SignatureRow>, StoreError> {
+        let limit = if limit == 0 {
+            MAX_HISTORY
+        } else {
+            limit.min(MAX_HISTORY)
+        };
+        self.read(|conn| {
+            codesign_signatures::table
+                .filter(codesign_signatures::label.eq(key.label()))
+                .order((
+                    codesign_signatures::at.desc(),
+                    codesign_signatures::id.desc(),
+                ))
+                .limit(i64::from(limit))
+                .select(SignatureRecord::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(SignatureRow::try_from)
+                .collect()
+        })
+    }
+}
