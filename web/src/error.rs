@@ -7,6 +7,7 @@ use std::fmt;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use ca_core::codesign::CodesignError;
 use ca_core::error::ErrorKind;
 use ca_core::issuance::IssueError;
 use ca_core::revocation::RevocationError;
@@ -97,6 +98,11 @@ impl ApiError {
         )
     }
 
+    /// 429: a rate limit or quota; the caller may retry later.
+    pub fn too_many_requests(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+    }
+
     /// 422: the policy refused, for every one of `violations`.
     pub fn rejected(violations: Vec<String>) -> Self {
         ApiError {
@@ -181,6 +187,16 @@ impl From<IssueError> for ApiError {
                 e.to_string(),
             ),
             _ => Self::from_kind(e.kind(), &e),
+        }
+    }
+}
+
+impl From<CodesignError> for ApiError {
+    fn from(e: CodesignError) -> Self {
+        if e.is_rate_limited() {
+            Self::too_many_requests(e.to_string())
+        } else {
+            Self::from_kind(e.kind(), &e)
         }
     }
 }

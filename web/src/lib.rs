@@ -90,6 +90,11 @@ fn api_v1(routes: &mut Vec<(&'static str, String)>) -> actix_web::Scope {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(get(doc("GET", "/requests/{id}"), api::v1::request))
+        .service(
+            web::resource(doc("POST", "/sign"))
+                .route(web::post().to(api::v1::sign))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(get(doc("GET", "/openapi.json"), api::v1::openapi))
         .default_service(web::to(not_found))
 }

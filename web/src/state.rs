@@ -37,6 +37,8 @@ pub struct AppState {
     pub ocsp: Arc<ca_core::revocation::ocsp::OcspResponder>,
     /// The latest CRL of each issuer.
     pub crls: Arc<crate::revocation::CrlCache>,
+    /// Code signing with keys held in the key store.
+    pub codesign: Arc<ca_core::codesign::Codesign>,
 }
 
 /// Checks for `/readyz`.
@@ -99,7 +101,14 @@ impl AppState {
             db.clone(),
             crate::revocation::OCSP_VALIDITY,
         )?;
+        let codesign = ca_core::codesign::Codesign::new(
+            keys.clone(),
+            db.clone(),
+            ca.profiles().to_vec(),
+            issuers.to_vec(),
+        );
         Ok(AppState {
+            codesign: Arc::new(codesign),
             ocsp: Arc::new(ocsp),
             crls: Arc::default(),
             ca,

@@ -6,6 +6,8 @@ use std::time::SystemTime;
 use actix_web::{HttpResponse, web};
 use ca_core::apitoken::Role;
 use ca_core::audit;
+use ca_core::cms::{Digest, DigestAlg};
+use ca_core::codesign::SignRequest;
 use ca_core::error::ErrorKind;
 use ca_core::issuance::{self, Channel, Outcome, Submission};
 use ca_core::policy::Requester;
@@ -434,4 +436,74 @@ pub async fn revoke(
         "revoked_at": revocation::rfc3339(revoked.revoked_at),
         "invalidity_date": revoked.invalidity_date.map(revocation::rfc3339),
     })))
+}
+
+/// `POST /sign` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignBody {
+    /// The code-signing key's label.
+    pub key: String,
+    /// The artifact's digest, hex.
+    pub digest: String,
+    /// `sha256` or `sha384`: the key's own hash (P-256 signs SHA-256 digests, P-384 SHA-384).
+    pub digest_algorithm: String,
+    /// `der` (the default) or `pem`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// Content type of a detached CMS signature (RFC 5751).
+const PKCS7_SIGNATURE: &str = "application/pkcs7-signature";
+
+/// `POST /api/v1/sign`: a detached CMS SignedData over the digest, made by a code-signing key
+/// that never leaves the key store. Only the key's owner may sign (the token's name is the
+/// caller); the artifact itself is never sent. 404 unknown key, 403 not the owner, 409 a key
+/// whose certificate is not issued, revoked or expired, 429 over the profile's rate limit or
+/// daily quota. Every signature is audited before it is returned.
+pub async fn sign(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: web::Json<SignBody>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[Role::Requester, Role::Officer, Role::Admin])?;
+    let body = body.into_inner();
+    let pem = match body.format.as_deref() {
+        None | Some("der") => false,
+        Some("pem") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "format {other:?}: use der or pem"
+            )));
+        }
+    };
+    let alg = DigestAlg::parse(&body.digest_algorithm)
+        .map_err(|e| ApiError::invalid(format!("digest_algorithm: {e}")))?;
+    let digest = Digest::from_hex(alg, body.digest.trim())
+        .map_err(|e| ApiError::invalid(format!("digest: {e}")))?;
+    let codesign = state.codesign.clone();
+    let signature = web::block(move || {
+        codesign.sign(
+            &SignRequest {
+                caller: &auth.token.name,
+                key: &body.key,
+                digest: &digest,
+                source: &auth.source,
+            },
+            SystemTime::now(),
+        )
+    })
+    .await?
+    .map_err(ApiError::from)?;
+    if pem {
+        let text = signature
+            .cms
+            .to_pem()
+            .map_err(|e| ApiError::server(ErrorKind::Internal, &e))?;
+        Ok(HttpResponse::Ok().content_type(PEM).body(text))
+    } else {
+        Ok(HttpResponse::Ok()
+            .content_type(PKCS7_SIGNATURE)
+            .body(signature.cms.into_der()))
+    }
 }

@@ -369,6 +369,7 @@ fn thousands_of_malformed_requests_get_4xx_and_the_server_stays_healthy() {
         "/api/v1/certificates/zz",
         "/api/v1/certificates/0a1b/revoke",
         "/api/v1/certificates/zz/revoke",
+        "/api/v1/sign",
         "/api/v1/requests/1",
         "/api/v1/requests/-1",
         "/ca/root.pem",
