@@ -1,12 +1,15 @@
 //! Revocation status over HTTP, where issued certificates point: `POST /ocsp` and
 //! `GET /ocsp/{request}` (RFC 6960 appendix A, RFC 5019) and `GET /crl/{issuer}.crl`.
 //!
-//! OCSP responses are signed on demand for now (pre-signing is a later step). A CRL is
+//! OCSP: a request with one CertID and no nonce (what browsers, openssl, Go and Windows send
+//! by default) is answered from memory once signed, for up to [`OCSP_CACHE_TTL`]; any other
+//! request (a nonce, several CertIDs) is signed for the caller. A revocation through this
+//! server's API empties the cache at once, one made elsewhere shows within the TTL. A CRL is
 //! generated at most once per [`CRL_REFRESH`] per issuer and served from memory in between,
-//! so the public endpoint cannot be used to burn CRL numbers or keep the key store busy.
+//! so the public endpoints cannot be used to burn CRL numbers or keep the key store busy.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::http::header::{self, CacheControl, CacheDirective, HttpDate};
@@ -14,7 +17,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use ca_core::error::ErrorKind;
 use ca_core::issuer::Issuer;
 use ca_core::revocation::crl::{self, SignedCrl};
-use ca_core::revocation::ocsp::{self, Answer, ResponseStatus};
+use ca_core::revocation::ocsp::{self, Answer, CacheKey, ResponseStatus};
 use ca_core::store::Store;
 
 use crate::error::ApiError;
@@ -32,6 +35,56 @@ pub const CRL_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
 /// server's API drops its issuer's CRL at once; one made elsewhere (the CLI, another
 /// process sharing the database) shows within this.
 pub const CRL_REFRESH: Duration = Duration::from_secs(60);
+
+/// How long a signed OCSP answer is served from memory. Its own validity is
+/// [`OCSP_VALIDITY`]; this bounds how stale a cached `good` can be after a revocation made
+/// outside this process.
+pub const OCSP_CACHE_TTL: Duration = Duration::from_secs(60);
+/// The most answers kept (each about 1 KiB with the responder certificate).
+const OCSP_CACHE_ENTRIES: usize = 100_000;
+
+/// A cached OCSP answer: when it was signed, its bytes and its validity.
+#[derive(Debug, Clone)]
+struct Cached {
+    at: Instant,
+    der: web::Bytes,
+    validity: (SystemTime, SystemTime),
+}
+
+/// Signed answers to cacheable OCSP requests, by the CertID they answer.
+#[derive(Debug, Default)]
+pub struct OcspCache {
+    answers: RwLock<HashMap<CacheKey, Cached>>,
+}
+
+impl OcspCache {
+    fn get(&self, key: &CacheKey) -> Option<Cached> {
+        let answers = self.answers.read().ok()?;
+        answers
+            .get(key)
+            .filter(|c| c.at.elapsed() < OCSP_CACHE_TTL)
+            .cloned()
+    }
+
+    fn put(&self, key: CacheKey, cached: Cached) {
+        if let Ok(mut answers) = self.answers.write() {
+            if answers.len() >= OCSP_CACHE_ENTRIES {
+                answers.retain(|_, c| c.at.elapsed() < OCSP_CACHE_TTL);
+                if answers.len() >= OCSP_CACHE_ENTRIES {
+                    return; // full of fresh answers: sign on demand until some age out
+                }
+            }
+            answers.insert(key, cached);
+        }
+    }
+
+    /// Forgets every answer (after a revocation: one `good` may now be wrong).
+    pub fn clear(&self) {
+        if let Ok(mut answers) = self.answers.write() {
+            answers.clear();
+        }
+    }
+}
 
 /// The latest CRL of each issuer.
 #[derive(Debug, Default)]
@@ -126,16 +179,42 @@ pub async fn ocsp_get(
 }
 
 async fn answer(state: web::Data<AppState>, request: Vec<u8>) -> Result<HttpResponse, ApiError> {
+    let key = state.ocsp.cache_key(&request);
+    if let Some(cached) = key.as_ref().and_then(|k| state.ocsp_cache.get(k)) {
+        return Ok(respond(cached.der, Some(cached.validity), false));
+    }
     let responder = state.ocsp.clone();
     let answer: Answer = web::block(move || responder.answer(&request, SystemTime::now())).await?;
     if let Some(problem) = &answer.problem {
         tracing::info!(request_id = %crate::error::request_id(), status = ?answer.status, %problem, "ocsp");
     }
+    let der = web::Bytes::from(answer.der);
+    if let (Some(key), Some(validity), ResponseStatus::Successful, false) =
+        (key, answer.validity, answer.status, answer.nonce)
+    {
+        state.ocsp_cache.put(
+            key,
+            Cached {
+                at: Instant::now(),
+                der: der.clone(),
+                validity,
+            },
+        );
+    }
+    Ok(respond(der, answer.validity, answer.nonce))
+}
+
+/// An OCSP answer with its caching headers.
+fn respond(
+    der: web::Bytes,
+    validity: Option<(SystemTime, SystemTime)>,
+    nonce: bool,
+) -> HttpResponse {
     let mut res = HttpResponse::Ok();
     res.content_type(OCSP_RESPONSE);
     // RFC 5019 6: a successful response without a nonce may be cached until nextUpdate.
-    match answer.validity {
-        Some((this_update, next_update)) if !answer.nonce => {
+    match validity {
+        Some((this_update, next_update)) if !nonce => {
             let left = next_update
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
@@ -153,5 +232,5 @@ async fn answer(state: web::Data<AppState>, request: Vec<u8>) -> Result<HttpResp
             res.insert_header(CacheControl(vec![CacheDirective::NoStore]));
         }
     }
-    Ok(res.body(answer.der))
+    res.body(der)
 }

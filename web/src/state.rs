@@ -37,6 +37,8 @@ pub struct AppState {
     pub ocsp: Arc<ca_core::revocation::ocsp::OcspResponder>,
     /// The latest CRL of each issuer.
     pub crls: Arc<crate::revocation::CrlCache>,
+    /// Signed OCSP answers, reused for a short while.
+    pub ocsp_cache: Arc<crate::revocation::OcspCache>,
     /// Code signing with keys held in the key store.
     pub codesign: Arc<ca_core::codesign::Codesign>,
 }
@@ -111,6 +113,7 @@ impl AppState {
             codesign: Arc::new(codesign),
             ocsp: Arc::new(ocsp),
             crls: Arc::default(),
+            ocsp_cache: Arc::default(),
             ca,
             tokens: db.clone(),
             probes: Arc::new(Probes { db, keys }),

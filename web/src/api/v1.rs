@@ -385,7 +385,7 @@ pub struct RevokeBody {
 /// `POST /api/v1/certificates/{serial}/revoke`: an officer revokes any certificate; a
 /// requester only its own, and never for cACompromise. 200 with the revocation; 409 if it
 /// is already revoked or was never issued. The issuer's served CRL is regenerated at the
-/// next fetch, and OCSP answers `revoked` at once.
+/// next fetch, and OCSP answers `revoked` at once (cached answers are dropped).
 pub async fn revoke(
     auth: Auth,
     state: web::Data<AppState>,
@@ -403,7 +403,7 @@ pub async fn revoke(
         .transpose()
         .map_err(|e| ApiError::invalid(format!("invalidity_date: {e}")))?;
     let ca = state.ca.clone();
-    let crls = state.crls.clone();
+    let (crls, ocsp) = (state.crls.clone(), state.ocsp_cache.clone());
     let revoked = web::block(move || {
         let revoker = match auth.token.role {
             Role::Officer => Revoker::Officer,
@@ -421,7 +421,9 @@ pub async fn revoke(
             },
             SystemTime::now(),
         )?;
-        // The certificate's issuer must publish a new CRL: drop the one served now.
+        // The certificate's issuer must publish a new CRL, and a cached OCSP `good` for it
+        // is now wrong: drop both.
+        ocsp.clear();
         if let Some(row) = ca.store().certificate(&serial)? {
             crls.invalidate(row.issuer.as_str());
         }

@@ -952,3 +952,103 @@ async fn a_code_signing_key_signs_only_for_its_owner_over_the_api_and_openssl_ve
         [("carol".to_owned(), true), ("carol".to_owned(), true)]
     );
 }
+
+#[actix_web::test]
+async fn ocsp_answers_are_reused_until_a_revocation_through_the_api() {
+    let fx = Fixture::new();
+    let app = app!(fx);
+    let alice = fx.token("alice", Role::Requester);
+    let csr = fx.csr("svc", "/CN=svc.internal", "DNS:svc.internal");
+    let res = test::call_service(
+        &app,
+        submit_req(
+            &alice,
+            &serde_json::json!({"profile": "tls-server", "csr": csr}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let issued: Value = test::read_body_json(res).await;
+    let serial = issued["serial"].as_str().unwrap().to_owned();
+    let work = fx.tmp.path();
+    std::fs::write(
+        work.join("cert.pem"),
+        issued["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/ca/issuing-ca.pem")
+            .to_request(),
+    )
+    .await;
+    std::fs::write(work.join("issuer.pem"), test::read_body(res).await).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(work)
+            .output()
+            .expect("openssl must be installed (.ci/setup installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let request = |name: &str, nonce: &str| {
+        openssl(&[
+            "ocsp",
+            "-issuer",
+            "issuer.pem",
+            "-cert",
+            "cert.pem",
+            nonce,
+            "-reqout",
+            name,
+        ]);
+        std::fs::read(work.join(name)).unwrap()
+    };
+    let plain = request("plain.der", "-no_nonce");
+    let with_nonce = request("nonce.der", "-nonce");
+    let ask = |body: Vec<u8>| {
+        test::TestRequest::post()
+            .uri("/ocsp")
+            .insert_header(("Content-Type", "application/ocsp-request"))
+            .set_payload(body)
+            .to_request()
+    };
+    let status_of = |der: &[u8], name: &str| {
+        std::fs::write(work.join(name), der).unwrap();
+        let text = openssl(&["ocsp", "-respin", name, "-resp_text", "-noverify"]);
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("Cert Status: "))
+            .unwrap()
+            .to_owned()
+    };
+
+    let first = test::read_body(test::call_service(&app, ask(plain.clone())).await).await;
+    let again = test::read_body(test::call_service(&app, ask(plain.clone())).await).await;
+    assert_eq!(status_of(&first, "r1.der"), "good");
+    // ECDSA signatures differ each time: equal bytes mean the answer came from the cache.
+    assert_eq!(first, again);
+    let n1 = test::read_body(test::call_service(&app, ask(with_nonce.clone())).await).await;
+    let n2 = test::read_body(test::call_service(&app, ask(with_nonce)).await).await;
+    assert_ne!(n1, n2, "an answer with a nonce is signed for each request");
+
+    let res = test::call_service(
+        &app,
+        revoke_req(
+            &alice,
+            &serial,
+            &serde_json::json!({"reason": "keyCompromise"}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let after = test::read_body(test::call_service(&app, ask(plain)).await).await;
+    assert_eq!(status_of(&after, "r2.der"), "revoked");
+}
