@@ -54,6 +54,9 @@ pub enum Action {
     TokenCreated,
     /// An API token was revoked.
     TokenRevoked,
+    /// An API token was used (the first request of each token from each address, once a
+    /// minute: every change it makes is audited on its own, naming the token).
+    TokenUsed,
     /// A certificate was revoked.
     CertificateRevoked,
     /// A code-signing key held for its owner was bound to a request, a certificate, or
@@ -81,6 +84,7 @@ impl Action {
             Action::CheckpointSigned => "audit.checkpoint",
             Action::TokenCreated => "token.created",
             Action::TokenRevoked => "token.revoked",
+            Action::TokenUsed => "token.used",
             Action::CertificateRevoked => "certificate.revoked",
             Action::CodesignKeyBound => "codesign.key_bound",
             Action::CodesignSigned => "codesign.signed",

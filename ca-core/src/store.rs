@@ -344,6 +344,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Appends stand-alone audit events (key generated, CA initialised...) in one transaction.
     fn audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
+    /// Like [`Store::audit`], for events that record a read, not a change (a token used):
+    /// committed and ordered in the chain, made durable by the next durable write (see
+    /// [`Store::reserve`]) rather than flushed on their own.
+    fn audit_ordered(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.audit(events)
+    }
+
     /// Reserves `cert.serial` with status `Reserved` and appends `event`, in one transaction.
     ///
     /// Fails with `Conflict` if the serial exists (for this or any issuer), or, when

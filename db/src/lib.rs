@@ -216,6 +216,15 @@ impl Store for Db {
         self.writer.write(move |tx| changes::audit(tx, &events))
     }
 
+    fn audit_ordered(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = events.to_vec();
+        self.writer
+            .write_ordered(move |tx| changes::audit(tx, &events))
+    }
+
     fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError> {
         let (cert, event) = (cert.clone(), event.clone());
         // Ordered, not durable: see `Store::reserve`. The completion's durable commit makes

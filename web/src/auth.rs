@@ -1,12 +1,15 @@
 //! Bearer-token authentication for `/api`: every API handler takes an [`Auth`], so no route
 //! can be reached without a usable token. The token is hashed at once and never logged.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use ca_core::apitoken::{ApiToken, Role};
+use ca_core::audit::{Action, AuditEvent};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -68,6 +71,41 @@ impl Auth {
     }
 }
 
+/// When each token was last audited as used, from each address: `token.used` is written for
+/// the first request of a minute, not for every request (reads would each cost a write;
+/// every change a token makes has its own audit entry naming it).
+#[derive(Debug, Default)]
+pub struct TokenUses {
+    last: Mutex<HashMap<(String, String), Instant>>,
+}
+
+/// How often a token's use from one address is audited at most.
+const TOKEN_USE_WINDOW: Duration = Duration::from_secs(60);
+/// Pairs remembered at most; older ones are forgotten first when full.
+const TOKEN_USE_PAIRS: usize = 10_000;
+
+impl TokenUses {
+    /// Whether this is the first use of `token` from `source` in [`TOKEN_USE_WINDOW`] (and
+    /// so must be audited); records it.
+    pub fn first_this_minute(&self, token: &str, source: &str) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return true; // a poisoned lock: audit rather than skip
+        };
+        let key = (token.to_owned(), source.to_owned());
+        if last
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < TOKEN_USE_WINDOW)
+        {
+            return false;
+        }
+        if last.len() >= TOKEN_USE_PAIRS {
+            last.retain(|_, at| at.elapsed() < TOKEN_USE_WINDOW);
+        }
+        last.insert(key, Instant::now());
+        true
+    }
+}
+
 impl FromRequest for Auth {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
@@ -77,6 +115,8 @@ impl FromRequest for Auth {
         let source = req
             .peer_addr()
             .map_or_else(|| "http".to_owned(), |a| a.ip().to_string());
+        // Method and path, never the query string (it may hold search terms).
+        let route = format!("{} {}", req.method(), req.path());
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -96,12 +136,35 @@ impl FromRequest for Auth {
                     &"no application state",
                 ));
             };
-            let tokens = state.tokens.clone();
-            let found = web::block(move || tokens.token_by_hash(&hash)).await??;
+            let (tokens, uses, store) = (
+                state.tokens.clone(),
+                state.token_uses.clone(),
+                state.ca.store().clone(),
+            );
+            let where_ = source.clone();
+            let found = web::block(move || -> Result<_, ApiError> {
+                let found = tokens
+                    .token_by_hash(&hash)?
+                    .filter(|t| t.usable(SystemTime::now()));
+                if let Some(token) = &found
+                    && uses.first_this_minute(&token.name, &where_)
+                {
+                    let event = AuditEvent::new(
+                        Action::TokenUsed,
+                        &token.name,
+                        &where_,
+                        format!("token:{}", token.name),
+                    )
+                    .with("request", &route);
+                    store.audit_ordered(&[event])?;
+                }
+                Ok(found)
+            })
+            .await??;
             match found {
-                Some(token) if token.usable(SystemTime::now()) => Ok(Auth { token, source }),
+                Some(token) => Ok(Auth { token, source }),
                 // One answer for unknown, revoked and expired: nothing to probe for.
-                _ => Err(ApiError::unauthenticated(
+                None => Err(ApiError::unauthenticated(
                     "the API token is unknown, revoked or expired",
                 )),
             }

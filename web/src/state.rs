@@ -39,6 +39,8 @@ pub struct AppState {
     pub crls: Arc<crate::revocation::CrlCache>,
     /// Signed OCSP answers, reused for a short while.
     pub ocsp_cache: Arc<crate::revocation::OcspCache>,
+    /// When each API token's use was last audited.
+    pub token_uses: Arc<crate::auth::TokenUses>,
     /// Code signing with keys held in the key store.
     pub codesign: Arc<ca_core::codesign::Codesign>,
 }
@@ -114,6 +116,7 @@ impl AppState {
             ocsp: Arc::new(ocsp),
             crls: Arc::default(),
             ocsp_cache: Arc::default(),
+            token_uses: Arc::default(),
             ca,
             tokens: db.clone(),
             probes: Arc::new(Probes { db, keys }),

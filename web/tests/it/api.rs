@@ -397,6 +397,17 @@ async fn client_mistakes_get_4xx_problems_and_nothing_is_written() {
     let fx = Fixture::new();
     let app = app!(fx);
     let token = fx.token("t", Role::Requester);
+    // The token's first use this minute is audited (token.used); after that, a mistake
+    // writes nothing at all.
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/v1/certificates")
+            .insert_header(bearer(&token))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
     let head = fx.state.ca.store().audit_head().unwrap();
     let post = |body: Vec<u8>, ct: &str| {
         test::TestRequest::post()
@@ -1051,4 +1062,49 @@ async fn ocsp_answers_are_reused_until_a_revocation_through_the_api() {
     assert_eq!(res.status(), StatusCode::OK);
     let after = test::read_body(test::call_service(&app, ask(plain)).await).await;
     assert_eq!(status_of(&after, "r2.der"), "revoked");
+}
+
+#[actix_web::test]
+async fn a_token_s_use_is_audited_once_a_minute_per_address() {
+    let fx = Fixture::new();
+    let app = app!(fx);
+    let reader = fx.token("reader", Role::Auditor);
+    let other = fx.token("other", Role::Auditor);
+    let get = |token: &str, uri: &str| {
+        test::TestRequest::get()
+            .uri(uri)
+            .insert_header(bearer(token))
+            .to_request()
+    };
+    for uri in [
+        "/api/v1/certificates?q=secret-search",
+        "/api/v1/requests/1",
+        "/api/v1/certificates",
+    ] {
+        let res = test::call_service(&app, get(&reader, uri)).await;
+        assert!(res.status().is_success() || res.status() == StatusCode::NOT_FOUND);
+    }
+    let res = test::call_service(&app, get(&other, "/api/v1/certificates")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // An unknown token is not a use of any token.
+    let res = test::call_service(&app, get("kh_0000", "/api/v1/certificates")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let head = fx.state.ca.store().audit_head().unwrap().unwrap().0;
+    let used: Vec<_> = fx
+        .state
+        .ca
+        .store()
+        .audit_entries(1, head)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == Action::TokenUsed.as_str())
+        .map(|e| (e.actor, e.details))
+        .collect();
+    assert_eq!(used.len(), 2, "{used:?}");
+    assert_eq!(used[0].0, "reader");
+    // The route is recorded, never the query string.
+    assert!(used[0].1.contains("GET /api/v1/certificates"), "{used:?}");
+    assert!(!used[0].1.contains("secret"), "{used:?}");
+    assert_eq!(used[1].0, "other");
 }
