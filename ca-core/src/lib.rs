@@ -15,4 +15,5 @@ pub mod keystore;
 pub mod policy;
 pub mod secret;
 pub mod store;
+pub mod users;
 pub mod x509;
