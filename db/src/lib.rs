@@ -22,6 +22,7 @@ mod read;
 mod records;
 mod schema;
 mod tokens;
+mod users;
 mod writer;
 
 use std::fmt;
