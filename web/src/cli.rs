@@ -83,6 +83,9 @@ pub enum Command {
     /// API tokens for the HTTP API.
     #[command(subcommand)]
     Tokens(crate::tokens::TokensCommand),
+    /// People who sign in to the web UI.
+    #[command(subcommand)]
+    Users(crate::users::UsersCommand),
 }
 
 /// `keyhold policy ...`.
@@ -214,6 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(cmd) => crate::ops::audit(&cli, cmd),
         Command::Serve(args) => crate::serve::run(&cli, args),
         Command::Tokens(cmd) => crate::tokens::run(&cli, cmd),
+        Command::Users(cmd) => crate::users::run(&cli, cmd),
         Command::Init(args) => done(run_init(&cli, args)),
         Command::Keys(cmd) => done(run_keys(&cli, cmd)),
         Command::Hsm(HsmCommand::InitToken {

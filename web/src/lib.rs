@@ -13,6 +13,8 @@ pub mod secrets;
 pub mod serve;
 pub mod state;
 pub mod tokens;
+pub mod ui;
+pub mod users;
 
 use std::time::Instant;
 
@@ -61,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/certificates/{serial}", web::get().to(api::v1::show))
                     .route("/requests/{id}", web::get().to(api::v1::request)),
             )
+            .configure(ui::configure)
             .default_service(web::to(not_found)),
     );
 }

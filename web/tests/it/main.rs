@@ -8,3 +8,4 @@ mod cli;
 mod cycle;
 mod dbs;
 mod issue;
+mod ui;

@@ -1,0 +1,242 @@
+//! One struct per template, holding display-ready text (never database rows).
+
+use askama::Template;
+
+use super::session::SignedIn;
+
+/// What the page frame shows: who is signed in, their roles, the sign-out form, the menu.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// User name.
+    pub user: String,
+    /// Roles, comma-separated.
+    pub roles: String,
+    /// The session's anti-CSRF token, for the sign-out form and the page's forms.
+    pub csrf: String,
+    /// Whether the menu shows the audit log.
+    pub show_audit: bool,
+    /// The menu entry to highlight.
+    pub active: &'static str,
+}
+
+impl Layout {
+    /// The frame for `s`, with menu entry `active` highlighted.
+    pub fn new(s: &SignedIn, active: &'static str) -> Self {
+        use ca_core::users::Role;
+        Layout {
+            user: s.user.name.clone(),
+            roles: s.user.roles_text(),
+            csrf: s.csrf(),
+            show_audit: s.user.has_any(&[Role::Admin, Role::Auditor]),
+            active,
+        }
+    }
+}
+
+/// `login.html`.
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// The sign-in form's anti-CSRF token (also in its cookie).
+    pub csrf: String,
+    /// The name typed, shown again after a failure.
+    pub name: String,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// `password.html`.
+#[derive(Debug, Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage {
+    /// Frame.
+    pub layout: Layout,
+    /// The user must change a one-time password before anything else.
+    pub forced: bool,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// One audit entry, as shown.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// Sequence number.
+    pub seq: i64,
+    /// When (UTC).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// From where.
+    pub source: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub object: String,
+    /// Details, `key=value` per line.
+    pub details: String,
+}
+
+/// `dashboard.html`.
+#[derive(Debug, Template)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Whether the counts cover only the user's own certificates.
+    pub own_only: bool,
+    /// Valid certificates.
+    pub valid: String,
+    /// Valid certificates expiring within 30 days.
+    pub expiring: String,
+    /// Revoked certificates.
+    pub revoked: String,
+    /// Requests waiting for approval.
+    pub pending: String,
+    /// Recent audit entries (empty when the user may not see the log).
+    pub events: Vec<AuditRow>,
+    /// Whether the user may see the log.
+    pub show_events: bool,
+}
+
+/// One certificate in a list.
+#[derive(Debug, Clone)]
+pub struct CertRow {
+    /// Serial (hex).
+    pub serial: String,
+    /// Subject.
+    pub subject: String,
+    /// SANs.
+    pub sans: String,
+    /// Profile.
+    pub profile: String,
+    /// Requester.
+    pub requester: String,
+    /// Effective status.
+    pub status: String,
+    /// notAfter.
+    pub not_after: String,
+}
+
+/// `certs.html`.
+#[derive(Debug, Template)]
+#[template(path = "certs.html")]
+pub struct CertListPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Search text as typed.
+    pub q: String,
+    /// Profile filter.
+    pub profile: String,
+    /// Status filter.
+    pub status: String,
+    /// Profiles to choose from.
+    pub profiles: Vec<String>,
+    /// Statuses to choose from.
+    pub statuses: Vec<&'static str>,
+    /// This page.
+    pub rows: Vec<CertRow>,
+    /// The next page's URL, if there is one.
+    pub next: Option<String>,
+    /// The first page's URL when this is a later page.
+    pub first: Option<String>,
+}
+
+/// `cert.html`.
+#[derive(Debug, Template)]
+#[template(path = "cert.html")]
+pub struct CertPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Serial (hex, no colons), for links.
+    pub serial: String,
+    /// Effective status.
+    pub status: String,
+    /// Labelled fields, in order.
+    pub fields: Vec<(String, String)>,
+    /// SANs.
+    pub sans: Vec<String>,
+    /// Extensions: name, critical, value.
+    pub extensions: Vec<(String, bool, String)>,
+    /// Whether the certificate exists (a reserved or failed serial has none).
+    pub issued: bool,
+}
+
+/// One request in the queue.
+#[derive(Debug, Clone)]
+pub struct RequestView {
+    /// Id.
+    pub id: i64,
+    /// Profile.
+    pub profile: String,
+    /// Who asked.
+    pub requester: String,
+    /// Subject.
+    pub subject: String,
+    /// SANs.
+    pub sans: String,
+    /// Effective status.
+    pub status: String,
+    /// `1 of 2: alice`.
+    pub approvals: String,
+    /// When it arrived.
+    pub created_at: String,
+    /// Approval deadline.
+    pub expires_at: String,
+    /// Whether this user may approve or reject it (an officer, not the requester, pending).
+    pub decidable: bool,
+    /// Why the user may not, when they are an officer.
+    pub why_not: String,
+}
+
+/// `requests.html`.
+#[derive(Debug, Template)]
+#[template(path = "requests.html")]
+pub struct RequestsPage {
+    /// Frame.
+    pub layout: Layout,
+    /// The status shown (`pending` or `all`).
+    pub show: String,
+    /// The requests.
+    pub rows: Vec<RequestView>,
+    /// The outcome of the last decision.
+    pub notice: Option<String>,
+}
+
+/// `audit.html`.
+#[derive(Debug, Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Entries, newest first.
+    pub rows: Vec<AuditRow>,
+    /// The older page's `before` value.
+    pub older: Option<i64>,
+}
+
+/// `error.html`.
+#[derive(Debug, Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// HTTP status.
+    pub status: u16,
+    /// Its reason phrase.
+    pub title: String,
+    /// What went wrong, for the user.
+    pub detail: String,
+    /// For the logs.
+    pub request_id: String,
+}
+
+/// Percent-encodes `text` for a query string value.
+pub fn query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,780 @@
+//! The admin UI through the real route table: sessions, CSRF, roles, lockout, screens.
+
+use std::time::SystemTime;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{App, test, web};
+use ca_core::audit::{Action, AuditEvent};
+use ca_core::issuance::{Channel, Outcome, Submission};
+use ca_core::policy::Requester;
+use ca_core::users::{self, PasswordHash, Role, SessionId, UserStore};
+
+use crate::api::Fixture;
+
+const PASSWORD: &str = "a test password, long enough";
+
+macro_rules! app {
+    ($fx:expr) => {
+        test::init_service(
+            App::new()
+                .app_data(web::Data::new($fx.state.clone()))
+                .configure(ca_web::configure),
+        )
+        .await
+    };
+}
+
+fn store(fx: &Fixture) -> std::sync::Arc<dyn UserStore> {
+    ca_web::ui::users(&fx.state)
+}
+
+/// A user with `roles` and the password [`PASSWORD`], already changed (no forced change).
+fn user(fx: &Fixture, name: &str, roles: &[Role]) {
+    let s = store(fx);
+    users::create_with_one_time_password(s.as_ref(), name, roles, "test", "test").unwrap();
+    s.set_password(
+        name,
+        &PasswordHash::new(PASSWORD).unwrap(),
+        false,
+        None,
+        &AuditEvent::new(
+            Action::UserPasswordReset,
+            "test",
+            "test",
+            format!("user:{name}"),
+        ),
+    )
+    .unwrap();
+}
+
+fn set_cookies(res: &ServiceResponse) -> Vec<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+fn cookie_value(res: &ServiceResponse, name: &str) -> Option<String> {
+    set_cookies(res).iter().find_map(|c| {
+        c.split(';')
+            .next()
+            .and_then(|kv| kv.split_once('='))
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    })
+}
+
+fn location(res: &ServiceResponse) -> String {
+    res.headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", ca_web::ui::views::query_value(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn post(uri: &str, cookie: &str, body: String) -> test::TestRequest {
+    test::TestRequest::post()
+        .uri(uri)
+        .insert_header((header::COOKIE, cookie.to_owned()))
+        .insert_header((header::CONTENT_TYPE, "application/x-www-form-urlencoded"))
+        .set_payload(body)
+}
+
+fn get(uri: &str, cookie: &str) -> test::TestRequest {
+    test::TestRequest::get()
+        .uri(uri)
+        .insert_header((header::COOKIE, cookie.to_owned()))
+}
+
+/// Signs in through the form; the response to the POST.
+async fn try_login<S>(app: &S, name: &str, password: &str) -> ServiceResponse
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let page =
+        test::call_service(app, test::TestRequest::get().uri("/ui/login").to_request()).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = cookie_value(&page, "kh_login").unwrap();
+    let body = String::from_utf8(test::read_body(page).await.to_vec()).unwrap();
+    assert!(
+        body.contains(&csrf),
+        "the form carries the token of its cookie"
+    );
+    test::call_service(
+        app,
+        post(
+            "/ui/login",
+            &format!("kh_login={csrf}"),
+            form(&[("csrf", &csrf), ("name", name), ("password", password)]),
+        )
+        .to_request(),
+    )
+    .await
+}
+
+/// Signs in; the `Cookie` header value and the session's CSRF token.
+async fn login<S>(app: &S, name: &str) -> (String, String)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let res = try_login(app, name, PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{name} signs in");
+    let id = cookie_value(&res, "kh_session").unwrap();
+    let csrf = SessionId::from_cookie(&id).unwrap().csrf_token();
+    (format!("kh_session={id}"), csrf)
+}
+
+async fn body(res: ServiceResponse) -> String {
+    String::from_utf8(test::read_body(res).await.to_vec()).unwrap()
+}
+
+fn audit_actions(fx: &Fixture) -> Vec<(String, String, String)> {
+    let store = fx.state.ca.store();
+    let (head, _) = store.audit_head().unwrap().unwrap();
+    store
+        .audit_entries(1, head)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.action, r.actor, r.object))
+        .collect()
+}
+
+#[actix_web::test]
+async fn every_ui_route_redirects_to_sign_in_without_a_session() {
+    let fx = Fixture::new();
+    let app = app!(fx);
+    for uri in [
+        "/ui",
+        "/ui/",
+        "/ui/certs",
+        "/ui/certs/0a0b",
+        "/ui/certs/0a0b/download/pem",
+        "/ui/requests",
+        "/ui/audit",
+        "/ui/password",
+    ] {
+        let res = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(location(&res), "/ui/login", "{uri}");
+    }
+    for uri in [
+        "/ui/logout",
+        "/ui/password",
+        "/ui/requests/1/approve",
+        "/ui/requests/1/reject",
+    ] {
+        let res =
+            test::call_service(&app, post(uri, "", form(&[("csrf", "x")])).to_request()).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(location(&res), "/ui/login", "{uri}");
+    }
+    // A made-up session id is no session.
+    let res = test::call_service(
+        &app,
+        get("/ui/", &format!("kh_session={}", "ab".repeat(32))).to_request(),
+    )
+    .await;
+    assert_eq!(location(&res), "/ui/login");
+}
+
+#[actix_web::test]
+async fn ui_responses_carry_the_security_headers_and_a_strict_cookie() {
+    let fx = Fixture::new();
+    user(&fx, "alice", &[Role::Admin]);
+    let app = app!(fx);
+    let res = try_login(&app, "alice", PASSWORD).await;
+    let session = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("kh_session="))
+        .unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(session.contains(flag), "{session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP: no Secure flag");
+    let (cookie, _) = login(&app, "alice").await;
+    for uri in ["/ui/login", "/ui/", "/ui/nowhere"] {
+        let res = test::call_service(&app, get(uri, &cookie).to_request()).await;
+        let h = res.headers();
+        let csp = h
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("default-src 'none'"), "{uri}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{uri}: {csp}");
+        assert_eq!(h.get(header::X_FRAME_OPTIONS).unwrap(), "DENY", "{uri}");
+        assert_eq!(
+            h.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(),
+            "nosniff",
+            "{uri}"
+        );
+        assert_eq!(
+            h.get(header::REFERRER_POLICY).unwrap(),
+            "no-referrer",
+            "{uri}"
+        );
+    }
+    let css = test::call_service(&app, get("/ui/static/app.css", "").to_request()).await;
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(body(css).await.contains("font-family"));
+}
+
+#[actix_web::test]
+async fn every_page_shows_the_user_roles_and_a_sign_out_button() {
+    let fx = Fixture::new();
+    user(&fx, "olga", &[Role::Officer, Role::Auditor]);
+    let app = app!(fx);
+    let (cookie, csrf) = login(&app, "olga").await;
+    for uri in [
+        "/ui/",
+        "/ui/certs",
+        "/ui/requests",
+        "/ui/audit",
+        "/ui/password",
+    ] {
+        let res = test::call_service(&app, get(uri, &cookie).to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK, "{uri}");
+        let html = body(res).await;
+        assert!(html.contains(">olga<"), "{uri}");
+        assert!(html.contains("officer,auditor"), "{uri}");
+        assert!(html.contains("action=\"/ui/logout\""), "{uri}");
+        assert!(
+            html.contains(&csrf),
+            "{uri}: the sign-out form carries the token"
+        );
+        assert!(!html.contains("<script"), "{uri}");
+    }
+}
+
+#[actix_web::test]
+async fn roles_without_the_right_get_403() {
+    let fx = Fixture::new();
+    user(&fx, "rita", &[Role::Requester]);
+    user(&fx, "otto", &[Role::Officer]);
+    user(&fx, "aude", &[Role::Auditor]);
+    user(&fx, "adam", &[Role::Admin]);
+    let app = app!(fx);
+    let mut sessions = Vec::new();
+    for name in ["rita", "otto", "aude", "adam"] {
+        sessions.push((name, login(&app, name).await));
+    }
+    for (name, (cookie, csrf)) in &sessions {
+        let audit = test::call_service(&app, get("/ui/audit", cookie).to_request()).await;
+        let expected = if matches!(*name, "aude" | "adam") {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(audit.status(), expected, "{name} GET /ui/audit");
+        for uri in ["/ui/", "/ui/certs", "/ui/requests"] {
+            let res = test::call_service(&app, get(uri, cookie).to_request()).await;
+            assert_eq!(res.status(), StatusCode::OK, "{name} GET {uri}");
+        }
+        for action in ["approve", "reject"] {
+            let res = test::call_service(
+                &app,
+                post(
+                    &format!("/ui/requests/1/{action}"),
+                    cookie,
+                    form(&[("csrf", csrf), ("reason", "no"), ("comment", "ok")]),
+                )
+                .to_request(),
+            )
+            .await;
+            if *name == "otto" {
+                // An officer may; request 1 does not exist.
+                assert_eq!(res.status(), StatusCode::NOT_FOUND, "{name} {action}");
+            } else {
+                assert_eq!(res.status(), StatusCode::FORBIDDEN, "{name} {action}");
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn posts_without_the_csrf_token_are_refused() {
+    let fx = Fixture::new();
+    user(&fx, "otto", &[Role::Officer]);
+    let app = app!(fx);
+    let (cookie, csrf) = login(&app, "otto").await;
+    for uri in [
+        "/ui/logout",
+        "/ui/password",
+        "/ui/requests/1/approve",
+        "/ui/requests/1/reject",
+    ] {
+        for token in ["", "0000", &"a".repeat(64)] {
+            let body = form(&[
+                ("csrf", token),
+                ("current", PASSWORD),
+                ("new", "another long password"),
+                ("confirm", "another long password"),
+                ("reason", "r"),
+            ]);
+            let res = test::call_service(&app, post(uri, &cookie, body).to_request()).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{uri} with {token:?}");
+        }
+        let res = test::call_service(
+            &app,
+            post(uri, &cookie, "reason=r&comment=c".into()).to_request(),
+        )
+        .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::FORBIDDEN,
+            "{uri} without the field"
+        );
+    }
+    // The session survived all that (the logout was refused too).
+    let res = test::call_service(&app, get("/ui/", &cookie).to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // The sign-in form needs its token and the matching cookie.
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/login",
+            "",
+            form(&[("csrf", &csrf), ("name", "otto"), ("password", PASSWORD)]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(cookie_value(&res, "kh_session").is_none());
+}
+
+#[actix_web::test]
+async fn five_failures_lock_the_account_for_fifteen_minutes() {
+    let fx = Fixture::new();
+    user(&fx, "lena", &[Role::Auditor]);
+    let app = app!(fx);
+    for _ in 0..4 {
+        let res = try_login(&app, "lena", "wrong password!").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Four failures do not lock: the right password still works, and resets the count.
+    let (cookie, _) = login(&app, "lena").await;
+    assert_eq!(store(&fx).user("lena").unwrap().unwrap().failed_logins, 0);
+    drop(cookie);
+    for _ in 0..5 {
+        let res = try_login(&app, "lena", "wrong password!").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(cookie_value(&res, "kh_session").is_none());
+    }
+    let res = try_login(&app, "lena", PASSWORD).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "locked: even the right password fails"
+    );
+    assert!(body(res).await.contains("Sign-in failed"));
+    let u = store(&fx).user("lena").unwrap().unwrap();
+    let until = u.locked_until.unwrap();
+    let left = until.duration_since(SystemTime::now()).unwrap();
+    assert!(
+        left.as_secs() > 14 * 60 && left.as_secs() <= 15 * 60,
+        "{left:?}"
+    );
+
+    let actions = audit_actions(&fx);
+    let count = |a: &str| {
+        actions
+            .iter()
+            .filter(|(x, _, o)| x == a && o == "user:lena")
+            .count()
+    };
+    assert_eq!(count("login.failed"), 4 + 5 + 1);
+    assert_eq!(count("login.locked"), 1);
+    assert_eq!(count("login.succeeded"), 1);
+
+    // An administrator's reset clears the lock (and forces a new password).
+    users::reset_password(store(&fx).as_ref(), "lena", "test", "test").unwrap();
+    assert!(
+        !store(&fx)
+            .user("lena")
+            .unwrap()
+            .unwrap()
+            .is_locked(SystemTime::now())
+    );
+}
+
+#[actix_web::test]
+async fn unknown_users_fail_like_wrong_passwords_and_are_audited() {
+    let fx = Fixture::new();
+    let app = app!(fx);
+    let res = try_login(&app, "nobody", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let actions = audit_actions(&fx);
+    assert!(actions.contains(&("login.failed".into(), "nobody".into(), "user:nobody".into())));
+}
+
+#[actix_web::test]
+async fn a_one_time_password_must_be_changed_before_anything_else() {
+    let fx = Fixture::new();
+    let s = store(&fx);
+    let otp =
+        users::create_with_one_time_password(s.as_ref(), "nina", &[Role::Auditor], "test", "test")
+            .unwrap();
+    let app = app!(fx);
+    let res = try_login(&app, "nina", otp.as_str()).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/ui/password");
+    let id = cookie_value(&res, "kh_session").unwrap();
+    let cookie = format!("kh_session={id}");
+    let csrf = SessionId::from_cookie(&id).unwrap().csrf_token();
+    for uri in ["/ui/", "/ui/certs", "/ui/audit"] {
+        let res = test::call_service(&app, get(uri, &cookie).to_request()).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(location(&res), "/ui/password", "{uri}");
+    }
+    let res = test::call_service(&app, get("/ui/password", &cookie).to_request()).await;
+    assert!(body(res).await.contains("one-time password"));
+    // Too short, then mismatched, then right.
+    for (new, confirm) in [
+        ("short", "short"),
+        ("a long new password", "a different one!!"),
+    ] {
+        let res = test::call_service(
+            &app,
+            post(
+                "/ui/password",
+                &cookie,
+                form(&[
+                    ("csrf", &csrf),
+                    ("current", otp.as_str()),
+                    ("new", new),
+                    ("confirm", confirm),
+                ]),
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{new}");
+    }
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/password",
+            &cookie,
+            form(&[
+                ("csrf", &csrf),
+                ("current", otp.as_str()),
+                ("new", PASSWORD),
+                ("confirm", PASSWORD),
+            ]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/ui/");
+    let res = test::call_service(&app, get("/ui/", &cookie).to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK, "the same session goes on");
+    let actions = audit_actions(&fx);
+    assert!(
+        actions
+            .iter()
+            .any(|(a, _, o)| a == "user.password_changed" && o == "user:nina")
+    );
+}
+
+#[actix_web::test]
+async fn sign_out_ends_the_session_and_is_audited() {
+    let fx = Fixture::new();
+    user(&fx, "adam", &[Role::Admin]);
+    let app = app!(fx);
+    let (cookie, csrf) = login(&app, "adam").await;
+    let res = test::call_service(
+        &app,
+        post("/ui/logout", &cookie, form(&[("csrf", &csrf)])).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/ui/login");
+    let res = test::call_service(&app, get("/ui/", &cookie).to_request()).await;
+    assert_eq!(location(&res), "/ui/login", "the old cookie is worthless");
+    let actions = audit_actions(&fx);
+    assert!(actions.contains(&("logout".into(), "adam".into(), "user:adam".into())));
+}
+
+#[actix_web::test]
+async fn disabling_a_user_ends_their_sessions() {
+    let fx = Fixture::new();
+    user(&fx, "dora", &[Role::Auditor]);
+    let app = app!(fx);
+    let (cookie, _) = login(&app, "dora").await;
+    store(&fx)
+        .set_disabled(
+            "dora",
+            true,
+            &AuditEvent::new(Action::UserDisabled, "test", "test", "user:dora"),
+        )
+        .unwrap();
+    let res = test::call_service(&app, get("/ui/", &cookie).to_request()).await;
+    assert_eq!(location(&res), "/ui/login");
+    let res = try_login(&app, "dora", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+fn submit(
+    fx: &Fixture,
+    requester: &str,
+    roles: &[&str],
+    profile: &str,
+    cn: &str,
+    sans: &str,
+) -> Outcome {
+    let csr = fx.csr(cn, &format!("/CN={cn}"), sans);
+    fx.state
+        .ca
+        .submit(
+            &Submission {
+                profile,
+                csr: csr.as_bytes(),
+                requester: &Requester {
+                    name: requester.into(),
+                    roles: roles.iter().map(|r| r.to_string()).collect(),
+                },
+                source: "test",
+                channel: Channel::Cli,
+            },
+            SystemTime::now(),
+        )
+        .unwrap()
+}
+
+fn serial(o: &Outcome) -> String {
+    match o {
+        Outcome::Issued(i) => i.serial.to_string(),
+        other => panic!("not issued: {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn requesters_see_only_their_own_certificates() {
+    let fx = Fixture::new();
+    user(&fx, "rita", &[Role::Requester]);
+    user(&fx, "aude", &[Role::Auditor]);
+    let mine = serial(&submit(
+        &fx,
+        "rita",
+        &["requester"],
+        "tls-server",
+        "rita.internal",
+        "DNS:rita.internal",
+    ));
+    let theirs = serial(&submit(
+        &fx,
+        "bob",
+        &["requester"],
+        "tls-server",
+        "bob.internal",
+        "DNS:bob.internal",
+    ));
+    let app = app!(fx);
+    let (rita, _) = login(&app, "rita").await;
+    let html = body(test::call_service(&app, get("/ui/certs", &rita).to_request()).await).await;
+    assert!(html.contains(&mine) && !html.contains(&theirs), "{html}");
+    let res = test::call_service(
+        &app,
+        get(&format!("/ui/certs/{theirs}"), &rita).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = test::call_service(
+        &app,
+        get(&format!("/ui/certs/{theirs}/download/pem"), &rita).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = test::call_service(&app, get(&format!("/ui/certs/{mine}"), &rita).to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = body(res).await;
+    assert!(html.contains("DNS:rita.internal") && html.contains("SHA-256 fingerprint"));
+    let pem = test::call_service(
+        &app,
+        get(&format!("/ui/certs/{mine}/download/pem"), &rita).to_request(),
+    )
+    .await;
+    assert_eq!(pem.status(), StatusCode::OK);
+    assert!(body(pem).await.starts_with("-----BEGIN CERTIFICATE-----"));
+
+    let (aude, _) = login(&app, "aude").await;
+    let html = body(test::call_service(&app, get("/ui/certs", &aude).to_request()).await).await;
+    assert!(html.contains(&mine) && html.contains(&theirs));
+    // Search by SAN, and by serial with colons.
+    let html =
+        body(test::call_service(&app, get("/ui/certs?q=bob.intern", &aude).to_request()).await)
+            .await;
+    assert!(html.contains(&theirs) && !html.contains(&mine));
+    let colons: Vec<String> = theirs
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap().to_uppercase())
+        .collect();
+    let uri = format!("/ui/certs?q={}", colons.join("%3A"));
+    let html = body(test::call_service(&app, get(&uri, &aude).to_request()).await).await;
+    assert!(html.contains(&theirs) && !html.contains(&mine), "{uri}");
+    let res = test::call_service(&app, get("/ui/certs?status=bogus", &aude).to_request()).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+#[actix_web::test]
+async fn officers_approve_others_requests_never_their_own() {
+    let fx = Fixture::new();
+    user(&fx, "otto", &[Role::Officer, Role::Requester]);
+    user(&fx, "olga", &[Role::Officer]);
+    user(&fx, "oscar", &[Role::Officer]);
+    let Outcome::Pending { request_id, .. } = submit(
+        &fx,
+        "otto",
+        &["officer", "requester"],
+        "code-signing",
+        "Release signing",
+        "",
+    ) else {
+        panic!("code-signing needs approval");
+    };
+    let app = app!(fx);
+    let (otto, otto_csrf) = login(&app, "otto").await;
+    let html = body(test::call_service(&app, get("/ui/requests", &otto).to_request()).await).await;
+    assert!(html.contains(&format!("request-{request_id}")));
+    assert!(html.contains("another officer decides"));
+    assert!(!html.contains(&format!("/ui/requests/{request_id}/approve")));
+    // Posting anyway: ca-core refuses.
+    let res = test::call_service(
+        &app,
+        post(
+            &format!("/ui/requests/{request_id}/approve"),
+            &otto,
+            form(&[("csrf", &otto_csrf), ("comment", "mine")]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+
+    for officer in ["olga", "oscar"] {
+        let (cookie, csrf) = login(&app, officer).await;
+        let html =
+            body(test::call_service(&app, get("/ui/requests", &cookie).to_request()).await).await;
+        assert!(
+            html.contains(&format!("/ui/requests/{request_id}/approve")),
+            "{officer}"
+        );
+        let res = test::call_service(
+            &app,
+            post(
+                &format!("/ui/requests/{request_id}/approve"),
+                &cookie,
+                form(&[("csrf", &csrf), ("comment", "looks right")]),
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{officer}");
+        let done = if officer == "olga" {
+            "approved"
+        } else {
+            "issued"
+        };
+        assert_eq!(
+            location(&res),
+            format!("/ui/requests?done={done}&id={request_id}")
+        );
+        let res = test::call_service(&app, get(&location(&res), &cookie).to_request()).await;
+        assert!(
+            body(res)
+                .await
+                .contains(&format!("Request {request_id} approved"))
+        );
+    }
+    let row = fx.state.ca.store().request(request_id).unwrap().unwrap();
+    assert!(row.serial.is_some(), "issued after two approvals");
+}
+
+#[actix_web::test]
+async fn officers_reject_with_a_reason() {
+    let fx = Fixture::new();
+    user(&fx, "olga", &[Role::Officer]);
+    let Outcome::Pending { request_id, .. } =
+        submit(&fx, "carl", &["requester"], "code-signing", "Nightly", "")
+    else {
+        panic!("code-signing needs approval");
+    };
+    let app = app!(fx);
+    let (cookie, csrf) = login(&app, "olga").await;
+    let uri = format!("/ui/requests/{request_id}/reject");
+    let res = test::call_service(
+        &app,
+        post(&uri, &cookie, form(&[("csrf", &csrf), ("reason", " ")])).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = test::call_service(
+        &app,
+        post(
+            &uri,
+            &cookie,
+            form(&[("csrf", &csrf), ("reason", "not ours")]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = test::call_service(
+        &app,
+        post(&uri, &cookie, form(&[("csrf", &csrf), ("reason", "again")])).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT, "already decided");
+}
+
+#[actix_web::test]
+async fn the_dashboard_counts_and_the_audit_log_shows_sign_ins() {
+    let fx = Fixture::new();
+    user(&fx, "aude", &[Role::Auditor]);
+    user(&fx, "rita", &[Role::Requester]);
+    submit(
+        &fx,
+        "rita",
+        &["requester"],
+        "tls-server",
+        "a.internal",
+        "DNS:a.internal",
+    );
+    submit(
+        &fx,
+        "bob",
+        &["requester"],
+        "tls-server",
+        "b.internal",
+        "DNS:b.internal",
+    );
+    submit(&fx, "carl", &["requester"], "code-signing", "Nightly", "");
+    let app = app!(fx);
+    let (aude, _) = login(&app, "aude").await;
+    let html = body(test::call_service(&app, get("/ui/", &aude).to_request()).await).await;
+    assert!(html.contains("id=\"count-valid\">2<"), "{html}");
+    assert!(html.contains("id=\"count-pending\">1<"), "{html}");
+    assert!(html.contains("login.succeeded"), "recent events: {html}");
+    let (rita, _) = login(&app, "rita").await;
+    let html = body(test::call_service(&app, get("/ui/", &rita).to_request()).await).await;
+    assert!(html.contains("id=\"count-valid\">1<"), "own only: {html}");
+    assert!(
+        !html.contains("login.succeeded"),
+        "no audit events for requesters"
+    );
+    let html = body(test::call_service(&app, get("/ui/audit", &aude).to_request()).await).await;
+    assert!(html.contains("user.created") && html.contains("login.succeeded"));
+}
