@@ -14,3 +14,4 @@ mod open;
 mod paging;
 mod requests;
 mod store;
+mod users;
