@@ -778,3 +778,110 @@ async fn the_dashboard_counts_and_the_audit_log_shows_sign_ins() {
     let html = body(test::call_service(&app, get("/ui/audit", &aude).to_request()).await).await;
     assert!(html.contains("user.created") && html.contains("login.succeeded"));
 }
+
+#[actix_web::test]
+async fn keyhold_users_prints_one_time_passwords_once_and_audits_changes() {
+    use crate::cli::{fails_with, keyhold, run};
+    let fx = Fixture::new();
+    let dir = fx.tmp.path().join("data");
+    let r = run(keyhold(&dir).args(["users", "add", "alice", "--role", "auditor,officer"]));
+    assert!(r.ok, "{}", r.stderr);
+    let otp = r.stdout.trim().to_owned();
+    assert_eq!(
+        otp.len(),
+        20,
+        "the password alone on stdout: {:?}",
+        r.stdout
+    );
+    assert!(!r.stderr.contains(&otp));
+    let s = store(&fx);
+    assert!(s.password_hash("alice").unwrap().unwrap().verify(&otp));
+    let alice = s.user("alice").unwrap().unwrap();
+    assert_eq!(alice.roles, vec![Role::Officer, Role::Auditor]);
+    assert!(alice.must_change_password);
+
+    let r = run(keyhold(&dir).args(["users", "list"]));
+    assert!(r.ok, "{}", r.stderr);
+    let line = r.stdout.lines().find(|l| l.starts_with("alice")).unwrap();
+    assert!(
+        line.contains("officer,auditor") && line.contains("new"),
+        "{line}"
+    );
+    assert!(!r.stdout.contains(&otp));
+
+    fails_with(
+        &run(keyhold(&dir).args(["users", "add", "alice", "--role", "admin"])),
+        "exists already",
+    );
+    fails_with(
+        &run(keyhold(&dir).args(["users", "add", "bob", "--role", "root"])),
+        "unknown role \"root\"",
+    );
+    fails_with(
+        &run(keyhold(&dir).args(["users", "add", "b b", "--role", "admin"])),
+        "invalid user name",
+    );
+
+    let r = run(keyhold(&dir).args(["users", "reset-password", "alice"]));
+    assert!(r.ok, "{}", r.stderr);
+    let second = r.stdout.trim();
+    assert_ne!(second, otp);
+    assert!(s.password_hash("alice").unwrap().unwrap().verify(second));
+
+    assert!(run(keyhold(&dir).args(["users", "disable", "alice"])).ok);
+    fails_with(
+        &run(keyhold(&dir).args(["users", "disable", "alice"])),
+        "already disabled",
+    );
+    let r = run(keyhold(&dir).args(["users", "list"]));
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("alice") && l.contains("disabled"))
+    );
+    assert!(run(keyhold(&dir).args(["users", "enable", "alice"])).ok);
+    fails_with(
+        &run(keyhold(&dir).args(["users", "reset-password", "nobody"])),
+        "not found",
+    );
+
+    let actions = audit_actions(&fx);
+    for a in [
+        "user.created",
+        "user.password_reset",
+        "user.disabled",
+        "user.enabled",
+    ] {
+        assert!(
+            actions
+                .iter()
+                .any(|(x, actor, o)| x == a && actor.starts_with("cli:") && o == "user:alice"),
+            "{a}: {actions:?}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn the_first_start_creates_one_admin_who_must_change_the_password() {
+    let fx = Fixture::new();
+    let created = ca_web::ui::bootstrap::ensure_admin(&fx.state).unwrap();
+    assert_eq!(created.as_deref(), Some("admin"));
+    let admin = store(&fx).user("admin").unwrap().unwrap();
+    assert_eq!(admin.roles, vec![Role::Admin]);
+    assert!(admin.must_change_password);
+    assert_eq!(
+        ca_web::ui::bootstrap::ensure_admin(&fx.state).unwrap(),
+        None,
+        "only once"
+    );
+    // A disabled admin does not count: the next start creates another.
+    store(&fx)
+        .set_disabled(
+            "admin",
+            true,
+            &AuditEvent::new(Action::UserDisabled, "t", "t", "user:admin"),
+        )
+        .unwrap();
+    let created = ca_web::ui::bootstrap::ensure_admin(&fx.state).unwrap();
+    assert_eq!(created.as_deref(), Some("admin-2"));
+}
