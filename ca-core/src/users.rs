@@ -28,6 +28,8 @@ pub const MAX_FAILURES: u32 = 5;
 pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
 /// A session unused for this long has ended.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A session ends this long after sign-in, however busy.
+pub const MAX_SESSION: Duration = Duration::from_secs(12 * 3600);
 /// The shortest password a user may choose.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// The longest password accepted (Argon2 takes any length; this bounds the work per try).
@@ -164,9 +166,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether it has ended through idleness at `now`.
+    /// Whether it has ended at `now`: idle for [`IDLE_TIMEOUT`], or older than
+    /// [`MAX_SESSION`].
     pub fn idle(&self, now: SystemTime) -> bool {
-        self.last_seen + IDLE_TIMEOUT <= now
+        self.last_seen + IDLE_TIMEOUT <= now || self.created_at + MAX_SESSION <= now
     }
 }
 
@@ -503,8 +506,12 @@ pub fn login(
     source: &str,
     now: SystemTime,
 ) -> Result<Login, UserError> {
-    // Names from the form go into the audit log: bound them.
-    let shown: String = name.chars().take(64).collect();
+    // Names from the form go into the audit log: bound them and keep them printable.
+    let shown: String = name
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
     let object = format!("user:{shown}");
     let user = if valid_name(name) {
         store.user(name)?
@@ -516,14 +523,18 @@ pub fn login(
         None => None,
     };
     let refusal = match (&user, hash) {
-        (Some(u), _) if u.disabled => Some(Refusal::Disabled),
-        (Some(u), _) if u.is_locked(now) => Some(Refusal::Locked),
-        (Some(_), Some(h)) if h.verify(password) => None,
-        (Some(_), _) => Some(Refusal::WrongPassword),
-        (None, _) => {
-            // Spend the time a real check takes, so timing does not tell who exists.
+        (Some(u), Some(h)) if !u.disabled && !u.is_locked(now) => {
+            (!h.verify(password)).then_some(Refusal::WrongPassword)
+        }
+        (user, _) => {
+            // Spend the time a real check takes, so timing tells nothing about the account.
             let _ = dummy_hash().verify(password);
-            Some(Refusal::UnknownUser)
+            Some(match user {
+                Some(u) if u.disabled => Refusal::Disabled,
+                Some(u) if u.is_locked(now) => Refusal::Locked,
+                Some(_) => Refusal::WrongPassword,
+                None => Refusal::UnknownUser,
+            })
         }
     };
     let Some(refusal) = refusal else {
@@ -534,7 +545,8 @@ pub fn login(
             .ok_or_else(|| UserError::Store(StoreError::NotFound(format!("user {name:?}"))))?;
         return Ok(Login::Succeeded(user));
     };
-    let failed = AuditEvent::new(Action::LoginFailed, &shown, source, &object)
+    // Nobody is authenticated yet: the claimed name is the object, not the actor.
+    let failed = AuditEvent::new(Action::LoginFailed, "anonymous", source, &object)
         .with("reason", refusal.as_str());
     if refusal == Refusal::WrongPassword {
         let locked = AuditEvent::new(Action::LoginLocked, "system", source, &object)

@@ -415,7 +415,11 @@ async fn unknown_users_fail_like_wrong_passwords_and_are_audited() {
     let res = try_login(&app, "nobody", PASSWORD).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let actions = audit_actions(&fx);
-    assert!(actions.contains(&("login.failed".into(), "nobody".into(), "user:nobody".into())));
+    assert!(actions.contains(&(
+        "login.failed".into(),
+        "anonymous".into(),
+        "user:nobody".into()
+    )));
 }
 
 #[actix_web::test]
@@ -884,4 +888,34 @@ async fn the_first_start_creates_one_admin_who_must_change_the_password() {
         .unwrap();
     let created = ca_web::ui::bootstrap::ensure_admin(&fx.state).unwrap();
     assert_eq!(created.as_deref(), Some("admin-2"));
+}
+
+#[actix_web::test]
+async fn an_idle_session_has_ended() {
+    let fx = Fixture::new();
+    user(&fx, "ida", &[Role::Auditor]);
+    let app = app!(fx);
+    let (cookie, _) = login(&app, "ida").await;
+    let id = SessionId::from_cookie(cookie.trim_start_matches("kh_session=")).unwrap();
+    // Used 29 minutes ago: still alive, and this use counts.
+    let recent = SystemTime::now() - std::time::Duration::from_secs(29 * 60);
+    store(&fx).touch_session(&id.hash(), recent).unwrap();
+    let res = test::call_service(&app, get("/ui/", &cookie).to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(store(&fx).session(&id.hash()).unwrap().unwrap().last_seen > recent);
+    // Unused for 31 minutes: ended, and removed.
+    let stale = SystemTime::now() - std::time::Duration::from_secs(31 * 60);
+    store(&fx).touch_session(&id.hash(), stale).unwrap();
+    let res = test::call_service(&app, get("/ui/", &cookie).to_request()).await;
+    assert_eq!(location(&res), "/ui/login");
+    assert!(store(&fx).session(&id.hash()).unwrap().is_none());
+}
+
+#[actix_web::test]
+async fn the_root_leads_to_the_ui() {
+    let fx = Fixture::new();
+    let app = app!(fx);
+    let res = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/ui/");
 }
