@@ -458,6 +458,27 @@ pub fn reset_password(
     Ok(password)
 }
 
+/// Disables `name` (ending their sessions) or enables them again; audited as
+/// `user.disabled` / `user.enabled` by `actor` from `source`.
+///
+/// Fails if there is no such user, the user is already so, or storage fails.
+pub fn set_disabled(
+    store: &dyn UserStore,
+    name: &str,
+    disabled: bool,
+    actor: &str,
+    source: &str,
+) -> Result<(), UserError> {
+    let action = if disabled {
+        Action::UserDisabled
+    } else {
+        Action::UserEnabled
+    };
+    let event = AuditEvent::new(action, actor, source, format!("user:{name}"));
+    store.set_disabled(name, disabled, &event)?;
+    Ok(())
+}
+
 /// What a sign-in attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Login {

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use ca_core::audit::{Action, AuditEvent};
 use ca_core::users::{self, UserStore};
 use clap::Subcommand;
 
@@ -92,14 +91,7 @@ pub fn run(cli: &Cli, cmd: &UsersCommand) -> Result<ExitCode> {
         }
         UsersCommand::Disable { name } | UsersCommand::Enable { name } => {
             let disable = matches!(cmd, UsersCommand::Disable { .. });
-            let action = if disable {
-                Action::UserDisabled
-            } else {
-                Action::UserEnabled
-            };
-            let event = AuditEvent::new(action, &actor, "cli", format!("user:{name}"));
-            store
-                .set_disabled(name, disable, &event)
+            users::set_disabled(store, name, disable, &actor, "cli")
                 .with_context(|| format!("cannot change user {name:?}"))?;
             println!(
                 "{} user {name:?}",

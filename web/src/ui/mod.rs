@@ -5,6 +5,7 @@
 //! of the scope carries the security headers of [`security_headers`]; every state-changing
 //! form carries an anti-CSRF token that its handler checks before anything else.
 
+pub mod admin;
 pub mod bootstrap;
 pub mod pages;
 pub mod session;
@@ -76,6 +77,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/requests/{id}/approve", web::post().to(pages::approve))
             .route("/requests/{id}/reject", web::post().to(pages::reject))
             .route("/audit", web::get().to(pages::audit_log))
+            .service(
+                web::resource("/users")
+                    .route(web::get().to(admin::users))
+                    .route(web::post().to(admin::create_user)),
+            )
+            .route("/users/{name}/{action}", web::post().to(admin::change_user))
             .default_service(web::to(not_found)),
     );
 }

@@ -15,6 +15,8 @@ pub struct Layout {
     pub csrf: String,
     /// Whether the menu shows the audit log.
     pub show_audit: bool,
+    /// Whether the menu shows the users (admins).
+    pub show_users: bool,
     /// The menu entry to highlight.
     pub active: &'static str,
 }
@@ -28,6 +30,7 @@ impl Layout {
             roles: s.user.roles_text(),
             csrf: s.csrf(),
             show_audit: s.user.has_any(&[Role::Admin, Role::Auditor]),
+            show_users: s.user.has(Role::Admin),
             active,
         }
     }
@@ -212,6 +215,41 @@ pub struct AuditPage {
     pub rows: Vec<AuditRow>,
     /// The older page's `before` value.
     pub older: Option<i64>,
+}
+
+/// One user, as an administrator sees them.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    /// Name.
+    pub name: String,
+    /// Roles, comma-separated.
+    pub roles: String,
+    /// `active`, `new` (one-time password not yet changed), `locked` or `disabled`.
+    pub state: &'static str,
+    /// Whether the account is disabled.
+    pub disabled: bool,
+    /// When created (UTC).
+    pub created_at: String,
+    /// Who created them.
+    pub created_by: String,
+    /// Whether this is the signed-in administrator (who cannot disable themselves).
+    pub is_self: bool,
+}
+
+/// `users.html`.
+#[derive(Debug, Template)]
+#[template(path = "users.html")]
+pub struct UsersPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Every user.
+    pub rows: Vec<UserRow>,
+    /// The outcome of the last change.
+    pub notice: Option<String>,
+    /// A one-time password to show once, with its user's name.
+    pub one_time: Option<(String, String)>,
+    /// Why the last change failed.
+    pub error: Option<String>,
 }
 
 /// `error.html`.

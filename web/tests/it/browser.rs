@@ -308,13 +308,23 @@ async fn a_browser_signs_in_changes_the_password_browses_and_signs_out() {
     }
     shot(&c, &dir, "07-audit-log").await;
 
-    // 7. At a phone's width.
+    // 7. The users, where an administrator adds an officer and sees the one-time password.
+    click(&c, "nav a[href='/ui/users']").await;
+    wait_path(&c, "/ui/users").await;
+    fill(&c, "#new-name", "olga").await;
+    click(&c, "input[name=officer]").await;
+    click(&c, "form[action='/ui/users'] button[type=submit]").await;
+    wait_path(&c, "/ui/users").await;
+    assert_eq!(text(&c, "#one-time-password").await.len(), 20);
+    shot(&c, &dir, "08-users").await;
+
+    // 8. At a phone's width.
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&format!("{base}/ui/")).await.unwrap();
-    shot(&c, &dir, "08-dashboard-phone").await;
+    shot(&c, &dir, "09-dashboard-phone").await;
     c.set_window_size(1280, 1000).await.unwrap();
 
-    // 8. Signing out ends the session.
+    // 9. Signing out ends the session.
     click(&c, "form[action='/ui/logout'] button[type=submit]").await;
     wait_path(&c, "/ui/login").await;
     c.goto(&format!("{base}/ui/certs")).await.unwrap();

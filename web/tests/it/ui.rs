@@ -162,6 +162,7 @@ async fn every_ui_route_redirects_to_sign_in_without_a_session() {
         "/ui/requests",
         "/ui/audit",
         "/ui/password",
+        "/ui/users",
     ] {
         let res = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{uri}");
@@ -172,6 +173,8 @@ async fn every_ui_route_redirects_to_sign_in_without_a_session() {
         "/ui/password",
         "/ui/requests/1/approve",
         "/ui/requests/1/reject",
+        "/ui/users",
+        "/ui/users/x/disable",
     ] {
         let res =
             test::call_service(&app, post(uri, "", form(&[("csrf", "x")])).to_request()).await;
@@ -918,4 +921,173 @@ async fn the_root_leads_to_the_ui() {
     let res = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/ui/");
+}
+
+fn one_time_password_in(html: &str) -> String {
+    let start = html.find("id=\"one-time-password\">").unwrap() + "id=\"one-time-password\">".len();
+    html[start..].split('<').next().unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn administrators_manage_users_in_the_ui() {
+    let fx = Fixture::new();
+    user(&fx, "adam", &[Role::Admin]);
+    user(&fx, "aude", &[Role::Auditor]);
+    let app = app!(fx);
+    let (aude, aude_csrf) = login(&app, "aude").await;
+    let res = test::call_service(&app, get("/ui/users", &aude).to_request()).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/users",
+            &aude,
+            form(&[("csrf", &aude_csrf), ("name", "x"), ("auditor", "on")]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let (adam, csrf) = login(&app, "adam").await;
+    let html = body(test::call_service(&app, get("/ui/users", &adam).to_request()).await).await;
+    assert!(html.contains("id=\"user-aude\"") && html.contains("href=\"/ui/users\""));
+    assert!(
+        !html.contains("/ui/users/adam/disable"),
+        "no disabling oneself"
+    );
+
+    // Create: the one-time password is shown once, in the response.
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/users",
+            &adam,
+            form(&[
+                ("csrf", &csrf),
+                ("name", "nora"),
+                ("officer", "on"),
+                ("requester", "on"),
+            ]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let otp = one_time_password_in(&body(res).await);
+    let nora = store(&fx).user("nora").unwrap().unwrap();
+    assert_eq!(nora.roles, vec![Role::Officer, Role::Requester]);
+    assert!(nora.must_change_password);
+    assert!(
+        store(&fx)
+            .password_hash("nora")
+            .unwrap()
+            .unwrap()
+            .verify(&otp)
+    );
+    let html = body(test::call_service(&app, get("/ui/users", &adam).to_request()).await).await;
+    assert!(!html.contains(&otp), "shown once only");
+
+    for (fields, status) in [
+        (
+            vec![("name", "nora"), ("auditor", "on")],
+            StatusCode::CONFLICT,
+        ),
+        (vec![("name", "nobody-roles")], StatusCode::BAD_REQUEST),
+        (
+            vec![("name", "bad name"), ("auditor", "on")],
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(fields);
+        let res = test::call_service(&app, post("/ui/users", &adam, form(&all)).to_request()).await;
+        assert_eq!(res.status(), status);
+    }
+
+    // Disable, enable, reset.
+    let res = test::call_service(
+        &app,
+        post("/ui/users/nora/disable", &adam, form(&[("csrf", &csrf)])).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(store(&fx).user("nora").unwrap().unwrap().disabled);
+    let res = test::call_service(&app, get(&location(&res), &adam).to_request()).await;
+    assert!(body(res).await.contains("nora is disabled"));
+    let res = test::call_service(
+        &app,
+        post("/ui/users/nora/enable", &adam, form(&[("csrf", &csrf)])).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(!store(&fx).user("nora").unwrap().unwrap().disabled);
+    let res = test::call_service(
+        &app,
+        post("/ui/users/adam/disable", &adam, form(&[("csrf", &csrf)])).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "not oneself");
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/users/nora/reset-password",
+            &adam,
+            form(&[("csrf", &csrf)]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let second = one_time_password_in(&body(res).await);
+    assert_ne!(second, otp);
+    assert!(
+        store(&fx)
+            .password_hash("nora")
+            .unwrap()
+            .unwrap()
+            .verify(&second)
+    );
+    for uri in [
+        "/ui/users",
+        "/ui/users/nora/disable",
+        "/ui/users/nora/reset-password",
+    ] {
+        let res = test::call_service(
+            &app,
+            post(uri, &adam, form(&[("name", "z"), ("admin", "on")])).to_request(),
+        )
+        .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::FORBIDDEN,
+            "{uri} without a CSRF token"
+        );
+    }
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/users/nobody/reset-password",
+            &adam,
+            form(&[("csrf", &csrf)]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    let actions = audit_actions(&fx);
+    for a in [
+        "user.created",
+        "user.disabled",
+        "user.enabled",
+        "user.password_reset",
+    ] {
+        assert!(
+            actions
+                .iter()
+                .any(|(x, actor, o)| x == a && actor == "adam" && o == "user:nora"),
+            "{a}"
+        );
+    }
 }
