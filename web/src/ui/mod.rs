@@ -9,6 +9,7 @@ pub mod admin;
 pub mod bootstrap;
 pub mod pages;
 pub mod session;
+pub mod submit;
 pub mod views;
 
 use std::sync::Arc;
@@ -74,6 +75,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::get().to(pages::download),
             )
             .route("/requests", web::get().to(pages::requests))
+            .service(
+                web::resource("/requests/new")
+                    .route(web::get().to(submit::form))
+                    .route(web::post().to(submit::submit)),
+            )
             .route("/requests/{id}/approve", web::post().to(pages::approve))
             .route("/requests/{id}/reject", web::post().to(pages::reject))
             .route("/audit", web::get().to(pages::audit_log))

@@ -635,6 +635,9 @@ pub async fn requests(
             "Request {id} approved, but the profile no longer allows it: nothing was issued."
         )),
         (Some("rejected"), Some(id)) => Some(format!("Request {id} rejected.")),
+        (Some("submitted"), Some(id)) => Some(format!(
+            "Request {id} recorded: it waits for an officer's approval."
+        )),
         _ => None,
     };
     render(&RequestsPage {
@@ -646,6 +649,7 @@ pub async fn requests(
             .map(|r| request_view(r, &s, now))
             .collect(),
         notice,
+        can_submit: s.user.has(Role::Requester),
     })
 }
 

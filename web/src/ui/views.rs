@@ -203,6 +203,24 @@ pub struct RequestsPage {
     pub rows: Vec<RequestView>,
     /// The outcome of the last decision.
     pub notice: Option<String>,
+    /// Whether the user may submit a CSR.
+    pub can_submit: bool,
+}
+
+/// `request_new.html`.
+#[derive(Debug, Template)]
+#[template(path = "request_new.html")]
+pub struct SubmitPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Profiles the user may request: name and description.
+    pub profiles: Vec<(String, String)>,
+    /// The profile chosen.
+    pub profile: String,
+    /// The CSR as pasted.
+    pub csr: String,
+    /// Why the last submission failed: one line per reason.
+    pub errors: Vec<String>,
 }
 
 /// `audit.html`.

@@ -1091,3 +1091,60 @@ async fn administrators_manage_users_in_the_ui() {
         );
     }
 }
+
+#[actix_web::test]
+async fn requesters_submit_csrs_under_the_profiles_open_to_them() {
+    let fx = Fixture::new();
+    user(&fx, "rita", &[Role::Requester]);
+    user(&fx, "aude", &[Role::Auditor]);
+    let app = app!(fx);
+    let (aude, _) = login(&app, "aude").await;
+    let res = test::call_service(&app, get("/ui/requests/new", &aude).to_request()).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let (rita, csrf) = login(&app, "rita").await;
+    let html =
+        body(test::call_service(&app, get("/ui/requests/new", &rita).to_request()).await).await;
+    assert!(html.contains("value=\"tls-server\"") && html.contains("value=\"code-signing\""));
+    assert!(!html.contains("value=\"sub-ca\""), "officers only");
+
+    // Issued at once: to the certificate.
+    let csr = fx.csr("svc", "/CN=svc.internal", "DNS:svc.internal");
+    let submit = |profile: &str, csr: &str, token: &str| {
+        post(
+            "/ui/requests/new",
+            &rita,
+            form(&[("csrf", token), ("profile", profile), ("csr", csr)]),
+        )
+        .to_request()
+    };
+    let res = test::call_service(&app, submit("tls-server", &csr, &csrf)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&res).starts_with("/ui/certs/"),
+        "{}",
+        location(&res)
+    );
+    let res = test::call_service(&app, get(&location(&res), &rita).to_request()).await;
+    assert!(body(res).await.contains("DNS:svc.internal"));
+
+    // Needs approval: to the queue, where rita sees her own request.
+    let csr = fx.csr("sign", "/CN=Rita signing", "");
+    let res = test::call_service(&app, submit("code-signing", &csr, &csrf)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with("/ui/requests?done=submitted&id="));
+    let html = body(test::call_service(&app, get(&location(&res), &rita).to_request()).await).await;
+    assert!(html.contains("waits for an officer") && html.contains("CN=Rita signing"));
+
+    // Refused by policy, with the reasons; a bad CSR; a profile not open to her; no token.
+    let outside = fx.csr("out", "/CN=www.example.com", "DNS:www.example.com");
+    let res = test::call_service(&app, submit("tls-server", &outside, &csrf)).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body(res).await.contains("www.example.com"));
+    let res = test::call_service(&app, submit("tls-server", "not a csr", &csrf)).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = test::call_service(&app, submit("sub-ca", &csr, &csrf)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = test::call_service(&app, submit("tls-server", &csr, "")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
