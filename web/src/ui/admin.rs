@@ -10,7 +10,7 @@ use ca_core::users::{self, Role, User, UserError};
 use serde::Deserialize;
 
 use super::session::SignedIn;
-use super::views::{Layout, UserRow, UsersPage};
+use super::views::{Hidden, Layout, UserRow, UsersPage};
 use super::{PREFIX, UiError, render_status, see_other};
 use crate::cli::humantime;
 use crate::state::AppState;
@@ -40,7 +40,7 @@ async fn page(
     s: &SignedIn,
     status: StatusCode,
     notice: Option<String>,
-    one_time: Option<(String, String)>,
+    one_time: Option<(String, Hidden)>,
     error: Option<String>,
 ) -> Result<HttpResponse, UiError> {
     let store = super::users(state);
@@ -130,7 +130,7 @@ pub async fn create_user(
     .await?;
     match made {
         Ok(password) => {
-            let shown = (name.clone(), password.as_str().to_owned());
+            let shown = (name.clone(), Hidden(password.as_str().to_owned()));
             let notice = Some(format!("Created {name}."));
             page(&state, &s, StatusCode::OK, notice, Some(shown), None).await
         }
@@ -204,7 +204,7 @@ pub async fn change_user(
             let notice = Some(format!(
                 "{name} has a new one-time password; their sessions have ended."
             ));
-            let shown = (name, password.as_str().to_owned());
+            let shown = (name, Hidden(password.as_str().to_owned()));
             page(&state, &s, StatusCode::OK, notice, Some(shown), None).await
         }
         _ => Err(UiError::NotFound(format!("no user action {action:?}"))),

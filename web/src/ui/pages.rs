@@ -20,7 +20,7 @@ use super::session::{
     AnySession, LOGIN_COOKIE, SESSION_COOKIE, SignedIn, cookie, same_token, set_cookie, source,
 };
 use super::views::{
-    AuditPage, AuditRow, CertListPage, CertPage, CertRow, DashboardPage, Layout, LoginPage,
+    AuditPage, AuditRow, CertListPage, CertPage, CertRow, DashboardPage, Hidden, Layout, LoginPage,
     PasswordPage, RequestView, RequestsPage, query_value,
 };
 use super::{PREFIX, UiError, render, render_status, see_other};
@@ -37,8 +37,8 @@ const EXPIRING_WITHIN: Duration = Duration::from_secs(30 * 86_400);
 /// Audit entries per page.
 const AUDIT_PAGE: i64 = 50;
 
-/// The sign-in form and its anti-CSRF token.
-#[derive(Debug, Deserialize)]
+/// The sign-in form and its anti-CSRF token. Its `Debug` shows the name only.
+#[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]
     csrf: String,
@@ -46,6 +46,14 @@ pub struct LoginForm {
     name: String,
     #[serde(default)]
     password: String,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `GET /ui/login`.
@@ -64,7 +72,7 @@ fn login_page(
     let mut res = render_status(
         status,
         &LoginPage {
-            csrf: csrf.clone(),
+            csrf: Hidden(csrf.clone()),
             name,
             error,
         },
@@ -169,8 +177,8 @@ pub async fn password_form(session: AnySession) -> Result<HttpResponse, UiError>
     })
 }
 
-/// The password change form.
-#[derive(Debug, Deserialize)]
+/// The password change form. Its `Debug` shows nothing of it.
+#[derive(Deserialize)]
 pub struct PasswordForm {
     #[serde(default)]
     csrf: String,
@@ -180,6 +188,12 @@ pub struct PasswordForm {
     new: String,
     #[serde(default)]
     confirm: String,
+}
+
+impl std::fmt::Debug for PasswordForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordForm").finish_non_exhaustive()
+    }
 }
 
 /// `POST /ui/password`.

@@ -1,8 +1,26 @@
 //! One struct per template, holding display-ready text (never database rows).
 
+use std::fmt;
+
 use askama::Template;
 
 use super::session::SignedIn;
+
+/// Text a page shows but `Debug` never does: anti-CSRF tokens, one-time passwords.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Hidden(pub String);
+
+impl fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Hidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// What the page frame shows: who is signed in, their roles, the sign-out form, the menu.
 #[derive(Debug, Clone)]
@@ -12,7 +30,7 @@ pub struct Layout {
     /// Roles, comma-separated.
     pub roles: String,
     /// The session's anti-CSRF token, for the sign-out form and the page's forms.
-    pub csrf: String,
+    pub csrf: Hidden,
     /// Whether the menu shows the audit log.
     pub show_audit: bool,
     /// Whether the menu shows the users (admins).
@@ -28,7 +46,7 @@ impl Layout {
         Layout {
             user: s.user.name.clone(),
             roles: s.user.roles_text(),
-            csrf: s.csrf(),
+            csrf: Hidden(s.csrf()),
             show_audit: s.user.has_any(&[Role::Admin, Role::Auditor]),
             show_users: s.user.has(Role::Admin),
             active,
@@ -41,7 +59,7 @@ impl Layout {
 #[template(path = "login.html")]
 pub struct LoginPage {
     /// The sign-in form's anti-CSRF token (also in its cookie).
-    pub csrf: String,
+    pub csrf: Hidden,
     /// The name typed, shown again after a failure.
     pub name: String,
     /// Why the last attempt failed.
@@ -265,7 +283,7 @@ pub struct UsersPage {
     /// The outcome of the last change.
     pub notice: Option<String>,
     /// A one-time password to show once, with its user's name.
-    pub one_time: Option<(String, String)>,
+    pub one_time: Option<(String, Hidden)>,
     /// Why the last change failed.
     pub error: Option<String>,
 }

@@ -1148,3 +1148,103 @@ async fn requesters_submit_csrs_under_the_profiles_open_to_them() {
     let res = test::call_service(&app, submit("tls-server", &csr, "")).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
+
+/// Every UI page, with the roles that may see it (empty: every signed-in user).
+const GET_ROUTES: &[(&str, &[Role])] = &[
+    ("/ui/", &[]),
+    ("/ui/certs", &[]),
+    ("/ui/requests", &[]),
+    ("/ui/password", &[]),
+    ("/ui/requests/new", &[Role::Requester]),
+    ("/ui/audit", &[Role::Auditor, Role::Admin]),
+    ("/ui/users", &[Role::Admin]),
+];
+
+/// Every UI form target, with the roles that may post to it.
+const POST_ROUTES: &[(&str, &[Role])] = &[
+    ("/ui/logout", &[]),
+    ("/ui/password", &[]),
+    ("/ui/requests/new", &[Role::Requester]),
+    ("/ui/requests/999/approve", &[Role::Officer]),
+    ("/ui/requests/999/reject", &[Role::Officer]),
+    ("/ui/users", &[Role::Admin]),
+    ("/ui/users/nobody/disable", &[Role::Admin]),
+    ("/ui/users/nobody/enable", &[Role::Admin]),
+    ("/ui/users/nobody/reset-password", &[Role::Admin]),
+];
+
+#[actix_web::test]
+async fn every_route_for_every_role_without_a_session_and_without_a_token() {
+    let fx = Fixture::new();
+    let people = [
+        ("req", Role::Requester),
+        ("off", Role::Officer),
+        ("aud", Role::Auditor),
+        ("adm", Role::Admin),
+    ];
+    for (name, role) in people {
+        user(&fx, name, &[role]);
+    }
+    let app = app!(fx);
+    let fields = |token: &str| {
+        form(&[
+            ("csrf", token),
+            ("reason", "r"),
+            ("comment", "c"),
+            ("profile", "tls-server"),
+            ("csr", "x"),
+            ("name", "x"),
+        ])
+    };
+    for (uri, _) in GET_ROUTES {
+        let res = test::call_service(&app, get(uri, "").to_request()).await;
+        assert_eq!(location(&res), "/ui/login", "GET {uri} without a session");
+    }
+    for (uri, _) in POST_ROUTES {
+        let res = test::call_service(&app, post(uri, "", fields("x")).to_request()).await;
+        assert_eq!(location(&res), "/ui/login", "POST {uri} without a session");
+    }
+    for (name, role) in people {
+        let (cookie, csrf) = login(&app, name).await;
+        for (uri, allowed) in GET_ROUTES {
+            let res = test::call_service(&app, get(uri, &cookie).to_request()).await;
+            let expected = if allowed.is_empty() || allowed.contains(&role) {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            assert_eq!(res.status(), expected, "{name} GET {uri}");
+        }
+        for (uri, allowed) in POST_ROUTES {
+            for token in ["", "0", &"f".repeat(64)] {
+                let res =
+                    test::call_service(&app, post(uri, &cookie, fields(token)).to_request()).await;
+                assert_eq!(
+                    res.status(),
+                    StatusCode::FORBIDDEN,
+                    "{name} POST {uri} with {token:?}"
+                );
+            }
+            if *uri == "/ui/logout" {
+                continue; // would end the session the loop goes on with
+            }
+            let res =
+                test::call_service(&app, post(uri, &cookie, fields(&csrf)).to_request()).await;
+            let may = allowed.is_empty() || allowed.contains(&role);
+            if may {
+                assert_ne!(res.status(), StatusCode::FORBIDDEN, "{name} POST {uri}");
+                assert_ne!(location(&res), "/ui/login", "{name} POST {uri}");
+            } else {
+                assert_eq!(res.status(), StatusCode::FORBIDDEN, "{name} POST {uri}");
+            }
+        }
+        let res = test::call_service(&app, get("/ui/nowhere", &cookie).to_request()).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        let res = test::call_service(
+            &app,
+            post("/ui/logout", &cookie, fields(&csrf)).to_request(),
+        )
+        .await;
+        assert_eq!(location(&res), "/ui/login", "{name} signs out");
+    }
+}
