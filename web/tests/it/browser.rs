@@ -109,6 +109,34 @@ async fn wait_path(c: &Client, path: &str) {
     }
 }
 
+/// Waits until the URL's query contains `part` (a GET form submitted to the same page).
+async fn wait_query(c: &Client, part: &str) {
+    let start = Instant::now();
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.query().is_some_and(|q| q.contains(part)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "at {url}, expected {part}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until an element matching `css` is on the page.
+async fn wait_for(c: &Client, css: &str) {
+    let start = Instant::now();
+    while c.find(Locator::Css(css)).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no {css} on the page"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn fill(c: &Client, css: &str, text: &str) {
     c.find(Locator::Css(css))
         .await
@@ -256,6 +284,7 @@ async fn a_browser_signs_in_changes_the_password_browses_and_signs_out() {
     fill(&c, "#name", "admin").await;
     fill(&c, "#password", "not the password").await;
     click(&c, "form[action='/ui/login'] button[type=submit]").await;
+    wait_for(&c, ".error").await;
     assert!(text(&c, ".error").await.contains("Sign-in failed"));
 
     // 3. The one-time password works once and must be replaced at once.
@@ -281,7 +310,7 @@ async fn a_browser_signs_in_changes_the_password_browses_and_signs_out() {
     shot(&c, &dir, "04-certificates").await;
     fill(&c, "#q", "web2").await;
     click(&c, "form[role=search] button[type=submit]").await;
-    wait_path(&c, "/ui/certs").await;
+    wait_query(&c, "q=web2").await;
     let rows = c.find_all(Locator::Css("#certs tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert!(text(&c, "#certs tbody").await.contains(&serials[1]));
@@ -314,7 +343,7 @@ async fn a_browser_signs_in_changes_the_password_browses_and_signs_out() {
     fill(&c, "#new-name", "olga").await;
     click(&c, "input[name=officer]").await;
     click(&c, "form[action='/ui/users'] button[type=submit]").await;
-    wait_path(&c, "/ui/users").await;
+    wait_for(&c, "#one-time-password").await;
     assert_eq!(text(&c, "#one-time-password").await.len(), 20);
     shot(&c, &dir, "08-users").await;
 
