@@ -54,6 +54,8 @@ pub enum Action {
     TokenCreated,
     /// An API token was revoked.
     TokenRevoked,
+    /// A certificate was revoked.
+    CertificateRevoked,
     /// A user was created.
     UserCreated,
     /// A user was disabled (their sessions ended).
@@ -92,6 +94,7 @@ impl Action {
             Action::CheckpointSigned => "audit.checkpoint",
             Action::TokenCreated => "token.created",
             Action::TokenRevoked => "token.revoked",
+            Action::CertificateRevoked => "certificate.revoked",
             Action::UserCreated => "user.created",
             Action::UserDisabled => "user.disabled",
             Action::UserEnabled => "user.enabled",

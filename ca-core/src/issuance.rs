@@ -2,10 +2,13 @@
 //! ever signed that the database and the audit log do not know.
 //!
 //! The order is the invariant: parse and verify the CSR, evaluate the profile, reserve the
-//! serial with its audit entry (one durable transaction), build and check the certificate,
-//! sign it, record it with its audit entry, and only then return it. A crash between
-//! reservation and recording leaves a `Reserved` row that [`Ca::recover`] closes; the
-//! certificate was never returned to anyone, and its serial is never reused.
+//! serial with its audit entry (one committed transaction), build and check the
+//! certificate, sign it, record it with its audit entry (one durable transaction), and only
+//! then return it. A crash between reservation and recording leaves a `Reserved` row that
+//! [`Ca::recover`] closes, or, if the reservation had not reached the disk yet, no trace:
+//! either way the certificate was never returned to anyone, and its serial is not reused.
+//! The reservation is not flushed on its own (see [`Store::reserve`]): the database orders
+//! it before the recording, whose flush covers both.
 
 use std::collections::HashSet;
 use std::fmt;

@@ -13,6 +13,7 @@ pub mod issuance;
 pub mod issuer;
 pub mod keystore;
 pub mod policy;
+pub mod revocation;
 pub mod secret;
 pub mod store;
 pub mod users;

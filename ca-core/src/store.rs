@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
 use crate::error::ErrorKind;
 use crate::issuer::IssuerId;
+use crate::revocation::Reason;
 
 /// A certificate serial as lowercase hex without separators (the DER INTEGER's content bytes).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -347,6 +348,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     ///
     /// Fails with `Conflict` if the serial exists (for this or any issuer), or, when
     /// `cert.request_id` is set, if that request is not pending.
+    ///
+    /// Unlike every other change, the reservation need not be durable when this returns: it
+    /// must be committed, visible, and ordered before every later change, so that a crash
+    /// can lose it only together with the [`Store::complete`] that follows it. The
+    /// certificate signed in between exists only in the caller's memory until `complete`
+    /// returns, durably, so nothing is ever handed out that the database does not hold, and
+    /// an issuance pays for one disk flush, not two.
     fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError>;
 
     /// Stores the signed certificate, sets status `Valid`, marks its request `Issued`, and
@@ -417,4 +425,94 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Every checkpoint, oldest first.
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+
+    // ---- Revocation (CRLs and OCSP) ----
+
+    /// Marks an issued certificate revoked and appends `event`, in one transaction.
+    /// Expired certificates can be revoked too.
+    ///
+    /// Fails with `NotFound` for an unknown serial, and with `Conflict` if it is already
+    /// revoked, still reserved (being signed) or failed (never issued).
+    fn revoke(&self, revocation: &Revocation, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Every revoked certificate of `issuer` whose notAfter is not before `now`, by serial:
+    /// what its next CRL must list.
+    fn revoked_unexpired(
+        &self,
+        issuer: &IssuerId,
+        now: SystemTime,
+    ) -> Result<Vec<RevokedEntry>, StoreError>;
+
+    /// The status of `serial` as issued by `issuer`, for OCSP; `None` if `issuer` never
+    /// issued that serial.
+    fn revocation_status(
+        &self,
+        issuer: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<SerialStatus>, StoreError>;
+
+    /// Allocates `issuer`'s next CRL number, durably: every call returns a number larger than
+    /// any returned before, by any process sharing the database (numbers may be skipped, never
+    /// reused).
+    fn next_crl_number(&self, issuer: &IssuerId) -> Result<u64, StoreError>;
+}
+
+/// The one thing an OCSP responder needs from storage: a narrow port, so that it can be
+/// served from a cache or a read replica. Every [`Store`] is one.
+pub trait StatusReader: Send + Sync + fmt::Debug {
+    /// The status of `serial` as issued by `issuer`; `None` if `issuer` never issued it.
+    fn revocation_status(
+        &self,
+        issuer: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<SerialStatus>, StoreError>;
+}
+
+impl<T: Store + ?Sized> StatusReader for T {
+    fn revocation_status(
+        &self,
+        issuer: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<SerialStatus>, StoreError> {
+        Store::revocation_status(self, issuer, serial)
+    }
+}
+
+/// A revocation to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The certificate.
+    pub serial: Serial,
+    /// Why (RFC 5280 5.3.1).
+    pub reason: Reason,
+    /// When the key is known or suspected to have been compromised (RFC 5280 5.3.2).
+    pub invalidity_date: Option<SystemTime>,
+    /// When the CA revoked it (the CRL's revocationDate, OCSP's revocationTime).
+    pub revoked_at: SystemTime,
+}
+
+/// A revoked certificate, as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// Its serial.
+    pub serial: Serial,
+    /// When it was revoked.
+    pub revoked_at: SystemTime,
+    /// Why.
+    pub reason: Reason,
+    /// Since when the key is suspect, if given.
+    pub invalidity_date: Option<SystemTime>,
+    /// Its notAfter.
+    pub not_after: SystemTime,
+}
+
+/// A serial's status, as an OCSP responder needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialStatus {
+    /// The stored state.
+    pub status: CertStatus,
+    /// Its notAfter.
+    pub not_after: SystemTime,
+    /// When and why, if revoked.
+    pub revoked: Option<(SystemTime, Reason)>,
 }

@@ -138,17 +138,60 @@ fn begin_write(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
     }
 }
 
+/// When a commit returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// Once the change is on disk: it survives a crash of the process or the machine.
+    Durable,
+    /// Once the change is visible and ordered in the log, before it is on disk. A crash may
+    /// lose it, but only together with every change committed after it: both databases
+    /// replay their log as a prefix (SQLite's WAL, PostgreSQL's WAL with
+    /// `synchronous_commit = off`), and the next durable commit makes it durable too.
+    Ordered,
+}
+
+/// Makes the next transaction's commit `commit`. SQLite: `synchronous` is a setting of the
+/// connection, switched outside a transaction (`current` remembers it, to switch only when
+/// it changes). PostgreSQL: `SET LOCAL` inside the transaction, see [`write_transaction`].
+fn set_commit(
+    conn: &mut AnyConnection,
+    commit: Commit,
+    current: &mut Commit,
+) -> diesel::QueryResult<()> {
+    if let AnyConnection::Sqlite(c) = conn
+        && *current != commit
+    {
+        c.batch_execute(match commit {
+            Commit::Durable => "PRAGMA synchronous = FULL",
+            Commit::Ordered => "PRAGMA synchronous = NORMAL",
+        })?;
+        *current = commit;
+    }
+    Ok(())
+}
+
 /// Runs `f` in a write transaction: commits if it returns `Ok`, rolls back otherwise.
-/// Nested `conn.transaction` calls inside `f` become savepoints.
+/// Nested `conn.transaction` calls inside `f` become savepoints. `commit` says whether the
+/// commit waits for the disk; `current` is the connection's SQLite setting (a fresh
+/// connection is [`Commit::Durable`]).
 pub(crate) fn write_transaction<T, E>(
     conn: &mut AnyConnection,
+    commit: Commit,
+    current: &mut Commit,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
 ) -> Result<T, E>
 where
     E: From<diesel::result::Error>,
 {
     type Manager = <AnyConnection as Connection>::TransactionManager;
+    set_commit(conn, commit, current)?;
     begin_write(conn)?;
+    if let (AnyConnection::Postgres(c), Commit::Ordered) = (&mut *conn, commit)
+        && let Err(e) = c.batch_execute("SET LOCAL synchronous_commit = off")
+    {
+        let _ = Manager::rollback_transaction(conn);
+        return Err(e.into());
+    }
     match f(conn) {
         Ok(value) => {
             if let Err(e) = Manager::commit_transaction(conn) {

@@ -5,7 +5,9 @@
 //!   current head of the audit log; if an audit entry cannot be written the change is rolled
 //!   back (fail closed);
 //! - a call that changes state returns only once its transaction is durable (SQLite:
-//!   `synchronous=FULL`; PostgreSQL: its default synchronous commit);
+//!   `synchronous=FULL`; PostgreSQL: its default synchronous commit), except a serial's
+//!   reservation, which returns once committed and ordered before every later change
+//!   (see [`ca_core::store::Store::reserve`]);
 //! - audit appends are serialised across every process sharing the database (SQLite: the
 //!   file's write lock, `BEGIN IMMEDIATE`; PostgreSQL: the `audit_head` row lock).
 //!
@@ -20,6 +22,7 @@ mod conn;
 mod error;
 mod read;
 mod records;
+mod revocation;
 mod schema;
 mod tokens;
 mod users;
@@ -34,7 +37,7 @@ use ca_core::audit::{AuditEvent, AuditRecord, Checkpoint};
 use ca_core::issuer::IssuerId;
 use ca_core::store::{
     Approval, CertFilter, CertificateRow, NewCertificate, NewRequest, RequestFilter, RequestRow,
-    Serial, Store, StoreError,
+    Revocation, RevokedEntry, Serial, SerialStatus, Store, StoreError,
 };
 use diesel::RunQueryDsl;
 use diesel::backend::Backend;
@@ -148,17 +151,23 @@ impl Db {
 /// Brings the schema up to this build's, holding the write lock so that two processes
 /// starting together do not both migrate.
 fn migrate(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    conn::write_transaction(conn, |conn| -> Result<(), OpError> {
-        match conn {
-            AnyConnection::Postgres(c) => {
-                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
-                    .execute(c)?;
-                migrate_with(c, POSTGRES_MIGRATIONS)?;
+    let mut current = conn::Commit::Durable;
+    conn::write_transaction(
+        conn,
+        conn::Commit::Durable,
+        &mut current,
+        |conn| -> Result<(), OpError> {
+            match conn {
+                AnyConnection::Postgres(c) => {
+                    diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                        .execute(c)?;
+                    migrate_with(c, POSTGRES_MIGRATIONS)?;
+                }
+                AnyConnection::Sqlite(c) => migrate_with(c, SQLITE_MIGRATIONS)?,
             }
-            AnyConnection::Sqlite(c) => migrate_with(c, SQLITE_MIGRATIONS)?,
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .map_err(StoreError::from)
 }
 
@@ -209,8 +218,10 @@ impl Store for Db {
 
     fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError> {
         let (cert, event) = (cert.clone(), event.clone());
+        // Ordered, not durable: see `Store::reserve`. The completion's durable commit makes
+        // the reservation durable before any certificate is handed out.
         self.writer
-            .write(move |tx| changes::reserve(tx, &cert, &event))
+            .write_ordered(move |tx| changes::reserve(tx, &cert, &event))
     }
 
     fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent) -> Result<(), StoreError> {
@@ -306,5 +317,35 @@ impl Store for Db {
 
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         self.read(read::checkpoints)
+    }
+
+    // ---- Revocation (CRLs and OCSP), see `revocation.rs` ----
+
+    fn revoke(&self, revocation: &Revocation, event: &AuditEvent) -> Result<(), StoreError> {
+        let (revocation, event) = (revocation.clone(), event.clone());
+        self.writer
+            .write(move |tx| revocation::revoke(tx, &revocation, &event))
+    }
+
+    fn revoked_unexpired(
+        &self,
+        issuer: &IssuerId,
+        now: SystemTime,
+    ) -> Result<Vec<RevokedEntry>, StoreError> {
+        self.read(|conn| revocation::revoked_unexpired(conn, issuer.as_str(), now))
+    }
+
+    fn revocation_status(
+        &self,
+        issuer: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<SerialStatus>, StoreError> {
+        self.read(|conn| revocation::status(conn, issuer.as_str(), serial))
+    }
+
+    fn next_crl_number(&self, issuer: &IssuerId) -> Result<u64, StoreError> {
+        let issuer = issuer.as_str().to_owned();
+        self.writer
+            .write(move |tx| revocation::next_crl_number(tx, &issuer))
     }
 }

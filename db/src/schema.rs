@@ -87,6 +87,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    crl_numbers (issuer) {
+        issuer -> Text,
+        last -> BigInt,
+    }
+}
+
+diesel::table! {
+    revocations (serial) {
+        serial -> Text,
+        revoked_at -> BigInt,
+        reason -> Integer,
+        invalidity_date -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(revocations -> certificates (serial));
+diesel::allow_tables_to_appear_in_same_query!(certificates, revocations);
+
+diesel::table! {
     api_tokens (name) {
         name -> Text,
         hash -> Binary,

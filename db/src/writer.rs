@@ -18,6 +18,11 @@
 //!
 //! So every call returns only once its change is durable, while many callers share the cost
 //! of one commit. While the writer commits one batch, the next one queues up.
+//!
+//! The exception is [`Writer::write_ordered`]: a batch made only of such changes commits
+//! without waiting for the disk ([`Commit::Ordered`]). Its changes are visible at once and
+//! ordered before every later change, so the next durable commit makes them durable too,
+//! and a crash before that loses them only together with everything after them.
 
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
@@ -27,7 +32,7 @@ use ca_core::audit::{AuditEvent, GENESIS};
 use ca_core::store::StoreError;
 use diesel::prelude::*;
 
-use crate::conn::{self, AnyConnection, Target};
+use crate::conn::{self, AnyConnection, Commit, Target};
 use crate::error::OpError;
 use crate::records::{AuditLogRecord, hash32};
 use crate::schema::{audit_head, audit_log};
@@ -76,11 +81,14 @@ pub(crate) trait Job: Send {
     fn failed(&mut self, error: StoreError);
     /// Answers the caller once the batch has committed (`Ok`) or failed.
     fn answer(self: Box<Self>, committed: Result<(), &StoreError>);
+    /// What the caller waits for; a batch commits durably if any of its jobs asks for it.
+    fn commit(&self) -> Commit;
 }
 
 /// A [`Job`] from a closure, answering its caller through a channel.
 struct Call<T, F> {
     change: F,
+    commit: Commit,
     outcome: Option<Result<T, StoreError>>,
     reply: SyncSender<Result<T, StoreError>>,
 }
@@ -113,6 +121,10 @@ where
         // The caller may have gone; nothing to do then.
         let _ = self.reply.send(result);
     }
+
+    fn commit(&self) -> Commit {
+        self.commit
+    }
 }
 
 /// The handle to a running writer thread.
@@ -137,6 +149,7 @@ impl Writer {
                 let mut state = WriterState {
                     target,
                     conn: Some(first),
+                    sqlite_commit: Commit::Durable,
                     clock,
                 };
                 state.serve(queue);
@@ -149,8 +162,27 @@ impl Writer {
     }
 
     /// Runs `change` in the writer's next transaction and returns its result once that
-    /// transaction has committed.
+    /// transaction is durable.
     pub(crate) fn write<T, F>(&self, change: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
+    {
+        self.submit(Commit::Durable, change)
+    }
+
+    /// Like [`Writer::write`], but returns once the transaction has committed, visible and
+    /// ordered before every later write, perhaps before it is on disk (see the module
+    /// documentation).
+    pub(crate) fn write_ordered<T, F>(&self, change: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
+    {
+        self.submit(Commit::Ordered, change)
+    }
+
+    fn submit<T, F>(&self, commit: Commit, change: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
@@ -159,6 +191,7 @@ impl Writer {
         let (reply, answer) = mpsc::sync_channel(1);
         let job = Box::new(Call {
             change,
+            commit,
             outcome: None,
             reply,
         });
@@ -184,6 +217,8 @@ impl Drop for Writer {
 struct WriterState {
     target: Target,
     conn: Option<AnyConnection>,
+    /// The SQLite connection's `synchronous` setting, as [`conn::write_transaction`] left it.
+    sqlite_commit: Commit,
     clock: Clock,
 }
 
@@ -223,54 +258,63 @@ impl WriterState {
     fn try_batch(&mut self, batch: &mut [Box<dyn Job>], savepoints: bool) -> Result<(), Attempt> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self
-                .conn
-                .insert(self.target.connect().map_err(Attempt::Failed)?),
+            None => {
+                let fresh = self.target.connect().map_err(Attempt::Failed)?;
+                self.sqlite_commit = Commit::Durable;
+                self.conn.insert(fresh)
+            }
+        };
+        let commit = if batch.iter().any(|job| job.commit() == Commit::Durable) {
+            Commit::Durable
+        } else {
+            Commit::Ordered
         };
         let clock = &self.clock;
-        let result = conn::write_transaction(conn, |conn| -> Result<(), BatchError> {
-            let start = lock_chain(conn)?;
-            let mut chain = start;
-            for job in batch.iter_mut() {
-                let mut tentative = chain;
-                let now = clock();
-                let mut run = |conn: &mut AnyConnection| {
-                    job.run(&mut Tx {
-                        conn,
-                        chain: &mut tentative,
-                        now,
-                    })
-                };
-                let ran = if savepoints {
-                    conn.transaction(run)
-                } else {
-                    run(conn)
-                };
-                match ran {
-                    Ok(()) => chain = tentative,
-                    // Decided before writing anything (see `changes.rs`).
-                    Err(OpError::Store(
-                        e @ (StoreError::Conflict(_) | StoreError::NotFound(_)),
-                    )) => job.failed(e),
-                    Err(_) if !savepoints => return Err(BatchError::Retry),
-                    Err(e) => job.failed(e.into()),
+        let current = &mut self.sqlite_commit;
+        let result =
+            conn::write_transaction(conn, commit, current, |conn| -> Result<(), BatchError> {
+                let start = lock_chain(conn)?;
+                let mut chain = start;
+                for job in batch.iter_mut() {
+                    let mut tentative = chain;
+                    let now = clock();
+                    let mut run = |conn: &mut AnyConnection| {
+                        job.run(&mut Tx {
+                            conn,
+                            chain: &mut tentative,
+                            now,
+                        })
+                    };
+                    let ran = if savepoints {
+                        conn.transaction(run)
+                    } else {
+                        run(conn)
+                    };
+                    match ran {
+                        Ok(()) => chain = tentative,
+                        // Decided before writing anything (see `changes.rs`).
+                        Err(OpError::Store(
+                            e @ (StoreError::Conflict(_) | StoreError::NotFound(_)),
+                        )) => job.failed(e),
+                        Err(_) if !savepoints => return Err(BatchError::Retry),
+                        Err(e) => job.failed(e.into()),
+                    }
+                    if conn::transaction_failed(conn) {
+                        return Err(
+                            StoreError::Database("the connection broke mid-batch".into()).into(),
+                        );
+                    }
                 }
-                if conn::transaction_failed(conn) {
-                    return Err(
-                        StoreError::Database("the connection broke mid-batch".into()).into(),
-                    );
+                if chain != start {
+                    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+                        .set((
+                            audit_head::seq.eq(chain.seq),
+                            audit_head::hash.eq(chain.hash.to_vec()),
+                        ))
+                        .execute(conn)?;
                 }
-            }
-            if chain != start {
-                diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
-                    .set((
-                        audit_head::seq.eq(chain.seq),
-                        audit_head::hash.eq(chain.hash.to_vec()),
-                    ))
-                    .execute(conn)?;
-            }
-            Ok(())
-        });
+                Ok(())
+            });
         match result {
             Ok(()) => Ok(()),
             Err(BatchError::Retry) => Err(Attempt::Retry),
@@ -343,4 +387,42 @@ pub(crate) fn read_head(conn: &mut AnyConnection) -> Result<Option<(i64, [u8; 32
         .map_err(error::db_error)?;
     let hash = hash32(&hash)?;
     Ok((seq > 0 || hash != GENESIS).then_some((seq, hash)))
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::Integer;
+
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct Synchronous {
+        #[diesel(sql_type = Integer)]
+        synchronous: i32,
+    }
+
+    /// SQLite's `synchronous` as the job's transaction runs: 2 is FULL, 1 is NORMAL.
+    fn synchronous(tx: &mut Tx<'_>) -> Result<i32, OpError> {
+        match tx.conn {
+            AnyConnection::Sqlite(c) => Ok(diesel::sql_query("PRAGMA synchronous")
+                .get_result::<Synchronous>(c)?
+                .synchronous),
+            AnyConnection::Postgres(_) => unreachable!("a SQLite test"),
+        }
+    }
+
+    #[test]
+    fn only_batches_of_ordered_writes_skip_the_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("keyhold.db").display());
+        let db = crate::Db::open(&url).unwrap();
+        assert_eq!(
+            db.writer.write(synchronous).unwrap(),
+            2,
+            "a fresh connection"
+        );
+        assert_eq!(db.writer.write_ordered(synchronous).unwrap(), 1);
+        assert_eq!(db.writer.write_ordered(synchronous).unwrap(), 1);
+        assert_eq!(db.writer.write(synchronous).unwrap(), 2, "back to FULL");
+    }
 }

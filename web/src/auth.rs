@@ -30,6 +30,13 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The credentials of an `Authorization: Bearer ...` header (RFC 6750; the scheme name is
+/// case-insensitive, RFC 9110 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Auth {
@@ -74,7 +81,7 @@ impl FromRequest for Auth {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").map(str::trim))
+            .and_then(bearer)
             .filter(|t| t.starts_with(TOKEN_PREFIX))
             .map(token_hash);
         Box::pin(async move {
@@ -99,5 +106,29 @@ impl FromRequest for Auth {
                 )),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_random_bits_with_a_prefix_and_hash_to_sha256() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
+        assert_eq!(token_hash(&a), token_hash(&a));
+        assert_ne!(token_hash(&a), token_hash(&b));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_others_are_refused() {
+        assert_eq!(bearer("Bearer kh_1"), Some("kh_1"));
+        assert_eq!(bearer("bearer  kh_1 "), Some("kh_1"));
+        assert_eq!(bearer("Basic kh_1"), None);
+        assert_eq!(bearer("kh_1"), None);
     }
 }

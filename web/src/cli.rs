@@ -83,6 +83,12 @@ pub enum Command {
     /// API tokens for the HTTP API.
     #[command(subcommand)]
     Tokens(crate::tokens::TokensCommand),
+    /// Revoke a certificate (officer): recorded and audited; the next CRL and OCSP
+    /// responses say so.
+    Revoke(crate::revoke::RevokeArgs),
+    /// Certificate revocation lists.
+    #[command(subcommand)]
+    Crl(crate::revoke::CrlCommand),
     /// People who sign in to the web UI.
     #[command(subcommand)]
     Users(crate::users::UsersCommand),
@@ -203,6 +209,8 @@ pub enum OcspCommand {
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
+    /// Answer one OCSP request offline, as `POST /ocsp` (or `GET /ocsp/...`) would.
+    Respond(crate::revoke::OcspRespondArgs),
 }
 
 /// Runs a parsed command line.
@@ -217,6 +225,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(cmd) => crate::ops::audit(&cli, cmd),
         Command::Serve(args) => crate::serve::run(&cli, args),
         Command::Tokens(cmd) => crate::tokens::run(&cli, cmd),
+        Command::Revoke(args) => crate::revoke::revoke(&cli, args),
+        Command::Crl(cmd) => crate::revoke::crl(&cli, cmd),
         Command::Users(cmd) => crate::users::run(&cli, cmd),
         Command::Init(args) => done(run_init(&cli, args)),
         Command::Keys(cmd) => done(run_keys(&cli, cmd)),
@@ -229,6 +239,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ocsp(OcspCommand::Renew { issuer, days }) => {
             done(run_ocsp_renew(&cli, issuer, *days))
         }
+        Command::Ocsp(OcspCommand::Respond(args)) => crate::revoke::ocsp_respond(&cli, args),
         Command::Policy(PolicyCommand::Check { dir }) => done(run_policy_check(
             &cli,
             dir.as_deref().unwrap_or(&cli.policies),

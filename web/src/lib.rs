@@ -7,8 +7,11 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod init;
+pub mod metrics;
 pub mod ops;
 pub mod public;
+pub mod revocation;
+pub mod revoke;
 pub mod secrets;
 pub mod serve;
 pub mod state;
@@ -49,23 +52,69 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("")
             .wrap(from_fn(request_context))
-            .route("/healthz", web::get().to(public::healthz))
-            .route("/readyz", web::get().to(public::readyz))
-            .route("/ca/{file}", web::get().to(public::ca_cert))
-            .route("/ca/{issuer}/chain.pem", web::get().to(public::ca_chain))
+            .service(get("/healthz", public::healthz))
+            .service(get("/readyz", public::readyz))
+            .service(get("/metrics", metrics::metrics))
+            .service(get("/ca/{file}", public::ca_cert))
+            .service(get("/ca/{issuer}/chain.pem", public::ca_chain))
+            .service(get("/crl/{file}", revocation::crl))
             .service(
-                web::scope("/api/v1")
-                    .service(
-                        web::resource("/certificates")
-                            .route(web::post().to(api::v1::submit))
-                            .route(web::get().to(api::v1::list)),
-                    )
-                    .route("/certificates/{serial}", web::get().to(api::v1::show))
-                    .route("/requests/{id}", web::get().to(api::v1::request)),
+                web::resource("/ocsp")
+                    .route(web::post().to(revocation::ocsp_post))
+                    .default_service(web::to(method_not_allowed)),
             )
+            .service(get("/ocsp/{request:.*}", revocation::ocsp_get))
+            .service(api_v1(&mut Vec::new()))
             .configure(ui::configure)
             .default_service(web::to(not_found)),
     );
+}
+
+/// The `/api/v1` scope. Each route is declared through `doc`, which records its method and
+/// path: [`api_routes`] returns that record, and a test holds it against the OpenAPI
+/// document in both directions.
+fn api_v1(routes: &mut Vec<(&'static str, String)>) -> actix_web::Scope {
+    let mut doc = |method: &'static str, path: &'static str| {
+        routes.push((method, format!("/api/v1{path}")));
+        path
+    };
+    doc("POST", "/certificates");
+    web::scope("/api/v1")
+        .service(
+            web::resource(doc("GET", "/certificates"))
+                .route(web::post().to(api::v1::submit))
+                .route(web::get().to(api::v1::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(get(doc("GET", "/certificates/{serial}"), api::v1::show))
+        .service(get(doc("GET", "/requests/{id}"), api::v1::request))
+        .service(get(doc("GET", "/openapi.json"), api::v1::openapi))
+        .default_service(web::to(not_found))
+}
+
+/// Every `/api/v1` route as `(method, path)`, as [`configure`] registers them.
+pub fn api_routes() -> Vec<(&'static str, String)> {
+    let mut routes = Vec::new();
+    let _ = api_v1(&mut routes);
+    routes
+}
+
+/// A resource answering GET and HEAD, with a problem-JSON 405 for other methods.
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        // Load balancers and caches probe with HEAD; actix sends the headers only.
+        .route(web::head().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed())
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
@@ -99,6 +148,9 @@ async fn request_context(
     let id = new_request_id();
     let span = tracing::info_span!("request", id = %id);
     let (method, path) = (req.method().clone(), req.path().to_owned());
+    let metrics = req
+        .app_data::<web::Data<state::AppState>>()
+        .map(|s| s.metrics.clone());
     let start = Instant::now();
     let res = REQUEST_ID
         .scope(id.clone(), next.call(req).instrument(span.clone()))
@@ -106,6 +158,9 @@ async fn request_context(
     let micros = start.elapsed().as_micros();
     match res {
         Ok(mut res) => {
+            if let Some(m) = &metrics {
+                m.response(res.status().as_u16());
+            }
             tracing::info!(parent: &span, %method, %path, status = res.status().as_u16(), micros, "served");
             if let Ok(v) = HeaderValue::from_str(&id) {
                 res.headers_mut().insert(

@@ -325,6 +325,9 @@ pub fn certs(cli: &Cli, cmd: &CertsCommand) -> Result<ExitCode> {
                 print!("{}", cert.to_pem()?);
             } else {
                 print_details(&cert, &row, now);
+                if row.status == CertStatus::Revoked {
+                    crate::revoke::print_revocation(db.as_ref(), &row)?;
+                }
             }
         }
     }

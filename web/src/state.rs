@@ -31,6 +31,12 @@ pub struct AppState {
     pub probes: Arc<Probes>,
     /// CA certificates by issuer id, plus `root`.
     pub ca_files: Arc<HashMap<String, CaFile>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Answers OCSP requests.
+    pub ocsp: Arc<ca_core::revocation::ocsp::OcspResponder>,
+    /// The latest CRL of each issuer.
+    pub crls: Arc<crate::revocation::CrlCache>,
 }
 
 /// Checks for `/readyz`.
@@ -61,7 +67,8 @@ impl Probes {
 impl AppState {
     /// Assembles the state; precomputes every CA certificate's PEM and chain.
     ///
-    /// Fails if a CA certificate cannot be encoded as PEM.
+    /// Fails if a CA certificate cannot be encoded as PEM or the OCSP responder cannot be
+    /// set up.
     pub fn new(ca: Arc<Ca>, db: Arc<db::Db>, keys: Arc<dyn KeyStore>) -> Result<Self> {
         let mut files = HashMap::new();
         let issuers = ca.issuers();
@@ -87,11 +94,19 @@ impl AppState {
             }
             files.insert(issuer.id.as_str().to_owned(), file);
         }
+        let ocsp = ca_core::revocation::ocsp::OcspResponder::new(
+            issuers,
+            db.clone(),
+            crate::revocation::OCSP_VALIDITY,
+        )?;
         Ok(AppState {
+            ocsp: Arc::new(ocsp),
+            crls: Arc::default(),
             ca,
             tokens: db.clone(),
             probes: Arc::new(Probes { db, keys }),
             ca_files: Arc::new(files),
+            metrics: Arc::default(),
         })
     }
 }

@@ -13,5 +13,7 @@ mod concurrency;
 mod open;
 mod paging;
 mod requests;
+mod revocation;
 mod store;
+mod tokens;
 mod users;

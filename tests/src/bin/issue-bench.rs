@@ -14,10 +14,10 @@
 //!    certificate's size) and nothing else: the ceiling for issuance;
 //! 2. `certs/s`: `Ca::submit` on the `tls-server` profile with a P-256 CSR made by openssl:
 //!    CSR parse and self-signature check, policy, reserve the serial with its audit entry
-//!    (one durable transaction), build, lint, sign, record the certificate with its audit
-//!    entry (a second durable transaction). A call counts only if it returns
-//!    `Outcome::Issued`;
-//! 3. `db alone/s`: the same two durable writes (`Store::reserve`, `Store::complete`, with
+//!    (one transaction, committed and ordered but not flushed on its own), build, lint,
+//!    sign, record the certificate with its audit entry (a durable transaction, whose flush
+//!    covers the reservation too). A call counts only if it returns `Outcome::Issued`;
+//! 3. `db alone/s`: the same two writes (`Store::reserve`, `Store::complete`, with
 //!    their audit events) without CSR or signing, to show whether the database is what holds
 //!    issuance back.
 //!
@@ -52,6 +52,9 @@ use ca_core::keystore::{KeyStore, Signer};
 use ca_core::policy::{self, Profile, Requester};
 use ca_core::secret::Secret;
 use ca_core::store::{CertFilter, CertStatus, NewCertificate, Serial, Store};
+use ca_e2e::report::{
+    cpu_model, json_number, json_string, load_average, median, quantile_ms, thousands,
+};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
@@ -613,7 +616,7 @@ impl Worker for IssueWorker<'_> {
     }
 }
 
-/// An issuance's two durable writes with their audit events, nothing else.
+/// An issuance's two writes with their audit events, nothing else.
 struct DbWorker<'a> {
     store: &'a dyn Store,
     issuer: &'a IssuerId,
@@ -685,7 +688,7 @@ struct Cell {
 
 impl Cell {
     fn median(&self, value: fn(&Sample) -> f64) -> f64 {
-        median(self.runs.iter().map(value).collect())
+        median(&self.runs.iter().map(value).collect::<Vec<_>>())
     }
 
     fn ratio(&self) -> f64 {
@@ -698,21 +701,7 @@ impl Cell {
 
     /// The `p`-th quantile of the latencies, in milliseconds.
     fn latency_ms(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let rank = ((p * sorted.len() as f64).ceil() as usize).saturating_sub(1);
-        sorted
-            .get(rank)
-            .map_or(f64::NAN, |&us| f64::from(us) / 1000.0)
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        quantile_ms(&self.latencies, p)
     }
 }
 
@@ -852,25 +841,6 @@ struct Machine {
     module: Option<String>,
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The 1, 5 and 15 minute load averages.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// The PKCS#11 module's own description.
 fn module_info(options: &Options) -> Option<String> {
     let info = module_context(&options.module)
@@ -884,21 +854,6 @@ fn module_info(options: &Options) -> Option<String> {
         info.library_version(),
         options.module.display()
     ))
-}
-
-fn thousands(value: f64) -> String {
-    if !value.is_finite() {
-        return "-".into();
-    }
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn table(cells: &[Cell]) -> String {
@@ -932,32 +887,6 @@ fn table(cells: &[Cell]) -> String {
         );
     }
     out
-}
-
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A JSON number, or `null` for what JSON cannot hold.
-fn json_number(value: f64, decimals: usize) -> String {
-    if value.is_finite() {
-        format!("{value:.decimals$}")
-    } else {
-        "null".into()
-    }
 }
 
 fn to_json(cells: &[Cell], machine: &Machine, options: &Options, csrs: usize) -> String {
@@ -1159,7 +1088,7 @@ fn run() -> Result<()> {
     print!("{}", table(&cells));
     println!(
         "\nratio: certs/s as a share of raw signs/s, median over runs of each run's own ratio; \
-         target {:.0}%.\ndb alone: the issuance's two durable writes with their audit entries, \
+         target {:.0}%.\ndb alone: the issuance's two writes (reservation, durable record) with their audit entries, \
          no CSR or signing, same threads.\nevery run's database held exactly the certificates \
          returned, all valid, with two audit entries each;\nsampled certificates verified \
          against the issuing CA's key.",

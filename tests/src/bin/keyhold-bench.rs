@@ -56,6 +56,7 @@ use ca_core::keystore::embedded::{EmbeddedKeyStore, KdfParams};
 use ca_core::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, init_token, module_context};
 use ca_core::keystore::{KeyRef, KeySpec, KeyStore, Signer};
 use ca_core::secret::Secret;
+use ca_e2e::report::{cpu_model, json_string, load_average, median, thousands};
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -1003,16 +1004,6 @@ impl Cell {
     }
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
 /// The runs of one paired comparison: a Keyhold backend against its reference.
 struct PairCell {
     curve: Curve,
@@ -1047,19 +1038,6 @@ impl Results {
         let reference = backend.reference()?;
         Some(self.median(curve, backend, threads)? / self.median(curve, reference, threads)?)
     }
-}
-
-/// `12345.6` as `12,346`.
-fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn table(results: &Results, only: &[Backend]) -> String {
@@ -1209,23 +1187,6 @@ fn noise_report(results: &Results) -> String {
     }
 }
 
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A JSON list of one disturbance figure per run.
 fn json_shares(runs: &[Disturbance], figure: fn(&Disturbance) -> Option<f64>) -> String {
     runs.iter()
@@ -1329,25 +1290,6 @@ struct Machine {
     loadavg_before: String,
     loadavg_after: String,
     module: Option<String>,
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The 1, 5 and 15 minute load averages.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The fixed message: deterministic, not all one byte.

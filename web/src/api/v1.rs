@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use actix_web::{HttpResponse, web};
 use ca_core::apitoken::Role;
 use ca_core::audit;
+use ca_core::error::ErrorKind;
 use ca_core::issuance::{self, Channel, Outcome, Submission};
 use ca_core::policy::Requester;
 use ca_core::store::{CertFilter, CertStatus, CertificateRow, RequestRow, Serial};
@@ -16,6 +17,7 @@ use serde_json::json;
 use crate::auth::Auth;
 use crate::cli::humantime;
 use crate::error::ApiError;
+use crate::metrics::IssueOutcome;
 use crate::public::{DER, PEM};
 use crate::state::AppState;
 
@@ -57,6 +59,13 @@ pub async fn submit(
             auth.token.profiles.join(", ")
         )));
     }
+    // A label for /metrics: a configured profile's name, never the caller's text.
+    let label = if state.ca.profiles().iter().any(|p| p.name == body.profile) {
+        body.profile.clone()
+    } else {
+        "unknown".to_owned()
+    };
+    let started = std::time::Instant::now();
     let ca = state.ca.clone();
     let requester = Requester {
         name: auth.token.name.clone(),
@@ -75,8 +84,18 @@ pub async fn submit(
             SystemTime::now(),
         )
     })
-    .await??;
-    match outcome {
+    .await?;
+    let metric = match &outcome {
+        Ok(Outcome::Issued(_)) => IssueOutcome::Issued,
+        Ok(Outcome::Pending { .. }) => IssueOutcome::Pending,
+        Ok(Outcome::Rejected(_)) => IssueOutcome::Rejected,
+        Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
+            IssueOutcome::Error
+        }
+        Err(_) => IssueOutcome::Invalid,
+    };
+    state.metrics.issuance(&label, metric, started.elapsed());
+    match outcome? {
         Outcome::Issued(issued) => {
             let mut chain = String::new();
             for c in &issued.chain {
@@ -336,4 +355,15 @@ pub async fn request(
         serial: row.serial.map(|s| s.to_string()),
         certificate,
     }))
+}
+
+/// The OpenAPI 3 description of this API (hand-written; a test checks it against the
+/// routes).
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// `GET /api/v1/openapi.json`: public, like any API description.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
 }

@@ -260,6 +260,24 @@ async fn a_tls_server_certificate_is_issued_listed_and_fetched_over_the_api() {
     let der = test::read_body(res).await;
     assert_eq!(der[0], 0x30);
 
+    let metrics =
+        test::call_and_read_body(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(
+        metrics.contains(
+            r#"keyhold_issuance_duration_seconds_count{profile="tls-server",outcome="issued"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"keyhold_http_responses_total{code="201"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("web.internal") && !metrics.contains("deployer"),
+        "{metrics}"
+    );
+
     let res = test::call_service(
         &app,
         get(format!("/api/v1/certificates/{serial}?format=pem")),
@@ -539,4 +557,92 @@ async fn ca_certificates_health_and_readiness_are_public() {
     let body: Value = test::read_body_json(res).await;
     assert_eq!(body["database"], "ok");
     assert_eq!(body["key_store"], "ok");
+}
+
+#[actix_web::test]
+async fn a_profile_needing_approval_answers_202_and_the_request_can_be_followed() {
+    let fx = Fixture::new();
+    let app = app!(fx);
+    let token = fx.token("signer", Role::Requester);
+    let csr = fx.csr("sign", "/CN=release signing", "");
+    let res = test::call_service(
+        &app,
+        submit_req(
+            &token,
+            &serde_json::json!({"profile": "code-signing", "csr": csr}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let body: Value = test::read_body_json(res).await;
+    assert_eq!(body["status"], "pending_approval");
+    assert_eq!(body["approvals_needed"], 2);
+    let id = body["request_id"].as_i64().unwrap();
+
+    let get = |token: &str| {
+        test::TestRequest::get()
+            .uri(&format!("/api/v1/requests/{id}"))
+            .insert_header(bearer(token))
+            .to_request()
+    };
+    let res = test::call_service(&app, get(&token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let req: Value = test::read_body_json(res).await;
+    assert_eq!(req["status"], "pending");
+    assert_eq!(req["requester"], "signer");
+    assert!(req.get("certificate").is_none());
+    // Another requester cannot see it.
+    let other = fx.token("other", Role::Requester);
+    let res = test::call_service(&app, get(&other)).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn the_openapi_document_and_the_routes_match_both_ways() {
+    let fx = Fixture::new();
+    let app = app!(fx);
+    let doc: Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/v1/openapi.json")
+            .to_request(),
+    )
+    .await;
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    let mut routed: Vec<(String, String)> = ca_web::api_routes()
+        .into_iter()
+        .map(|(m, p)| (m.to_owned(), p))
+        .collect();
+    documented.sort();
+    routed.sort();
+    assert_eq!(documented, routed, "documented vs routed");
+
+    // And each documented operation reaches a handler (not the 404/405 fallbacks).
+    let token = fx.token("doc", Role::Admin);
+    for (method, path) in &documented {
+        let uri = path.replace("{serial}", "0a").replace("{id}", "1");
+        let req = match method.as_str() {
+            "GET" => test::TestRequest::get(),
+            "POST" => test::TestRequest::post(),
+            m => panic!("undocumented method {m}"),
+        };
+        let res = test::call_service(
+            &app,
+            req.uri(&uri).insert_header(bearer(&token)).to_request(),
+        )
+        .await;
+        let status = res.status();
+        let body = test::read_body(res).await;
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("\"no such resource\"") && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}: {status} {text}"
+        );
+    }
 }

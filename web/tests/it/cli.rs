@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 pub(crate) const PASS: &str = "an integration test passphrase";
 const SO_PIN: &str = "so-pin-for-cli-tests";
-const USER_PIN: &str = "user-pin-for-cli-tests";
+pub(crate) const USER_PIN: &str = "user-pin-for-cli-tests";
 
 pub(crate) fn keyhold(data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyhold"));
@@ -310,7 +310,7 @@ fn softhsm() -> Option<PathBuf> {
 }
 
 /// One token per test process, initialised through `keyhold hsm init-token`.
-fn token() -> Option<(&'static str, PathBuf)> {
+pub(crate) fn token() -> Option<(&'static str, PathBuf)> {
     static LABEL: OnceLock<String> = OnceLock::new();
     let module = softhsm()?;
     let label = LABEL.get_or_init(|| {
@@ -325,7 +325,7 @@ fn token() -> Option<(&'static str, PathBuf)> {
     Some((label.as_str(), module))
 }
 
-fn init_pkcs11(dir: &Path, token: &str, prefix: &str, pin: &str) -> Run {
+pub(crate) fn init_pkcs11(dir: &Path, token: &str, prefix: &str, pin: &str) -> Run {
     run(keyhold(dir)
         .args([
             "init",

@@ -9,4 +9,7 @@ mod cli;
 mod cycle;
 mod dbs;
 mod issue;
+mod ocsp;
+mod revoke;
+mod serve;
 mod ui;

@@ -1,0 +1,3 @@
+DROP TABLE crl_numbers;
+DROP INDEX certificates_revoked;
+DROP TABLE revocations;

@@ -1,0 +1,240 @@
+//! Revoking, the CRL's list, OCSP status lookups and CRL numbers, on both backends.
+
+use std::time::Duration;
+
+use ca_core::audit::Action;
+use ca_core::issuer::IssuerId;
+use ca_core::revocation::Reason;
+use ca_core::store::{CertStatus, Revocation, Serial, Store, StoreError};
+
+use crate::support::*;
+
+fn revocation(serial: &Serial, reason: Reason) -> Revocation {
+    Revocation {
+        serial: serial.clone(),
+        reason,
+        invalidity_date: None,
+        revoked_at: t0() + Duration::from_secs(3600),
+    }
+}
+
+fn revoke(b: &Backend, r: &Revocation) -> Result<(), StoreError> {
+    b.db.revoke(r, &cert_event(Action::CertificateRevoked, &r.serial))
+}
+
+fn a_revocation_is_recorded_audited_and_listed_until_the_certificate_expires(b: &Backend) {
+    with_issuer(b);
+    let (s1, s2, s3) = (serial(1), serial(2), serial(3));
+    for s in [&s1, &s2, &s3] {
+        issue(b, s);
+    }
+    let mut r1 = revocation(&s1, Reason::KeyCompromise);
+    r1.invalidity_date = Some(t0() + Duration::from_secs(60));
+    revoke(b, &r1).unwrap();
+    revoke(b, &revocation(&s3, Reason::Unspecified)).unwrap();
+
+    let row = b.db.certificate(&s1).unwrap().unwrap();
+    assert_eq!(row.status, CertStatus::Revoked);
+    let head = b.db.audit_head().unwrap().unwrap().0;
+    let last = b.db.audit_entries(head, head).unwrap();
+    assert_eq!(last[0].action, "certificate.revoked");
+    assert_eq!(last[0].object, format!("certificate:{s3}"));
+
+    let listed = b.db.revoked_unexpired(&issuer_id(), t0()).unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.serial.clone()).collect::<Vec<_>>(),
+        [s1.clone(), s3.clone()]
+    );
+    assert_eq!(listed[0].reason, Reason::KeyCompromise);
+    assert_eq!(listed[0].invalidity_date, r1.invalidity_date);
+    assert_eq!(listed[0].revoked_at, r1.revoked_at);
+    assert_eq!(listed[1].invalidity_date, None);
+
+    // After notAfter (90 days) the CRL no longer needs them (RFC 5280 3.3).
+    let later = t0() + Duration::from_secs(91 * 86_400);
+    assert!(
+        b.db.revoked_unexpired(&issuer_id(), later)
+            .unwrap()
+            .is_empty()
+    );
+    // Another issuer lists nothing.
+    let other = IssuerId::new("other-ca").unwrap();
+    assert!(b.db.revoked_unexpired(&other, t0()).unwrap().is_empty());
+}
+
+fn revoking_twice_unknown_reserved_or_failed_serials_is_refused_and_not_audited(b: &Backend) {
+    with_issuer(b);
+    let s = serial(1);
+    issue(b, &s);
+    revoke(b, &revocation(&s, Reason::Superseded)).unwrap();
+    let head = b.db.audit_head().unwrap().unwrap().0;
+
+    let again = revoke(b, &revocation(&s, Reason::KeyCompromise)).unwrap_err();
+    assert!(
+        matches!(&again, StoreError::Conflict(m) if m.contains("already revoked")),
+        "{again}"
+    );
+    let unknown = revoke(b, &revocation(&serial(99), Reason::Superseded)).unwrap_err();
+    assert!(matches!(unknown, StoreError::NotFound(_)), "{unknown}");
+
+    let reserved = serial(2);
+    b.db.reserve(
+        &new_cert(&reserved),
+        &cert_event(Action::IssuanceStarted, &reserved),
+    )
+    .unwrap();
+    let head_after_reserve = b.db.audit_head().unwrap().unwrap().0;
+    assert_eq!(head_after_reserve, head + 1);
+    let e = revoke(b, &revocation(&reserved, Reason::Superseded)).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Conflict(m) if m.contains("reserved")),
+        "{e}"
+    );
+    b.db.fail(
+        &reserved,
+        "hsm gone",
+        &cert_event(Action::SigningFailed, &reserved),
+    )
+    .unwrap();
+    let e = revoke(b, &revocation(&reserved, Reason::Superseded)).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Conflict(m) if m.contains("never issued")),
+        "{e}"
+    );
+
+    // An expired certificate can still be revoked (code signing needs that).
+    let expired = serial(3);
+    issue(b, &expired);
+    let mut late = revocation(&expired, Reason::KeyCompromise);
+    late.revoked_at = t0() + Duration::from_secs(400 * 86_400);
+    revoke(b, &late).unwrap();
+    assert!(
+        b.db.revoked_unexpired(&issuer_id(), late.revoked_at)
+            .unwrap()
+            .is_empty()
+    );
+
+    // Only the reserve, fail, issue and revoke entries were added: refusals write nothing.
+    assert_eq!(b.db.audit_head().unwrap().unwrap().0, head + 5);
+    assert_eq!(
+        b.db.revocation_status(&issuer_id(), &s)
+            .unwrap()
+            .unwrap()
+            .revoked
+            .unwrap()
+            .1,
+        Reason::Superseded
+    );
+}
+
+fn status_lookups_know_the_issuer(b: &Backend) {
+    with_issuer(b);
+    let (good, bad) = (serial(1), serial(2));
+    issue(b, &good);
+    issue(b, &bad);
+    revoke(b, &revocation(&bad, Reason::CessationOfOperation)).unwrap();
+
+    let status =
+        b.db.revocation_status(&issuer_id(), &good)
+            .unwrap()
+            .unwrap();
+    assert_eq!(status.status, CertStatus::Valid);
+    assert_eq!(status.revoked, None);
+    let status = b.db.revocation_status(&issuer_id(), &bad).unwrap().unwrap();
+    assert_eq!(status.status, CertStatus::Revoked);
+    assert_eq!(
+        status.revoked,
+        Some((
+            t0() + Duration::from_secs(3600),
+            Reason::CessationOfOperation
+        ))
+    );
+    let other = IssuerId::new("other-ca").unwrap();
+    assert_eq!(b.db.revocation_status(&other, &good).unwrap(), None);
+    assert_eq!(
+        b.db.revocation_status(&issuer_id(), &serial(3)).unwrap(),
+        None
+    );
+}
+
+fn crl_numbers_strictly_increase_per_issuer_across_processes(b: &Backend) {
+    with_issuer(b);
+    let ca = issuer_id();
+    let other = IssuerId::new("other-ca").unwrap();
+    assert_eq!(b.db.next_crl_number(&ca).unwrap(), 1);
+    assert_eq!(b.db.next_crl_number(&ca).unwrap(), 2);
+    assert_eq!(b.db.next_crl_number(&other).unwrap(), 1);
+
+    // A second process, and both at once from several threads: never the same number.
+    let second = b.reopen();
+    let mut seen = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let db = if i % 2 == 0 { &b.db } else { &second };
+                let ca = ca.clone();
+                scope.spawn(move || {
+                    (0..10)
+                        .map(|_| ca_core::store::Store::next_crl_number(db, &ca).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    seen.sort_unstable();
+    assert_eq!(seen, (3..43).collect::<Vec<u64>>());
+    drop(second);
+    // And after a restart it goes on from there.
+    let reopened = b.reopen();
+    assert_eq!(
+        ca_core::store::Store::next_crl_number(&reopened, &ca).unwrap(),
+        43
+    );
+}
+
+fn a_requester_revokes_only_its_own_certificates_and_never_for_ca_compromise(b: &Backend) {
+    use ca_core::revocation::{self, RevocationError, RevokeRequest, Revoker};
+    with_issuer(b);
+    let s = serial(1);
+    issue(b, &s); // requested by alice
+    let ask = |who: &str, reason: Reason| {
+        revocation::revoke(
+            &b.db,
+            &RevokeRequest {
+                serial: &s,
+                reason,
+                invalidity_date: None,
+                actor: who,
+                source: "127.0.0.1",
+                revoker: Revoker::Requester(who),
+            },
+            t0(),
+        )
+    };
+    let err = ask("mallory", Reason::KeyCompromise).unwrap_err();
+    assert!(
+        matches!(err, RevocationError::Store(StoreError::NotFound(_))),
+        "{err}"
+    );
+    let err = ask("alice", Reason::CaCompromise).unwrap_err();
+    assert!(matches!(err, RevocationError::NotAllowed(_)), "{err}");
+    let done = ask("alice", Reason::KeyCompromise).unwrap();
+    assert_eq!(done.revoked_at, t0());
+    let head = b.db.audit_head().unwrap().unwrap().0;
+    let entry = &b.db.audit_entries(head, head).unwrap()[0];
+    assert_eq!(
+        (entry.actor.as_str(), entry.details.as_str()),
+        ("alice", "reason=keyCompromise")
+    );
+}
+
+on_both_backends!(
+    a_requester_revokes_only_its_own_certificates_and_never_for_ca_compromise,
+    a_revocation_is_recorded_audited_and_listed_until_the_certificate_expires,
+    revoking_twice_unknown_reserved_or_failed_serials_is_refused_and_not_audited,
+    status_lookups_know_the_issuer,
+    crl_numbers_strictly_increase_per_issuer_across_processes,
+);

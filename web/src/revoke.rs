@@ -1,0 +1,236 @@
+//! `keyhold revoke` and `keyhold crl ...`: they parse flags, call
+//! [`ca_core::revocation`], and print.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, anyhow};
+use ca_core::revocation::{self, Reason, RevokeRequest, crl};
+use ca_core::store::Serial;
+use clap::Subcommand;
+
+use crate::cli::{Cli, humantime, load_issuers};
+use crate::config::Config;
+use crate::ops::{cli_actor, open_db};
+
+/// `keyhold revoke`.
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// The certificate's serial, hex, with or without colons.
+    pub serial: String,
+    /// Why (RFC 5280): keyCompromise, cACompromise, affiliationChanged, superseded,
+    /// cessationOfOperation, privilegeWithdrawn or unspecified.
+    #[arg(long)]
+    pub reason: String,
+    /// When the key was known or suspected to be compromised, e.g. 2026-11-20T10:00:00Z.
+    #[arg(long, value_name = "TIME")]
+    pub invalidity_date: Option<String>,
+}
+
+/// `keyhold crl ...`.
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Build, sign and check an issuer's full CRL now, and write it to a file.
+    Generate {
+        /// The issuer's id (as in keyhold.toml, e.g. issuing-ca or root).
+        #[arg(long)]
+        issuer: String,
+        /// Where to write it (replaced if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Write PEM instead of DER.
+        #[arg(long)]
+        pem: bool,
+        /// Days from thisUpdate to nextUpdate.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+}
+
+/// `keyhold revoke`: records the revocation with its audit entry. The revoking officer is
+/// the OS user running the command.
+///
+/// Fails on an unknown serial or reason, a certificate already revoked or never issued, a
+/// future invalidity date, or a database failure.
+pub fn revoke(cli: &Cli, args: &RevokeArgs) -> Result<ExitCode> {
+    let serial = Serial::parse(&args.serial).map_err(anyhow::Error::msg)?;
+    let reason = Reason::parse(&args.reason)?;
+    let invalidity_date = args
+        .invalidity_date
+        .as_deref()
+        .map(revocation::parse_rfc3339)
+        .transpose()
+        .map_err(|e| anyhow!("--invalidity-date: {e}"))?;
+    let config = Config::load(&cli.data_dir)?;
+    let db = open_db(cli, &config)?;
+    let actor = cli_actor();
+    let done = revocation::revoke(
+        db.as_ref(),
+        &RevokeRequest {
+            serial: &serial,
+            reason,
+            invalidity_date,
+            actor: &actor,
+            revoker: revocation::Revoker::Officer,
+            source: "cli",
+        },
+        SystemTime::now(),
+    )?;
+    println!(
+        "revoked certificate {serial} at {} ({reason}); the next CRL and OCSP responses say so",
+        humantime(done.revoked_at)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keyhold crl ...`.
+///
+/// Fails if the issuer is unknown, the key store or database fails, or the CRL does not pass
+/// its self-check against the database (it is then not written).
+pub fn crl(cli: &Cli, cmd: &CrlCommand) -> Result<ExitCode> {
+    match cmd {
+        CrlCommand::Generate {
+            issuer,
+            out,
+            pem,
+            days,
+        } => {
+            if !(1..=366).contains(days) {
+                return Err(anyhow!("--days must be between 1 and 366"));
+            }
+            let (config, _keys, issuers) = load_issuers(cli)?;
+            let issuer = issuers
+                .iter()
+                .find(|i| i.id.as_str() == issuer)
+                .ok_or_else(|| anyhow!("no issuer {issuer:?} in keyhold.toml"))?;
+            let db = open_db(cli, &config)?;
+            let validity = Duration::from_secs(u64::from(*days) * 86_400);
+            let signed = crl::generate(db.as_ref(), issuer, SystemTime::now(), validity)?;
+            let bytes = if *pem {
+                signed.to_pem()?.into_bytes()
+            } else {
+                signed.der.clone()
+            };
+            replace_file(out, &bytes)?;
+            println!(
+                "CRL number {} of {}: {} revoked certificate(s), next update {}, checked against the database: {}",
+                signed.number,
+                issuer.id,
+                signed.entries,
+                humantime(signed.next_update),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Replaces a file atomically (write a sibling, fsync, rename), so a reader never sees half
+/// a CRL.
+fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{} is not a file name", path.display()))?
+        .to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(contents)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+}
+
+/// `keyhold ocsp respond`.
+#[derive(Debug, clap::Args)]
+pub struct OcspRespondArgs {
+    /// The DER OCSPRequest (`-` for standard input), as POSTed to /ocsp.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "get",
+        required_unless_present = "get"
+    )]
+    pub request: Option<PathBuf>,
+    /// The request as it appears after `/ocsp/` in a GET URL (base64, maybe URL-encoded).
+    #[arg(long, value_name = "PATH")]
+    pub get: Option<String>,
+    /// Where to write the DER OCSPResponse.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Days from thisUpdate to nextUpdate.
+    #[arg(long, default_value_t = 4)]
+    pub days: u32,
+}
+
+/// `keyhold ocsp respond`: the responder the server runs, on one request from a file.
+/// Unsuccessful OCSP answers (malformedRequest, unauthorized) are written too, and named on
+/// standard error.
+///
+/// Fails if the request file or GET path cannot be read, the CA does not load, or the
+/// response cannot be written.
+pub fn ocsp_respond(cli: &Cli, args: &OcspRespondArgs) -> Result<ExitCode> {
+    use ca_core::revocation::ocsp::{self, OcspResponder, ResponseStatus};
+    if !(1..=366).contains(&args.days) {
+        return Err(anyhow!("--days must be between 1 and 366"));
+    }
+    let request = match (&args.request, &args.get) {
+        (_, Some(path)) => ocsp::decode_get_path(path)?,
+        (Some(file), None) => read_limited(file, ocsp::MAX_REQUEST_LEN as u64 + 1)?,
+        (None, None) => return Err(anyhow!("give --request FILE or --get PATH")),
+    };
+    let (config, _keys, issuers) = load_issuers(cli)?;
+    let db = open_db(cli, &config)?;
+    let validity = Duration::from_secs(u64::from(args.days) * 86_400);
+    let responder = OcspResponder::new(&issuers, db, validity)?;
+    let answer = responder.answer(&request, SystemTime::now());
+    replace_file(&args.out, &answer.der)?;
+    match answer.status {
+        ResponseStatus::Successful => println!(
+            "signed an OCSP response{}: {}",
+            if answer.nonce { " (nonce echoed)" } else { "" },
+            args.out.display()
+        ),
+        status => eprintln!(
+            "answered {status:?}: {}",
+            answer.problem.as_deref().unwrap_or("")
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_end(&mut buf))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    Ok(buf)
+}
+
+/// The `Revoked:` line of `keyhold certs show`.
+///
+/// Fails if the database cannot be read.
+pub(crate) fn print_revocation(
+    db: &dyn ca_core::store::Store,
+    row: &ca_core::store::CertificateRow,
+) -> Result<()> {
+    let issuer = ca_core::issuer::IssuerId::new(&row.issuer).map_err(anyhow::Error::msg)?;
+    if let Some((at, reason)) = db
+        .revocation_status(&issuer, &row.serial)?
+        .and_then(|s| s.revoked)
+    {
+        println!("  Revoked:    {} ({reason})", humantime(at));
+    }
+    Ok(())
+}

@@ -1,0 +1,792 @@
+//! `keyhold serve` end to end: the real binary on a free loopback port, driven over TCP with
+//! a minimal HTTP/1.1 client, its output checked with openssl.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cli::{keyhold, run, shipped_policies};
+
+struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    log: PathBuf,
+    out: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// Starts `keyhold serve` on `dir` (initialising a demo CA if it holds none) and waits
+    /// until `/healthz` answers.
+    fn start(work: &Path, dir: &Path) -> Server {
+        Server::start_with(work, dir, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (a PIN).
+    fn start_with(work: &Path, dir: &Path, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let (log, out) = (work.join("server.log"), work.join("server.out"));
+        let child = keyhold(dir)
+            .arg("--policies")
+            .arg(shipped_policies())
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--workers",
+                "2",
+            ])
+            .env("KEYHOLD_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).unwrap())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child,
+            port,
+            dir: dir.to_owned(),
+            log,
+            out,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("serve exited with {status}:\n{}", server.logs());
+            }
+            if http(
+                port,
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .is_some_and(|r| r.status == 200)
+            {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not start:\n{}",
+                server.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "{}{}",
+            fs::read_to_string(&self.out).unwrap_or_default(),
+            fs::read_to_string(&self.log).unwrap_or_default()
+        )
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+        http(self.port, req.as_bytes()).expect("no response")
+    }
+
+    fn post_json(&self, path: &str, token: &str, body: &str) -> Response {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        http(self.port, req.as_bytes()).expect("no response")
+    }
+
+    /// SIGTERM; the server must finish and exit 0.
+    fn terminate(mut self) -> String {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{status}:\n{}", self.logs());
+                return self.logs();
+            }
+            assert!(Instant::now() < deadline, "serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Response {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends one raw request and reads the answer to the end (`Connection: close`). `None` if
+/// the server closed the connection without a status line.
+fn http(port: u16, request: &[u8]) -> Option<Response> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    // The server may answer (413, 401) and close before reading everything we send.
+    let _ = s.write_all(request);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some(Response {
+        status,
+        head,
+        body: buf[split + 4..].to_vec(),
+    })
+}
+
+fn openssl(args: &[&str], dir: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed (.ci/setup installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn create_token(dir: &Path, name: &str, role: &str) -> String {
+    let r = run(keyhold(dir).args(["tokens", "create", "--name", name, "--role", role]));
+    assert!(r.ok, "{}", r.stderr);
+    let token = r.stdout.trim_end_matches('\n');
+    assert!(
+        token.starts_with("kh_") && !token.contains('\n'),
+        "{:?}",
+        r.stdout
+    );
+    token.to_owned()
+}
+
+#[test]
+fn serve_on_a_fresh_directory_issues_over_http_and_openssl_verifies_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let dir = work.join("data");
+    let server = Server::start(work, &dir);
+    let out = server.logs();
+    assert!(out.contains("DEMO ONLY"), "{out}");
+    assert!(
+        out.contains(&format!("listening on http://127.0.0.1:{}/", server.port)),
+        "{out}"
+    );
+    assert!(out.contains("SHA-256"), "{out}");
+    // The demo CA's base URL is this server, so its AIA and CDP URLs point here.
+    let config = fs::read_to_string(dir.join("keyhold.toml")).unwrap();
+    assert!(
+        config.contains(&format!("http://127.0.0.1:{}", server.port)),
+        "{config}"
+    );
+
+    let token = create_token(&server.dir, "ci-deployer", "requester");
+    assert!(!server.logs().contains(&token));
+
+    let issued = issue_and_verify(&server, work, &token);
+
+    let serial = issued["serial"].as_str().unwrap();
+    let one = server.get(&format!("/api/v1/certificates/{serial}"), Some(&token));
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["requester"], "ci-deployer");
+    assert_eq!(server.get("/readyz", None).status, 200);
+
+    // Listing shows the token, revoking it locks it out at once.
+    let r = run(keyhold(&server.dir).args(["tokens", "list"]));
+    assert!(
+        r.ok && r.stdout.contains("ci-deployer") && !r.stdout.contains("kh_"),
+        "{}",
+        r.stdout
+    );
+    let r = run(keyhold(&server.dir).args(["tokens", "revoke", "ci-deployer"]));
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(server.get("/api/v1/certificates", Some(&token)).status, 401);
+    let r = run(keyhold(&server.dir)
+        .args(["audit", "list", "--limit", "50"])
+        .env("KEYHOLD_PASSPHRASE", "unused"));
+    for action in ["token.created", "token.revoked", "certificate.issued"] {
+        assert!(r.stdout.contains(action), "{action}: {}", r.stdout);
+    }
+
+    let logs = server.terminate();
+    assert!(logs.contains("stopped"), "{logs}");
+    assert!(!logs.contains(&token), "a token was logged");
+}
+
+/// Issues a tls-server certificate over HTTP for an openssl CSR and checks it with
+/// `openssl verify` against the chain and root fetched from `/ca/...`, and that its AIA
+/// caIssuers URL is served as DER. Returns the 201 body.
+fn issue_and_verify(server: &Server, work: &Path, token: &str) -> Value {
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "web.key",
+            "-subj",
+            "/CN=web.internal",
+            "-addext",
+            "subjectAltName=DNS:web.internal",
+            "-out",
+            "web.csr",
+        ],
+        work,
+    );
+    let csr = fs::read_to_string(work.join("web.csr")).unwrap();
+    let body = serde_json::json!({"profile": "tls-server", "csr": csr}).to_string();
+    let r = server.post_json("/api/v1/certificates", token, &body);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let issued = r.json();
+    fs::write(
+        work.join("leaf.pem"),
+        issued["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+
+    let chain = server.get("/ca/issuing-ca/chain.pem", None);
+    assert_eq!(chain.status, 200);
+    assert!(
+        chain
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: application/x-pem-file")
+    );
+    fs::write(work.join("chain.pem"), &chain.body).unwrap();
+    let root = server.get("/ca/root.pem", None);
+    fs::write(work.join("root.pem"), &root.body).unwrap();
+    openssl(
+        &[
+            "verify",
+            "-x509_strict",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "chain.pem",
+            "leaf.pem",
+        ],
+        work,
+    );
+
+    // The AIA caIssuers URL in the certificate is served, as DER.
+    let text = openssl(&["x509", "-noout", "-text", "-in", "leaf.pem"], work);
+    let url = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CA Issuers - URI:"))
+        .expect("an AIA caIssuers URL")
+        .to_owned();
+    // The host is the CA's base URL (this server's address for a CA that `serve` made).
+    let path = &url[url.find("/ca/").unwrap_or_else(|| panic!("{url}"))..];
+    let der = server.get(path, None);
+    assert_eq!(der.status, 200);
+    assert!(
+        der.head
+            .to_ascii_lowercase()
+            .contains("content-type: application/pkix-cert")
+    );
+    fs::write(work.join("issuing.der"), &der.body).unwrap();
+    openssl(
+        &["x509", "-inform", "DER", "-in", "issuing.der", "-noout"],
+        work,
+    );
+
+    issued
+}
+
+/// A tiny deterministic generator, so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Between 1 and `max` random bytes.
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = 1 + self.below(max);
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+#[test]
+fn thousands_of_malformed_requests_get_4xx_and_the_server_stays_healthy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(tmp.path(), &dir);
+    let token = create_token(&dir, "fuzz", "admin");
+    let mut rng = Rng(0x6b65_7968_6f6c_6421);
+    let paths = [
+        "/api/v1/certificates",
+        "/api/v1/certificates/0a1b",
+        "/api/v1/certificates/zz",
+        "/api/v1/requests/1",
+        "/api/v1/requests/-1",
+        "/ca/root.pem",
+        "/ca/issuing-ca/chain.pem",
+        "/ca/..%2f..%2fetc%2fpasswd",
+        "/healthz",
+        "/readyz",
+        "/api/v1/openapi.json",
+        "/metrics",
+        "/%ff%fe",
+        "/api/v1/certificates?limit=99999999999999999999",
+        "/crl/nope.crl",
+        "/crl/issuing-ca",
+    ];
+    let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    let types = [
+        "application/json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "",
+        "application/json; charset=utf-8",
+    ];
+    let bodies = [
+        "{",
+        "[]",
+        "null",
+        r#"{"profile":"tls-server"}"#,
+        r#"{"profile":"tls-server","csr":"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"}"#,
+        r#"{"profile":"tls-server","csr":"x","extra":1}"#,
+        r#"{"profile":"sub-ca","csr":"x"}"#,
+        r#"{"profile":null,"csr":[1,2,3]}"#,
+    ];
+    let n = 2500;
+    let mut answered = 0;
+    for i in 0..n {
+        let method = rng.pick(&methods);
+        let mut path = rng.pick(&paths).to_owned();
+        // Every request carries at least one mistake so that no answer may be 2xx.
+        let mistake = rng.below(6);
+        match mistake {
+            0 => path.push_str(&format!("?zz{}=1", rng.next())),
+            1 => path = format!("/{}", hex_str(&rng.bytes(40))),
+            _ => {}
+        }
+        let auth = match rng.below(4) {
+            0 => String::new(),
+            1 => format!("Authorization: Bearer kh_{}\r\n", hex_str(&rng.bytes(32))),
+            2 => "Authorization: Basic Zm9vOmJhcg==\r\n".to_owned(),
+            _ => format!("Authorization: Bearer {token}\r\n"),
+        };
+        let valid_auth = auth.contains(&token);
+        let body: Vec<u8> = match rng.below(4) {
+            0 => rng.bytes(2048),
+            1 => rng.pick(&bodies).as_bytes().to_vec(),
+            2 => vec![b'{'; 70 * 1024],
+            _ => Vec::new(),
+        };
+        let ctype = rng.pick(&types);
+        // Public routes ignore query strings (cache busters), so a real one would rightly
+        // answer 200: misspell it instead.
+        let public = [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/api/v1/openapi.json",
+            "/ca/root",
+            "/ca/issuing",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p));
+        if public {
+            let at = path.find('?').unwrap_or(path.len());
+            path.insert(at, 'x');
+        }
+        if mistake > 1 && valid_auth && method == "GET" && path.starts_with("/api/v1/certificates?")
+        {
+            path.push('x');
+        }
+        if mistake > 1 && valid_auth && method == "GET" && path == "/api/v1/certificates" {
+            path.push_str("?cursor=nope");
+        }
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n");
+        if !ctype.is_empty() {
+            req.push_str(&format!("Content-Type: {ctype}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut raw = req.into_bytes();
+        raw.extend_from_slice(&body);
+        if i % 50 == 0 {
+            raw = rng.bytes(300); // not HTTP at all
+        }
+        if let Some(r) = http(server.port, &raw) {
+            answered += 1;
+            assert!(
+                (400..500).contains(&r.status),
+                "request {i} ({method} {path}, auth {valid_auth}, {ctype:?}) got {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+    }
+    assert!(answered > n * 9 / 10, "only {answered} of {n} answered");
+    // OCSP answers malformed requests with an OCSP malformedRequest (RFC 6960 2.3), in a
+    // 200: garbage there must get that or a 4xx, never a 5xx.
+    for i in 0..500 {
+        let body = rng.bytes(600);
+        let raw = if i % 2 == 0 {
+            let mut raw = format!(
+                "POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            raw.extend_from_slice(&body);
+            raw
+        } else {
+            format!(
+                "GET /ocsp/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                hex_str(&body[..body.len().min(100)])
+            )
+            .into_bytes()
+        };
+        let r = http(server.port, &raw).expect("an answer");
+        assert!(
+            r.status == 200
+                && r.head
+                    .to_ascii_lowercase()
+                    .contains("application/ocsp-response")
+                || (400..500).contains(&r.status),
+            "ocsp request {i}: {}",
+            r.status
+        );
+    }
+    assert_eq!(server.get("/healthz", None).status, 200);
+    assert_eq!(server.get("/readyz", None).status, 200);
+    let logs = server.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+fn hex_str(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn serve_refuses_to_start_listing_every_problem() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let r = crate::cli::init_embedded(&dir);
+    assert!(r.ok, "{}", r.stderr);
+    // Two profiles naming issuers that do not exist: both are reported.
+    let policies = tmp.path().join("policies");
+    fs::create_dir(&policies).unwrap();
+    for name in ["tls-server", "tls-client"] {
+        let text = fs::read_to_string(shipped_policies().join(format!("{name}.toml")))
+            .unwrap()
+            .replace(
+                "issuer = \"issuing-ca\"",
+                &format!("issuer = \"missing-{name}\""),
+            );
+        fs::write(policies.join(format!("{name}.toml")), text).unwrap();
+    }
+    let port = free_port().to_string();
+    let r = crate::cli::with_pass(
+        &dir,
+        &[
+            "--policies",
+            policies.to_str().unwrap(),
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    crate::cli::fails_with(&r, "missing-tls-server");
+    assert!(r.stderr.contains("missing-tls-client"), "{}", r.stderr);
+
+    // A passphrase file others can read is refused (outside demo mode).
+    let pass = tmp.path().join("pass");
+    fs::write(&pass, crate::cli::PASS).unwrap();
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run(keyhold(&dir)
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .arg("--policies")
+        .arg(shipped_policies())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")]));
+    crate::cli::fails_with(&r, "readable by group or others");
+}
+
+#[test]
+fn tokens_create_refuses_bad_roles_names_profiles_and_reused_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let r = crate::cli::init_embedded(&dir);
+    assert!(r.ok, "{}", r.stderr);
+    let tokens = |args: &[&str]| {
+        run(keyhold(&dir)
+            .arg("--policies")
+            .arg(shipped_policies())
+            .arg("tokens")
+            .args(args))
+    };
+    crate::cli::fails_with(
+        &tokens(&["create", "--name", "x", "--role", "root"]),
+        "unknown role",
+    );
+    crate::cli::fails_with(
+        &tokens(&["create", "--name", "a b", "--role", "admin"]),
+        "invalid token name",
+    );
+    crate::cli::fails_with(
+        &tokens(&[
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "requester",
+            "--profiles",
+            "nope",
+        ]),
+        "unknown profile",
+    );
+    crate::cli::fails_with(
+        &tokens(&[
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "admin",
+            "--expires",
+            "soon",
+        ]),
+        "not a duration",
+    );
+    let r = tokens(&[
+        "create",
+        "--name",
+        "x",
+        "--role",
+        "requester",
+        "--profiles",
+        "tls-server,tls-client",
+        "--expires",
+        "90d",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    crate::cli::fails_with(
+        &tokens(&["create", "--name", "x", "--role", "admin"]),
+        "exists already",
+    );
+    crate::cli::fails_with(&tokens(&["revoke", "nobody"]), "not found");
+    let list = tokens(&["list"]);
+    assert!(
+        list.stdout.contains("tls-server,tls-client") && list.stdout.contains("active"),
+        "{}",
+        list.stdout
+    );
+}
+
+#[test]
+fn serve_issues_with_keys_in_a_pkcs11_token() {
+    let Some((hsm_token, _)) = crate::cli::token() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let dir = work.join("data");
+    let r = crate::cli::init_pkcs11(&dir, hsm_token, "serve-", crate::cli::USER_PIN);
+    assert!(r.ok, "{}", r.stderr);
+    let server = Server::start_with(work, &dir, &[("KEYHOLD_PKCS11_PIN", crate::cli::USER_PIN)]);
+    assert!(!server.logs().contains("DEMO ONLY"));
+    let token = create_token(&dir, "ci", "requester");
+    issue_and_verify(&server, work, &token);
+    let ready = server.get("/readyz", None);
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["key_store"], "ok");
+    let logs = server.terminate();
+    assert!(!logs.contains(crate::cli::USER_PIN), "the PIN was logged");
+}
+
+#[test]
+fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let dir = work.join("data");
+    let server = Server::start(work, &dir);
+    let token = create_token(&dir, "ci", "requester");
+    let issued = issue_and_verify(&server, work, &token);
+    let serial = issued["serial"].as_str().unwrap();
+    fs::write(
+        work.join("issuing.pem"),
+        server.get("/ca/issuing-ca.pem", None).body,
+    )
+    .unwrap();
+    // Every CA certificate, to verify the responder's certificate and the CRL.
+    let mut all = fs::read(work.join("chain.pem")).unwrap();
+    all.extend(fs::read(work.join("root.pem")).unwrap());
+    fs::write(work.join("all.pem"), all).unwrap();
+
+    let ocsp_post = || {
+        openssl(
+            &[
+                "ocsp",
+                "-issuer",
+                "issuing.pem",
+                "-cert",
+                "leaf.pem",
+                "-CAfile",
+                "all.pem",
+                "-url",
+                &format!("http://127.0.0.1:{}/ocsp", server.port),
+            ],
+            work,
+        )
+    };
+    let before = ocsp_post();
+    assert!(before.contains("leaf.pem: good"), "{before}");
+
+    let r = run(keyhold(&dir).args(["revoke", serial, "--reason", "keyCompromise"]));
+    assert!(r.ok, "{}", r.stderr);
+    let after = ocsp_post();
+    assert!(
+        after.contains("leaf.pem: revoked") && after.contains("keyCompromise"),
+        "{after}"
+    );
+
+    // GET: the same request, base64 in the path.
+    openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+        work,
+    );
+    let b64 = openssl(&["base64", "-A", "-in", "req.der"], work);
+    let path = format!(
+        "/ocsp/{}",
+        b64.trim()
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    );
+    let r = server.get(&path, None);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.head
+            .to_ascii_lowercase()
+            .contains("content-type: application/ocsp-response")
+    );
+    assert!(
+        r.head
+            .to_ascii_lowercase()
+            .contains("cache-control: max-age="),
+        "{}",
+        r.head
+    );
+    fs::write(work.join("resp.der"), &r.body).unwrap();
+    let text = openssl(
+        &[
+            "ocsp",
+            "-respin",
+            "resp.der",
+            "-CAfile",
+            "all.pem",
+            "-resp_text",
+        ],
+        work,
+    );
+    assert!(text.contains("Cert Status: revoked"), "{text}");
+
+    // The CRL at the certificate's CDP URL lists it, and openssl refuses the leaf with it.
+    let r = server.get("/crl/issuing-ca.crl", None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.head
+            .to_ascii_lowercase()
+            .contains("content-type: application/pkix-crl")
+    );
+    fs::write(work.join("crl.der"), &r.body).unwrap();
+    openssl(
+        &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
+        work,
+    );
+    let crl = openssl(
+        &[
+            "crl", "-in", "crl.pem", "-noout", "-text", "-CAfile", "all.pem",
+        ],
+        work,
+    );
+    assert!(
+        crl.to_ascii_lowercase()
+            .contains(&serial.to_ascii_lowercase()),
+        "{crl}"
+    );
+    let out = Command::new("openssl")
+        .args([
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "chain.pem",
+            "-CRLfile",
+            "crl.pem",
+            "leaf.pem",
+        ])
+        .current_dir(work)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("revoked")
+            || String::from_utf8_lossy(&out.stderr).contains("revoked")
+    );
+    assert_eq!(server.get("/crl/nope.crl", None).status, 404);
+    // A second fetch within the refresh interval is the same CRL (no new number burnt).
+    assert_eq!(server.get("/crl/issuing-ca.crl", None).body, r.body);
+}
