@@ -37,7 +37,6 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
 
 /// The UI's routes, mounted by [`crate::configure`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(root));
     cfg.service(
         web::scope(PREFIX)
             .wrap(security_headers())
@@ -102,11 +101,6 @@ pub fn security_headers() -> DefaultHeaders {
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::CACHE_CONTROL, "no-store"))
         .add(("cross-origin-opener-policy", "same-origin"))
-}
-
-/// `GET /`: people who type the host name land on the UI.
-async fn root() -> HttpResponse {
-    see_other(&format!("{PREFIX}/"))
 }
 
 async fn css() -> HttpResponse {

@@ -914,15 +914,6 @@ async fn an_idle_session_has_ended() {
     assert!(store(&fx).session(&id.hash()).unwrap().is_none());
 }
 
-#[actix_web::test]
-async fn the_root_leads_to_the_ui() {
-    let fx = Fixture::new();
-    let app = app!(fx);
-    let res = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&res), "/ui/");
-}
-
 fn one_time_password_in(html: &str) -> String {
     let start = html.find("id=\"one-time-password\">").unwrap() + "id=\"one-time-password\">".len();
     html[start..].split('<').next().unwrap().to_owned()
