@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod bootstrap;
 pub mod pages;
+pub mod revoke;
 pub mod session;
 pub mod submit;
 pub mod views;
@@ -69,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(pages::dashboard))
             .route("/certs", web::get().to(pages::certificates))
             .route("/certs/{serial}", web::get().to(pages::certificate))
+            .route("/certs/{serial}/revoke", web::post().to(revoke::revoke))
             .route(
                 "/certs/{serial}/download/{format}",
                 web::get().to(pages::download),
@@ -256,6 +258,12 @@ impl From<ca_core::users::UserError> for UiError {
 
 impl From<ca_core::issuance::IssueError> for UiError {
     fn from(e: ca_core::issuance::IssueError) -> Self {
+        Self::from_kind(e.kind(), &e)
+    }
+}
+
+impl From<ca_core::revocation::RevocationError> for UiError {
+    fn from(e: ca_core::revocation::RevocationError) -> Self {
         Self::from_kind(e.kind(), &e)
     }
 }

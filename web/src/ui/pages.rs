@@ -473,14 +473,47 @@ fn countdown(not_after: SystemTime, now: SystemTime) -> String {
     }
 }
 
-/// `GET /ui/certs/{serial}`: every field decoded.
+/// `GET /ui/certs/{serial}` query.
+#[derive(Debug, Deserialize)]
+pub struct DetailQuery {
+    done: Option<String>,
+}
+
+/// `GET /ui/certs/{serial}`: every field decoded, the revocation status, and the revoke
+/// form for those who may use it.
 pub async fn certificate(
     state: web::Data<AppState>,
     s: SignedIn,
     serial: web::Path<String>,
+    query: web::Query<DetailQuery>,
 ) -> Result<HttpResponse, UiError> {
     let (row, cert) = load_cert(&state, &s, &serial).await?;
     let now = SystemTime::now();
+    let revoked = if row.status == CertStatus::Revoked {
+        let ca = state.ca.clone();
+        let (issuer, sr) = (row.issuer.clone(), row.serial.clone());
+        web::block(move || -> Result<_, ca_core::store::StoreError> {
+            let Ok(id) = ca_core::issuer::IssuerId::new(&issuer) else {
+                return Ok(None);
+            };
+            Ok(ca
+                .store()
+                .revocation_status(&id, &sr)?
+                .and_then(|st| st.revoked))
+        })
+        .await??
+        .map(|(at, reason)| format!("on {} ({reason})", humantime(at)))
+        .or_else(|| Some(String::new()))
+    } else {
+        None
+    };
+    let revoke_reasons = if row.status == CertStatus::Valid {
+        super::revoke::reasons_for(&s, &row)
+    } else {
+        Vec::new()
+    };
+    let notice = (query.done.as_deref() == Some("revoked"))
+        .then(|| "Revoked. OCSP answers say so at once; the CRL within five minutes.".to_owned());
     let mut fields = vec![
         ("Profile".to_owned(), row.profile.clone()),
         ("Requester".to_owned(), row.requester.clone()),
@@ -538,6 +571,9 @@ pub async fn certificate(
         sans,
         extensions,
         issued: cert.is_some(),
+        revoked,
+        revoke_reasons,
+        notice,
     })
 }
 

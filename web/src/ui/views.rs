@@ -180,6 +180,12 @@ pub struct CertPage {
     pub extensions: Vec<(String, bool, String)>,
     /// Whether the certificate exists (a reserved or failed serial has none).
     pub issued: bool,
+    /// When and why it was revoked.
+    pub revoked: Option<String>,
+    /// Reasons this user may revoke it with; empty when they may not revoke it.
+    pub revoke_reasons: Vec<&'static str>,
+    /// The outcome of the last action.
+    pub notice: Option<String>,
 }
 
 /// One request in the queue.

@@ -1158,6 +1158,7 @@ const POST_ROUTES: &[(&str, &[Role])] = &[
     ("/ui/requests/new", &[Role::Requester]),
     ("/ui/requests/999/approve", &[Role::Officer]),
     ("/ui/requests/999/reject", &[Role::Officer]),
+    ("/ui/certs/0a0b/revoke", &[Role::Officer, Role::Requester]),
     ("/ui/users", &[Role::Admin]),
     ("/ui/users/nobody/disable", &[Role::Admin]),
     ("/ui/users/nobody/enable", &[Role::Admin]),
@@ -1238,4 +1239,174 @@ async fn every_route_for_every_role_without_a_session_and_without_a_token() {
         .await;
         assert_eq!(location(&res), "/ui/login", "{name} signs out");
     }
+}
+
+#[actix_web::test]
+async fn officers_revoke_any_certificate_requesters_their_own() {
+    let fx = Fixture::new();
+    user(&fx, "olga", &[Role::Officer]);
+    user(&fx, "rita", &[Role::Requester]);
+    user(&fx, "aude", &[Role::Auditor]);
+    let ritas = serial(&submit(
+        &fx,
+        "rita",
+        &["requester"],
+        "tls-server",
+        "r.internal",
+        "DNS:r.internal",
+    ));
+    let bobs = serial(&submit(
+        &fx,
+        "bob",
+        &["requester"],
+        "tls-server",
+        "b.internal",
+        "DNS:b.internal",
+    ));
+    let app = app!(fx);
+    let revoke = |serial: &str, cookie: &str, fields: &[(&str, &str)]| {
+        post(&format!("/ui/certs/{serial}/revoke"), cookie, form(fields)).to_request()
+    };
+
+    let (aude, aude_csrf) = login(&app, "aude").await;
+    let html =
+        body(test::call_service(&app, get(&format!("/ui/certs/{bobs}"), &aude).to_request()).await)
+            .await;
+    assert!(!html.contains("/revoke\""), "auditors get no revoke form");
+    let res = test::call_service(
+        &app,
+        revoke(
+            &bobs,
+            &aude,
+            &[
+                ("csrf", &aude_csrf),
+                ("reason", "superseded"),
+                ("confirm", "on"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // A requester: her own, not for cACompromise, never someone else's.
+    let (rita, rita_csrf) = login(&app, "rita").await;
+    let html = body(
+        test::call_service(&app, get(&format!("/ui/certs/{ritas}"), &rita).to_request()).await,
+    )
+    .await;
+    assert!(html.contains("value=\"superseded\"") && !html.contains("value=\"cACompromise\""));
+    let res = test::call_service(
+        &app,
+        revoke(
+            &ritas,
+            &rita,
+            &[
+                ("csrf", &rita_csrf),
+                ("reason", "cACompromise"),
+                ("confirm", "on"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = test::call_service(
+        &app,
+        revoke(
+            &bobs,
+            &rita,
+            &[
+                ("csrf", &rita_csrf),
+                ("reason", "superseded"),
+                ("confirm", "on"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = test::call_service(
+        &app,
+        revoke(
+            &ritas,
+            &rita,
+            &[
+                ("csrf", &rita_csrf),
+                ("reason", "superseded"),
+                ("confirm", "on"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), format!("/ui/certs/{ritas}?done=revoked"));
+
+    // An officer: anyone's, once, and only after confirming.
+    let (olga, csrf) = login(&app, "olga").await;
+    let res = test::call_service(
+        &app,
+        revoke(
+            &bobs,
+            &olga,
+            &[("csrf", &csrf), ("reason", "keyCompromise")],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "no confirmation");
+    let res = test::call_service(
+        &app,
+        revoke(
+            &bobs,
+            &olga,
+            &[("csrf", &csrf), ("reason", "stolen"), ("confirm", "on")],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "unknown reason");
+    let res = test::call_service(
+        &app,
+        revoke(
+            &bobs,
+            &olga,
+            &[
+                ("csrf", &csrf),
+                ("reason", "keyCompromise"),
+                ("confirm", "on"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = body(test::call_service(&app, get(&location(&res), &olga).to_request()).await).await;
+    assert!(
+        html.contains("id=\"revoked\"") && html.contains("(keyCompromise)"),
+        "{html}"
+    );
+    assert!(!html.contains("Revoke this certificate"));
+    let res = test::call_service(
+        &app,
+        revoke(
+            &bobs,
+            &olga,
+            &[
+                ("csrf", &csrf),
+                ("reason", "keyCompromise"),
+                ("confirm", "on"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT, "already revoked");
+    let html = body(test::call_service(&app, get("/ui/", &olga).to_request()).await).await;
+    assert!(html.contains("id=\"count-revoked\">2<"), "{html}");
+
+    let actions = audit_actions(&fx);
+    assert!(actions.contains(&(
+        "certificate.revoked".into(),
+        "rita".into(),
+        format!("certificate:{ritas}")
+    )));
+    assert!(actions.contains(&(
+        "certificate.revoked".into(),
+        "olga".into(),
+        format!("certificate:{bobs}")
+    )));
 }
