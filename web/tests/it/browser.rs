@@ -1,7 +1,10 @@
 //! The admin UI in a real headless Chromium, driven over WebDriver (chromedriver) with
 //! fantoccini, against `keyhold serve` running as its own process: the first administrator
 //! signs in with the one-time password `serve` printed, must change it, browses and searches
-//! the certificates, opens one, reads the audit log and signs out. Screenshots of each
+//! the certificates, opens one, reads the audit log and adds users; a requester submits a
+//! CSR that needs two approvals and cannot approve it herself; two officers approve it, the
+//! second revokes the certificate; the audit log shows it all; sign-out ends the session.
+//! Screenshots of each
 //! screen go to `$KEYHOLD_SCREENSHOT_DIR` (default: `ui-screenshots` in Cargo's target
 //! temporary directory).
 //!
@@ -162,6 +165,58 @@ async fn text(c: &Client, css: &str) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// Adds a user on the Users screen; returns the one-time password it shows.
+async fn add_user(c: &Client, name: &str, roles: &[&str]) -> String {
+    fill(c, "#new-name", name).await;
+    for r in roles {
+        click(c, &format!("input[name={r}]")).await;
+    }
+    click(c, "form[action='/ui/users'] button[type=submit]").await;
+    let start = Instant::now();
+    loop {
+        if let Ok(e) = c.find(Locator::Css("#otp-title")).await
+            && e.text().await.is_ok_and(|t| t.contains(name))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{name} was not created"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    text(c, "#one-time-password").await
+}
+
+/// Signs in with a one-time password and replaces it; ends on the dashboard.
+async fn first_sign_in(c: &Client, base: &str, name: &str, otp: &str) {
+    c.goto(&format!("{base}/ui/login")).await.unwrap();
+    fill(c, "#name", name).await;
+    fill(c, "#password", otp).await;
+    click(c, "form[action='/ui/login'] button[type=submit]").await;
+    wait_path(c, "/ui/password").await;
+    let own = format!("{name}'s own long password");
+    fill(c, "#current", otp).await;
+    fill(c, "#new", &own).await;
+    fill(c, "#confirm", &own).await;
+    click(c, "form[action='/ui/password'] button[type=submit]").await;
+    wait_path(c, "/ui/").await;
+    assert_eq!(text(c, "#current-user").await, name);
+}
+
+async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
+    c.goto(&format!("{base}/ui/login")).await.unwrap();
+    fill(c, "#name", name).await;
+    fill(c, "#password", password).await;
+    click(c, "form[action='/ui/login'] button[type=submit]").await;
+    wait_path(c, "/ui/").await;
+}
+
+async fn sign_out(c: &Client) {
+    click(c, "form[action='/ui/logout'] button[type=submit]").await;
+    wait_path(c, "/ui/login").await;
 }
 
 fn issue(fx: &Fixture, host: &str) -> String {
@@ -340,20 +395,82 @@ async fn a_browser_signs_in_changes_the_password_browses_and_signs_out() {
     // 7. The users, where an administrator adds an officer and sees the one-time password.
     click(&c, "nav a[href='/ui/users']").await;
     wait_path(&c, "/ui/users").await;
-    fill(&c, "#new-name", "olga").await;
-    click(&c, "input[name=officer]").await;
-    click(&c, "form[action='/ui/users'] button[type=submit]").await;
-    wait_for(&c, "#one-time-password").await;
-    assert_eq!(text(&c, "#one-time-password").await.len(), 20);
+    let olga = add_user(&c, "olga", &["officer"]).await;
+    assert_eq!(olga.len(), 20);
     shot(&c, &dir, "08-users").await;
+    let rita = add_user(&c, "rita", &["requester", "officer"]).await;
+    let oscar = add_user(&c, "oscar", &["officer"]).await;
+    sign_out(&c).await;
 
-    // 8. At a phone's width.
+    // 8. A requester (also an officer) submits a CSR needing two approvals, and may not
+    //    approve her own request.
+    let csr = fx.csr("rita-sign", "/CN=Rita signing", "");
+    first_sign_in(&c, &base, "rita", &rita).await;
+    c.goto(&format!("{base}/ui/requests/new")).await.unwrap();
+    click(&c, "input[value='code-signing']").await;
+    fill(&c, "#csr", &csr).await;
+    shot(&c, &dir, "10-submit-csr").await;
+    click(&c, "form[action='/ui/requests/new'] button[type=submit]").await;
+    wait_for(&c, ".notice").await;
+    assert!(text(&c, ".notice").await.contains("waits for an officer"));
+    let page = c.source().await.unwrap();
+    assert!(page.contains("another officer decides") && !page.contains("/approve\""));
+    shot(&c, &dir, "11-request-pending").await;
+    sign_out(&c).await;
+
+    // 9. Two other officers approve; the second approval issues it.
+    for (name, otp) in [("olga", &olga), ("oscar", &oscar)] {
+        first_sign_in(&c, &base, name, otp).await;
+        c.goto(&format!("{base}/ui/requests")).await.unwrap();
+        fill(&c, "input[name=comment]", "checked with Rita").await;
+        click(&c, "form[action$='/approve'] button[type=submit]").await;
+        wait_for(&c, ".notice").await;
+        let notice = text(&c, ".notice").await;
+        if name == "olga" {
+            assert!(notice.contains("further approvals"), "{notice}");
+            sign_out(&c).await;
+        } else {
+            assert!(notice.contains("certificate issued"), "{notice}");
+        }
+    }
+
+    // 10. The officer revokes it, with a reason and a confirmation.
+    c.goto(&format!("{base}/ui/certs?q=Rita")).await.unwrap();
+    click(&c, "#certs tbody a").await;
+    wait_for(&c, "#revoke-title").await;
+    c.find(Locator::Css("#reason"))
+        .await
+        .unwrap()
+        .select_by_value("keyCompromise")
+        .await
+        .unwrap();
+    click(&c, "input[name=confirm]").await;
+    click(&c, "form[action$='/revoke'] button[type=submit]").await;
+    wait_for(&c, "#revoked").await;
+    assert!(text(&c, "#revoked").await.contains("keyCompromise"));
+    shot(&c, &dir, "12-revoked").await;
+    sign_out(&c).await;
+
+    // 11. The administrator sees it all in the audit log.
+    sign_in(&c, &base, "admin", NEW_PASSWORD).await;
+    c.goto(&format!("{base}/ui/audit")).await.unwrap();
+    let page = c.source().await.unwrap();
+    for action in [
+        "request.received",
+        "request.approved",
+        "certificate.issued",
+        "certificate.revoked",
+    ] {
+        assert!(page.contains(action), "{action}");
+    }
+
+    // 12. At a phone's width.
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&format!("{base}/ui/")).await.unwrap();
-    shot(&c, &dir, "09-dashboard-phone").await;
+    shot(&c, &dir, "13-dashboard-phone").await;
     c.set_window_size(1280, 1000).await.unwrap();
 
-    // 9. Signing out ends the session.
+    // 13. Signing out ends the session.
     click(&c, "form[action='/ui/logout'] button[type=submit]").await;
     wait_path(&c, "/ui/login").await;
     c.goto(&format!("{base}/ui/certs")).await.unwrap();
