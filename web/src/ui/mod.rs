@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod ca;
 pub mod pages;
 pub mod revoke;
 pub mod session;
@@ -84,6 +85,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/requests/{id}/approve", web::post().to(pages::approve))
             .route("/requests/{id}/reject", web::post().to(pages::reject))
             .route("/audit", web::get().to(pages::audit_log))
+            .route("/ca", web::get().to(ca::ca))
+            .route("/policies", web::get().to(ca::policies))
             .service(
                 web::resource("/users")
                     .route(web::get().to(admin::users))

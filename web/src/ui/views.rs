@@ -294,6 +294,61 @@ pub struct UsersPage {
     pub error: Option<String>,
 }
 
+/// One CA certificate on the CA page.
+#[derive(Debug, Clone)]
+pub struct CaCertView {
+    /// What it is: `Root CA`, `Issuing CA`, `OCSP responder`.
+    pub kind: &'static str,
+    /// Labelled fields.
+    pub fields: Vec<(String, String)>,
+}
+
+/// One issuer on the CA page.
+#[derive(Debug, Clone)]
+pub struct IssuerView {
+    /// Its id (for download links).
+    pub id: String,
+    /// Its parent's id.
+    pub parent: Option<String>,
+    /// The CA certificate, then the OCSP responder's if any.
+    pub certs: Vec<CaCertView>,
+}
+
+/// `ca.html`.
+#[derive(Debug, Template)]
+#[template(path = "ca.html")]
+pub struct CaPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Issuers, roots first.
+    pub issuers: Vec<IssuerView>,
+}
+
+/// One profile on the policies page.
+#[derive(Debug, Clone)]
+pub struct ProfileView {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Its issuer's id.
+    pub issuer: String,
+    /// Roles that may request under it, or that only the ceremony CLI may.
+    pub who: String,
+    /// The profile's file as it is on disk now (it was loaded at start-up).
+    pub text: String,
+}
+
+/// `policies.html`.
+#[derive(Debug, Template)]
+#[template(path = "policies.html")]
+pub struct PoliciesPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Profiles by name.
+    pub profiles: Vec<ProfileView>,
+}
+
 /// `error.html`.
 #[derive(Debug, Template)]
 #[template(path = "error.html")]

@@ -464,13 +464,19 @@ async fn a_browser_signs_in_changes_the_password_browses_and_signs_out() {
         assert!(page.contains(action), "{action}");
     }
 
-    // 12. At a phone's width.
+    // 12. The hierarchy, read-only.
+    click(&c, "nav a[href='/ui/ca']").await;
+    wait_path(&c, "/ui/ca").await;
+    assert!(c.source().await.unwrap().contains("Root CA"));
+    shot(&c, &dir, "14-ca").await;
+
+    // 13. At a phone's width.
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&format!("{base}/ui/")).await.unwrap();
     shot(&c, &dir, "13-dashboard-phone").await;
     c.set_window_size(1280, 1000).await.unwrap();
 
-    // 13. Signing out ends the session.
+    // 14. Signing out ends the session.
     click(&c, "form[action='/ui/logout'] button[type=submit]").await;
     wait_path(&c, "/ui/login").await;
     c.goto(&format!("{base}/ui/certs")).await.unwrap();

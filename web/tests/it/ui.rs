@@ -1146,6 +1146,8 @@ const GET_ROUTES: &[(&str, &[Role])] = &[
     ("/ui/certs", &[]),
     ("/ui/requests", &[]),
     ("/ui/password", &[]),
+    ("/ui/ca", &[]),
+    ("/ui/policies", &[]),
     ("/ui/requests/new", &[Role::Requester]),
     ("/ui/audit", &[Role::Auditor, Role::Admin]),
     ("/ui/users", &[Role::Admin]),
@@ -1409,4 +1411,30 @@ async fn officers_revoke_any_certificate_requesters_their_own() {
         "olga".into(),
         format!("certificate:{bobs}")
     )));
+}
+
+#[actix_web::test]
+async fn the_ca_and_policy_pages_show_the_hierarchy_and_the_profiles() {
+    let fx = Fixture::new();
+    user(&fx, "rita", &[Role::Requester]);
+    let app = app!(fx);
+    let (rita, _) = login(&app, "rita").await;
+    let html = body(test::call_service(&app, get("/ui/ca", &rita).to_request()).await).await;
+    for issuer in fx.state.ca.issuers() {
+        assert!(
+            html.contains(&format!("id=\"issuer-{}\"", issuer.id)),
+            "{}",
+            issuer.id
+        );
+        assert!(
+            html.contains(&issuer.ca.cert.fingerprint_sha256()),
+            "{}",
+            issuer.id
+        );
+        assert!(html.contains(&format!("href=\"/ca/{}.pem\"", issuer.id)));
+    }
+    assert!(html.contains("Root CA") && html.contains("OCSP responder"));
+    let html = body(test::call_service(&app, get("/ui/policies", &rita).to_request()).await).await;
+    assert!(html.contains("id=\"profile-tls-server\"") && html.contains("requester, officer"));
+    assert!(html.contains("dns_suffixes"), "the file itself");
 }
