@@ -255,8 +255,16 @@ pub struct AuditPage {
     pub layout: Layout,
     /// Entries, newest first.
     pub rows: Vec<AuditRow>,
-    /// The older page's `before` value.
-    pub older: Option<i64>,
+    /// The older page's URL.
+    pub older: Option<String>,
+    /// Said when a filtered search stopped before the start of the log.
+    pub note: Option<String>,
+    /// Actor filter.
+    pub actor: String,
+    /// Action filter.
+    pub action: String,
+    /// Object filter.
+    pub object: String,
 }
 
 /// One user, as an administrator sees them.

@@ -1438,3 +1438,63 @@ async fn the_ca_and_policy_pages_show_the_hierarchy_and_the_profiles() {
     assert!(html.contains("id=\"profile-tls-server\"") && html.contains("requester, officer"));
     assert!(html.contains("dns_suffixes"), "the file itself");
 }
+
+#[actix_web::test]
+async fn the_audit_log_filters_by_actor_action_and_object_across_pages() {
+    let fx = Fixture::new();
+    user(&fx, "aude", &[Role::Auditor]);
+    let events: Vec<AuditEvent> = (0..60)
+        .map(|i| {
+            AuditEvent::new(Action::LoginFailed, "anonymous", "10.0.0.9", "user:mallory")
+                .with("try", i.to_string())
+        })
+        .collect();
+    fx.state.ca.store().audit(&events).unwrap();
+    let app = app!(fx);
+    let (aude, _) = login(&app, "aude").await;
+    let count = |html: &str, action: &str| html.matches(&format!("<code>{action}</code>")).count();
+
+    let html = body(
+        test::call_service(
+            &app,
+            get("/ui/audit?action=login.failed", &aude).to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(count(&html, "login.failed"), 50);
+    assert_eq!(count(&html, "login.succeeded"), 0);
+    let start = html
+        .find("rel=\"next\"")
+        .map(|i| html[..i].rfind("href=\"").unwrap() + 6)
+        .unwrap();
+    let older = html[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let html = body(test::call_service(&app, get(&older, &aude).to_request()).await).await;
+    assert_eq!(count(&html, "login.failed"), 10, "{older}");
+
+    let html =
+        body(test::call_service(&app, get("/ui/audit?action=login.", &aude).to_request()).await)
+            .await;
+    assert_eq!(
+        count(&html, "login.succeeded"),
+        1,
+        "a prefix ending in a dot"
+    );
+    let html =
+        body(test::call_service(&app, get("/ui/audit?actor=aude", &aude).to_request()).await).await;
+    assert_eq!(count(&html, "login.succeeded"), 1);
+    assert_eq!(count(&html, "login.failed"), 0);
+    let html =
+        body(test::call_service(&app, get("/ui/audit?object=aude", &aude).to_request()).await)
+            .await;
+    assert!(count(&html, "user.created") == 1 && count(&html, "login.failed") == 0);
+    let html =
+        body(test::call_service(&app, get("/ui/audit?actor=nobody", &aude).to_request()).await)
+            .await;
+    assert!(html.contains("No entries."));
+}
