@@ -70,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/", web::get().to(pages::dashboard))
             .route("", web::get().to(pages::dashboard))
             .route("/certs", web::get().to(pages::certificates))
+            .route("/certs.csv", web::get().to(pages::certificates_csv))
             .route("/certs/{serial}", web::get().to(pages::certificate))
             .route("/certs/{serial}/revoke", web::post().to(revoke::revoke))
             .route(

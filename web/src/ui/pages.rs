@@ -366,19 +366,18 @@ fn certs_url(q: &CertQuery, after: Option<&str>) -> String {
     url
 }
 
-/// `GET /ui/certs`: newest first, keyset pagination; requesters see their own only.
-pub async fn certificates(
-    state: web::Data<AppState>,
-    s: SignedIn,
-    query: web::Query<CertQuery>,
-) -> Result<HttpResponse, UiError> {
-    let q = query.into_inner();
-    let now = SystemTime::now();
+/// The store filter for `q` as `s` may see it (requesters: their own only).
+fn cert_filter(
+    q: &CertQuery,
+    s: &SignedIn,
+    now: SystemTime,
+    limit: u32,
+) -> Result<CertFilter, UiError> {
     let mut filter = CertFilter {
         profile: Some(q.profile.clone()).filter(|p| !p.is_empty()),
         search: search_text(&q.q),
         requester: s.own_only().then(|| s.user.name.clone()),
-        limit: PAGE,
+        limit,
         ..CertFilter::default()
     };
     match q.status.as_str() {
@@ -405,6 +404,88 @@ pub async fn certificates(
         filter.after =
             Some(crate::ops::parse_cursor(a).map_err(|e| UiError::Invalid(e.to_string()))?);
     }
+    Ok(filter)
+}
+
+/// Rows one CSV export holds at most.
+const CSV_MAX: usize = 100_000;
+
+/// One CSV field: quoted when needed, and with a leading `'` when it would start a
+/// spreadsheet formula (subjects come from CSRs, so from anyone).
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// `GET /ui/certs.csv`: the list's current filter as CSV (every page, up to 100,000 rows).
+pub async fn certificates_csv(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    query: web::Query<CertQuery>,
+) -> Result<HttpResponse, UiError> {
+    let now = SystemTime::now();
+    let mut filter = cert_filter(&query, &s, now, db::MAX_PAGE)?;
+    let ca = state.ca.clone();
+    let csv = web::block(move || -> Result<String, ca_core::store::StoreError> {
+        let mut out = String::from(
+            "serial,status,subject,sans,profile,requester,not_before,not_after,issued_at\r\n",
+        );
+        let mut rows_out = 0;
+        loop {
+            let rows = ca.store().certificates(&filter)?;
+            for r in &rows {
+                let fields = [
+                    r.serial.to_string(),
+                    issuance::effective_status(r.status, r.not_after, now).to_owned(),
+                    r.subject.clone(),
+                    r.sans.clone(),
+                    r.profile.clone(),
+                    r.requester.clone(),
+                    humantime(r.not_before),
+                    humantime(r.not_after),
+                    humantime(r.created_at),
+                ];
+                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                out.push_str(&line.join(","));
+                out.push_str("\r\n");
+            }
+            rows_out += rows.len();
+            match rows.last() {
+                Some(last) if rows.len() == filter.limit as usize && rows_out < CSV_MAX => {
+                    filter.after = Some((last.created_at, last.serial.clone()));
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    })
+    .await??;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"certificates.csv\"",
+        ))
+        .body(csv))
+}
+
+/// `GET /ui/certs`: newest first, keyset pagination; requesters see their own only.
+pub async fn certificates(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    query: web::Query<CertQuery>,
+) -> Result<HttpResponse, UiError> {
+    let q = query.into_inner();
+    let now = SystemTime::now();
+    let filter = cert_filter(&q, &s, now, PAGE)?;
     let ca = state.ca.clone();
     let f = filter.clone();
     let rows = web::block(move || ca.store().certificates(&f)).await??;
@@ -415,6 +496,7 @@ pub async fn certificates(
     let mut profiles: Vec<String> = state.ca.profiles().iter().map(|p| p.name.clone()).collect();
     profiles.sort();
     render(&CertListPage {
+        csv: certs_url(&q, None).replacen("/certs?", "/certs.csv?", 1),
         layout: Layout::new(&s, "certs"),
         profiles,
         statuses: STATUSES.to_vec(),
@@ -878,4 +960,25 @@ pub async fn audit_log(
         action: filter.action,
         object: filter.object,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_start_a_formula() {
+        assert_eq!(csv_field("CN=a,O=b"), "\"CN=a,O=b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+
+    #[test]
+    fn serials_typed_with_colons_search_as_stored() {
+        assert_eq!(search_text(" 0A:1b:FF ").as_deref(), Some("0a1bff"));
+        assert_eq!(search_text("web.internal").as_deref(), Some("web.internal"));
+        assert_eq!(search_text("  "), None);
+    }
 }

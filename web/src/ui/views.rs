@@ -160,6 +160,8 @@ pub struct CertListPage {
     pub next: Option<String>,
     /// The first page's URL when this is a later page.
     pub first: Option<String>,
+    /// The CSV export of the current filter.
+    pub csv: String,
 }
 
 /// `cert.html`.

@@ -1498,3 +1498,66 @@ async fn the_audit_log_filters_by_actor_action_and_object_across_pages() {
             .await;
     assert!(html.contains("No entries."));
 }
+
+#[actix_web::test]
+async fn the_certificate_list_exports_its_filter_as_csv() {
+    let fx = Fixture::new();
+    user(&fx, "rita", &[Role::Requester]);
+    user(&fx, "aude", &[Role::Auditor]);
+    let mine = serial(&submit(
+        &fx,
+        "rita",
+        &["requester"],
+        "tls-server",
+        "c1.internal",
+        "DNS:c1.internal",
+    ));
+    let theirs = serial(&submit(
+        &fx,
+        "bob",
+        &["requester"],
+        "tls-server",
+        "c2.internal",
+        "DNS:c2.internal",
+    ));
+    let app = app!(fx);
+    let (aude, _) = login(&app, "aude").await;
+    let html =
+        body(test::call_service(&app, get("/ui/certs?q=c2.internal", &aude).to_request()).await)
+            .await;
+    assert!(
+        html.contains("href=\"/ui/certs.csv?q=c2.internal&amp;profile=&amp;status=\"")
+            || html.contains("/ui/certs.csv?q=c2.internal&#38;"),
+        "{html}"
+    );
+    let res = test::call_service(&app, get("/ui/certs.csv", &aude).to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()
+            .get(header::CONTENT_TYPE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = body(res).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "serial,status,subject,sans,profile,requester,not_before,not_after,issued_at"
+    );
+    assert_eq!(lines.len(), 3);
+    assert!(csv.contains(&mine) && csv.contains(&theirs));
+    assert!(csv.contains("\"CN=c2.internal,O=Keyhold\""));
+    let csv = body(
+        test::call_service(&app, get("/ui/certs.csv?q=c2.internal", &aude).to_request()).await,
+    )
+    .await;
+    assert_eq!(csv.lines().count(), 2);
+    let (rita, _) = login(&app, "rita").await;
+    let csv = body(test::call_service(&app, get("/ui/certs.csv", &rita).to_request()).await).await;
+    assert!(
+        csv.contains(&mine) && !csv.contains(&theirs),
+        "requesters export their own only"
+    );
+}
