@@ -257,8 +257,13 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
     let show_events = s.user.has_any(&[Role::Admin, Role::Auditor]);
     let ca = state.ca.clone();
     let now = SystemTime::now();
-    let (valid, expiring, revoked, pending, events) = web::block(move || {
+    let probes = state.probes.clone();
+    let (valid, expiring, revoked, pending, events, health) = web::block(move || {
         let store = ca.store();
+        let health = vec![
+            ("Database", probes.database().is_ok()),
+            ("Key store", probes.key_store().is_ok()),
+        ];
         let base = CertFilter {
             requester: own.clone(),
             limit: COUNT_CAP,
@@ -302,7 +307,7 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
         } else {
             Vec::new()
         };
-        Ok::<_, ca_core::store::StoreError>((valid, expiring, revoked, pending, events))
+        Ok::<_, ca_core::store::StoreError>((valid, expiring, revoked, pending, events, health))
     })
     .await??;
     render(&DashboardPage {
@@ -314,6 +319,7 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
         pending: capped(pending),
         events: events.iter().rev().map(audit_row).collect(),
         show_events,
+        health,
     })
 }
 

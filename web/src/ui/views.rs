@@ -117,6 +117,8 @@ pub struct DashboardPage {
     pub events: Vec<AuditRow>,
     /// Whether the user may see the log.
     pub show_events: bool,
+    /// Each dependency and whether it answers.
+    pub health: Vec<(&'static str, bool)>,
 }
 
 /// One certificate in a list.

@@ -775,6 +775,8 @@ async fn the_dashboard_counts_and_the_audit_log_shows_sign_ins() {
     assert!(html.contains("id=\"count-valid\">2<"), "{html}");
     assert!(html.contains("id=\"count-pending\">1<"), "{html}");
     assert!(html.contains("login.succeeded"), "recent events: {html}");
+    assert!(html.contains("Database: <span class=\"status valid\">answers"));
+    assert!(html.contains("Key store: <span class=\"status valid\">answers"));
     let (rita, _) = login(&app, "rita").await;
     let html = body(test::call_service(&app, get("/ui/", &rita).to_request()).await).await;
     assert!(html.contains("id=\"count-valid\">1<"), "own only: {html}");
