@@ -12,6 +12,7 @@ pub mod pages;
 pub mod revoke;
 pub mod session;
 pub mod submit;
+pub mod tokens;
 pub mod views;
 
 use std::sync::Arc;
@@ -94,6 +95,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(admin::create_user)),
             )
             .route("/users/{name}/{action}", web::post().to(admin::change_user))
+            .service(
+                web::resource("/tokens")
+                    .route(web::get().to(tokens::tokens))
+                    .route(web::post().to(tokens::create)),
+            )
+            .route("/tokens/{name}/revoke", web::post().to(tokens::revoke))
             .default_service(web::to(not_found)),
     );
 }

@@ -33,7 +33,7 @@ pub struct Layout {
     pub csrf: Hidden,
     /// Whether the menu shows the audit log.
     pub show_audit: bool,
-    /// Whether the menu shows the users (admins).
+    /// Whether the menu shows the users and API tokens (admins).
     pub show_users: bool,
     /// The menu entry to highlight.
     pub active: &'static str,
@@ -359,6 +359,43 @@ pub struct PoliciesPage {
     pub layout: Layout,
     /// Profiles by name.
     pub profiles: Vec<ProfileView>,
+}
+
+/// One API token, as an administrator sees it (never the token itself).
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: &'static str,
+    /// `active`, `expired` or `revoked`.
+    pub state: &'static str,
+    /// Profiles, or `(all)`.
+    pub profiles: String,
+    /// When created (UTC).
+    pub created_at: String,
+    /// When it expires (UTC), or `never`.
+    pub expires_at: String,
+    /// Who created it.
+    pub created_by: String,
+}
+
+/// `tokens.html`.
+#[derive(Debug, Template)]
+#[template(path = "tokens.html")]
+pub struct TokensPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Every token.
+    pub rows: Vec<TokenRow>,
+    /// Profiles to choose from.
+    pub profiles: Vec<String>,
+    /// A new token to show once, with its name.
+    pub created: Option<(String, Hidden)>,
+    /// The outcome of the last change.
+    pub notice: Option<String>,
+    /// Why the last change failed.
+    pub error: Option<String>,
 }
 
 /// `error.html`.

@@ -1153,6 +1153,7 @@ const GET_ROUTES: &[(&str, &[Role])] = &[
     ("/ui/requests/new", &[Role::Requester]),
     ("/ui/audit", &[Role::Auditor, Role::Admin]),
     ("/ui/users", &[Role::Admin]),
+    ("/ui/tokens", &[Role::Admin]),
 ];
 
 /// Every UI form target, with the roles that may post to it.
@@ -1167,6 +1168,8 @@ const POST_ROUTES: &[(&str, &[Role])] = &[
     ("/ui/users/nobody/disable", &[Role::Admin]),
     ("/ui/users/nobody/enable", &[Role::Admin]),
     ("/ui/users/nobody/reset-password", &[Role::Admin]),
+    ("/ui/tokens", &[Role::Admin]),
+    ("/ui/tokens/nobody/revoke", &[Role::Admin]),
 ];
 
 #[actix_web::test]
@@ -1562,4 +1565,111 @@ async fn the_certificate_list_exports_its_filter_as_csv() {
         csv.contains(&mine) && !csv.contains(&theirs),
         "requesters export their own only"
     );
+}
+
+#[actix_web::test]
+async fn administrators_create_and_revoke_api_tokens_in_the_ui() {
+    let fx = Fixture::new();
+    user(&fx, "adam", &[Role::Admin]);
+    let app = app!(fx);
+    let (adam, csrf) = login(&app, "adam").await;
+    let create = |fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        post("/ui/tokens", &adam, form(&all)).to_request()
+    };
+    let res = test::call_service(
+        &app,
+        create(&[
+            ("name", "deployer"),
+            ("role", "requester"),
+            ("profiles", "tls-server"),
+            ("days", "30"),
+        ]),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = body(res).await;
+    let start = html.find("id=\"new-token\">").unwrap() + "id=\"new-token\">".len();
+    let token = html[start..].split('<').next().unwrap().to_owned();
+    assert!(token.starts_with("kh_"));
+    let api = |token: &str| {
+        test::TestRequest::get()
+            .uri("/api/v1/certificates")
+            .insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+            .to_request()
+    };
+    assert_eq!(
+        test::call_service(&app, api(&token)).await.status(),
+        StatusCode::OK
+    );
+    let html = body(test::call_service(&app, get("/ui/tokens", &adam).to_request()).await).await;
+    assert!(
+        html.contains("id=\"token-deployer\"") && !html.contains(&token),
+        "shown once"
+    );
+
+    for (fields, status) in [
+        (
+            vec![("name", "deployer"), ("role", "requester")],
+            StatusCode::CONFLICT,
+        ),
+        (
+            vec![("name", "x y"), ("role", "requester")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![("name", "z"), ("role", "root")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![("name", "z"), ("role", "admin"), ("profiles", "nope")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![("name", "z"), ("role", "admin"), ("days", "0")],
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let res = test::call_service(&app, create(&fields)).await;
+        assert_eq!(res.status(), status, "{fields:?}");
+    }
+
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/tokens/deployer/revoke",
+            &adam,
+            form(&[("csrf", &csrf)]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        test::call_service(&app, api(&token)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/tokens/deployer/revoke",
+            &adam,
+            form(&[("csrf", &csrf)]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT, "already revoked");
+    let actions = audit_actions(&fx);
+    assert!(actions.contains(&(
+        "token.created".into(),
+        "adam".into(),
+        "token:deployer".into()
+    )));
+    assert!(actions.contains(&(
+        "token.revoked".into(),
+        "adam".into(),
+        "token:deployer".into()
+    )));
 }
