@@ -20,14 +20,30 @@ pub fn ensure_admin(state: &AppState) -> Result<Option<String>> {
         .chain((2..).map(|n| format!("admin-{n}")))
         .find(|n| !existing.iter().any(|u| &u.name == n))
         .unwrap_or_else(|| "admin".to_owned());
-    let password = users::create_with_one_time_password(
+    let created = users::create_with_one_time_password(
         store.as_ref(),
         &name,
         &[Role::Admin],
         "system",
         "startup",
-    )
-    .with_context(|| format!("cannot create the first UI administrator {name:?}"))?;
+    );
+    let password = match created {
+        Ok(p) => p,
+        // Several processes sharing one database started together and another one created
+        // the administrator first (and printed its password): nothing to do here.
+        Err(e) if e.kind() == ca_core::error::ErrorKind::Conflict => {
+            let now = store.users().context("cannot read the UI users")?;
+            if now.iter().any(|u| u.has(Role::Admin) && !u.disabled) {
+                return Ok(None);
+            }
+            return Err(e)
+                .with_context(|| format!("cannot create the first UI administrator {name:?}"));
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot create the first UI administrator {name:?}"));
+        }
+    };
     println!(
         "no UI administrator: created user {name:?} (admin) with the one-time password {}",
         password.as_str()
