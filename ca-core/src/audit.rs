@@ -64,6 +64,24 @@ pub enum Action {
     CodesignKeyBound,
     /// A digest was signed (CMS) with a code-signing key held for its owner.
     CodesignSigned,
+    /// A user was created.
+    UserCreated,
+    /// A user was disabled (their sessions ended).
+    UserDisabled,
+    /// A disabled user was enabled again.
+    UserEnabled,
+    /// A user was given a new one-time password.
+    UserPasswordReset,
+    /// A user changed their own password.
+    UserPasswordChanged,
+    /// A user signed in.
+    LoginSucceeded,
+    /// A sign-in was refused.
+    LoginFailed,
+    /// Too many failed sign-ins locked an account.
+    LoginLocked,
+    /// A user signed out.
+    Logout,
 }
 
 impl Action {
@@ -88,6 +106,15 @@ impl Action {
             Action::CertificateRevoked => "certificate.revoked",
             Action::CodesignKeyBound => "codesign.key_bound",
             Action::CodesignSigned => "codesign.signed",
+            Action::UserCreated => "user.created",
+            Action::UserDisabled => "user.disabled",
+            Action::UserEnabled => "user.enabled",
+            Action::UserPasswordReset => "user.password_reset",
+            Action::UserPasswordChanged => "user.password_changed",
+            Action::LoginSucceeded => "login.succeeded",
+            Action::LoginFailed => "login.failed",
+            Action::LoginLocked => "login.locked",
+            Action::Logout => "logout",
         }
     }
 }

@@ -18,4 +18,5 @@ pub mod policy;
 pub mod revocation;
 pub mod secret;
 pub mod store;
+pub mod users;
 pub mod x509;

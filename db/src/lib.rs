@@ -26,6 +26,7 @@ mod records;
 mod revocation;
 mod schema;
 mod tokens;
+mod users;
 mod writer;
 
 use std::fmt;

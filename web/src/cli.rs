@@ -92,6 +92,9 @@ pub enum Command {
     /// Code-signing keys held in the key store for their owners, and signatures with them.
     #[command(subcommand)]
     Codesign(crate::ops::codesign::CodesignCommand),
+    /// People who sign in to the web UI.
+    #[command(subcommand)]
+    Users(crate::users::UsersCommand),
 }
 
 /// `keyhold policy ...`.
@@ -228,6 +231,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Revoke(args) => crate::revoke::revoke(&cli, args),
         Command::Crl(cmd) => crate::revoke::crl(&cli, cmd),
         Command::Codesign(cmd) => crate::ops::codesign::run(&cli, cmd),
+        Command::Users(cmd) => crate::users::run(&cli, cmd),
         Command::Init(args) => done(run_init(&cli, args)),
         Command::Keys(cmd) => done(run_keys(&cli, cmd)),
         Command::Hsm(HsmCommand::InitToken {

@@ -16,6 +16,8 @@ pub mod secrets;
 pub mod serve;
 pub mod state;
 pub mod tokens;
+pub mod ui;
+pub mod users;
 
 use std::time::Instant;
 
@@ -63,6 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(get("/ocsp/{request:.*}", revocation::ocsp_get))
             .service(api_v1(&mut Vec::new()))
+            .configure(ui::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -121,6 +121,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             i.ca.cert.fingerprint_sha256()
         );
     }
+    crate::ui::bootstrap::ensure_admin(&state)?;
     let data = web::Data::new(state);
     let app_data = data.clone();
     let mut server = HttpServer::new(move || {

@@ -17,3 +17,4 @@ mod requests;
 mod revocation;
 mod store;
 mod tokens;
+mod users;

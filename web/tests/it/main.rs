@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod browser;
 mod cli;
 mod codesign;
 mod cycle;
@@ -12,3 +13,4 @@ mod issue;
 mod ocsp;
 mod revoke;
 mod serve;
+mod ui;

@@ -1,0 +1,426 @@
+//! One struct per template, holding display-ready text (never database rows).
+
+use std::fmt;
+
+use askama::Template;
+
+use super::session::SignedIn;
+
+/// Text a page shows but `Debug` never does: anti-CSRF tokens, one-time passwords.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Hidden(pub String);
+
+impl fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Hidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the page frame shows: who is signed in, their roles, the sign-out form, the menu.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// User name.
+    pub user: String,
+    /// Roles, comma-separated.
+    pub roles: String,
+    /// The session's anti-CSRF token, for the sign-out form and the page's forms.
+    pub csrf: Hidden,
+    /// Whether the menu shows the audit log.
+    pub show_audit: bool,
+    /// Whether the menu shows the users and API tokens (admins).
+    pub show_users: bool,
+    /// The menu entry to highlight.
+    pub active: &'static str,
+}
+
+impl Layout {
+    /// The frame for `s`, with menu entry `active` highlighted.
+    pub fn new(s: &SignedIn, active: &'static str) -> Self {
+        use ca_core::users::Role;
+        Layout {
+            user: s.user.name.clone(),
+            roles: s.user.roles_text(),
+            csrf: Hidden(s.csrf()),
+            show_audit: s.user.has_any(&[Role::Admin, Role::Auditor]),
+            show_users: s.user.has(Role::Admin),
+            active,
+        }
+    }
+}
+
+/// `login.html`.
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// The sign-in form's anti-CSRF token (also in its cookie).
+    pub csrf: Hidden,
+    /// The name typed, shown again after a failure.
+    pub name: String,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// `password.html`.
+#[derive(Debug, Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage {
+    /// Frame.
+    pub layout: Layout,
+    /// The user must change a one-time password before anything else.
+    pub forced: bool,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// One audit entry, as shown.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// Sequence number.
+    pub seq: i64,
+    /// When (UTC).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// From where.
+    pub source: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub object: String,
+    /// Details, `key=value` per line.
+    pub details: String,
+}
+
+/// `dashboard.html`.
+#[derive(Debug, Template)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Whether the counts cover only the user's own certificates.
+    pub own_only: bool,
+    /// Valid certificates.
+    pub valid: String,
+    /// Valid certificates expiring within 30 days.
+    pub expiring: String,
+    /// Revoked certificates.
+    pub revoked: String,
+    /// Requests waiting for approval.
+    pub pending: String,
+    /// Recent audit entries (empty when the user may not see the log).
+    pub events: Vec<AuditRow>,
+    /// Whether the user may see the log.
+    pub show_events: bool,
+    /// Each dependency and whether it answers.
+    pub health: Vec<(&'static str, bool)>,
+}
+
+/// One certificate in a list.
+#[derive(Debug, Clone)]
+pub struct CertRow {
+    /// Serial (hex).
+    pub serial: String,
+    /// Subject.
+    pub subject: String,
+    /// SANs.
+    pub sans: String,
+    /// Profile.
+    pub profile: String,
+    /// Requester.
+    pub requester: String,
+    /// Effective status.
+    pub status: String,
+    /// notAfter.
+    pub not_after: String,
+}
+
+/// `certs.html`.
+#[derive(Debug, Template)]
+#[template(path = "certs.html")]
+pub struct CertListPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Search text as typed.
+    pub q: String,
+    /// Profile filter.
+    pub profile: String,
+    /// Status filter.
+    pub status: String,
+    /// Profiles to choose from.
+    pub profiles: Vec<String>,
+    /// Statuses to choose from.
+    pub statuses: Vec<&'static str>,
+    /// This page.
+    pub rows: Vec<CertRow>,
+    /// The next page's URL, if there is one.
+    pub next: Option<String>,
+    /// The first page's URL when this is a later page.
+    pub first: Option<String>,
+    /// The CSV export of the current filter.
+    pub csv: String,
+}
+
+/// `cert.html`.
+#[derive(Debug, Template)]
+#[template(path = "cert.html")]
+pub struct CertPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Serial (hex, no colons), for links.
+    pub serial: String,
+    /// Effective status.
+    pub status: String,
+    /// Labelled fields, in order.
+    pub fields: Vec<(String, String)>,
+    /// SANs.
+    pub sans: Vec<String>,
+    /// Extensions: name, critical, value.
+    pub extensions: Vec<(String, bool, String)>,
+    /// Whether the certificate exists (a reserved or failed serial has none).
+    pub issued: bool,
+    /// When and why it was revoked.
+    pub revoked: Option<String>,
+    /// Reasons this user may revoke it with; empty when they may not revoke it.
+    pub revoke_reasons: Vec<&'static str>,
+    /// The outcome of the last action.
+    pub notice: Option<String>,
+}
+
+/// One request in the queue.
+#[derive(Debug, Clone)]
+pub struct RequestView {
+    /// Id.
+    pub id: i64,
+    /// Profile.
+    pub profile: String,
+    /// Who asked.
+    pub requester: String,
+    /// Subject.
+    pub subject: String,
+    /// SANs.
+    pub sans: String,
+    /// Effective status.
+    pub status: String,
+    /// `1 of 2: alice`.
+    pub approvals: String,
+    /// When it arrived.
+    pub created_at: String,
+    /// Approval deadline.
+    pub expires_at: String,
+    /// Whether this user may approve or reject it (an officer, not the requester, pending).
+    pub decidable: bool,
+    /// Why the user may not, when they are an officer.
+    pub why_not: String,
+}
+
+/// `requests.html`.
+#[derive(Debug, Template)]
+#[template(path = "requests.html")]
+pub struct RequestsPage {
+    /// Frame.
+    pub layout: Layout,
+    /// The status shown (`pending` or `all`).
+    pub show: String,
+    /// The requests.
+    pub rows: Vec<RequestView>,
+    /// The outcome of the last decision.
+    pub notice: Option<String>,
+    /// Whether the user may submit a CSR.
+    pub can_submit: bool,
+}
+
+/// `request_new.html`.
+#[derive(Debug, Template)]
+#[template(path = "request_new.html")]
+pub struct SubmitPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Profiles the user may request: name and description.
+    pub profiles: Vec<(String, String)>,
+    /// The profile chosen.
+    pub profile: String,
+    /// The CSR as pasted.
+    pub csr: String,
+    /// Why the last submission failed: one line per reason.
+    pub errors: Vec<String>,
+}
+
+/// `audit.html`.
+#[derive(Debug, Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Entries, newest first.
+    pub rows: Vec<AuditRow>,
+    /// The older page's URL.
+    pub older: Option<String>,
+    /// Said when a filtered search stopped before the start of the log.
+    pub note: Option<String>,
+    /// Actor filter.
+    pub actor: String,
+    /// Action filter.
+    pub action: String,
+    /// Object filter.
+    pub object: String,
+}
+
+/// One user, as an administrator sees them.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    /// Name.
+    pub name: String,
+    /// Roles, comma-separated.
+    pub roles: String,
+    /// `active`, `new` (one-time password not yet changed), `locked` or `disabled`.
+    pub state: &'static str,
+    /// Whether the account is disabled.
+    pub disabled: bool,
+    /// When created (UTC).
+    pub created_at: String,
+    /// Who created them.
+    pub created_by: String,
+    /// Whether this is the signed-in administrator (who cannot disable themselves).
+    pub is_self: bool,
+}
+
+/// `users.html`.
+#[derive(Debug, Template)]
+#[template(path = "users.html")]
+pub struct UsersPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Every user.
+    pub rows: Vec<UserRow>,
+    /// The outcome of the last change.
+    pub notice: Option<String>,
+    /// A one-time password to show once, with its user's name.
+    pub one_time: Option<(String, Hidden)>,
+    /// Why the last change failed.
+    pub error: Option<String>,
+}
+
+/// One CA certificate on the CA page.
+#[derive(Debug, Clone)]
+pub struct CaCertView {
+    /// What it is: `Root CA`, `Issuing CA`, `OCSP responder`.
+    pub kind: &'static str,
+    /// Labelled fields.
+    pub fields: Vec<(String, String)>,
+}
+
+/// One issuer on the CA page.
+#[derive(Debug, Clone)]
+pub struct IssuerView {
+    /// Its id (for download links).
+    pub id: String,
+    /// Its parent's id.
+    pub parent: Option<String>,
+    /// The CA certificate, then the OCSP responder's if any.
+    pub certs: Vec<CaCertView>,
+}
+
+/// `ca.html`.
+#[derive(Debug, Template)]
+#[template(path = "ca.html")]
+pub struct CaPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Issuers, roots first.
+    pub issuers: Vec<IssuerView>,
+}
+
+/// One profile on the policies page.
+#[derive(Debug, Clone)]
+pub struct ProfileView {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Its issuer's id.
+    pub issuer: String,
+    /// Roles that may request under it, or that only the ceremony CLI may.
+    pub who: String,
+    /// The profile's file as it is on disk now (it was loaded at start-up).
+    pub text: String,
+}
+
+/// `policies.html`.
+#[derive(Debug, Template)]
+#[template(path = "policies.html")]
+pub struct PoliciesPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Profiles by name.
+    pub profiles: Vec<ProfileView>,
+}
+
+/// One API token, as an administrator sees it (never the token itself).
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: &'static str,
+    /// `active`, `expired` or `revoked`.
+    pub state: &'static str,
+    /// Profiles, or `(all)`.
+    pub profiles: String,
+    /// When created (UTC).
+    pub created_at: String,
+    /// When it expires (UTC), or `never`.
+    pub expires_at: String,
+    /// Who created it.
+    pub created_by: String,
+}
+
+/// `tokens.html`.
+#[derive(Debug, Template)]
+#[template(path = "tokens.html")]
+pub struct TokensPage {
+    /// Frame.
+    pub layout: Layout,
+    /// Every token.
+    pub rows: Vec<TokenRow>,
+    /// Profiles to choose from.
+    pub profiles: Vec<String>,
+    /// A new token to show once, with its name.
+    pub created: Option<(String, Hidden)>,
+    /// The outcome of the last change.
+    pub notice: Option<String>,
+    /// Why the last change failed.
+    pub error: Option<String>,
+}
+
+/// `error.html`.
+#[derive(Debug, Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// HTTP status.
+    pub status: u16,
+    /// Its reason phrase.
+    pub title: String,
+    /// What went wrong, for the user.
+    pub detail: String,
+    /// For the logs.
+    pub request_id: String,
+}
+
+/// Percent-encodes `text` for a query string value.
+pub fn query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
