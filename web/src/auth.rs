@@ -136,16 +136,18 @@ impl FromRequest for Auth {
                     &"no application state",
                 ));
             };
-            let (tokens, uses, store) = (
+            let (tokens, uses, store, metrics) = (
                 state.tokens.clone(),
                 state.token_uses.clone(),
                 state.ca.store().clone(),
+                state.metrics.clone(),
             );
             let where_ = source.clone();
             let found = web::block(move || -> Result<_, ApiError> {
-                let found = tokens
-                    .token_by_hash(&hash)?
-                    .filter(|t| t.usable(SystemTime::now()));
+                let started = Instant::now();
+                let found = tokens.token_by_hash(&hash);
+                metrics.database("token_lookup", started.elapsed());
+                let found = found?.filter(|t| t.usable(SystemTime::now()));
                 if let Some(token) = &found
                     && uses.first_this_minute(&token.name, &where_)
                 {

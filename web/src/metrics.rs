@@ -1,14 +1,16 @@
 //! `GET /metrics` in Prometheus' text format: issuance counts and latency by profile and
-//! outcome, and responses by status. Labels never hold subjects, names or tokens; a profile
+//! outcome, signing latency by key store, database latency by operation, and responses by
+//! status. Labels never hold subjects, names or tokens; a profile
 //! label is only ever a configured profile's name (anything else counts as `unknown`), so
 //! callers cannot grow the label set.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
+use ca_core::keystore::{KeyStoreError, SigAlg, Signer, SpkiDer};
 
 use crate::state::AppState;
 
@@ -51,10 +53,37 @@ impl IssueOutcome {
     }
 }
 
+impl Histogram {
+    fn observe(&mut self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+
+    /// Appends the series of `name` with `labels` (`a="b",c="d"`).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (le, n) in BUCKETS.iter().zip(self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     issuance: BTreeMap<(String, IssueOutcome), Histogram>,
     responses: BTreeMap<u16, u64>,
+    /// By key store backend.
+    signing: BTreeMap<&'static str, Histogram>,
+    /// By operation.
+    database: BTreeMap<&'static str, Histogram>,
 }
 
 /// The server's counters.
@@ -70,18 +99,25 @@ impl Metrics {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        let h = inner
+        inner
             .issuance
             .entry((profile.to_owned(), outcome))
-            .or_default();
-        let secs = took.as_secs_f64();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.counts[i] += 1;
-            }
+            .or_default()
+            .observe(took);
+    }
+
+    /// Records one signature by a key in the `backend` key store.
+    pub fn signing(&self, backend: &'static str, took: Duration) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.signing.entry(backend).or_default().observe(took);
         }
-        h.count += 1;
-        h.sum += secs;
+    }
+
+    /// Records one database call `op`.
+    pub fn database(&self, op: &'static str, took: Duration) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.database.entry(op).or_default().observe(took);
+        }
     }
 
     /// Records one response's status.
@@ -93,8 +129,13 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        let (issuance, responses) = match self.inner.lock() {
-            Ok(inner) => (inner.issuance.clone(), inner.responses.clone()),
+        let (issuance, responses, signing, database) = match self.inner.lock() {
+            Ok(inner) => (
+                inner.issuance.clone(),
+                inner.responses.clone(),
+                inner.signing.clone(),
+                inner.database.clone(),
+            ),
             Err(_) => Default::default(),
         };
         let mut out = String::new();
@@ -104,27 +145,23 @@ impl Metrics {
         );
         for ((profile, outcome), h) in &issuance {
             let labels = format!("profile=\"{profile}\",outcome=\"{}\"", outcome.as_str());
-            for (le, n) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "keyhold_issuance_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "keyhold_issuance_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "keyhold_issuance_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "keyhold_issuance_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
+            h.render(&mut out, "keyhold_issuance_duration_seconds", &labels);
+        }
+        out.push_str(
+            "# HELP keyhold_signing_duration_seconds Signatures by CA and responder keys, by key store.\n\
+             # TYPE keyhold_signing_duration_seconds histogram\n",
+        );
+        for (backend, h) in &signing {
+            let labels = format!("keystore=\"{backend}\"");
+            h.render(&mut out, "keyhold_signing_duration_seconds", &labels);
+        }
+        out.push_str(
+            "# HELP keyhold_database_duration_seconds Database calls made by the HTTP layer, by operation.\n\
+             # TYPE keyhold_database_duration_seconds histogram\n",
+        );
+        for (op, h) in &database {
+            let labels = format!("op=\"{op}\"");
+            h.render(&mut out, "keyhold_database_duration_seconds", &labels);
         }
         out.push_str(
             "# HELP keyhold_http_responses_total HTTP responses, by status code.\n\
@@ -142,4 +179,44 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())
+}
+
+/// A [`Signer`] that records how long each signature takes.
+#[derive(Debug)]
+pub struct TimedSigner {
+    inner: Arc<dyn Signer>,
+    backend: &'static str,
+    metrics: Arc<Metrics>,
+}
+
+impl TimedSigner {
+    /// Wraps `inner`, a key of the `backend` key store.
+    pub fn wrap(
+        inner: Arc<dyn Signer>,
+        backend: &'static str,
+        metrics: Arc<Metrics>,
+    ) -> Arc<dyn Signer> {
+        Arc::new(TimedSigner {
+            inner,
+            backend,
+            metrics,
+        })
+    }
+}
+
+impl Signer for TimedSigner {
+    fn algorithm(&self) -> SigAlg {
+        self.inner.algorithm()
+    }
+
+    fn public_key(&self) -> &SpkiDer {
+        self.inner.public_key()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
+        let started = Instant::now();
+        let signature = self.inner.sign(message);
+        self.metrics.signing(self.backend, started.elapsed());
+        signature
+    }
 }

@@ -74,6 +74,25 @@ pub fn load_state(cli: &Cli, config_file: Option<&std::path::Path>) -> Result<Ap
             problems.join("\n  - ")
         ));
     }
+    // Every CA and responder signature is timed for /metrics, by key store.
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let backend = match config.keystore {
+        ca_core::keystore::KeyStoreConfig::Embedded { .. } => "embedded",
+        ca_core::keystore::KeyStoreConfig::Pkcs11 { .. } => "pkcs11",
+    };
+    let timed = |signer: &Arc<dyn ca_core::keystore::Signer>| {
+        crate::metrics::TimedSigner::wrap(signer.clone(), backend, metrics.clone())
+    };
+    let issuers: Vec<_> = issuers
+        .into_iter()
+        .map(|mut i| {
+            i.ca.signer = timed(&i.ca.signer);
+            if let Some(ocsp) = &mut i.ocsp {
+                ocsp.signer = timed(&ocsp.signer);
+            }
+            i
+        })
+        .collect();
     let store: Arc<dyn Store> = db.clone();
     let ca = Ca::new(issuers, profiles, store, &config.base_url).map_err(|p| {
         anyhow!(
@@ -82,7 +101,7 @@ pub fn load_state(cli: &Cli, config_file: Option<&std::path::Path>) -> Result<Ap
             p.join("\n  - ")
         )
     })?;
-    AppState::new(Arc::new(ca), db, keys)
+    AppState::new(Arc::new(ca), db, keys, metrics)
 }
 
 /// Runs `keyhold serve`.

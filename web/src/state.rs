@@ -75,7 +75,12 @@ impl AppState {
     ///
     /// Fails if a CA certificate cannot be encoded as PEM or the OCSP responder cannot be
     /// set up.
-    pub fn new(ca: Arc<Ca>, db: Arc<db::Db>, keys: Arc<dyn KeyStore>) -> Result<Self> {
+    pub fn new(
+        ca: Arc<Ca>,
+        db: Arc<db::Db>,
+        keys: Arc<dyn KeyStore>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self> {
         let mut files = HashMap::new();
         let issuers = ca.issuers();
         for issuer in issuers {
@@ -121,7 +126,7 @@ impl AppState {
             tokens: db.clone(),
             probes: Arc::new(Probes { db, keys }),
             ca_files: Arc::new(files),
-            metrics: Arc::default(),
+            metrics,
         })
     }
 }

@@ -219,7 +219,14 @@ pub async fn list(
     }
     let ca = state.ca.clone();
     let f = filter.clone();
-    let rows = web::block(move || ca.store().certificates(&f)).await??;
+    let metrics = state.metrics.clone();
+    let rows = web::block(move || {
+        let started = std::time::Instant::now();
+        let rows = ca.store().certificates(&f);
+        metrics.database("certificate_list", started.elapsed());
+        rows
+    })
+    .await??;
     let next = rows
         .last()
         .filter(|_| rows.len() == filter.limit as usize)
@@ -249,10 +256,16 @@ pub async fn show(
     }
     let ca = state.ca.clone();
     let s = serial.clone();
-    let row = web::block(move || ca.store().certificate(&s))
-        .await??
-        .filter(|r| !auth.own_only() || r.requester == auth.token.name)
-        .ok_or_else(|| ApiError::not_found(format!("no certificate with serial {serial}")))?;
+    let metrics = state.metrics.clone();
+    let row = web::block(move || {
+        let started = std::time::Instant::now();
+        let row = ca.store().certificate(&s);
+        metrics.database("certificate_get", started.elapsed());
+        row
+    })
+    .await??
+    .filter(|r| !auth.own_only() || r.requester == auth.token.name)
+    .ok_or_else(|| ApiError::not_found(format!("no certificate with serial {serial}")))?;
     let cert = row
         .der
         .as_deref()

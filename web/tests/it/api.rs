@@ -273,6 +273,16 @@ async fn a_tls_server_certificate_is_issued_listed_and_fetched_over_the_api() {
         metrics.contains(r#"keyhold_http_responses_total{code="201"} 1"#),
         "{metrics}"
     );
+    // One certificate signed by the embedded token; the token looked up for each call.
+    assert!(
+        metrics.contains(r#"keyhold_signing_duration_seconds_count{keystore="embedded"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"keyhold_database_duration_seconds_count{op="token_lookup"}"#)
+            && metrics.contains(r#"keyhold_database_duration_seconds_count{op="certificate_get"}"#),
+        "{metrics}"
+    );
     assert!(
         !metrics.contains("web.internal") && !metrics.contains("deployer"),
         "{metrics}"
