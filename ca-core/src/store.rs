@@ -383,6 +383,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A page of certificates, newest first.
     fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertificateRow>, StoreError>;
 
+    /// How many certificates were issued (now valid or revoked) on each UTC day from `since`
+    /// on, oldest first, as (days since the Unix epoch, count); days without any are left
+    /// out. Only `requester`'s, if given.
+    fn issued_per_day(
+        &self,
+        since: SystemTime,
+        requester: Option<&str>,
+    ) -> Result<Vec<(i64, u64)>, StoreError>;
+
     /// Records a request needing approval and appends `event` (whose object the store fills in
     /// as `request:<id>` if it is empty), in one transaction. Returns its id.
     fn create_request(&self, request: &NewRequest, event: &AuditEvent) -> Result<i64, StoreError>;

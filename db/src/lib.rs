@@ -260,6 +260,14 @@ impl Store for Db {
         self.read(|conn| read::certificates(conn, filter, now))
     }
 
+    fn issued_per_day(
+        &self,
+        since: SystemTime,
+        requester: Option<&str>,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        self.read(|conn| read::issued_per_day(conn, since, requester))
+    }
+
     fn create_request(&self, request: &NewRequest, event: &AuditEvent) -> Result<i64, StoreError> {
         let (request, event) = (request.clone(), event.clone());
         self.writer

@@ -243,3 +243,57 @@ pub(crate) fn checkpoints(conn: &mut AnyConnection) -> Result<Vec<Checkpoint>, S
         .map(Checkpoint::try_from)
         .collect()
 }
+
+#[derive(diesel::QueryableByName)]
+struct DayCount {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    day: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Microseconds in a day: `created_at` is unix microseconds.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// See [`ca_core::store::Store::issued_per_day`]. One grouped query; on both backends the
+/// `(status, created_at, serial)` index answers it without reading the rows, unless a
+/// requester is given.
+pub(crate) fn issued_per_day(
+    conn: &mut AnyConnection,
+    since: SystemTime,
+    requester: Option<&str>,
+) -> Result<Vec<(i64, u64)>, StoreError> {
+    use diesel::sql_types::{BigInt, Text};
+    // `$1`, `$2`: PostgreSQL's placeholders, and SQLite's numbered ones too.
+    let head = format!(
+        "SELECT created_at / {DAY_MICROS} AS day, COUNT(*) AS n FROM certificates \
+         WHERE status IN ('valid', 'revoked') AND created_at >= $1"
+    );
+    let tail = " GROUP BY created_at / 86400000000 ORDER BY day";
+    let since = unix_micros(since);
+    let rows: Vec<DayCount> = match (conn, requester) {
+        (AnyConnection::Sqlite(c), None) => diesel::sql_query(format!("{head}{tail}"))
+            .bind::<BigInt, _>(since)
+            .load(c),
+        (AnyConnection::Postgres(c), None) => diesel::sql_query(format!("{head}{tail}"))
+            .bind::<BigInt, _>(since)
+            .load(c),
+        (AnyConnection::Sqlite(c), Some(r)) => {
+            diesel::sql_query(format!("{head} AND requester = $2{tail}"))
+                .bind::<BigInt, _>(since)
+                .bind::<Text, _>(r)
+                .load(c)
+        }
+        (AnyConnection::Postgres(c), Some(r)) => {
+            diesel::sql_query(format!("{head} AND requester = $2{tail}"))
+                .bind::<BigInt, _>(since)
+                .bind::<Text, _>(r)
+                .load(c)
+        }
+    }
+    .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.day, u64::try_from(r.n).unwrap_or(0)))
+        .collect())
+}

@@ -14,6 +14,7 @@ on_both_backends!(
     search_takes_wildcards_literally,
     expiring_lists_valid_certificates_not_yet_expired,
     a_page_holds_at_most_a_thousand,
+    issued_certificates_are_counted_per_utc_day,
 );
 
 /// Certificates 1..=n, created two per second (so created_at ties, broken by serial),
@@ -256,4 +257,52 @@ fn a_page_holds_at_most_a_thousand(b: &Backend) {
     assert_eq!(page(1_000), 1_000);
     assert_eq!(page(10), 10);
     assert_eq!(walk(b, &CertFilter::default(), 1_000).len(), 1_008);
+}
+
+fn issued_certificates_are_counted_per_utc_day(b: &Backend) {
+    with_issuer(b);
+    let day0 = t0()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 86_400;
+    // Day 0: three issued, one left reserved; day 2: one issued by bob, then revoked.
+    let at = |day: u64, secs: u64| t0() + Duration::from_secs(day * 86_400 + secs);
+    let mut n = 0;
+    for (day, secs, requester, complete) in [
+        (0, 10, "alice", true),
+        (0, 86_399, "alice", true),
+        (0, 500, "bob", true),
+        (0, 600, "alice", false),
+        (2, 0, "bob", true),
+    ] {
+        n += 1;
+        b.clock.set(at(day, secs));
+        let s = serial(n);
+        let mut cert = new_cert(&s);
+        cert.requester = requester.into();
+        b.db.reserve(&cert, &event(Action::IssuanceStarted, ""))
+            .unwrap();
+        if complete {
+            b.db.complete(&s, b"DER", &event(Action::CertificateIssued, ""))
+                .unwrap();
+        }
+    }
+    b.db.revoke(
+        &ca_core::store::Revocation {
+            serial: serial(5),
+            reason: ca_core::revocation::Reason::Superseded,
+            invalidity_date: None,
+            revoked_at: at(2, 1),
+        },
+        &event(Action::CertificateRevoked, ""),
+    )
+    .unwrap();
+
+    let all = b.db.issued_per_day(t0(), None).unwrap();
+    assert_eq!(all, [(day0, 3), (day0 + 2, 1)], "{}", b.name);
+    let bobs = b.db.issued_per_day(t0(), Some("bob")).unwrap();
+    assert_eq!(bobs, [(day0, 1), (day0 + 2, 1)], "{}", b.name);
+    let later = b.db.issued_per_day(at(1, 0), None).unwrap();
+    assert_eq!(later, [(day0 + 2, 1)], "{}", b.name);
 }

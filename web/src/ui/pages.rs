@@ -20,8 +20,8 @@ use super::session::{
     AnySession, LOGIN_COOKIE, SESSION_COOKIE, SignedIn, cookie, same_token, set_cookie, source,
 };
 use super::views::{
-    AuditPage, AuditRow, CertListPage, CertPage, CertRow, DashboardPage, Hidden, Layout, LoginPage,
-    PasswordPage, RequestView, RequestsPage, query_value,
+    AuditPage, AuditRow, CertListPage, CertPage, CertRow, DashboardPage, Hidden, IssuanceChart,
+    Layout, LoginPage, PasswordPage, RequestView, RequestsPage, query_value,
 };
 use super::{PREFIX, UiError, render, render_status, see_other};
 use crate::cli::humantime;
@@ -32,6 +32,7 @@ use crate::state::AppState;
 const PAGE: u32 = 50;
 /// Dashboard counts stop at this many (shown as `1000+`).
 const COUNT_CAP: u32 = 1000;
+
 /// "Expiring soon" on the dashboard and in the list.
 const EXPIRING_WITHIN: Duration = Duration::from_secs(30 * 86_400);
 /// Audit entries per page.
@@ -258,12 +259,13 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
     let ca = state.ca.clone();
     let now = SystemTime::now();
     let probes = state.probes.clone();
-    let (valid, expiring, revoked, pending, events, health) = web::block(move || {
+    let (valid, expiring, revoked, pending, events, health, per_day) = web::block(move || {
         let store = ca.store();
         let health = vec![
             ("Database", probes.database().is_ok()),
             ("Key store", probes.key_store().is_ok()),
         ];
+        let per_day = store.issued_per_day(now - CHART_DAYS_SPAN, own.as_deref())?;
         let base = CertFilter {
             requester: own.clone(),
             limit: COUNT_CAP,
@@ -307,7 +309,9 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
         } else {
             Vec::new()
         };
-        Ok::<_, ca_core::store::StoreError>((valid, expiring, revoked, pending, events, health))
+        Ok::<_, ca_core::store::StoreError>((
+            valid, expiring, revoked, pending, events, health, per_day,
+        ))
     })
     .await??;
     render(&DashboardPage {
@@ -320,8 +324,13 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
         events: events.iter().rev().map(audit_row).collect(),
         show_events,
         health,
+        chart: IssuanceChart::new(&per_day, now),
     })
 }
+
+/// How far back the dashboard's issuance chart reaches.
+const CHART_DAYS: u64 = 90;
+const CHART_DAYS_SPAN: Duration = Duration::from_secs(CHART_DAYS * 86_400);
 
 /// `GET /ui/certs` query.
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,7 @@
 //! One struct per template, holding display-ready text (never database rows).
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use askama::Template;
 
@@ -119,6 +120,100 @@ pub struct DashboardPage {
     pub show_events: bool,
     /// Each dependency and whether it answers.
     pub health: Vec<(&'static str, bool)>,
+    /// Certificates issued per day, drawn as inline SVG on the server (no script).
+    pub chart: IssuanceChart,
+}
+
+/// One day's bar of the issuance chart, in SVG user units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Height (0 for a day without certificates).
+    pub height: u32,
+    /// `2026-11-20: 42 issued`, the bar's tooltip and accessible name.
+    pub label: String,
+}
+
+/// The issuance chart: one bar per day, oldest on the left, today on the right.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuanceChart {
+    /// One per day.
+    pub bars: Vec<Bar>,
+    /// The tallest day's count.
+    pub max: u64,
+    /// Certificates over the whole span.
+    pub total: u64,
+    /// The first and last day shown, `YYYY-MM-DD`.
+    pub first: String,
+    /// See `first`.
+    pub last: String,
+}
+
+impl IssuanceChart {
+    /// Bar width plus gap, and the plot's height, in SVG user units.
+    pub const STEP: u32 = 8;
+    /// See [`IssuanceChart::STEP`].
+    pub const HEIGHT: u32 = 100;
+    /// Days shown.
+    pub const DAYS: u32 = 90;
+
+    /// The chart of `per_day` ((unix day, count), as the store gives them) for the
+    /// [`IssuanceChart::DAYS`] days up to and including `now`'s.
+    pub fn new(per_day: &[(i64, u64)], now: SystemTime) -> Self {
+        let today = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| (d.as_secs() / 86_400) as i64);
+        let first_day = today - i64::from(Self::DAYS) + 1;
+        let counts: Vec<u64> = (first_day..=today)
+            .map(|day| {
+                per_day
+                    .iter()
+                    .find(|(d, _)| *d == day)
+                    .map_or(0, |(_, n)| *n)
+            })
+            .collect();
+        let max = counts.iter().copied().max().unwrap_or(0);
+        let date = |day: i64| {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(day.max(0) as u64 * 86_400);
+            ca_core::revocation::rfc3339(t)
+                .chars()
+                .take(10)
+                .collect::<String>()
+        };
+        let bars = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let height = if max == 0 {
+                    0
+                } else {
+                    // At least one unit for a day with any certificate, so it shows.
+                    ((n * u64::from(Self::HEIGHT)).div_ceil(max)) as u32
+                };
+                Bar {
+                    x: i as u32 * Self::STEP,
+                    y: Self::HEIGHT - height,
+                    height,
+                    label: format!("{}: {n} issued", date(first_day + i as i64)),
+                }
+            })
+            .collect();
+        IssuanceChart {
+            bars,
+            max,
+            total: counts.iter().sum(),
+            first: date(first_day),
+            last: date(today),
+        }
+    }
+
+    /// The SVG's width.
+    pub fn width(&self) -> u32 {
+        Self::DAYS * Self::STEP
+    }
 }
 
 /// One certificate in a list.
@@ -423,4 +518,28 @@ pub fn query_value(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod chart_tests {
+    use super::*;
+
+    #[test]
+    fn the_chart_has_a_bar_per_day_scaled_to_the_busiest_day() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 3_600);
+        let chart = IssuanceChart::new(&[(20_000, 40), (19_990, 1), (19_000, 999)], now);
+        assert_eq!(chart.bars.len(), 90);
+        // Day 19,000 is outside the 90 days and counts for nothing.
+        assert_eq!((chart.max, chart.total), (40, 41));
+        let today = chart.bars.last().unwrap();
+        assert_eq!((today.x, today.y, today.height), (89 * 8, 0, 100));
+        assert!(today.label.ends_with(": 40 issued"), "{}", today.label);
+        let small = &chart.bars[79];
+        assert_eq!(small.height, 3, "a day with one certificate still shows");
+        assert_eq!(chart.bars[0].height, 0);
+        assert_eq!(chart.last, "2024-10-04");
+        assert_eq!(chart.width(), 720);
+        let empty = IssuanceChart::new(&[], now);
+        assert!(empty.bars.iter().all(|b| b.height == 0 && b.y == 100));
+    }
 }
