@@ -101,7 +101,10 @@ impl TokenUses {
         if last.len() >= TOKEN_USE_PAIRS {
             last.retain(|_, at| at.elapsed() < TOKEN_USE_WINDOW);
         }
-        last.insert(key, Instant::now());
+        // Still full of fresh pairs: audit this use without remembering it.
+        if last.len() < TOKEN_USE_PAIRS {
+            last.insert(key, Instant::now());
+        }
         true
     }
 }

@@ -595,7 +595,11 @@ fn write_new(path: &Path, contents: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// `30d`, `12h`, `90m`, `45s`.
+/// The longest duration accepted: 100 years, past any certificate or token lifetime, and far
+/// from where adding it to a time overflows.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 366 * 86_400);
+
+/// `30d`, `12h`, `90m`, `45s`, at most 100 years.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
     let text = text.trim();
     let (num, unit) = text.split_at(
@@ -612,7 +616,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
         "s" | "" => 1,
         _ => bail!("{text:?} is not a duration (units: d, h, m, s)"),
     };
-    Ok(Duration::from_secs(n.saturating_mul(secs)))
+    let d = Duration::from_secs(n.saturating_mul(secs));
+    if d > MAX_DURATION {
+        bail!("{text:?} is longer than 100 years");
+    }
+    Ok(d)
 }
 
 pub(crate) fn parse_cursor(text: &str) -> Result<(SystemTime, Serial)> {
@@ -642,5 +650,9 @@ mod tests {
         );
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3w").is_err());
+        // Anything a time could not be moved by is refused, not saturated.
+        assert!(parse_duration("18446744073709551615s").is_err());
+        assert!(parse_duration("36601d").is_err());
+        assert!(parse_duration("36600d").is_ok());
     }
 }

@@ -121,6 +121,14 @@ impl CrlCache {
     }
 }
 
+/// After a revocation through this server (API or UI): a cached OCSP `good` may now be
+/// wrong, and `issuer`'s served CRL is out of date. Drops both, so OCSP answers `revoked`
+/// at once and the next CRL fetch regenerates it.
+pub fn revoked(state: &AppState, issuer: &str) {
+    state.ocsp_cache.clear();
+    state.crls.invalidate(issuer);
+}
+
 /// `GET /crl/{issuer}.crl`: DER.
 pub async fn crl(
     state: web::Data<AppState>,

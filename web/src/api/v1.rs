@@ -211,7 +211,10 @@ pub async fn list(
     }
     if let Some(d) = q.expiring_within {
         let d = crate::ops::parse_duration(&d).map_err(|e| ApiError::invalid(e.to_string()))?;
-        filter.expiring_before = Some(now + d);
+        filter.expiring_before = Some(
+            now.checked_add(d)
+                .ok_or_else(|| ApiError::invalid("expiring_within is too far in the future"))?,
+        );
     }
     if let Some(c) = q.cursor {
         filter.after =
@@ -416,7 +419,7 @@ pub async fn revoke(
         .transpose()
         .map_err(|e| ApiError::invalid(format!("invalidity_date: {e}")))?;
     let ca = state.ca.clone();
-    let (crls, ocsp) = (state.crls.clone(), state.ocsp_cache.clone());
+    let app = state.clone();
     let revoked = web::block(move || {
         let revoker = match auth.token.role {
             Role::Officer => Revoker::Officer,
@@ -434,11 +437,8 @@ pub async fn revoke(
             },
             SystemTime::now(),
         )?;
-        // The certificate's issuer must publish a new CRL, and a cached OCSP `good` for it
-        // is now wrong: drop both.
-        ocsp.clear();
         if let Some(row) = ca.store().certificate(&serial)? {
-            crls.invalidate(row.issuer.as_str());
+            crate::revocation::revoked(&app, row.issuer.as_str());
         }
         Ok::<_, RevocationError>(revocation)
     })

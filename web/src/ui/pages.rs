@@ -933,7 +933,7 @@ pub async fn audit_log(
         let Some((head, _)) = store.audit_head()? else {
             return Ok((Vec::new(), 1, 0));
         };
-        let mut to = f.before.map_or(head, |b| (b - 1).min(head));
+        let mut to = f.before.map_or(head, |b| b.saturating_sub(1).min(head));
         let mut rows: Vec<AuditRecord> = Vec::new();
         let mut scanned = 0;
         let mut lowest = to + 1;

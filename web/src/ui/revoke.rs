@@ -77,6 +77,7 @@ pub async fn revoke(
     let serial = Serial::parse(&serial).map_err(UiError::NotFound)?;
     let reason = Reason::parse(&f.reason)?;
     let ca = state.ca.clone();
+    let app = state.clone();
     let user = s.clone();
     let sr = serial.clone();
     web::block(move || -> Result<(), UiError> {
@@ -102,6 +103,7 @@ pub async fn revoke(
             },
             SystemTime::now(),
         )?;
+        crate::revocation::revoked(&app, row.issuer.as_str());
         Ok(())
     })
     .await??;

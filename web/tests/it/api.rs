@@ -419,6 +419,20 @@ async fn client_mistakes_get_4xx_problems_and_nothing_is_written() {
     .await;
     assert_eq!(res.status(), StatusCode::OK);
     let head = fx.state.ca.store().audit_head().unwrap();
+    for uri in [
+        "/api/v1/certificates?expiring_within=18446744073709551615s",
+        "/api/v1/certificates?expiring_within=soon",
+    ] {
+        let res = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri(uri)
+                .insert_header(bearer(&token))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{uri}");
+    }
     let post = |body: Vec<u8>, ct: &str| {
         test::TestRequest::post()
             .uri("/api/v1/certificates")

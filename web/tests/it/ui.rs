@@ -1673,3 +1673,111 @@ async fn administrators_create_and_revoke_api_tokens_in_the_ui() {
         "token:deployer".into()
     )));
 }
+
+#[actix_web::test]
+async fn revoking_in_the_ui_makes_ocsp_answer_revoked_at_once() {
+    use std::process::Command;
+    let fx = Fixture::new();
+    user(&fx, "olga", &[Role::Officer]);
+    let s = serial(&submit(
+        &fx,
+        "bob",
+        &["requester"],
+        "tls-server",
+        "b.internal",
+        "DNS:b.internal",
+    ));
+    let app = app!(fx);
+    let work = fx.tmp.path().to_owned();
+    let row = fx
+        .state
+        .ca
+        .store()
+        .certificate(&ca_core::store::Serial::parse(&s).unwrap())
+        .unwrap()
+        .unwrap();
+    let cert = ca_core::x509::SignedCert::from_der(row.der.as_deref().unwrap()).unwrap();
+    std::fs::write(work.join("cert.pem"), cert.to_pem().unwrap()).unwrap();
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/ca/issuing-ca.pem")
+            .to_request(),
+    )
+    .await;
+    std::fs::write(work.join("issuer.pem"), test::read_body(res).await).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&work)
+            .output()
+            .expect("openssl must be installed (.ci/setup installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    openssl(&[
+        "ocsp",
+        "-issuer",
+        "issuer.pem",
+        "-cert",
+        "cert.pem",
+        "-no_nonce",
+        "-reqout",
+        "plain.der",
+    ]);
+    let plain = std::fs::read(work.join("plain.der")).unwrap();
+    let ask = |body: Vec<u8>| {
+        test::TestRequest::post()
+            .uri("/ocsp")
+            .insert_header(("Content-Type", "application/ocsp-request"))
+            .set_payload(body)
+            .to_request()
+    };
+    let status_of = |der: &[u8], name: &str| {
+        std::fs::write(work.join(name), der).unwrap();
+        let text = openssl(&["ocsp", "-respin", name, "-resp_text", "-noverify"]);
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("Cert Status: "))
+            .unwrap()
+            .to_owned()
+    };
+    // Asked once, the `good` answer is now cached.
+    let first = test::read_body(test::call_service(&app, ask(plain.clone())).await).await;
+    assert_eq!(status_of(&first, "r1.der"), "good");
+    let (olga, csrf) = login(&app, "olga").await;
+    let res = test::call_service(
+        &app,
+        post(
+            &format!("/ui/certs/{s}/revoke"),
+            &olga,
+            form(&[
+                ("csrf", &csrf),
+                ("reason", "keyCompromise"),
+                ("confirm", "on"),
+            ]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let after = test::read_body(test::call_service(&app, ask(plain)).await).await;
+    assert_eq!(status_of(&after, "r2.der"), "revoked");
+}
+
+#[actix_web::test]
+async fn an_audit_page_below_the_first_entry_is_empty_not_an_error() {
+    let fx = Fixture::new();
+    user(&fx, "aude", &[Role::Auditor]);
+    let app = app!(fx);
+    let (aude, _) = login(&app, "aude").await;
+    let res = test::call_service(
+        &app,
+        get("/ui/audit?before=-9223372036854775808", &aude).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
