@@ -741,7 +741,14 @@ impl Ca {
 }
 
 fn require_officer(who: &Requester) -> Result<(), IssueError> {
-    if who.roles.iter().any(|r| r == "officer") {
+    // Separation of duties: administrators make accounts and tokens, officers approve. One
+    // person holding both could approve with credentials they made themselves.
+    if who.roles.iter().any(|r| r == "admin") {
+        Err(IssueError::Forbidden(format!(
+            "{} is an administrator: administrators cannot approve or reject requests",
+            who.name
+        )))
+    } else if who.roles.iter().any(|r| r == "officer") {
         Ok(())
     } else {
         Err(IssueError::Forbidden(format!(
@@ -1077,6 +1084,20 @@ pub fn effective_request_status(row: &RequestRow, now: SystemTime) -> &'static s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_officers_who_are_not_administrators_may_decide_requests() {
+        let who = |roles: &[&str]| Requester {
+            name: "pat".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        assert!(require_officer(&who(&["officer"])).is_ok());
+        assert!(require_officer(&who(&["officer", "auditor"])).is_ok());
+        for roles in [&["requester"][..], &["admin"], &["officer", "admin"], &[]] {
+            let err = require_officer(&who(roles)).unwrap_err();
+            assert!(matches!(err, IssueError::Forbidden(_)), "{roles:?}: {err}");
+        }
+    }
 
     #[test]
     fn rdn_values_are_escaped() {

@@ -52,7 +52,8 @@ pub async fn submit(
     state: web::Data<AppState>,
     body: web::Json<SubmitBody>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(&[Role::Requester, Role::Admin])?;
+    // Not admin: administrators make credentials, so they must not issue with them too.
+    auth.require(&[Role::Requester])?;
     let body = body.into_inner();
     if !auth.token.allows_profile(&body.profile) {
         return Err(ApiError::forbidden(format!(
@@ -473,7 +474,7 @@ const PKCS7_SIGNATURE: &str = "application/pkcs7-signature";
 
 /// `POST /api/v1/sign`: a detached CMS SignedData over the digest, made by a code-signing key
 /// that never leaves the key store. Only the key's owner may sign (the token's name is the
-/// caller); the artifact itself is never sent. 404 unknown key, 403 not the owner, 409 a key
+/// caller; never an admin token); the artifact itself is never sent. 404 unknown key, 403 not the owner, 409 a key
 /// whose certificate is not issued, revoked or expired, 429 over the profile's rate limit or
 /// daily quota. Every signature is audited before it is returned.
 pub async fn sign(
@@ -481,7 +482,7 @@ pub async fn sign(
     state: web::Data<AppState>,
     body: web::Json<SignBody>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(&[Role::Requester, Role::Officer, Role::Admin])?;
+    auth.require(&[Role::Requester, Role::Officer])?;
     let body = body.into_inner();
     let pem = match body.format.as_deref() {
         None | Some("der") => false,

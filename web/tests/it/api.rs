@@ -354,8 +354,10 @@ async fn roles_and_profile_limits_are_enforced_with_403() {
     let app = app!(fx);
     let csr = fx.csr("x", "/CN=x.internal", "DNS:x.internal");
     let auditor = fx.token("auditor", Role::Auditor);
+    let admin = fx.token("adm", Role::Admin);
     let limited = fx.token_with("limited", Role::Requester, &["tls-client"], None);
-    for token in [&auditor, &limited] {
+    // An administrator makes tokens; issuing with one too would be doing both duties.
+    for token in [&auditor, &admin, &limited] {
         let res = test::call_service(
             &app,
             submit_req(
