@@ -41,6 +41,8 @@ pub struct AppState {
     pub ocsp_cache: Arc<crate::revocation::OcspCache>,
     /// When each API token's use was last audited.
     pub token_uses: Arc<crate::auth::TokenUses>,
+    /// Sign-in password checks running now, bounded.
+    pub sign_ins: Arc<Slots>,
     /// Code signing with keys held in the key store.
     pub codesign: Arc<ca_core::codesign::Codesign>,
 }
@@ -122,11 +124,70 @@ impl AppState {
             crls: Arc::default(),
             ocsp_cache: Arc::default(),
             token_uses: Arc::default(),
+            sign_ins: Arc::new(Slots::new(SIGN_IN_SLOTS)),
             ca,
             tokens: db.clone(),
             probes: Arc::new(Probes { db, keys }),
             ca_files: Arc::new(files),
             metrics,
         })
+    }
+}
+
+/// How many sign-in password checks may run at once (each holds 19 MiB for Argon2id).
+pub const SIGN_IN_SLOTS: usize = 4;
+
+/// A counter of things running at once, with a ceiling.
+#[derive(Debug)]
+pub struct Slots {
+    in_use: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+/// One taken slot; given back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<Slots>);
+
+impl Slots {
+    /// At most `max` at once.
+    pub fn new(max: usize) -> Self {
+        Slots {
+            in_use: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// A slot, or `None` when all are taken.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        self.in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0
+            .in_use
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_and_given_back() {
+        let slots = Arc::new(Slots::new(2));
+        let a = slots.try_acquire().unwrap();
+        let _b = slots.try_acquire().unwrap();
+        assert!(slots.try_acquire().is_none());
+        drop(a);
+        assert!(slots.try_acquire().is_some());
     }
 }

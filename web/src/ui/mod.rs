@@ -175,6 +175,8 @@ pub enum UiError {
     NotFound(String),
     /// 409: the state does not allow it (already decided...).
     Conflict(String),
+    /// 429: too much at once (sign-ins); try again shortly.
+    Busy(String),
     /// 500 or 503; the details were logged.
     Server(StatusCode),
 }
@@ -209,7 +211,8 @@ impl std::fmt::Display for UiError {
             UiError::Invalid(m)
             | UiError::Forbidden(m)
             | UiError::NotFound(m)
-            | UiError::Conflict(m) => f.write_str(m),
+            | UiError::Conflict(m)
+            | UiError::Busy(m) => f.write_str(m),
             UiError::Server(s) => write!(f, "server error {s}"),
         }
     }
@@ -223,6 +226,7 @@ impl ResponseError for UiError {
             UiError::Forbidden(_) => StatusCode::FORBIDDEN,
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::Conflict(_) => StatusCode::CONFLICT,
+            UiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             UiError::Server(s) => *s,
         }
     }

@@ -97,12 +97,21 @@ pub async fn login(
                 .into(),
         ));
     }
+    // Each check costs an Argon2id hash (19 MiB, tens of ms) even for unknown names: a few
+    // at a time, so a flood of sign-ins cannot exhaust memory or the blocking pool that
+    // signing and the database share.
+    let Some(slot) = state.sign_ins.try_acquire() else {
+        return Err(UiError::Busy(
+            "too many sign-ins at once: try again in a moment".into(),
+        ));
+    };
     let id = SessionId::generate()?;
     let hash = id.hash();
     let store = super::users(&state);
     let src = source(&req);
     let name = form.name.clone();
     let outcome = web::block(move || {
+        let _slot = slot;
         users::login(
             store.as_ref(),
             &form.name,
