@@ -56,13 +56,26 @@ struct NewTokenRecord<'a> {
     created_by: &'a str,
 }
 
-fn create(tx: &mut Tx<'_>, token: &NewApiToken, event: &AuditEvent) -> Result<(), OpError> {
+/// Whether a token named `name` exists, revoked or not.
+pub(crate) fn exists(conn: &mut AnyConnection, name: &str) -> Result<bool, OpError> {
     let taken: Option<String> = api_tokens::table
-        .find(&token.name)
+        .find(name)
         .select(api_tokens::name)
-        .get_result(tx.conn)
+        .get_result(conn)
         .optional()?;
-    if taken.is_some() {
+    Ok(taken.is_some())
+}
+
+fn create(tx: &mut Tx<'_>, token: &NewApiToken, event: &AuditEvent) -> Result<(), OpError> {
+    if crate::users::exists(tx.conn, &token.name)? {
+        return Err(StoreError::Conflict(format!(
+            "a user is named {:?}: users and tokens act under their names, so they cannot \
+             share one",
+            token.name
+        ))
+        .into());
+    }
+    if exists(tx.conn, &token.name)? {
         return Err(StoreError::Conflict(format!(
             "a token named {:?} exists already (names are never reused, even after revocation)",
             token.name

@@ -89,7 +89,9 @@ struct NewUserRecord<'a> {
     password_changed_at: i64,
 }
 
-fn exists(conn: &mut AnyConnection, name: &str) -> Result<bool, OpError> {
+/// Whether a user named `name` exists. API tokens check it too: the two share one namespace,
+/// since both become the requester and the audit log's actor by name alone.
+pub(crate) fn exists(conn: &mut AnyConnection, name: &str) -> Result<bool, OpError> {
     let found: Option<String> = users::table
         .find(name)
         .select(users::name)
@@ -103,6 +105,14 @@ fn create(tx: &mut Tx<'_>, user: &NewUser, event: &AuditEvent) -> Result<(), OpE
         return Err(
             StoreError::Conflict(format!("a user named {:?} exists already", user.name)).into(),
         );
+    }
+    if crate::tokens::exists(tx.conn, &user.name)? {
+        return Err(StoreError::Conflict(format!(
+            "an API token is named {:?}: users and tokens act under their names, so they \
+             cannot share one",
+            user.name
+        ))
+        .into());
     }
     let now = unix_micros(tx.now);
     diesel::insert_into(users::table)

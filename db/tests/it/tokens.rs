@@ -11,6 +11,7 @@ use crate::support::*;
 on_both_backends!(
     tokens_are_found_by_hash_listed_and_revoked_with_audit_entries,
     a_token_name_is_never_reused_even_after_revocation,
+    users_and_tokens_never_share_a_name,
 );
 
 fn new_token(name: &str, hash: u8) -> NewApiToken {
@@ -78,5 +79,27 @@ fn a_token_name_is_never_reused_even_after_revocation(b: &Backend) {
         b.db.audit_entries(1, i64::MAX).unwrap().len(),
         1,
         "failed creations are not audited"
+    );
+}
+
+fn users_and_tokens_never_share_a_name(b: &Backend) {
+    use ca_core::users::{self, Role as UserRole};
+    b.db.create_token(&new_token("ci", 1), &created("ci"))
+        .unwrap();
+    let err = users::create_with_one_time_password(&b.db, "ci", &[UserRole::Requester], "t", "t")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("API token is named"),
+        "{}: {err}",
+        b.name
+    );
+    users::create_with_one_time_password(&b.db, "carol", &[UserRole::Requester], "t", "t").unwrap();
+    let err =
+        b.db.create_token(&new_token("carol", 2), &created("carol"))
+            .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m.contains("a user is named")),
+        "{}: {err}",
+        b.name
     );
 }
