@@ -85,12 +85,8 @@ impl Mode {
     fn accepts(self, answer: &Answer) -> bool {
         match self {
             Mode::Issue => answer.status == 201,
-            Mode::CfsslSign => {
-                answer.status == 200 && contains(&answer.body, b"\"success\":true")
-            }
-            Mode::OcspPost | Mode::OcspGet => {
-                answer.status == 200 && ocsp_successful(&answer.body)
-            }
+            Mode::CfsslSign => answer.status == 200 && contains(&answer.body, b"\"success\":true"),
+            Mode::OcspPost | Mode::OcspGet => answer.status == 200 && ocsp_successful(&answer.body),
         }
     }
 }
@@ -428,8 +424,7 @@ fn http_request(options: &Options, input: &[u8]) -> Vec<u8> {
 
 /// Standard base64 with padding (RFC 4648 section 4), as RFC 6960 appendix A.1 asks.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
         let b = [
@@ -451,7 +446,9 @@ fn base64(bytes: &[u8]) -> String {
 
 /// `+`, `/` and `=` percent-encoded, so the path survives every server's decoding.
 fn percent_encode(s: &str) -> String {
-    s.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+    s.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
 }
 
 /// One run at one concurrency.
@@ -723,5 +720,30 @@ fn main() -> std::process::ExitCode {
             eprintln!("http-bench: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_pads_as_rfc_4648_says() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+        assert_eq!(percent_encode("+/8="), "%2B%2F8%3D");
+    }
+
+    #[test]
+    fn ocsp_status_is_read_after_short_and_long_lengths() {
+        assert!(ocsp_successful(&[0x30, 0x03, 0x0a, 0x01, 0x00]));
+        assert!(ocsp_successful(&[0x30, 0x82, 0x01, 0x00, 0x0a, 0x01, 0x00]));
+        // malformedRequest (1), and what is not an OCSPResponse at all.
+        assert!(!ocsp_successful(&[0x30, 0x03, 0x0a, 0x01, 0x01]));
+        assert!(!ocsp_successful(b"HTTP"));
+        assert!(!ocsp_successful(&[]));
     }
 }
