@@ -1,5 +1,17 @@
-//! HTTP issuance benchmark: certificates/s through `POST /api/v1/certificates` of a running
-//! `keyhold serve`, at several concurrencies, with p50/p99 latency.
+//! HTTP benchmark: answers/s with p50/p99 latency, at several concurrencies, from a server
+//! on loopback. `--mode` says what is sent:
+//!
+//! - `issue` (default): `POST /api/v1/certificates` of a running `keyhold serve`, counted when
+//!   `201 Created`;
+//! - `cfssl-sign`: `POST /api/v1/cfssl/sign` of `cfssl serve` with `{"certificate_request":
+//!   PEM}`, counted when `200` with `"success":true`;
+//! - `ocsp-post` / `ocsp-get`: the DER OCSP requests (`*.der`) in `--input`, sent by POST to
+//!   `--path` or by GET to `--path/{base64}`, counted when `200` with a successful
+//!   OCSPResponse. Used for Keyhold, `openssl ocsp -port` and `cfssl ocspserve` alike.
+//!
+//! A connection is opened only to send a request on it, never as a probe (`openssl ocsp
+//! -port` spins after a connection that closes without a request); an HTTP/1.0 answer or
+//! `Connection: close` closes it.
 //!
 //! Each connection is one thread with one keep-alive HTTP/1.1 connection on loopback (the
 //! client is a few dozen lines of std, so its cost is small and known). A request counts only
@@ -7,13 +19,13 @@
 //! one is printed. Each measurement warms up for 0.5 s, then counts for `--seconds`; each
 //! figure is the median of `--runs` runs, latencies are pooled over the runs.
 //!
-//! The token comes from `KEYHOLD_BENCH_TOKEN` (not an argument, so that it stays out of
-//! `ps`). `tests/bench/http` sets everything up and runs this.
+//! The token for `issue` comes from `KEYHOLD_BENCH_TOKEN` (not an argument, so that it stays
+//! out of `ps`). `tests/bench/http` and `bench/run` set everything up and run this.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,11 +35,76 @@ use ca_e2e::report::{
     cpu_model, json_number, json_string, load_average, median, quantile_ms, thousands,
 };
 
-const USAGE: &str = "usage: http-bench --url http://HOST:PORT --csrs DIR [--profile NAME]
-                  [--concurrency LIST] [--seconds N] [--runs N] [--json FILE]
-                  [--save DIR]
-  token: the environment variable KEYHOLD_BENCH_TOKEN
-  --save DIR: write one issued certificate and its chain (PEM) there, to check with openssl";
+const USAGE: &str = "usage: http-bench --url http://HOST:PORT --input DIR [--mode MODE]
+                  [--path PATH] [--profile NAME] [--concurrency LIST] [--seconds N]
+                  [--runs N] [--max-requests N] [--json FILE] [--label NAME]
+                  [--save DIR] [--no-target]
+  --max-requests N: a measurement (warm-up included) sends at most N requests
+  --mode: issue (default), cfssl-sign, ocsp-post, ocsp-get
+  --input DIR: *.pem CSRs (issue, cfssl-sign) or *.der OCSP requests (ocsp-*); --csrs is
+               the same option
+  --path: the OCSP path (default /ocsp)
+  token (issue): the environment variable KEYHOLD_BENCH_TOKEN
+  --save DIR: write one answer there (cert.pem and chain.pem, or ocsp.der), to check with
+              openssl";
+
+/// What the benchmark sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Issue,
+    CfsslSign,
+    OcspPost,
+    OcspGet,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Result<Mode> {
+        Ok(match s {
+            "issue" => Mode::Issue,
+            "cfssl-sign" => Mode::CfsslSign,
+            "ocsp-post" => Mode::OcspPost,
+            "ocsp-get" => Mode::OcspGet,
+            other => bail!("--mode {other:?}: issue, cfssl-sign, ocsp-post or ocsp-get"),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Issue => "issue",
+            Mode::CfsslSign => "cfssl-sign",
+            Mode::OcspPost => "ocsp-post",
+            Mode::OcspGet => "ocsp-get",
+        }
+    }
+
+    fn is_ocsp(self) -> bool {
+        matches!(self, Mode::OcspPost | Mode::OcspGet)
+    }
+
+    /// Whether `answer` counts as done.
+    fn accepts(self, answer: &Answer) -> bool {
+        match self {
+            Mode::Issue => answer.status == 201,
+            Mode::CfsslSign => answer.status == 200 && contains(&answer.body, b"\"success\":true"),
+            Mode::OcspPost | Mode::OcspGet => answer.status == 200 && ocsp_successful(&answer.body),
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether `der` starts as an OCSPResponse whose responseStatus is successful (0)
+/// (RFC 6960 4.2.1: SEQUENCE { ENUMERATED responseStatus, ... }).
+fn ocsp_successful(der: &[u8]) -> bool {
+    let header = match der.get(1) {
+        Some(&n) if n < 0x80 => 2,
+        Some(&n) => 2 + usize::from(n & 0x7f),
+        None => return false,
+    };
+    der.first() == Some(&0x30) && der.get(header..header + 3) == Some(&[0x0a, 0x01, 0x00][..])
+}
 
 /// The issue's target at concurrency 16.
 const TARGET_RATE: f64 = 3000.0;
@@ -40,7 +117,12 @@ const MAX_BODY: usize = 1 << 20;
 struct Options {
     addr: SocketAddr,
     host: String,
-    csrs: PathBuf,
+    mode: Mode,
+    path: String,
+    label: Option<String>,
+    target: bool,
+    max_requests: u64,
+    input: PathBuf,
     profile: String,
     concurrency: Vec<usize>,
     seconds: f64,
@@ -52,7 +134,12 @@ struct Options {
 
 fn parse_options() -> Result<Options> {
     let mut url = None;
-    let mut csrs = None;
+    let mut input = None;
+    let mut mode = Mode::Issue;
+    let mut path = "/ocsp".to_owned();
+    let mut label = None;
+    let mut target = true;
+    let mut max_requests = u64::MAX;
     let mut profile = "tls-server".to_owned();
     let mut concurrency = vec![1, 16, 64];
     let mut seconds = 3.0;
@@ -71,7 +158,19 @@ fn parse_options() -> Result<Options> {
         };
         match arg.as_str() {
             "--url" => url = Some(value()?),
-            "--csrs" => csrs = Some(PathBuf::from(value()?)),
+            "--input" | "--csrs" => input = Some(PathBuf::from(value()?)),
+            "--mode" => mode = Mode::parse(&value()?)?,
+            "--path" => path = value()?.trim_end_matches('/').to_owned(),
+            "--label" => label = Some(value()?),
+            "--no-target" => target = false,
+            "--max-requests" => {
+                let v = value()?;
+                max_requests = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| anyhow!("--max-requests {v:?}: a positive whole number"))?;
+            }
             "--profile" => profile = value()?,
             "--concurrency" => {
                 let v = value()?;
@@ -128,12 +227,21 @@ fn parse_options() -> Result<Options> {
         addr.ip().is_loopback(),
         "{host} is not a loopback address: the benchmark loads only this machine"
     );
-    let token = std::env::var("KEYHOLD_BENCH_TOKEN")
-        .map_err(|_| anyhow!("set KEYHOLD_BENCH_TOKEN to an API token with the requester role"))?;
+    let token = match mode {
+        Mode::Issue => std::env::var("KEYHOLD_BENCH_TOKEN").map_err(|_| {
+            anyhow!("set KEYHOLD_BENCH_TOKEN to an API token with the requester role")
+        })?,
+        _ => String::new(),
+    };
     Ok(Options {
         addr,
         host,
-        csrs: csrs.ok_or_else(|| anyhow!("--csrs DIR is required\n\n{USAGE}"))?,
+        mode,
+        path,
+        label,
+        target: target && mode == Mode::Issue,
+        max_requests,
+        input: input.ok_or_else(|| anyhow!("--input DIR is required\n\n{USAGE}"))?,
         profile,
         concurrency,
         seconds,
@@ -194,7 +302,8 @@ fn exchange(conn: &mut BufReader<TcpStream>, request: &[u8]) -> Result<Answer> {
         .ok_or_else(|| anyhow!("not an HTTP status line: {line:?}"))?;
     let mut length = None;
     let mut chunked = false;
-    let mut close = false;
+    // HTTP/1.0 closes after the answer unless it says keep-alive (openssl ocsp -port).
+    let mut close = line.starts_with("HTTP/1.0");
     loop {
         line.clear();
         ensure!(
@@ -210,13 +319,18 @@ fn exchange(conn: &mut BufReader<TcpStream>, request: &[u8]) -> Result<Answer> {
             match name.to_ascii_lowercase().as_str() {
                 "content-length" => length = Some(value.parse::<usize>()?),
                 "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                "connection" => close = value.eq_ignore_ascii_case("close"),
+                "connection" => close = !value.eq_ignore_ascii_case("keep-alive"),
                 _ => {}
             }
         }
     }
     let body = if chunked {
         read_chunked(conn)?
+    } else if length.is_none() && close {
+        let mut body = Vec::new();
+        conn.take(MAX_BODY as u64 + 1).read_to_end(&mut body)?;
+        ensure!(body.len() <= MAX_BODY, "an answer over {MAX_BODY} bytes");
+        body
     } else {
         let length = length.unwrap_or(0);
         ensure!(length <= MAX_BODY, "a {length}-byte answer");
@@ -254,21 +368,87 @@ fn read_chunked(conn: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
     }
 }
 
-/// The HTTP request that issues one certificate for `csr`.
-fn issue_request(options: &Options, csr: &str) -> Vec<u8> {
-    let body = format!(
-        "{{\"profile\":{},\"csr\":{}}}",
-        json_string(&options.profile),
-        json_string(csr)
-    );
-    format!(
-        "POST /api/v1/certificates HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        options.host,
-        options.token,
-        body.len()
-    )
-    .into_bytes()
+/// The HTTP request for one input: a CSR (PEM text) or an OCSP request (DER).
+fn http_request(options: &Options, input: &[u8]) -> Vec<u8> {
+    let host = &options.host;
+    match options.mode {
+        Mode::Issue => {
+            let body = format!(
+                "{{\"profile\":{},\"csr\":{}}}",
+                json_string(&options.profile),
+                json_string(&String::from_utf8_lossy(input))
+            );
+            format!(
+                "POST /api/v1/certificates HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                options.token,
+                body.len()
+            )
+            .into_bytes()
+        }
+        Mode::CfsslSign => {
+            let body = format!(
+                "{{\"certificate_request\":{}}}",
+                json_string(&String::from_utf8_lossy(input))
+            );
+            format!(
+                "POST /api/v1/cfssl/sign HTTP/1.1\r\nHost: {host}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+        Mode::OcspPost => {
+            let path = if options.path.is_empty() {
+                "/"
+            } else {
+                &options.path
+            };
+            let mut request = format!(
+                "POST {path} HTTP/1.1\r\nHost: {host}\r\n\
+                 Content-Type: application/ocsp-request\r\nContent-Length: {}\r\n\r\n",
+                input.len()
+            )
+            .into_bytes();
+            request.extend_from_slice(input);
+            request
+        }
+        Mode::OcspGet => format!(
+            "GET {}/{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            options.path,
+            percent_encode(&base64(input))
+        )
+        .into_bytes(),
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 section 4), as RFC 6960 appendix A.1 asks.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `+`, `/` and `=` percent-encoded, so the path survives every server's decoding.
+fn percent_encode(s: &str) -> String {
+    s.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
 }
 
 /// One run at one concurrency.
@@ -283,19 +463,24 @@ fn measure(options: &Options, requests: &Arc<Vec<Vec<u8>>>, connections: usize) 
     let duration = Duration::from_secs_f64(options.seconds);
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
     let ready = Arc::new(Barrier::new(connections + 1));
     let mut handles = Vec::new();
     for worker in 0..connections {
         let (counting, stop, ready) = (counting.clone(), stop.clone(), ready.clone());
+        let (sent, max_requests) = (sent.clone(), options.max_requests);
         let requests = requests.clone();
         let addr = options.addr;
+        let mode = options.mode;
         handles.push(thread::spawn(move || {
             let mut client = Client::new(addr);
             let mut latencies = Vec::new();
             let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
             ready.wait();
             let mut next = worker;
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed)
+                && sent.fetch_add(1, Ordering::Relaxed) < max_requests
+            {
                 let request = &requests[next % requests.len()];
                 next += connections;
                 let started = Instant::now();
@@ -303,7 +488,7 @@ fn measure(options: &Options, requests: &Arc<Vec<Vec<u8>>>, connections: usize) 
                 let micros = started.elapsed().as_micros();
                 let counted = counting.load(Ordering::Relaxed);
                 match answer {
-                    Ok(a) if a.status == 201 => {
+                    Ok(a) if mode.accepts(&a) => {
                         if counted {
                             ok += 1;
                             latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
@@ -334,7 +519,10 @@ fn measure(options: &Options, requests: &Arc<Vec<Vec<u8>>>, connections: usize) 
     thread::sleep(WARM_UP);
     counting.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    thread::sleep(duration);
+    // Until the time is up, or every worker has stopped at the request cap.
+    while started.elapsed() < duration && handles.iter().any(|h| !h.is_finished()) {
+        thread::sleep(Duration::from_millis(5).min(duration));
+    }
     counting.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -358,61 +546,76 @@ fn measure(options: &Options, requests: &Arc<Vec<Vec<u8>>>, connections: usize) 
     Ok(run)
 }
 
-/// Issues one certificate and writes it and its chain to `dir` as `cert.pem`, `chain.pem`.
+/// Sends `request` once and writes the answer to `dir`: `cert.pem` and `chain.pem` for
+/// issuance (cfssl answers no chain), `ocsp.der` for OCSP.
 fn save_one(options: &Options, request: &[u8], dir: &std::path::Path) -> Result<()> {
     let answer = Client::new(options.addr).send(request)?;
     ensure!(
-        answer.status == 201,
+        options.mode.accepts(&answer),
         "HTTP {}: {}",
         answer.status,
         String::from_utf8_lossy(&answer.body)
     );
+    std::fs::create_dir_all(dir)?;
+    if options.mode.is_ocsp() {
+        std::fs::write(dir.join("ocsp.der"), &answer.body)?;
+        return Ok(());
+    }
     let value: serde_json::Value =
-        serde_json::from_slice(&answer.body).context("the 201 answer is not JSON")?;
+        serde_json::from_slice(&answer.body).context("the answer is not JSON")?;
+    if options.mode == Mode::CfsslSign {
+        let cert = value
+            .pointer("/result/certificate")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| anyhow!("the cfssl answer has no result.certificate"))?;
+        std::fs::write(dir.join("cert.pem"), cert)?;
+        return Ok(());
+    }
     let field = |name: &str| {
         value
             .get(name)
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| anyhow!("the 201 answer has no {name:?} string"))
     };
-    std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("cert.pem"), field("certificate")?)?;
     std::fs::write(dir.join("chain.pem"), field("chain")?)?;
     Ok(())
 }
 
-fn read_csrs(dir: &std::path::Path) -> Result<Vec<String>> {
-    let mut csrs = Vec::new();
+/// The inputs in `dir`: `*.pem` CSRs, or `*.der` OCSP requests, in name order.
+fn read_inputs(dir: &std::path::Path, mode: Mode) -> Result<Vec<Vec<u8>>> {
+    let ext = if mode.is_ocsp() { "der" } else { "pem" };
+    let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "pem") {
-            csrs.push(
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            );
+        if path.extension().is_some_and(|e| e == ext) {
+            paths.push(path);
         }
     }
-    ensure!(!csrs.is_empty(), "no *.pem CSRs in {}", dir.display());
-    csrs.sort();
-    Ok(csrs)
+    ensure!(!paths.is_empty(), "no *.{ext} files in {}", dir.display());
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .collect()
 }
 
 fn run() -> Result<()> {
     let options = parse_options()?;
-    let csrs = read_csrs(&options.csrs)?;
+    let inputs = read_inputs(&options.input, options.mode)?;
     let requests: Arc<Vec<Vec<u8>>> =
-        Arc::new(csrs.iter().map(|c| issue_request(&options, c)).collect());
+        Arc::new(inputs.iter().map(|c| http_request(&options, c)).collect());
     println!("cpu: {}", cpu_model());
     println!(
         "available parallelism: {}",
         thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "server: {} (keep-alive HTTP/1.1, one connection per requester); profile {}; {} CSRs \
+        "server: {} (keep-alive HTTP/1.1, one connection per requester); mode {}; {} inputs \
          round robin",
         options.host,
-        options.profile,
-        csrs.len()
+        options.mode.name(),
+        inputs.len()
     );
     println!(
         "per measurement {:.1} s warm-up + {} s timed, median of {} run(s)\n",
@@ -430,7 +633,7 @@ fn run() -> Result<()> {
             let load = load_average();
             let run = measure(&options, &requests, connections)?;
             println!(
-                "run {}/{}: concurrency {connections:>3}  {:>7} certs/s  errors {}  load before {load}",
+                "run {}/{}: concurrency {connections:>3}  {:>7} answers/s  errors {}  load before {load}",
                 i + 1,
                 options.runs,
                 thousands(run.rate),
@@ -446,7 +649,7 @@ fn run() -> Result<()> {
 
     println!(
         "\n{:>11} {:>9} {:>8} {:>8} {:>7}",
-        "concurrency", "certs/s", "p50 ms", "p99 ms", "errors"
+        "concurrency", "answers/s", "p50 ms", "p99 ms", "errors"
     );
     let mut json_cells = Vec::new();
     let mut failed = false;
@@ -461,14 +664,14 @@ fn run() -> Result<()> {
             thousands(rate)
         );
         json_cells.push(format!(
-            "{{\"concurrency\": {connections}, \"certs_per_s\": {}, \"p50_ms\": {}, \
+            "{{\"concurrency\": {connections}, \"per_s\": {}, \"p50_ms\": {}, \
              \"p99_ms\": {}, \"errors\": {errors}, \"runs\": [{}]}}",
             json_number(rate, 1),
             json_number(p50, 3),
             json_number(p99, 3),
             runs.iter()
                 .map(|(r, load)| format!(
-                    "{{\"certs_per_s\": {}, \"errors\": {}, \"load_before\": {}}}",
+                    "{{\"per_s\": {}, \"errors\": {}, \"load_before\": {}}}",
                     json_number(r.rate, 1),
                     r.errors,
                     json_string(load)
@@ -476,9 +679,9 @@ fn run() -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        if *connections == 16 {
+        if *connections == 16 && options.target {
             println!(
-                "            target at 16: {} certs/s and p99 under {TARGET_P99_MS} ms: {}",
+                "            target at 16: {} answers/s and p99 under {TARGET_P99_MS} ms: {}",
                 thousands(TARGET_RATE),
                 if rate >= TARGET_RATE && p99 < TARGET_P99_MS {
                     "met"
@@ -491,8 +694,10 @@ fn run() -> Result<()> {
     println!("load average after the run: {}", load_average());
     if let Some(path) = &options.json {
         let json = format!(
-            "{{\"benchmark\": \"http-issuance\", \"cpu\": {}, \"profile\": {}, \
+            "{{\"benchmark\": {}, \"mode\": \"{}\", \"cpu\": {}, \"profile\": {}, \
              \"seconds\": {}, \"runs\": {}, \"cells\": [{}]}}\n",
+            json_string(options.label.as_deref().unwrap_or("http-issuance")),
+            options.mode.name(),
             json_string(&cpu_model()),
             json_string(&options.profile),
             options.seconds,
@@ -503,7 +708,7 @@ fn run() -> Result<()> {
     }
     ensure!(
         !failed,
-        "some requests were not answered 201 Created (see the first errors above)"
+        "some requests were not answered as expected (see the first errors above)"
     );
     Ok(())
 }
@@ -515,5 +720,30 @@ fn main() -> std::process::ExitCode {
             eprintln!("http-bench: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_pads_as_rfc_4648_says() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+        assert_eq!(percent_encode("+/8="), "%2B%2F8%3D");
+    }
+
+    #[test]
+    fn ocsp_status_is_read_after_short_and_long_lengths() {
+        assert!(ocsp_successful(&[0x30, 0x03, 0x0a, 0x01, 0x00]));
+        assert!(ocsp_successful(&[0x30, 0x82, 0x01, 0x00, 0x0a, 0x01, 0x00]));
+        // malformedRequest (1), and what is not an OCSPResponse at all.
+        assert!(!ocsp_successful(&[0x30, 0x03, 0x0a, 0x01, 0x01]));
+        assert!(!ocsp_successful(b"HTTP"));
+        assert!(!ocsp_successful(&[]));
     }
 }
