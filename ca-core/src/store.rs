@@ -223,10 +223,80 @@ pub struct CertFilter {
     pub search: Option<String>,
     /// Only this requester's.
     pub requester: Option<String>,
-    /// Keyset cursor: continue after this `(created_at, serial)`, newest first.
+    /// In which order.
+    pub sort: CertSort,
+    /// Keyset cursor: continue after this `(key, serial)` in `sort`'s order, where the key
+    /// is the issue time (`created_at`) or the expiry (`not_after`), as `sort` says.
     pub after: Option<(SystemTime, Serial)>,
     /// Page size (the store caps it at 1,000).
     pub limit: u32,
+}
+
+/// The order of a certificate list. Ties are broken by serial, in the same direction, so
+/// that a `(key, serial)` cursor names one place in the list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CertSort {
+    /// Issued most recently first.
+    #[default]
+    Newest,
+    /// Issued longest ago first.
+    Oldest,
+    /// Soonest `notAfter` first.
+    ExpiresFirst,
+    /// Latest `notAfter` first.
+    ExpiresLast,
+}
+
+impl CertSort {
+    /// Every order, as offered to users.
+    pub const ALL: [CertSort; 4] = [
+        CertSort::Newest,
+        CertSort::Oldest,
+        CertSort::ExpiresFirst,
+        CertSort::ExpiresLast,
+    ];
+
+    /// The name used in URLs and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertSort::Newest => "newest",
+            CertSort::Oldest => "oldest",
+            CertSort::ExpiresFirst => "expiry",
+            CertSort::ExpiresLast => "expiry-desc",
+        }
+    }
+
+    /// Parses [`CertSort::as_str`]'s names.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether the cursor's key is `not_after` (else `created_at`).
+    pub fn by_expiry(self) -> bool {
+        matches!(self, CertSort::ExpiresFirst | CertSort::ExpiresLast)
+    }
+
+    /// The cursor key of `row` in this order.
+    pub fn key(self, row: &CertificateRow) -> SystemTime {
+        if self.by_expiry() {
+            row.not_after
+        } else {
+            row.created_at
+        }
+    }
+}
+
+/// The dashboard's counts, exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CertCounts {
+    /// Issued, not revoked, not expired.
+    pub valid: u64,
+    /// Of those, expiring before the time asked about.
+    pub expiring: u64,
+    /// Revoked (expired or not).
+    pub revoked: u64,
+    /// Requests waiting for approval that have not expired.
+    pub pending: u64,
 }
 
 /// A request waiting for, or done with, approval.
@@ -380,8 +450,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// One certificate.
     fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRow>, StoreError>;
 
-    /// A page of certificates, newest first.
+    /// A page of certificates, in `filter.sort`'s order.
     fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertificateRow>, StoreError>;
+
+    /// Exact counts of valid, expiring (before `expiring_before`), revoked certificates and
+    /// pending requests, at the store's current time; only `requester`'s, if given.
+    fn counts(
+        &self,
+        requester: Option<&str>,
+        expiring_before: SystemTime,
+    ) -> Result<CertCounts, StoreError>;
 
     /// How many certificates were issued (now valid or revoked) on each UTC day from `since`
     /// on, oldest first, as (days since the Unix epoch, count); days without any are left

@@ -260,6 +260,15 @@ impl Store for Db {
         self.read(|conn| read::certificates(conn, filter, now))
     }
 
+    fn counts(
+        &self,
+        requester: Option<&str>,
+        expiring_before: SystemTime,
+    ) -> Result<ca_core::store::CertCounts, StoreError> {
+        let now = (self.clock)();
+        self.read(|conn| read::counts(conn, requester, expiring_before, now))
+    }
+
     fn issued_per_day(
         &self,
         since: SystemTime,

@@ -5,7 +5,8 @@ use std::time::SystemTime;
 
 use ca_core::audit::{AuditRecord, Checkpoint};
 use ca_core::store::{
-    Approval, CertFilter, CertStatus, CertificateRow, RequestFilter, RequestRow, Serial, StoreError,
+    Approval, CertCounts, CertFilter, CertSort, CertStatus, CertificateRow, RequestFilter,
+    RequestRow, RequestStatus, Serial, StoreError,
 };
 use diesel::prelude::*;
 
@@ -63,6 +64,11 @@ pub(crate) fn certificates(
     now: SystemTime,
 ) -> Result<Vec<CertificateRow>, StoreError> {
     use certificates::dsl as c;
+    use diesel::sql_types::{Bool, Text};
+    let sqlite_match = match (&*conn, filter.search.as_deref()) {
+        (AnyConnection::Sqlite(_), Some(text)) => sqlite_narrow_match(conn, text)?,
+        _ => None,
+    };
     let mut query = c::certificates
         .select(CertRecord::as_select())
         .into_boxed::<Backend>();
@@ -87,28 +93,152 @@ pub(crate) fn certificates(
             query.filter(c::not_after.ge(unix_micros(now)))
         };
     }
-    if let Some(text) = filter.search.as_deref().filter(|t| !t.is_empty()) {
+    if let Some(phrase) = sqlite_match {
+        // Few rows match: fetch them through the trigram index and sort those.
+        query = query.filter(
+            diesel::dsl::sql::<Bool>(
+                "certificates.rowid IN (SELECT rowid FROM certificates_search \
+                 WHERE certificates_search MATCH ",
+            )
+            .bind::<Text, _>(phrase)
+            .sql(")"),
+        );
+    } else if let Some(text) = filter.search.as_deref().filter(|t| !t.is_empty()) {
+        // PostgreSQL's planner picks the trigram index itself; on SQLite, a common
+        // substring is found soonest by walking the list's own index.
         query = query.filter(c::search.like(like_pattern(text)).escape('\\'));
     }
     if let Some(requester) = &filter.requester {
         query = query.filter(c::requester.eq(requester.clone()));
     }
-    if let Some((created, serial)) = &filter.after {
-        let created = unix_micros(*created);
-        query = query.filter(
-            c::created_at.lt(created).or(c::created_at
-                .eq(created)
-                .and(c::serial.lt(serial.as_str().to_owned()))),
-        );
+    let sort = filter.sort;
+    if let Some((key, serial)) = &filter.after {
+        let key = unix_micros(*key);
+        let serial = serial.as_str().to_owned();
+        query = match sort {
+            CertSort::Newest => query.filter(
+                c::created_at
+                    .lt(key)
+                    .or(c::created_at.eq(key).and(c::serial.lt(serial))),
+            ),
+            CertSort::Oldest => query.filter(
+                c::created_at
+                    .gt(key)
+                    .or(c::created_at.eq(key).and(c::serial.gt(serial))),
+            ),
+            CertSort::ExpiresFirst => query.filter(
+                c::not_after
+                    .gt(key)
+                    .or(c::not_after.eq(key).and(c::serial.gt(serial))),
+            ),
+            CertSort::ExpiresLast => query.filter(
+                c::not_after
+                    .lt(key)
+                    .or(c::not_after.eq(key).and(c::serial.lt(serial))),
+            ),
+        };
     }
+    query = match sort {
+        CertSort::Newest => query.order((c::created_at.desc(), c::serial.desc())),
+        CertSort::Oldest => query.order((c::created_at.asc(), c::serial.asc())),
+        CertSort::ExpiresFirst => query.order((c::not_after.asc(), c::serial.asc())),
+        CertSort::ExpiresLast => query.order((c::not_after.desc(), c::serial.desc())),
+    };
     query
-        .order((c::created_at.desc(), c::serial.desc()))
         .limit(page(filter.limit))
         .load(conn)
         .map_err(db_error)?
         .into_iter()
         .map(CertificateRow::try_from)
         .collect()
+}
+
+/// Above this many matches, a SQLite search walks the list's index instead of the trigram
+/// index: a common substring fills a page within the first rows it reads.
+const NARROW_MATCHES: i64 = 2_000;
+
+/// The FTS5 phrase for `text` if the trigram index can answer it (three characters or
+/// more) and it matches at most [`NARROW_MATCHES`] certificates.
+fn sqlite_narrow_match(conn: &mut AnyConnection, text: &str) -> Result<Option<String>, StoreError> {
+    use diesel::sql_types::Text;
+    let needle = search_text_of(text);
+    if needle.chars().count() < 3 {
+        return Ok(None);
+    }
+    // A phrase is a substring match under the trigram tokenizer; `"` is escaped by doubling.
+    let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+    let AnyConnection::Sqlite(c) = conn else {
+        return Ok(None);
+    };
+    let probe: Count = diesel::sql_query(format!(
+        "SELECT COUNT(*) AS n FROM (SELECT rowid FROM certificates_search \
+         WHERE certificates_search MATCH $1 LIMIT {})",
+        NARROW_MATCHES + 1
+    ))
+    .bind::<Text, _>(&phrase)
+    .get_result(c)
+    .map_err(db_error)?;
+    Ok((probe.n <= NARROW_MATCHES).then_some(phrase))
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// See [`ca_core::store::Store::counts`]: range counts over the `(status, not_after,
+/// serial)` and `(status, created_at, serial)` indexes, reading no rows unless a requester
+/// is given.
+pub(crate) fn counts(
+    conn: &mut AnyConnection,
+    requester: Option<&str>,
+    expiring_before: SystemTime,
+    now: SystemTime,
+) -> Result<CertCounts, StoreError> {
+    use certificates::dsl as c;
+    use requests::dsl as r;
+    let now_micros = unix_micros(now);
+    let base = || {
+        let mut q = c::certificates.into_boxed::<Backend>();
+        if let Some(who) = requester {
+            q = q.filter(c::requester.eq(who.to_owned()));
+        }
+        q
+    };
+    let valid = base()
+        .filter(c::status.eq(CertStatus::Valid.as_str()))
+        .filter(c::not_after.gt(now_micros))
+        .count()
+        .get_result::<i64>(conn)
+        .map_err(db_error)?;
+    let expiring = base()
+        .filter(c::status.eq(CertStatus::Valid.as_str()))
+        .filter(c::not_after.gt(now_micros))
+        .filter(c::not_after.lt(unix_micros(expiring_before)))
+        .count()
+        .get_result::<i64>(conn)
+        .map_err(db_error)?;
+    let revoked = base()
+        .filter(c::status.eq(CertStatus::Revoked.as_str()))
+        .count()
+        .get_result::<i64>(conn)
+        .map_err(db_error)?;
+    let mut pending = r::requests
+        .filter(r::status.eq(RequestStatus::Pending.as_str()))
+        .filter(r::expires_at.ge(now_micros))
+        .into_boxed::<Backend>();
+    if let Some(who) = requester {
+        pending = pending.filter(r::requester.eq(who.to_owned()));
+    }
+    let pending = pending.count().get_result::<i64>(conn).map_err(db_error)?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(CertCounts {
+        valid: n(valid),
+        expiring: n(expiring),
+        revoked: n(revoked),
+        pending: n(pending),
+    })
 }
 
 /// `%text%` over the lowercased search column, with LIKE's wildcards in `text` taken
@@ -255,22 +385,21 @@ struct DayCount {
 /// Microseconds in a day: `created_at` is unix microseconds.
 const DAY_MICROS: i64 = 86_400_000_000;
 
-/// See [`ca_core::store::Store::issued_per_day`]. One grouped query; on both backends the
-/// `(status, created_at, serial)` index answers it without reading the rows, unless a
-/// requester is given.
+/// See [`ca_core::store::Store::issued_per_day`]. Reads `issued_daily`, which triggers keep
+/// in step with `certificates` (one row per day and requester), so the 90-day chart reads
+/// a few hundred rows however many certificates there are. `since` is rounded down to its
+/// UTC day.
 pub(crate) fn issued_per_day(
     conn: &mut AnyConnection,
     since: SystemTime,
     requester: Option<&str>,
 ) -> Result<Vec<(i64, u64)>, StoreError> {
     use diesel::sql_types::{BigInt, Text};
-    // `$1`, `$2`: PostgreSQL's placeholders, and SQLite's numbered ones too.
-    let head = format!(
-        "SELECT created_at / {DAY_MICROS} AS day, COUNT(*) AS n FROM certificates \
-         WHERE status IN ('valid', 'revoked') AND created_at >= $1"
-    );
-    let tail = " GROUP BY created_at / 86400000000 ORDER BY day";
-    let since = unix_micros(since);
+    // `$1`, `$2`: PostgreSQL's placeholders, and SQLite's numbered ones too. SUM's type
+    // differs between the backends: cast it.
+    let head = "SELECT day, CAST(SUM(n) AS BIGINT) AS n FROM issued_daily WHERE day >= $1";
+    let tail = " GROUP BY day ORDER BY day";
+    let since = unix_micros(since).div_euclid(DAY_MICROS);
     let rows: Vec<DayCount> = match (conn, requester) {
         (AnyConnection::Sqlite(c), None) => diesel::sql_query(format!("{head}{tail}"))
             .bind::<BigInt, _>(since)

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ca_core::audit::Action;
-use ca_core::store::{CertFilter, CertStatus, CertificateRow, Serial, Store};
+use ca_core::store::{CertFilter, CertSort, CertStatus, CertificateRow, Serial, Store};
 
 use crate::support::*;
 
@@ -15,6 +15,10 @@ on_both_backends!(
     expiring_lists_valid_certificates_not_yet_expired,
     a_page_holds_at_most_a_thousand,
     issued_certificates_are_counted_per_utc_day,
+    pages_walk_every_certificate_once_in_every_order,
+    counts_are_exact_and_scoped_to_a_requester,
+    a_common_substring_is_found_as_surely_as_a_rare_one,
+    search_takes_quotes_literally,
 );
 
 /// Certificates 1..=n, created two per second (so created_at ties, broken by serial),
@@ -32,6 +36,8 @@ fn populate(b: &Backend, n: u64) {
         }
         .into();
         cert.requester = if i % 3 == 0 { "bob" } else { "alice" }.into();
+        // Five expiry days, so that sorting by expiry has ties too.
+        cert.not_after = t0() + Duration::from_secs(86_400 * (90 + i % 5));
         b.db.reserve(&cert, &event(Action::IssuanceStarted, ""))
             .unwrap();
         if i % 3 != 1 {
@@ -55,7 +61,7 @@ fn walk(b: &Backend, filter: &CertFilter, page: u32) -> Vec<CertificateRow> {
             .unwrap();
         assert!(rows.len() <= page as usize);
         let Some(last) = rows.last() else { break };
-        after = Some((last.created_at, last.serial.clone()));
+        after = Some((filter.sort.key(last), last.serial.clone()));
         let short = rows.len() < page as usize;
         all.extend(rows);
         if short {
@@ -305,4 +311,163 @@ fn issued_certificates_are_counted_per_utc_day(b: &Backend) {
     assert_eq!(bobs, [(day0, 1), (day0 + 2, 1)], "{}", b.name);
     let later = b.db.issued_per_day(at(1, 0), None).unwrap();
     assert_eq!(later, [(day0 + 2, 1)], "{}", b.name);
+}
+
+fn pages_walk_every_certificate_once_in_every_order(b: &Backend) {
+    populate(b, 23);
+    let everything = b.db.certificates(&CertFilter::default()).unwrap();
+    for sort in CertSort::ALL {
+        let mut want = everything.clone();
+        want.sort_by(|x, y| {
+            let (kx, ky) = ((sort.key(x), &x.serial), (sort.key(y), &y.serial));
+            match sort {
+                CertSort::Oldest | CertSort::ExpiresFirst => kx.cmp(&ky),
+                CertSort::Newest | CertSort::ExpiresLast => ky.cmp(&kx),
+            }
+        });
+        for page in [1, 4, 23, 100] {
+            let got = walk(
+                b,
+                &CertFilter {
+                    sort,
+                    ..Default::default()
+                },
+                page,
+            );
+            assert_eq!(serials(&got), serials(&want), "{sort:?}, pages of {page}");
+        }
+        // Sorting composes with a filter.
+        let bobs = walk(
+            b,
+            &CertFilter {
+                sort,
+                requester: Some("bob".into()),
+                ..Default::default()
+            },
+            2,
+        );
+        let want_bobs: Vec<Serial> = want
+            .iter()
+            .filter(|r| r.requester == "bob")
+            .map(|r| r.serial.clone())
+            .collect();
+        assert_eq!(serials(&bobs), want_bobs, "{sort:?}, bob's");
+    }
+}
+
+fn counts_are_exact_and_scoped_to_a_requester(b: &Backend) {
+    with_issuer(b);
+    let day = Duration::from_secs(86_400);
+    // (serial, requester, notAfter in days from t0, final state)
+    for (n, who, days, state) in [
+        (1, "alice", 90, "valid"),
+        (2, "alice", 10, "valid"),
+        (3, "bob", 20, "valid"),
+        (4, "bob", 1, "valid"),
+        (5, "alice", 90, "revoked"),
+        (6, "alice", 90, "reserved"),
+        (7, "bob", 5, "failed"),
+    ] {
+        let mut cert = new_cert(&serial(n));
+        cert.requester = who.into();
+        cert.not_after = t0() + day * days;
+        b.db.reserve(&cert, &event(Action::IssuanceStarted, ""))
+            .unwrap();
+        match state {
+            "valid" | "revoked" => {
+                b.db.complete(&serial(n), b"DER", &event(Action::CertificateIssued, ""))
+                    .unwrap()
+            }
+            "failed" => {
+                b.db.fail(&serial(n), "test", &event(Action::SigningFailed, ""))
+                    .unwrap()
+            }
+            _ => {}
+        }
+        if state == "revoked" {
+            b.db.revoke(
+                &ca_core::store::Revocation {
+                    serial: serial(n),
+                    reason: ca_core::revocation::Reason::Superseded,
+                    invalidity_date: None,
+                    revoked_at: t0(),
+                },
+                &event(Action::CertificateRevoked, ""),
+            )
+            .unwrap();
+        }
+    }
+    // Two days in: certificate 4 has expired; 2 and 3 expire within 30 days.
+    b.clock.set(t0() + day * 2);
+    let all = b.db.counts(None, t0() + day * 32).unwrap();
+    assert_eq!(
+        (all.valid, all.expiring, all.revoked),
+        (3, 2, 1),
+        "{}",
+        b.name
+    );
+    let bobs = b.db.counts(Some("bob"), t0() + day * 32).unwrap();
+    assert_eq!((bobs.valid, bobs.expiring, bobs.revoked), (1, 1, 0));
+    let nobody = b.db.counts(Some("carol"), t0() + day * 32).unwrap();
+    assert_eq!(nobody, ca_core::store::CertCounts::default());
+}
+
+fn a_common_substring_is_found_as_surely_as_a_rare_one(b: &Backend) {
+    with_issuer(b);
+    // More certificates share "host-" than a SQLite search fetches through its trigram
+    // index, so that search walks the list's index instead: both ways must agree.
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            scope.spawn(move || {
+                for i in 0..270u64 {
+                    let s = serial(t * 1_000 + i + 1);
+                    b.db.reserve(&new_cert(&s), &event(Action::IssuanceStarted, ""))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let search = |q: &str, limit| {
+        b.db.certificates(&CertFilter {
+            search: Some(q.into()),
+            limit,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    assert_eq!(search("HOST-", 1_000).len(), 1_000);
+    let everything = walk(
+        b,
+        &CertFilter {
+            search: Some("host-".into()),
+            ..Default::default()
+        },
+        1_000,
+    );
+    assert_eq!(everything.len(), 2_160, "{}", b.name);
+    let one = search(&format!("host-{}.", serial(7_005)), 10);
+    assert_eq!(serials(&one), [serial(7_005)]);
+}
+
+fn search_takes_quotes_literally(b: &Backend) {
+    with_issuer(b);
+    let mut quoted = new_cert(&serial(1));
+    quoted.subject = "CN=say \"hi\" AND x OR y".into();
+    b.db.reserve(&quoted, &event(Action::IssuanceStarted, ""))
+        .unwrap();
+    b.db.reserve(&new_cert(&serial(2)), &event(Action::IssuanceStarted, ""))
+        .unwrap();
+    let count = |q: &str| {
+        b.db.certificates(&CertFilter {
+            search: Some(q.into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .len()
+    };
+    assert_eq!(count("\"hi\""), 1);
+    assert_eq!(count("say \"hi"), 1);
+    assert_eq!(count("AND x OR"), 1, "FTS operators are text");
+    assert_eq!(count("NEAR("), 0);
+    assert_eq!(count("hi\" and x"), 1);
 }

@@ -12,7 +12,7 @@ use ca_core::error::ErrorKind;
 use ca_core::issuance::{self, Channel, Outcome, Submission};
 use ca_core::policy::Requester;
 use ca_core::revocation::{self, Reason, RevocationError, RevokeRequest, Revoker};
-use ca_core::store::{CertFilter, CertStatus, CertificateRow, RequestRow, Serial};
+use ca_core::store::{CertFilter, CertSort, CertStatus, CertificateRow, RequestRow, Serial};
 use ca_core::x509::SignedCert;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -138,6 +138,7 @@ pub struct ListQuery {
     status: Option<String>,
     expiring_within: Option<String>,
     q: Option<String>,
+    sort: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
 }
@@ -174,7 +175,8 @@ fn summary(r: &CertificateRow, now: SystemTime) -> CertSummary {
     }
 }
 
-/// `GET /api/v1/certificates`: newest first, keyset pagination by `cursor`.
+/// `GET /api/v1/certificates`: newest first unless `sort` says otherwise, keyset
+/// pagination by `cursor` (whose key is the issue time or the expiry, as `sort` orders).
 pub async fn list(
     auth: Auth,
     state: web::Data<AppState>,
@@ -195,6 +197,14 @@ pub async fn list(
         requester: auth.own_only().then(|| auth.token.name.clone()),
         ..CertFilter::default()
     };
+    if let Some(sort) = q.sort.as_deref() {
+        filter.sort = CertSort::parse(sort).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "unknown sort {sort:?} ({})",
+                CertSort::ALL.map(CertSort::as_str).join(", ")
+            ))
+        })?;
+    }
     match q.status.as_deref() {
         None => {}
         Some("expired") => filter.expired = Some(true),
@@ -234,7 +244,7 @@ pub async fn list(
     let next = rows
         .last()
         .filter(|_| rows.len() == filter.limit as usize)
-        .map(|r| format!("{}:{}", audit::unix_micros(r.created_at), r.serial));
+        .map(|r| format!("{}:{}", audit::unix_micros(filter.sort.key(r)), r.serial));
     let items: Vec<CertSummary> = rows.iter().map(|r| summary(r, now)).collect();
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
 }

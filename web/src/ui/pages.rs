@@ -11,7 +11,9 @@ use ca_core::audit::{self, Action, AuditEvent, AuditRecord};
 use ca_core::error::ErrorKind;
 use ca_core::inspect;
 use ca_core::issuance::{self, Outcome};
-use ca_core::store::{CertFilter, CertStatus, RequestFilter, RequestRow, RequestStatus, Serial};
+use ca_core::store::{
+    CertFilter, CertSort, CertStatus, RequestFilter, RequestRow, RequestStatus, Serial,
+};
 use ca_core::users::{self, Login, Role, SessionId};
 use ca_core::x509::SignedCert;
 use serde::Deserialize;
@@ -30,8 +32,6 @@ use crate::state::AppState;
 
 /// Certificates per page.
 const PAGE: u32 = 50;
-/// Dashboard counts stop at this many (shown as `1000+`).
-const COUNT_CAP: u32 = 1000;
 
 /// "Expiring soon" on the dashboard and in the list.
 const EXPIRING_WITHIN: Duration = Duration::from_secs(30 * 86_400);
@@ -253,12 +253,17 @@ fn audit_row(r: &AuditRecord) -> AuditRow {
     }
 }
 
-fn capped(n: usize) -> String {
-    if n >= COUNT_CAP as usize {
-        format!("{COUNT_CAP}+")
-    } else {
-        n.to_string()
+/// `n` with thousands separators: `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
     }
+    out
 }
 
 /// `GET /ui/`: counts and, for auditors and admins, recent audit events.
@@ -268,48 +273,14 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
     let ca = state.ca.clone();
     let now = SystemTime::now();
     let probes = state.probes.clone();
-    let (valid, expiring, revoked, pending, events, health, per_day) = web::block(move || {
+    let (counts, events, health, per_day) = web::block(move || {
         let store = ca.store();
         let health = vec![
             ("Database", probes.database().is_ok()),
             ("Key store", probes.key_store().is_ok()),
         ];
         let per_day = store.issued_per_day(now - CHART_DAYS_SPAN, own.as_deref())?;
-        let base = CertFilter {
-            requester: own.clone(),
-            limit: COUNT_CAP,
-            ..CertFilter::default()
-        };
-        let valid = store
-            .certificates(&CertFilter {
-                status: Some(CertStatus::Valid),
-                expired: Some(false),
-                ..base.clone()
-            })?
-            .len();
-        let expiring = store
-            .certificates(&CertFilter {
-                status: Some(CertStatus::Valid),
-                expiring_before: Some(now + EXPIRING_WITHIN),
-                ..base.clone()
-            })?
-            .len();
-        let revoked = store
-            .certificates(&CertFilter {
-                status: Some(CertStatus::Revoked),
-                ..base
-            })?
-            .len();
-        let pending = store
-            .requests(&RequestFilter {
-                status: Some(RequestStatus::Pending),
-                requester: own,
-                limit: COUNT_CAP,
-                ..RequestFilter::default()
-            })?
-            .iter()
-            .filter(|r| r.expires_at >= now)
-            .count();
+        let counts = store.counts(own.as_deref(), now + EXPIRING_WITHIN)?;
         let events = if show_events {
             match store.audit_head()? {
                 Some((head, _)) => store.audit_entries((head - 9).max(1), head)?,
@@ -318,18 +289,16 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
         } else {
             Vec::new()
         };
-        Ok::<_, ca_core::store::StoreError>((
-            valid, expiring, revoked, pending, events, health, per_day,
-        ))
+        Ok::<_, ca_core::store::StoreError>((counts, events, health, per_day))
     })
     .await??;
     render(&DashboardPage {
         own_only: s.own_only(),
         layout: Layout::new(&s, "dashboard"),
-        valid: capped(valid),
-        expiring: capped(expiring),
-        revoked: capped(revoked),
-        pending: capped(pending),
+        valid: grouped(counts.valid),
+        expiring: grouped(counts.expiring),
+        revoked: grouped(counts.revoked),
+        pending: grouped(counts.pending),
         events: events.iter().rev().map(audit_row).collect(),
         show_events,
         health,
@@ -350,11 +319,39 @@ pub struct CertQuery {
     profile: String,
     #[serde(default)]
     status: String,
+    /// `newest` (default; `expiry` when the status is `expiring`), `oldest`, `expiry`,
+    /// `expiry-desc`.
+    #[serde(default)]
+    sort: String,
     after: Option<String>,
+}
+
+impl CertQuery {
+    /// The order asked for; an expiring filter lists the soonest first unless told.
+    fn sort(&self) -> Result<CertSort, UiError> {
+        match self.sort.as_str() {
+            "" if self.status == "expiring" => Ok(CertSort::ExpiresFirst),
+            "" => Ok(CertSort::Newest),
+            other => CertSort::parse(other).ok_or_else(|| {
+                UiError::Invalid(format!(
+                    "unknown sort {other:?} ({})",
+                    CertSort::ALL.map(CertSort::as_str).join(", ")
+                ))
+            }),
+        }
+    }
 }
 
 const STATUSES: [&str; 6] = [
     "valid", "expiring", "expired", "revoked", "failed", "reserved",
+];
+
+/// The list's orders, as offered in its form: (value, label).
+const SORTS: [(&str, &str); 4] = [
+    ("newest", "Issued, newest first"),
+    ("oldest", "Issued, oldest first"),
+    ("expiry", "Expiry, soonest first"),
+    ("expiry-desc", "Expiry, latest first"),
 ];
 
 /// A search for a serial typed with colons (`4f:0a:...`) matches the stored hex.
@@ -378,10 +375,11 @@ fn search_text(q: &str) -> Option<String> {
 
 fn certs_url(q: &CertQuery, after: Option<&str>) -> String {
     let mut url = format!(
-        "{PREFIX}/certs?q={}&profile={}&status={}",
+        "{PREFIX}/certs?q={}&profile={}&status={}&sort={}",
         query_value(&q.q),
         query_value(&q.profile),
-        query_value(&q.status)
+        query_value(&q.status),
+        query_value(&q.sort)
     );
     if let Some(a) = after {
         url.push_str("&after=");
@@ -401,6 +399,7 @@ fn cert_filter(
         profile: Some(q.profile.clone()).filter(|p| !p.is_empty()),
         search: search_text(&q.q),
         requester: s.own_only().then(|| s.user.name.clone()),
+        sort: q.sort()?,
         limit,
         ..CertFilter::default()
     };
@@ -484,7 +483,7 @@ pub async fn certificates_csv(
             rows_out += rows.len();
             match rows.last() {
                 Some(last) if rows.len() == filter.limit as usize && rows_out < CSV_MAX => {
-                    filter.after = Some((last.created_at, last.serial.clone()));
+                    filter.after = Some((filter.sort.key(last), last.serial.clone()));
                 }
                 _ => break,
             }
@@ -516,7 +515,7 @@ pub async fn certificates(
     let next = rows
         .last()
         .filter(|_| rows.len() == PAGE as usize)
-        .map(|r| format!("{}:{}", audit::unix_micros(r.created_at), r.serial));
+        .map(|r| format!("{}:{}", audit::unix_micros(filter.sort.key(r)), r.serial));
     let mut profiles: Vec<String> = state.ca.profiles().iter().map(|p| p.name.clone()).collect();
     profiles.sort();
     render(&CertListPage {
@@ -524,6 +523,7 @@ pub async fn certificates(
         layout: Layout::new(&s, "certs"),
         profiles,
         statuses: STATUSES.to_vec(),
+        sorts: SORTS.to_vec(),
         rows: rows
             .iter()
             .map(|r| CertRow {
@@ -533,6 +533,7 @@ pub async fn certificates(
                 profile: r.profile.clone(),
                 requester: r.requester.clone(),
                 status: issuance::effective_status(r.status, r.not_after, now).to_owned(),
+                issued: humantime(r.created_at),
                 not_after: humantime(r.not_after),
             })
             .collect(),
@@ -541,6 +542,7 @@ pub async fn certificates(
         q: q.q,
         profile: q.profile,
         status: q.status,
+        sort: q.sort,
     })
 }
 
@@ -997,6 +999,14 @@ mod tests {
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("+1"), "'+1");
         assert_eq!(csv_field("plain"), "plain");
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 
     #[test]

@@ -232,6 +232,8 @@ pub struct CertRow {
     /// Effective status.
     pub status: String,
     /// notAfter.
+    /// When it was issued, UTC.
+    pub issued: String,
     pub not_after: String,
 }
 
@@ -251,6 +253,10 @@ pub struct CertListPage {
     pub profiles: Vec<String>,
     /// Statuses to choose from.
     pub statuses: Vec<&'static str>,
+    /// Order as asked (empty: the default).
+    pub sort: String,
+    /// Orders to choose from: (value, label).
+    pub sorts: Vec<(&'static str, &'static str)>,
     /// This page.
     pub rows: Vec<CertRow>,
     /// The next page's URL, if there is one.

@@ -317,35 +317,45 @@ async fn keyset_pagination_walks_every_certificate_once() {
         .await;
         assert_eq!(res.status(), StatusCode::CREATED);
     }
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let uri = match &cursor {
-            Some(c) => format!("/api/v1/certificates?limit=2&cursor={c}"),
-            None => "/api/v1/certificates?limit=2".into(),
-        };
-        let res = test::call_service(
-            &app,
-            test::TestRequest::get()
-                .uri(&uri)
-                .insert_header(bearer(&token))
-                .to_request(),
-        )
-        .await;
-        assert_eq!(res.status(), StatusCode::OK);
-        let page: Value = test::read_body_json(res).await;
-        for item in page["items"].as_array().unwrap() {
-            seen.push(item["serial"].as_str().unwrap().to_owned());
+    let mut orders = Vec::new();
+    for sort in ["newest", "oldest", "expiry", "expiry-desc"] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let uri = match &cursor {
+                Some(c) => format!("/api/v1/certificates?limit=2&sort={sort}&cursor={c}"),
+                None => format!("/api/v1/certificates?limit=2&sort={sort}"),
+            };
+            let res = test::call_service(
+                &app,
+                test::TestRequest::get()
+                    .uri(&uri)
+                    .insert_header(bearer(&token))
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(res.status(), StatusCode::OK);
+            let page: Value = test::read_body_json(res).await;
+            for item in page["items"].as_array().unwrap() {
+                seen.push(item["serial"].as_str().unwrap().to_owned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
         }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!((seen.len(), unique.len()), (5, 5), "{sort}");
+        orders.push(seen);
     }
-    let mut unique = seen.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!((seen.len(), unique.len()), (5, 5));
+    let mut newest = orders[0].clone();
+    newest.reverse();
+    assert_eq!(orders[1], newest, "oldest first is newest first reversed");
+    let mut expiry = orders[2].clone();
+    expiry.reverse();
+    assert_eq!(orders[3], expiry, "expiry-desc is expiry reversed");
 }
 
 #[actix_web::test]
@@ -524,6 +534,10 @@ async fn client_mistakes_get_4xx_problems_and_nothing_is_written() {
         ("/api/v1/certificates?bogus=1", StatusCode::BAD_REQUEST),
         ("/api/v1/certificates?status=weird", StatusCode::BAD_REQUEST),
         ("/api/v1/certificates?cursor=zz", StatusCode::BAD_REQUEST),
+        (
+            "/api/v1/certificates?sort=sideways",
+            StatusCode::BAD_REQUEST,
+        ),
         (
             "/api/v1/certificates?expiring_within=soon",
             StatusCode::BAD_REQUEST,

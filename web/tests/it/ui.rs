@@ -634,6 +634,14 @@ async fn requesters_see_only_their_own_certificates() {
     assert!(html.contains(&theirs) && !html.contains(&mine), "{uri}");
     let res = test::call_service(&app, get("/ui/certs?status=bogus", &aude).to_request()).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // Every order lists both; an unknown one is refused.
+    for sort in ["newest", "oldest", "expiry", "expiry-desc"] {
+        let uri = format!("/ui/certs?sort={sort}");
+        let html = body(test::call_service(&app, get(&uri, &aude).to_request()).await).await;
+        assert!(html.contains(&theirs) && html.contains(&mine), "{uri}");
+    }
+    let res = test::call_service(&app, get("/ui/certs?sort=sideways", &aude).to_request()).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
 
 #[actix_web::test]

@@ -1,0 +1,10 @@
+DROP TRIGGER issued_daily_update;
+DROP TRIGGER issued_daily_insert;
+DROP TABLE issued_daily;
+DROP TRIGGER certificates_search_update;
+DROP TRIGGER certificates_search_delete;
+DROP TRIGGER certificates_search_insert;
+DROP TABLE certificates_search;
+DROP INDEX certificates_by_status_expiry;
+DROP INDEX certificates_by_expiry;
+CREATE INDEX certificates_by_not_after ON certificates (not_after);
