@@ -87,7 +87,7 @@ pub async fn users(
 #[derive(Debug, Deserialize)]
 pub struct NewUserForm {
     #[serde(default)]
-    csrf: String,
+    csrf: Hidden,
     #[serde(default)]
     name: String,
     admin: Option<String>,
@@ -102,7 +102,7 @@ pub async fn create_user(
     s: SignedIn,
     form: web::Form<NewUserForm>,
 ) -> Result<HttpResponse, UiError> {
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Admin])?;
     let f = form.into_inner();
     let roles: Vec<Role> = [
@@ -164,7 +164,7 @@ pub async fn create_user(
 #[derive(Debug, Deserialize)]
 pub struct CsrfOnly {
     #[serde(default)]
-    csrf: String,
+    csrf: Hidden,
 }
 
 /// `POST /ui/users/{name}/{disable|enable|reset-password}` (admins; never disabling
@@ -175,7 +175,7 @@ pub async fn change_user(
     path: web::Path<(String, String)>,
     form: web::Form<CsrfOnly>,
 ) -> Result<HttpResponse, UiError> {
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Admin])?;
     let (name, action) = path.into_inner();
     let store = super::users(&state);

@@ -151,7 +151,7 @@ pub async fn login(
 #[derive(Debug, Deserialize)]
 pub struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    csrf: Hidden,
 }
 
 /// `POST /ui/logout`.
@@ -162,7 +162,7 @@ pub async fn logout(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     let s = session.0;
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     let store = super::users(&state);
     let event = AuditEvent::new(
         Action::Logout,
@@ -191,7 +191,7 @@ pub async fn password_form(session: AnySession) -> Result<HttpResponse, UiError>
 #[derive(Deserialize)]
 pub struct PasswordForm {
     #[serde(default)]
-    csrf: String,
+    csrf: Hidden,
     #[serde(default)]
     current: String,
     #[serde(default)]
@@ -213,7 +213,7 @@ pub async fn change_password(
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, UiError> {
     let s = session.0;
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     let form = form.into_inner();
     let again = |error: String| {
         render_status(
@@ -815,7 +815,7 @@ pub async fn requests(
 #[derive(Debug, Deserialize)]
 pub struct ApproveForm {
     #[serde(default)]
-    csrf: String,
+    csrf: Hidden,
     #[serde(default)]
     comment: String,
 }
@@ -827,7 +827,7 @@ pub async fn approve(
     id: web::Path<i64>,
     form: web::Form<ApproveForm>,
 ) -> Result<HttpResponse, UiError> {
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Officer])?;
     let id = id.into_inner();
     let ca = state.ca.clone();
@@ -851,7 +851,7 @@ pub async fn approve(
 #[derive(Debug, Deserialize)]
 pub struct RejectForm {
     #[serde(default)]
-    csrf: String,
+    csrf: Hidden,
     #[serde(default)]
     reason: String,
 }
@@ -863,7 +863,7 @@ pub async fn reject(
     id: web::Path<i64>,
     form: web::Form<RejectForm>,
 ) -> Result<HttpResponse, UiError> {
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Officer])?;
     let id = id.into_inner();
     let reason = form.into_inner().reason.trim().to_owned();

@@ -53,7 +53,7 @@ pub fn reasons_for(s: &SignedIn, row: &CertificateRow) -> Vec<&'static str> {
 #[derive(Debug, Deserialize)]
 pub struct RevokeForm {
     #[serde(default)]
-    csrf: String,
+    csrf: super::views::Hidden,
     #[serde(default)]
     reason: String,
     confirm: Option<String>,
@@ -66,7 +66,7 @@ pub async fn revoke(
     serial: web::Path<String>,
     form: web::Form<RevokeForm>,
 ) -> Result<HttpResponse, UiError> {
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Officer, Role::Requester])?;
     let f = form.into_inner();
     if f.confirm.is_none() {

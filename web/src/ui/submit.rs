@@ -69,7 +69,7 @@ pub async fn form(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRespons
 #[derive(Debug, Deserialize)]
 pub struct SubmitForm {
     #[serde(default)]
-    csrf: String,
+    csrf: super::views::Hidden,
     #[serde(default)]
     profile: String,
     #[serde(default)]
@@ -83,7 +83,7 @@ pub async fn submit(
     s: SignedIn,
     form: web::Form<SubmitForm>,
 ) -> Result<HttpResponse, UiError> {
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Requester])?;
     let f = form.into_inner();
     if !profiles(&state, &s).iter().any(|(p, _)| *p == f.profile) {

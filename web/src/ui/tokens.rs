@@ -95,7 +95,7 @@ pub async fn tokens(
 #[derive(Debug, Deserialize)]
 pub struct NewTokenForm {
     #[serde(default)]
-    csrf: String,
+    csrf: Hidden,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -112,7 +112,7 @@ pub async fn create(
     s: SignedIn,
     form: web::Form<NewTokenForm>,
 ) -> Result<HttpResponse, UiError> {
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Admin])?;
     let f = form.into_inner();
     let name = f.name.trim().to_owned();
@@ -194,7 +194,7 @@ pub async fn create(
 #[derive(Debug, Deserialize)]
 pub struct CsrfOnly {
     #[serde(default)]
-    csrf: String,
+    csrf: Hidden,
 }
 
 /// `POST /ui/tokens/{name}/revoke` (admins).
@@ -204,7 +204,7 @@ pub async fn revoke(
     name: web::Path<String>,
     form: web::Form<CsrfOnly>,
 ) -> Result<HttpResponse, UiError> {
-    s.check_csrf(&form.csrf)?;
+    s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Admin])?;
     let name = name.into_inner();
     let event = AuditEvent::new(

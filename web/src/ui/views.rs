@@ -7,8 +7,10 @@ use askama::Template;
 
 use super::session::SignedIn;
 
-/// Text a page shows but `Debug` never does: anti-CSRF tokens, one-time passwords.
-#[derive(Clone, PartialEq, Eq)]
+/// Text a page shows but `Debug` never does: anti-CSRF tokens, one-time passwords. Forms
+/// read their anti-CSRF field into it too, so that a logged form shows no token.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Hidden(pub String);
 
 impl fmt::Debug for Hidden {
