@@ -37,8 +37,10 @@ pub struct AppState {
     pub ocsp: Arc<ca_core::revocation::ocsp::OcspResponder>,
     /// The latest CRL of each issuer.
     pub crls: Arc<crate::revocation::CrlCache>,
-    /// Signed OCSP answers, reused for a short while.
+    /// OCSP answers signed ahead of time.
     pub ocsp_cache: Arc<crate::revocation::OcspCache>,
+    /// The dashboard's counts, computed at most every few seconds.
+    pub dashboard_counts: Arc<crate::ui::pages::CountsCache>,
     /// When each API token's use was last audited.
     pub token_uses: Arc<crate::auth::TokenUses>,
     /// Sign-in password checks running now, bounded.
@@ -47,6 +49,9 @@ pub struct AppState {
     pub codesign: Arc<ca_core::codesign::Codesign>,
 }
 
+/// How long a signing probe's result is reused.
+const SIGN_PROBE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Checks for `/readyz`.
 #[derive(Debug)]
 pub struct Probes {
@@ -54,6 +59,12 @@ pub struct Probes {
     pub db: Arc<db::Db>,
     /// The key store.
     pub keys: Arc<dyn KeyStore>,
+    /// A key the probe signs with (an OCSP responder's, else a CA's): listing keys can
+    /// succeed from a module's cache while signing fails.
+    pub signer: Option<Arc<dyn ca_core::keystore::Signer>>,
+    /// The last signing probe, reused for [`SIGN_PROBE_FOR`] so that `/readyz`, which anyone
+    /// may call, cannot keep the key store busy.
+    pub last_sign: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl Probes {
@@ -67,8 +78,25 @@ impl Probes {
     /// Asks the key store for its keys.
     ///
     /// Fails if the key store cannot be reached.
-    pub fn key_store(&self) -> Result<(), ca_core::keystore::KeyStoreError> {
-        self.keys.list().map(|_| ())
+    pub fn key_store(&self) -> Result<(), String> {
+        self.keys.list().map_err(|e| e.to_string())?;
+        let Some(signer) = &self.signer else {
+            return Ok(());
+        };
+        if let Ok(last) = self.last_sign.lock()
+            && let Some((at, result)) = last.as_ref()
+            && at.elapsed() < SIGN_PROBE_FOR
+        {
+            return result.clone();
+        }
+        let result = signer
+            .sign(b"keyhold readiness probe")
+            .map(|_| ())
+            .map_err(|e| format!("the key store cannot sign: {e}"));
+        if let Ok(mut last) = self.last_sign.lock() {
+            *last = Some((std::time::Instant::now(), result.clone()));
+        }
+        result
     }
 }
 
@@ -118,16 +146,27 @@ impl AppState {
             ca.profiles().to_vec(),
             issuers.to_vec(),
         );
+        let probe_signer = issuers
+            .iter()
+            .find_map(|i| i.ocsp.as_ref())
+            .map(|o| o.signer.clone())
+            .or_else(|| issuers.first().map(|i| i.ca.signer.clone()));
         Ok(AppState {
             codesign: Arc::new(codesign),
             ocsp: Arc::new(ocsp),
             crls: Arc::default(),
             ocsp_cache: Arc::default(),
+            dashboard_counts: Arc::default(),
             token_uses: Arc::default(),
             sign_ins: Arc::new(Slots::new(SIGN_IN_SLOTS)),
             ca,
             tokens: db.clone(),
-            probes: Arc::new(Probes { db, keys }),
+            probes: Arc::new(Probes {
+                db,
+                keys,
+                signer: probe_signer,
+                last_sign: std::sync::Mutex::new(None),
+            }),
             ca_files: Arc::new(files),
             metrics,
         })

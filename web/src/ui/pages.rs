@@ -2,7 +2,7 @@
 //! core service on the blocking pool, render. The rules (who may approve what, lockout)
 //! live in ca-core.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -12,7 +12,7 @@ use ca_core::error::ErrorKind;
 use ca_core::inspect;
 use ca_core::issuance::{self, Outcome};
 use ca_core::store::{
-    CertFilter, CertSort, CertStatus, RequestFilter, RequestRow, RequestStatus, Serial,
+    CertCounts, CertFilter, CertSort, CertStatus, RequestFilter, RequestRow, RequestStatus, Serial,
 };
 use ca_core::users::{self, Login, Role, SessionId};
 use ca_core::x509::SignedCert;
@@ -253,6 +253,49 @@ fn audit_row(r: &AuditRecord) -> AuditRow {
     }
 }
 
+/// How long the dashboard's counts are reused. Counting a million certificates takes tens of
+/// milliseconds per count: a dashboard left open by many operators should not do it on
+/// every load.
+const COUNTS_FOR: Duration = Duration::from_secs(10);
+/// The most requesters whose own counts are kept.
+const COUNTS_KEPT: usize = 1_000;
+
+/// The dashboard's counts, by requester (`None`: everyone's), each reused for
+/// [`COUNTS_FOR`].
+#[derive(Debug, Default)]
+pub struct CountsCache {
+    counts: std::sync::Mutex<std::collections::HashMap<Option<String>, (Instant, CertCounts)>>,
+}
+
+impl CountsCache {
+    /// `requester`'s counts, from `count` if those kept are older than [`COUNTS_FOR`].
+    ///
+    /// Fails if `count` does.
+    fn get<E>(
+        &self,
+        requester: Option<&str>,
+        count: impl FnOnce() -> Result<CertCounts, E>,
+    ) -> Result<CertCounts, E> {
+        let key = requester.map(str::to_owned);
+        if let Ok(counts) = self.counts.lock()
+            && let Some((at, c)) = counts.get(&key)
+            && at.elapsed() < COUNTS_FOR
+        {
+            return Ok(*c);
+        }
+        let fresh = count()?;
+        if let Ok(mut counts) = self.counts.lock() {
+            if counts.len() >= COUNTS_KEPT {
+                counts.retain(|_, (at, _)| at.elapsed() < COUNTS_FOR);
+            }
+            if counts.len() < COUNTS_KEPT {
+                counts.insert(key, (Instant::now(), fresh));
+            }
+        }
+        Ok(fresh)
+    }
+}
+
 /// `n` with thousands separators: `1,234,567`.
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
@@ -273,6 +316,7 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
     let ca = state.ca.clone();
     let now = SystemTime::now();
     let probes = state.probes.clone();
+    let counts_cache = state.dashboard_counts.clone();
     let (counts, events, health, per_day) = web::block(move || {
         let store = ca.store();
         let health = vec![
@@ -280,7 +324,9 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
             ("Key store", probes.key_store().is_ok()),
         ];
         let per_day = store.issued_per_day(now - CHART_DAYS_SPAN, own.as_deref())?;
-        let counts = store.counts(own.as_deref(), now + EXPIRING_WITHIN)?;
+        let counts = counts_cache.get(own.as_deref(), || {
+            store.counts(own.as_deref(), now + EXPIRING_WITHIN)
+        })?;
         let events = if show_events {
             match store.audit_head()? {
                 Some((head, _)) => store.audit_entries((head - 9).max(1), head)?,
