@@ -537,6 +537,11 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: SystemTime,
     ) -> Result<Vec<RevokedEntry>, StoreError>;
 
+    /// Certificates revoked at or after `since` (by their recorded revocation time), as
+    /// (issuer, serial), oldest first: what an OCSP responder holding answers signed ahead of
+    /// time must sign again when the revocation was made by another process.
+    fn revoked_since(&self, since: SystemTime) -> Result<Vec<(IssuerId, Serial)>, StoreError>;
+
     /// The status of `serial` as issued by `issuer`, for OCSP; `None` if `issuer` never
     /// issued that serial.
     fn revocation_status(

@@ -370,6 +370,10 @@ impl Store for Db {
         self.read(|conn| revocation::status(conn, issuer.as_str(), serial))
     }
 
+    fn revoked_since(&self, since: SystemTime) -> Result<Vec<(IssuerId, Serial)>, StoreError> {
+        self.read(|conn| revocation::revoked_since(conn, since))
+    }
+
     fn next_crl_number(&self, issuer: &IssuerId) -> Result<u64, StoreError> {
         let issuer = issuer.as_str().to_owned();
         self.writer

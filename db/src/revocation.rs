@@ -167,3 +167,26 @@ pub(crate) fn status(
         revoked,
     }))
 }
+
+/// See [`ca_core::store::Store::revoked_since`]; the `revocations (revoked_at)` index
+/// answers it.
+pub(crate) fn revoked_since(
+    conn: &mut AnyConnection,
+    since: SystemTime,
+) -> Result<Vec<(ca_core::issuer::IssuerId, Serial)>, StoreError> {
+    let rows: Vec<(String, String)> = revocations::table
+        .inner_join(certificates::table.on(certificates::serial.eq(revocations::serial)))
+        .filter(revocations::revoked_at.ge(unix_micros(since)))
+        .order((revocations::revoked_at.asc(), revocations::serial.asc()))
+        .select((certificates::issuer, revocations::serial))
+        .load(conn)
+        .map_err(db_error)?;
+    rows.into_iter()
+        .map(|(issuer, serial)| {
+            let issuer = ca_core::issuer::IssuerId::new(&issuer)
+                .map_err(|_| corrupt("issuer id", &issuer))?;
+            let serial = Serial::parse(&serial).map_err(|_| corrupt("serial", &serial))?;
+            Ok((issuer, serial))
+        })
+        .collect()
+}

@@ -63,11 +63,23 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         }
     };
     let ready = db.is_ok() && keys.is_ok();
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "database": show(&db, "database"),
         "key_store": show(&keys, "key store"),
     });
+    // What still works without the key store, so that an operator knows what is degraded.
+    if keys.is_err() {
+        body["degraded"] = json!([
+            "issuance and code signing fail until the key store is back",
+            format!(
+                "OCSP serves the {} answers signed earlier, each until its nextUpdate; \
+                 new answers (nonces, new certificates, revocations) get tryLater",
+                state.ocsp_cache.len()
+            ),
+            "CRLs are served from the last one signed, until its nextUpdate",
+        ]);
+    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -141,6 +141,9 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         );
     }
     crate::ui::bootstrap::ensure_admin(&state)?;
+    let stop_presigner = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let presigner = crate::revocation::spawn_presigner(&state, stop_presigner.clone())
+        .context("cannot start the OCSP pre-signer")?;
     let data = web::Data::new(state);
     let app_data = data.clone();
     let mut server = HttpServer::new(move || {
@@ -170,8 +173,12 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     actix_web::rt::System::new()
         .block_on(server.run())
         .context("the HTTP server failed")?;
-    // The workers are gone; dropping the last state handle stops the database writer
-    // after its queued writes have committed.
+    // The workers are gone, then the pre-signer (within a poll interval); dropping the last
+    // state handle stops the database writer after its queued writes have committed.
+    stop_presigner.store(true, std::sync::atomic::Ordering::Relaxed);
+    if presigner.join().is_err() {
+        tracing::error!("the OCSP pre-signer panicked");
+    }
     drop(data);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -445,7 +445,13 @@ impl OcspResponder {
         let signature = issuer
             .signer
             .sign(&data)
-            .map_err(|e| internal(format!("the responder key cannot sign: {e}")))?;
+            // Most often the key store is away for a while: the client may retry.
+            .map_err(|e| {
+                (
+                    ResponseStatus::TryLater,
+                    format!("the responder key cannot sign: {e}"),
+                )
+            })?;
         keystore::verify(
             issuer.signer.algorithm(),
             issuer.signer.public_key(),
@@ -506,6 +512,19 @@ impl OcspResponder {
         }
         self.issuer_of(&single.req_cert)?;
         Some(CacheKey(single.req_cert.to_der().ok()?))
+    }
+
+    /// The issuer and serial a [`CacheKey`] from [`OcspResponder::cache_key`] asks about, so
+    /// that an answer signed on demand can be kept beside those signed ahead of time.
+    /// `None` for a serial that cannot be one of ours (not positive, over 20 octets).
+    pub fn subject_of(&self, key: &CacheKey) -> Option<(IssuerId, Serial)> {
+        let id = CertId::from_der(&key.0).ok()?;
+        let served = self.issuer_of(&id)?;
+        let bytes = id.serial_number.as_bytes();
+        if bytes.is_empty() || bytes[0] & 0x80 != 0 || bytes.len() > 21 {
+            return None;
+        }
+        Some((served.id.clone(), Serial::from_bytes(bytes)))
     }
 
     /// Signs, ahead of time, the responses for `serial` of `issuer` to the CertIDs clients

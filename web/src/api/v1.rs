@@ -449,7 +449,7 @@ pub async fn revoke(
             SystemTime::now(),
         )?;
         if let Some(row) = ca.store().certificate(&serial)? {
-            crate::revocation::revoked(&app, row.issuer.as_str());
+            crate::revocation::revoked(&app, row.issuer.as_str(), &serial);
         }
         Ok::<_, RevocationError>(revocation)
     })

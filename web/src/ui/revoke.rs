@@ -103,7 +103,7 @@ pub async fn revoke(
             },
             SystemTime::now(),
         )?;
-        crate::revocation::revoked(&app, row.issuer.as_str());
+        crate::revocation::revoked(&app, row.issuer.as_str(), &sr);
         Ok(())
     })
     .await??;

@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub(crate) const PASS: &str = "an integration test passphrase";
-const SO_PIN: &str = "so-pin-for-cli-tests";
+pub(crate) const SO_PIN: &str = "so-pin-for-cli-tests";
 pub(crate) const USER_PIN: &str = "user-pin-for-cli-tests";
 
 pub(crate) fn keyhold(data_dir: &Path) -> Command {
@@ -294,7 +294,7 @@ fn ocsp_renew_issues_a_fresh_responder_certificate() {
 
 // --- PKCS#11 (SoftHSM2, set up by .ci/test) -----------------------------------------------
 
-fn softhsm() -> Option<PathBuf> {
+pub(crate) fn softhsm() -> Option<PathBuf> {
     if std::env::var_os("SOFTHSM2_CONF").is_none() {
         let required = ["CI", "KEYHOLD_REQUIRE_ALL_BACKENDS"]
             .iter()

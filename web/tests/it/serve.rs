@@ -717,7 +717,21 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
             .replace('/', "%2F")
             .replace('=', "%3D")
     );
-    let r = server.get(&path, None);
+    // Without a nonce, the answer comes from those signed ahead of time: the pre-signer
+    // picks up a revocation made by another process (the CLI) within its poll interval.
+    let mut r = server.get(&path, None);
+    for _ in 0..100 {
+        fs::write(work.join("resp.der"), &r.body).unwrap();
+        let text = openssl(
+            &["ocsp", "-respin", "resp.der", "-noverify", "-resp_text"],
+            work,
+        );
+        if text.contains("Cert Status: revoked") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        r = server.get(&path, None);
+    }
     assert_eq!(r.status, 200);
     assert!(
         r.head
@@ -792,4 +806,176 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
     assert_eq!(server.get("/crl/nope.crl", None).status, 404);
     // A second fetch within the refresh interval is the same CRL (no new number burnt).
     assert_eq!(server.get("/crl/issuing-ca.crl", None).body, r.body);
+    // Caches may keep it until its nextUpdate; its ETag names it, and asking with that ETag
+    // gets 304 and no body.
+    let head = r.head.to_ascii_lowercase();
+    assert!(
+        head.contains("expires: ") && head.contains("last-modified: "),
+        "{head}"
+    );
+    let etag = r
+        .head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("etag: ")
+                .or_else(|| l.strip_prefix("ETag: "))
+        })
+        .unwrap_or_else(|| panic!("no ETag: {}", r.head))
+        .trim()
+        .to_owned();
+    let req = format!(
+        "GET /crl/issuing-ca.crl HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n"
+    );
+    let again = http(server.port, req.as_bytes()).unwrap();
+    assert_eq!(again.status, 304, "{}", again.head);
+    assert!(again.body.is_empty());
+}
+
+/// The OCSP answer in `resp.der`, as `openssl ocsp -resp_text` prints it (not verified).
+fn ocsp_text(work: &Path, der: &[u8]) -> String {
+    fs::write(work.join("resp.der"), der).unwrap();
+    let out = Command::new("openssl")
+        .args(["ocsp", "-respin", "resp.der", "-noverify", "-resp_text"])
+        .current_dir(work)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn with_the_key_store_gone_ocsp_and_the_crl_are_still_served_and_readyz_says_so() {
+    if crate::cli::softhsm().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let dir = work.join("data");
+    // A token directory of this test's own: taking it away disturbs no other test.
+    let tokens = work.join("tokens");
+    fs::create_dir(&tokens).unwrap();
+    let conf = work.join("softhsm2.conf");
+    fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_owned();
+    let env = [
+        ("SOFTHSM2_CONF", conf.as_str()),
+        ("KEYHOLD_PKCS11_PIN", crate::cli::USER_PIN),
+        ("KEYHOLD_PKCS11_SO_PIN", crate::cli::SO_PIN),
+    ];
+    let r = run(keyhold(&dir)
+        .args(["hsm", "init-token", "--label", "going-away"])
+        .envs(env));
+    assert!(r.ok, "{}", r.stderr);
+    let r = run(keyhold(&dir)
+        .args([
+            "init",
+            "--keystore",
+            "pkcs11",
+            "--pkcs11-token",
+            "going-away",
+        ])
+        .envs(env));
+    assert!(r.ok, "{}", r.stderr);
+    let server = Server::start_with(work, &dir, &env);
+    let token = create_token(&dir, "ci", "requester");
+    let officer = create_token(&dir, "officer", "officer");
+    let issued = issue_and_verify(&server, work, &token);
+    let serial = issued["serial"].as_str().unwrap();
+    fs::write(
+        work.join("issuing.pem"),
+        server.get("/ca/issuing-ca.pem", None).body,
+    )
+    .unwrap();
+    openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+        work,
+    );
+    let b64 = openssl(&["base64", "-A", "-in", "req.der"], work);
+    let path = format!("/ocsp/{}", b64.trim().replace('/', "%2F"));
+    let good = server.get(&path, None);
+    assert_eq!(good.status, 200);
+    assert!(ocsp_text(work, &good.body).contains("Cert Status: good"));
+    let crl = server.get("/crl/issuing-ca.crl", None);
+    assert_eq!(crl.status, 200);
+    assert_eq!(server.get("/readyz", None).status, 200);
+
+    // The token's files vanish from under the running server.
+    fs::rename(&tokens, work.join("tokens.away")).unwrap();
+    fs::create_dir(&tokens).unwrap();
+
+    // Readiness says the key store is down and what still works (its probe result is
+    // reused for 2 s, so wait for a fresh one).
+    let mut ready = server.get("/readyz", None);
+    for _ in 0..100 {
+        if ready.status == 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        ready = server.get("/readyz", None);
+    }
+    assert_eq!(
+        ready.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    let body = ready.json();
+    assert_eq!(body["key_store"], "unavailable");
+    assert_eq!(body["database"], "ok");
+    assert!(
+        body["degraded"].as_array().is_some_and(|d| d.len() == 3),
+        "{body}"
+    );
+
+    // OCSP answers from what was signed before; the CRL is still served.
+    let r = server.get(&path, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, good.body, "the same pre-signed answer");
+    let r = server.get("/crl/issuing-ca.crl", None);
+    assert_eq!((r.status, &r.body), (200, &crl.body));
+
+    // A revocation is recorded, but cannot be signed: OCSP stops saying `good` for that
+    // certificate (tryLater), and the last CRL is served rather than an error.
+    let r = server.post_json(
+        &format!("/api/v1/certificates/{serial}/revoke"),
+        &officer,
+        r#"{"reason": "keyCompromise"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = server.get(&path, None);
+    assert_eq!(r.status, 200);
+    let text = ocsp_text(work, &r.body);
+    assert!(
+        !text.contains("Cert Status: good") && text.to_ascii_lowercase().contains("trylater"),
+        "{text}"
+    );
+    let r = server.get("/crl/issuing-ca.crl", None);
+    assert_eq!((r.status, &r.body), (200, &crl.body));
+    // Issuance fails with a clear server-side error, not a hang or a crash.
+    let csr = fs::read_to_string(work.join("web.csr")).unwrap();
+    let body = serde_json::json!({"profile": "tls-server", "csr": csr}).to_string();
+    let r = server.post_json("/api/v1/certificates", &token, &body);
+    assert!(r.status >= 500, "{}", r.status);
+    assert_eq!(server.get("/healthz", None).status, 200);
+    let logs = server.terminate();
+    assert!(!logs.contains(crate::cli::USER_PIN), "the PIN was logged");
 }

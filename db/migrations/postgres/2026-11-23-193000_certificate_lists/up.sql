@@ -7,6 +7,10 @@ DROP INDEX certificates_by_not_after;
 CREATE INDEX certificates_by_expiry ON certificates (not_after, serial);
 CREATE INDEX certificates_by_status_expiry ON certificates (status, not_after, serial);
 
+-- What an OCSP responder polls for: revocations made by other processes since it last
+-- looked.
+CREATE INDEX revocations_by_time ON revocations (revoked_at);
+
 -- Substring search: a trigram index over `search` (pg_trgm ships with PostgreSQL and is a
 -- trusted extension: the database's owner may create it). It lives in `public`, so that
 -- databases holding several Keyhold schemas share it.

@@ -5,6 +5,7 @@ DROP TRIGGER certificates_search_update;
 DROP TRIGGER certificates_search_delete;
 DROP TRIGGER certificates_search_insert;
 DROP TABLE certificates_search;
+DROP INDEX revocations_by_time;
 DROP INDEX certificates_by_status_expiry;
 DROP INDEX certificates_by_expiry;
 CREATE INDEX certificates_by_not_after ON certificates (not_after);

@@ -7,6 +7,10 @@ DROP INDEX certificates_by_not_after;
 CREATE INDEX certificates_by_expiry ON certificates (not_after, serial);
 CREATE INDEX certificates_by_status_expiry ON certificates (status, not_after, serial);
 
+-- What an OCSP responder polls for: revocations made by other processes since it last
+-- looked.
+CREATE INDEX revocations_by_time ON revocations (revoked_at);
+
 -- Substring search: a trigram index over `search`, kept in step by triggers. An
 -- external-content table, so the text is stored once.
 CREATE VIRTUAL TABLE certificates_search USING fts5(
