@@ -1104,6 +1104,7 @@ fn serve_refuses_insecure_http_ui_off_loopback_and_bad_tls_settings() {
     let port = free_port().to_string();
     let serve = |args: &[&str]| {
         run(keyhold(&dir)
+            .env("KEYHOLD_LOG", "off")
             .arg("--policies")
             .arg(shipped_policies())
             .arg("serve")
