@@ -39,13 +39,20 @@ impl Server {
     /// [`Server::start`] with extra environment variables (a PIN). The UI and API are served
     /// on the plain listener too (`--insecure-http-ui`), beside HTTPS on a port of its own.
     fn start_with(work: &Path, dir: &Path, env: &[(&str, &str)]) -> Server {
-        Server::start_opts(work, dir, env, true)
+        Server::start_opts(work, dir, env, true, true)
     }
 
-    /// [`Server::start_with`], with the UI and API on plain HTTP only if `insecure_ui`.
-    fn start_opts(work: &Path, dir: &Path, env: &[(&str, &str)], insecure_ui: bool) -> Server {
+    /// [`Server::start_with`], with the UI and API on plain HTTP only if `insecure_ui`, and
+    /// HTTPS only if `tls`.
+    fn start_opts(
+        work: &Path,
+        dir: &Path,
+        env: &[(&str, &str)],
+        insecure_ui: bool,
+        tls: bool,
+    ) -> Server {
         let port = free_port();
-        let tls_port = free_port();
+        let tls_port = if tls { free_port() } else { 0 };
         let (log, out) = (work.join("server.log"), work.join("server.out"));
         let mut cmd = keyhold(dir);
         cmd.arg("--policies").arg(shipped_policies()).args([
@@ -53,7 +60,11 @@ impl Server {
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--tls-listen",
-            &format!("127.0.0.1:{tls_port}"),
+            &if tls {
+                format!("127.0.0.1:{tls_port}")
+            } else {
+                "none".to_owned()
+            },
             "--workers",
             "2",
         ]);
@@ -841,7 +852,7 @@ fn https_listener_serves_ui_and_api_with_a_self_issued_certificate_openssl_verif
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
     let dir = work.join("data");
-    let server = Server::start_opts(work, &dir, &[], false);
+    let server = Server::start_opts(work, &dir, &[], false, true);
     let out = server.logs();
     let https = format!("https://127.0.0.1:{}", server.tls_port);
     assert!(out.contains(&format!("UI and API: {https}/ui")), "{out}");
@@ -1080,7 +1091,7 @@ fn https_listener_serves_ui_and_api_with_a_self_issued_certificate_openssl_verif
 fn insecure_http_ui_serves_the_ui_on_loopback_without_secure_cookies() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
-    let server = Server::start_opts(work, &work.join("data"), &[], true);
+    let server = Server::start_opts(work, &work.join("data"), &[], true, true);
     let out = server.logs();
     assert!(
         out.contains(&format!(
@@ -1095,6 +1106,26 @@ fn insecure_http_ui_serves_the_ui_on_loopback_without_secure_cookies() {
     assert!(cookie.contains("kh_login="), "{}", form.head);
     assert!(!cookie.contains("Secure"), "{cookie}");
     assert_eq!(server.get("/api/v1/certificates", None).status, 401);
+}
+
+#[test]
+fn without_https_or_insecure_http_ui_the_ui_and_api_are_not_served_and_a_warning_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let server = Server::start_opts(work, &work.join("data"), &[], false, false);
+    let out = server.logs();
+    assert!(out.contains("WARNING: HTTPS is off"), "{out}");
+    assert!(!out.contains("UI and API:"), "{out}");
+    assert!(!out.contains("HTTPS server certificate"), "{out}");
+    assert_eq!(server.get("/ca/root.pem", None).status, 200);
+    for path in ["/ui/login", "/api/v1/certificates", "/api", "/ui"] {
+        let r = server.get(path, None);
+        assert_eq!(r.status, 421, "{path}: {}", r.head);
+        let detail = r.json()["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains("--tls-listen ADDR"), "{detail}");
+    }
+    // Only those prefixes: other unknown paths are still 404.
+    assert_eq!(server.get("/uix", None).status, 404);
 }
 
 #[test]
