@@ -899,6 +899,58 @@ mod tests {
     }
 
     #[test]
+    fn own_server_plan_ignores_the_allowed_names_but_keeps_usages_and_validity_caps() {
+        let now = SystemTime::UNIX_EPOCH + NOW;
+        let sans = [
+            San::Dns("LocalHost".into()),
+            San::Ip("127.0.0.1".parse().unwrap()),
+            San::Dns("localhost".into()),
+        ];
+        let day = Duration::from_secs(86_400);
+        let plan = own_server_plan(&profile(TLS), &sans, 30 * day, now, now + YEAR).unwrap();
+        assert_eq!(
+            plan.sans,
+            [
+                San::Dns("localhost".into()),
+                San::Ip("127.0.0.1".parse().unwrap())
+            ]
+        );
+        assert_eq!(
+            plan.subject,
+            [
+                ("O".to_string(), "Example".to_string()),
+                ("CN".into(), "localhost".into())
+            ]
+        );
+        assert_eq!(plan.extended_key_usage, ["serverAuth"]);
+        assert_eq!(plan.not_after, now + 30 * day);
+        // Never past the profile's maximum or the issuer's notAfter.
+        let plan = own_server_plan(&profile(TLS), &sans, YEAR, now, now + YEAR).unwrap();
+        assert_eq!(plan.not_after, now + 90 * day);
+        let plan = own_server_plan(&profile(TLS), &sans, YEAR, now, now + day).unwrap();
+        assert_eq!(plan.not_after, now + day);
+    }
+
+    #[test]
+    fn own_server_plan_refuses_non_server_profiles_bad_names_and_an_expired_issuer() {
+        let now = SystemTime::UNIX_EPOCH + NOW;
+        let client = profile(&TLS.replace(r#"["serverAuth"]"#, r#"["clientAuth"]"#));
+        let why = own_server_plan(
+            &client,
+            &[San::Dns("bad name".into()), San::Email("a@b.corp".into())],
+            YEAR,
+            now,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(why.len(), 5, "{why:?}");
+        assert!(why[0].contains("no serverAuth"), "{why:?}");
+        assert!(why[4].contains("expired"), "{why:?}");
+        let why = own_server_plan(&profile(TLS), &[], YEAR, now, now + YEAR).unwrap_err();
+        assert!(why[0].contains("at least one"), "{why:?}");
+    }
+
+    #[test]
     fn a_conforming_request_is_issued_with_the_profiles_usages_and_fixed_subject() {
         let Decision::Issue(plan) = eval(&profile(TLS), &request()) else {
             panic!()
@@ -1041,7 +1093,7 @@ mod tests {
             exponent: 3,
         };
         let why = rejected(eval(&profile(TLS), &r));
-        assert_eq!(why.len(), 4, "{why:?}"); // dns, ip, cn-not-in-sans, rsa size
+        assert_eq!(why.len(), 5, "{why:?}"); // dns, ip, cn-not-in-sans, rsa size
     }
 
     #[test]
