@@ -45,6 +45,9 @@ pub const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(7 * 86_400);
 /// milliseconds; the margin covers a slow HSM and clock skew between processes).
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(300);
 
+/// The requester recorded for the certificates Keyhold issues to its own HTTPS listener.
+pub const OWN_SERVER_REQUESTER: &str = "keyhold-server";
+
 /// Where a request came from, which decides the profiles it may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -268,6 +271,12 @@ impl Ca {
         &self.store
     }
 
+    /// The URL the CA's own certificates, CRLs and OCSP responder are published under
+    /// (without a trailing `/`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// The profiles.
     pub fn profiles(&self) -> &[Profile] {
         &self.profiles
@@ -424,6 +433,65 @@ impl Ca {
         .with("reason", reason);
         self.store.reject(id, &officer.name, reason, &event)?;
         Ok(())
+    }
+
+    /// Issues the certificate of Keyhold's own HTTPS listener for `public_key`, naming
+    /// `sans`, under `profile` (normally `tls-server`), valid for `lifetime` at most.
+    ///
+    /// This path bypasses the requester policy ([`policy::own_server_plan`]: no roles,
+    /// approvals or allowed-name lists, since the server's own names such as `localhost` are
+    /// rarely in them) but not the issuer: its name constraints and validity, the lint and
+    /// the issuance cycle (reserve, audit, sign, record) are the same as for any other
+    /// certificate. The requester recorded and audited is [`OWN_SERVER_REQUESTER`].
+    ///
+    /// Fails if the profile is unknown, the plan or the issuer's constraints refuse it
+    /// (audited as a refusal, reasons in [`IssueError::Forbidden`]), or the database or key
+    /// store fails.
+    pub fn issue_own_server_cert(
+        &self,
+        profile: &str,
+        public_key: &SpkiDer,
+        sans: &[San],
+        lifetime: Duration,
+        source: &str,
+        now: SystemTime,
+    ) -> Result<Issued, IssueError> {
+        let profile = self.profile(profile)?;
+        let issuer = self.issuer_for(profile)?;
+        let decision =
+            match policy::own_server_plan(profile, sans, lifetime, now, issuer.ca.cert.not_after())
+            {
+                Ok(plan) => self.with_issuer_constraints(Decision::Issue(plan), issuer),
+                Err(reasons) => Decision::Reject(reasons),
+            };
+        match decision {
+            Decision::Issue(plan) | Decision::NeedsApproval { plan, .. } => self.issue(
+                &plan,
+                profile,
+                public_key,
+                OWN_SERVER_REQUESTER,
+                source,
+                None,
+                now,
+            ),
+            Decision::Reject(reasons) => {
+                let mut event = AuditEvent::new(
+                    Action::RequestRefused,
+                    OWN_SERVER_REQUESTER,
+                    source,
+                    format!("profile:{}", profile.name),
+                )
+                .with("sans", sans_text(sans));
+                for r in &reasons {
+                    event = event.with("reason", r.as_str());
+                }
+                self.store.audit(&[event])?;
+                Err(IssueError::Forbidden(format!(
+                    "the server's own certificate was refused: {}",
+                    reasons.join("; ")
+                )))
+            }
+        }
     }
 
     /// Closes reservations left by a process that died while signing (older than

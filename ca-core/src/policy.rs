@@ -634,6 +634,93 @@ pub fn evaluate(
     }
 }
 
+/// The plan for the certificate Keyhold issues to its own HTTPS listener under `profile`,
+/// valid from `now` for `lifetime` at most (less if the profile's maximum or
+/// `issuer_not_after` is sooner).
+///
+/// This is not a request, so the requester rules do not apply: no roles, no approvals, and
+/// the profile's allowed names (DNS suffixes, IP ranges) are not consulted, because the
+/// listener's own names (`localhost`, `127.0.0.1`, the host it listens on) are rarely among
+/// them. What the profile says the certificate *is* still applies: its fixed subject, key
+/// usage and extended key usage. The issuer's name constraints are applied by the caller
+/// ([`crate::issuance::Ca::issue_own_server_cert`]), so a constrained CA never issues
+/// outside its constraints this way either.
+///
+/// Fails with every reason if the profile does not make TLS server certificates
+/// (`serverAuth`), a name is malformed, there are no names, or the issuer has expired.
+pub fn own_server_plan(
+    profile: &Profile,
+    sans: &[San],
+    lifetime: Duration,
+    now: SystemTime,
+    issuer_not_after: SystemTime,
+) -> Result<Plan, Vec<String>> {
+    let p = &profile.file;
+    let mut why = Vec::new();
+    if !p.usage.extended_key_usage.iter().any(|e| e == "serverAuth") {
+        why.push(format!(
+            "profile {} does not issue TLS server certificates (no serverAuth)",
+            profile.name
+        ));
+    }
+    let mut names: Vec<San> = Vec::new();
+    for san in sans {
+        let san = match san {
+            San::Dns(raw) => match names::normalise_dns(raw) {
+                Ok(name) => San::Dns(name),
+                Err(e) => {
+                    why.push(e);
+                    continue;
+                }
+            },
+            San::Ip(ip) => San::Ip(*ip),
+            San::Email(_) | San::Uri(_) => {
+                why.push("a server certificate names DNS names and IP addresses only".into());
+                continue;
+            }
+        };
+        if !names.contains(&san) {
+            names.push(san);
+        }
+    }
+    if names.is_empty() {
+        why.push("at least one subject alternative name is required".into());
+    }
+    let max = Duration::from_secs(u64::from(p.validity.max_days) * 86_400);
+    let not_after = (now + lifetime.min(max)).min(issuer_not_after);
+    if not_after <= now {
+        why.push("the issuer's certificate has expired".into());
+    }
+    if !why.is_empty() {
+        return Err(why);
+    }
+    let mut subject: Vec<(String, String)> = p
+        .subject
+        .fixed
+        .iter()
+        .filter(|(k, _)| k.as_str() != "CN")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // CA/B BR 7.1.4.3: a CN, if present, is one of the SANs.
+    if let Some(first) = names.first() {
+        let cn = match first {
+            San::Dns(d) => d.clone(),
+            San::Ip(ip) => ip.to_string(),
+            San::Email(e) | San::Uri(e) => e.clone(),
+        };
+        subject.push(("CN".into(), cn));
+    }
+    Ok(Plan {
+        issuer: p.issuer.clone(),
+        not_before: now,
+        not_after,
+        subject,
+        sans: names,
+        key_usage: p.usage.key_usage.clone(),
+        extended_key_usage: p.usage.extended_key_usage.clone(),
+    })
+}
+
 fn check_key(p: &ProfileFile, request: &RequestFacts, why: &mut Vec<String>) {
     if request.key_is_a_ca_key {
         why.push("the request's public key is one of this CA's own keys".into());
@@ -812,6 +899,58 @@ mod tests {
     }
 
     #[test]
+    fn own_server_plan_ignores_the_allowed_names_but_keeps_usages_and_validity_caps() {
+        let now = SystemTime::UNIX_EPOCH + NOW;
+        let sans = [
+            San::Dns("LocalHost".into()),
+            San::Ip("127.0.0.1".parse().unwrap()),
+            San::Dns("localhost".into()),
+        ];
+        let day = Duration::from_secs(86_400);
+        let plan = own_server_plan(&profile(TLS), &sans, 30 * day, now, now + YEAR).unwrap();
+        assert_eq!(
+            plan.sans,
+            [
+                San::Dns("localhost".into()),
+                San::Ip("127.0.0.1".parse().unwrap())
+            ]
+        );
+        assert_eq!(
+            plan.subject,
+            [
+                ("O".to_string(), "Example".to_string()),
+                ("CN".into(), "localhost".into())
+            ]
+        );
+        assert_eq!(plan.extended_key_usage, ["serverAuth"]);
+        assert_eq!(plan.not_after, now + 30 * day);
+        // Never past the profile's maximum or the issuer's notAfter.
+        let plan = own_server_plan(&profile(TLS), &sans, YEAR, now, now + YEAR).unwrap();
+        assert_eq!(plan.not_after, now + 90 * day);
+        let plan = own_server_plan(&profile(TLS), &sans, YEAR, now, now + day).unwrap();
+        assert_eq!(plan.not_after, now + day);
+    }
+
+    #[test]
+    fn own_server_plan_refuses_non_server_profiles_bad_names_and_an_expired_issuer() {
+        let now = SystemTime::UNIX_EPOCH + NOW;
+        let client = profile(&TLS.replace(r#"["serverAuth"]"#, r#"["clientAuth"]"#));
+        let why = own_server_plan(
+            &client,
+            &[San::Dns("bad name".into()), San::Email("a@b.corp".into())],
+            YEAR,
+            now,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(why.len(), 5, "{why:?}");
+        assert!(why[0].contains("no serverAuth"), "{why:?}");
+        assert!(why[4].contains("expired"), "{why:?}");
+        let why = own_server_plan(&profile(TLS), &[], YEAR, now, now + YEAR).unwrap_err();
+        assert!(why[0].contains("at least one"), "{why:?}");
+    }
+
+    #[test]
     fn a_conforming_request_is_issued_with_the_profiles_usages_and_fixed_subject() {
         let Decision::Issue(plan) = eval(&profile(TLS), &request()) else {
             panic!()
@@ -954,7 +1093,7 @@ mod tests {
             exponent: 3,
         };
         let why = rejected(eval(&profile(TLS), &r));
-        assert_eq!(why.len(), 4, "{why:?}"); // dns, ip, cn-not-in-sans, rsa size
+        assert_eq!(why.len(), 5, "{why:?}"); // dns, ip, cn-not-in-sans, rsa size
     }
 
     #[test]

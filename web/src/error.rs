@@ -55,6 +55,11 @@ impl ApiError {
         }
     }
 
+    /// 421: this listener does not serve that (the UI and API on plain HTTP).
+    pub fn misdirected(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::MISDIRECTED_REQUEST, "misdirected", detail)
+    }
+
     /// 400: the request is malformed.
     pub fn invalid(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid", detail)

@@ -15,6 +15,7 @@ pub mod revoke;
 pub mod secrets;
 pub mod serve;
 pub mod state;
+pub mod tls;
 pub mod tokens;
 pub mod ui;
 pub mod users;

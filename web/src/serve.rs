@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
 use anyhow::{Context, Result, anyhow};
 use ca_core::issuance::Ca;
 use ca_core::issuer;
@@ -21,16 +25,31 @@ use ca_core::store::Store;
 
 use crate::cli::{Cli, InitArgs, KeyStoreKind, open_store};
 use crate::config::{CONFIG_FILE, Config};
+use crate::error::ApiError;
 use crate::init::DEMO_PASSPHRASE_FILE;
 use crate::secrets::PASSPHRASE_ENV;
 use crate::state::AppState;
+use crate::tls;
 
 /// `keyhold serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// The plain HTTP listener: OCSP, CRLs and CA certificates (which must be reachable
+    /// without TLS, RFC 5019), health and metrics; the UI and API too only with
+    /// --insecure-http-ui.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// The HTTPS listener: everything, the UI and API included, with a server certificate
+    /// Keyhold issues to itself at start and renews. `none` turns HTTPS off.
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR|none", value_parser = parse_tls_listen)]
+    pub tls_listen: TlsListen,
+    /// Also serve the UI and API on the plain HTTP listener, which must then be a loopback
+    /// address (for development, or behind a TLS-terminating proxy on the same host).
+    #[arg(long)]
+    pub insecure_http_ui: bool,
+    /// The profile the HTTPS server certificate is issued under.
+    #[arg(long, default_value = crate::tls::DEFAULT_PROFILE, value_name = "NAME")]
+    pub tls_profile: String,
     /// The config file (default: keyhold.toml in --data-dir). Relative paths in it are
     /// relative to --data-dir.
     #[arg(long, value_name = "FILE")]
@@ -38,6 +57,135 @@ pub struct ServeArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
+}
+
+/// `--tls-listen`: an address, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsListen {
+    /// No HTTPS listener.
+    Off,
+    /// HTTPS on this address.
+    On(SocketAddr),
+}
+
+fn parse_tls_listen(s: &str) -> Result<TlsListen, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(TlsListen::Off);
+    }
+    s.parse()
+        .map(TlsListen::On)
+        .map_err(|_| format!("{s:?} is neither an address such as 127.0.0.1:8443 nor `none`"))
+}
+
+/// What the plain HTTP listener serves besides the public routes, and where it sends
+/// clients of the UI and API otherwise.
+#[derive(Debug, Clone)]
+pub struct PlainHttp {
+    /// The UI and API are served here too (`--insecure-http-ui`).
+    pub ui: bool,
+    /// The HTTPS listener, if any.
+    pub https: Option<SocketAddr>,
+}
+
+/// Checks the listener flags together before anything starts.
+///
+/// Fails if `--insecure-http-ui` is given with a `--listen` address that is not loopback,
+/// or both listeners name the same address.
+pub fn check_listeners(args: &ServeArgs) -> Result<()> {
+    if args.insecure_http_ui && !args.listen.ip().is_loopback() {
+        return Err(anyhow!(
+            "--insecure-http-ui serves the UI and API (passwords, API tokens) without TLS, so \
+             it needs a loopback --listen address such as 127.0.0.1:{port}; {} is not \
+             loopback. Use the HTTPS listener (--tls-listen) instead",
+            args.listen,
+            port = args.listen.port()
+        ));
+    }
+    if args.tls_listen == TlsListen::On(args.listen) {
+        return Err(anyhow!(
+            "--listen and --tls-listen are both {}: give them different ports",
+            args.listen
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` belongs to the UI or the API.
+fn ui_or_api(path: &str) -> bool {
+    ["/ui", "/api"].iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+    })
+}
+
+/// On the plain HTTP listener, without `--insecure-http-ui`: the UI and API answer 421
+/// Misdirected Request naming the HTTPS URL to use (a browser's GET of the UI is
+/// redirected there instead). TLS connections, and every other path, pass.
+async fn plain_http_gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if req.app_config().secure() || !ui_or_api(req.path()) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    // serve::run always registers the gate's settings; without them, refuse.
+    let gate = req
+        .app_data::<web::Data<PlainHttp>>()
+        .map(|g| g.get_ref().clone());
+    if gate.as_ref().is_some_and(|g| g.ui) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    let https = gate.and_then(|g| g.https).map(|addr| {
+        let host = if addr.ip().is_unspecified() {
+            // Bound to every address: the client reached us by the name in Host.
+            let host = req.connection_info().host().to_owned();
+            strip_port(&host).to_owned()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
+        format!("https://{host}:{}{path}", addr.port())
+    });
+    let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
+    let res = match https {
+        Some(url) if is_get && req.path().starts_with("/ui") => HttpResponse::PermanentRedirect()
+            .insert_header((header::LOCATION, url))
+            .finish(),
+        Some(url) => ApiError::misdirected(format!(
+            "the UI and API are served over HTTPS only: use {url}"
+        ))
+        .error_response(),
+        None => ApiError::misdirected(
+            "the UI and API are not served on this plain HTTP listener: start keyhold serve \
+             with --tls-listen ADDR (HTTPS), or with --insecure-http-ui on a loopback --listen",
+        )
+        .error_response(),
+    };
+    tracing::info!(path = %req.path(), status = res.status().as_u16(), "refused on plain HTTP");
+    Ok(req.into_response(res).map_into_right_body())
+}
+
+/// `host` without a trailing `:port` (IPv6 literals keep their brackets).
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i)
+            if !host[i..].contains(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &host[..i]
+        }
+        _ => host,
+    }
 }
 
 /// Loads everything the server needs, checking it all.
@@ -109,6 +257,7 @@ pub fn load_state(cli: &Cli, config_file: Option<&std::path::Path>) -> Result<Ap
 /// Fails if start-up finds a problem or the address cannot be bound.
 pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     init_tracing();
+    check_listeners(args)?;
     if args.config.is_none() && !cli.data_dir.join(CONFIG_FILE).exists() {
         init_demo(cli, args)?;
     }
@@ -141,6 +290,22 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         );
     }
     crate::ui::bootstrap::ensure_admin(&state)?;
+    // The HTTPS certificate, issued before anything listens so a refusal stops start-up.
+    let tls = match args.tls_listen {
+        TlsListen::Off => None,
+        TlsListen::On(addr) => {
+            let who = tls::Identity::new(&args.tls_profile, addr.ip(), state.ca.base_url());
+            let cert = tls::issue(&state.ca, &who, "startup", SystemTime::now())?;
+            let resolver = Arc::new(tls::Resolver::new(&cert));
+            let config = tls::server_config(resolver.clone())?;
+            let renewer = tls::Renewer::start(state.ca.clone(), resolver, who, &cert)?;
+            Some((addr, cert, config, renewer))
+        }
+    };
+    let gate = web::Data::new(PlainHttp {
+        ui: args.insecure_http_ui,
+        https: tls.as_ref().map(|(addr, ..)| *addr),
+    });
     let stop_presigner = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let presigner = crate::revocation::spawn_presigner(&state, stop_presigner.clone())
         .context("cannot start the OCSP pre-signer")?;
@@ -149,18 +314,75 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_data.clone())
+            .app_data(gate.clone())
+            .wrap(from_fn(plain_http_gate))
             .configure(crate::configure)
     })
     .shutdown_timeout(30);
     if let Some(n) = args.workers {
         server = server.workers(n.max(1));
     }
-    let server = server
+    let mut server = server
         .bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    for addr in server.addrs() {
-        println!("listening on http://{addr}/ (API under /api/v1, CA certificates under /ca/)");
-        tracing::info!(%addr, "listening");
+    let plain = server.addrs();
+    if let Some((addr, _, config, _)) = &tls {
+        server = server
+            .bind_rustls_0_23(addr, config.clone())
+            .with_context(|| format!("cannot listen on {addr} (HTTPS)"))?;
+    }
+    let https: Vec<SocketAddr> = server
+        .addrs()
+        .into_iter()
+        .filter(|a| !plain.contains(a))
+        .collect();
+    for addr in &https {
+        println!(
+            "UI and API: https://{}/ui (API under /api/v1)",
+            shown(*addr)
+        );
+        tracing::info!(%addr, "listening (HTTPS)");
+    }
+    for addr in &plain {
+        if args.insecure_http_ui {
+            println!(
+                "UI and API without TLS (--insecure-http-ui): http://{}/ui (API under /api/v1)",
+                shown(*addr)
+            );
+        }
+        println!(
+            "OCSP, CRL, CA certificates: http://{}/ (CA certificates under /ca/)",
+            shown(*addr)
+        );
+        tracing::info!(%addr, "listening (HTTP)");
+    }
+    match &tls {
+        Some((_, cert, ..)) => {
+            println!(
+                "HTTPS server certificate: serial {} from {}, SHA-256 {}; renewed automatically",
+                cert.serial, cert.issuer, cert.fingerprint
+            );
+            if let (Some(p), Some(h)) = (plain.first(), https.first()) {
+                println!(
+                    "to trust it, fetch the root: curl -o root.pem http://{}/ca/root.pem; then \
+                     curl --cacert root.pem https://{}/healthz",
+                    shown(*p),
+                    shown(*h)
+                );
+            }
+        }
+        None if args.insecure_http_ui => {
+            let warning = "HTTPS is off (--tls-listen none): the UI and API are served over \
+                           plain HTTP on loopback only";
+            tracing::warn!("{warning}");
+            println!("WARNING: {warning}");
+        }
+        None => {
+            let warning = "HTTPS is off (--tls-listen none) and --insecure-http-ui is not \
+                           given: the UI and API are not served at all";
+            tracing::warn!("{warning}");
+            println!("WARNING: {warning}");
+        }
     }
     println!(
         "first API token: keyhold --data-dir {} tokens create --name admin --role admin",
@@ -173,15 +395,27 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     actix_web::rt::System::new()
         .block_on(server.run())
         .context("the HTTP server failed")?;
-    // The workers are gone, then the pre-signer (within a poll interval); dropping the last
-    // state handle stops the database writer after its queued writes have committed.
+    // The workers are gone; then the pre-signer (within a poll interval) and the renewal
+    // thread, which hold the CA; dropping the last state handle then stops the database
+    // writer after its queued writes have committed.
     stop_presigner.store(true, std::sync::atomic::Ordering::Relaxed);
     if presigner.join().is_err() {
         tracing::error!("the OCSP pre-signer panicked");
     }
+    drop(tls);
     drop(data);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// An address as a URL host: unspecified becomes 127.0.0.1 (or ::1), IPv6 gets brackets.
+fn shown(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port()).to_string()
 }
 
 fn init_demo(cli: &Cli, args: &ServeArgs) -> Result<()> {

@@ -256,6 +256,10 @@ fn serve(dir: &Path, port: u16) -> (Proc, String) {
             "2",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            // The browser drives the UI over plain HTTP on loopback.
+            "--insecure-http-ui",
+            "--tls-listen",
+            "none",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -276,11 +280,12 @@ fn serve(dir: &Path, port: u16) -> (Proc, String) {
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
-            .expect("keyhold serve printed no 'listening on' line");
+            .expect("keyhold serve printed no 'OCSP, CRL, CA certificates:' line");
         if let Some((_, rest)) = line.split_once("with the one-time password ") {
             password = Some(rest.trim().to_owned());
         }
-        if line.starts_with("listening on ") {
+        // Printed once both listeners are bound.
+        if line.starts_with("OCSP, CRL, CA certificates: ") {
             break;
         }
     }

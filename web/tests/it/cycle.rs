@@ -387,4 +387,50 @@ fn the_issuers_name_constraints_narrow_every_profile() {
         other => panic!("{other:?}"),
     }
     issued(submit(&ca, &csr("db.svc.internal", "DNS:db.svc.internal")).unwrap());
+
+    // The server's own HTTPS certificate skips the profile's allowed names, never the
+    // issuer's constraints: `localhost` is refused (and the refusal audited), a name inside
+    // them is issued, recorded and audited as the server's.
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+    use ca_core::policy::San;
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+    let spki = SpkiDer::from_der_unchecked(key.public_key().as_der().unwrap().as_ref().to_vec());
+    let day = Duration::from_secs(86_400);
+    let own = |names: &[San]| {
+        ca.issue_own_server_cert(
+            "tls-server",
+            &spki,
+            names,
+            30 * day,
+            "startup",
+            SystemTime::now(),
+        )
+    };
+    match own(&[San::Dns("localhost".into())]) {
+        Err(IssueError::Forbidden(why)) => {
+            assert!(why.contains("outside the name constraints"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let log = audit_ok(f.db.store.as_ref());
+    let refused = log.last().unwrap();
+    assert_eq!(
+        (refused.action.as_str(), refused.actor.as_str()),
+        ("request.refused", "keyhold-server")
+    );
+    let cert = own(&[
+        San::Dns("ca.svc.internal".into()),
+        San::Ip("127.0.0.1".parse().unwrap()),
+    ])
+    .unwrap();
+    let row = f.db.store.certificate(&cert.serial).unwrap().unwrap();
+    assert_eq!(row.requester, "keyhold-server");
+    assert_eq!(row.status, CertStatus::Valid);
+    let log = audit_ok(f.db.store.as_ref());
+    let issued_event = log.last().unwrap();
+    assert_eq!(
+        (issued_event.action.as_str(), issued_event.actor.as_str()),
+        ("certificate.issued", "keyhold-server")
+    );
 }
