@@ -350,6 +350,14 @@ impl CrlCache {
         }
     }
 
+    /// What the UI shows of `issuer`'s CRL: `number, thisUpdate, nextUpdate` of the last one
+    /// this server made, if any.
+    pub fn status(&self, issuer: &str) -> Option<(u64, SystemTime, SystemTime)> {
+        let crls = self.crls.lock().ok()?;
+        crls.get(issuer)
+            .map(|slot| (slot.crl.number, slot.crl.this_update, slot.crl.next_update))
+    }
+
     /// `issuer`'s CRL, regenerated if the cached one is older than [`CRL_REFRESH`] or a
     /// revocation made it stale. Generation holds the lock, so concurrent requests wait for
     /// one CRL, not sign many. If generation fails (the key store is away, say), the last

@@ -39,6 +39,8 @@ fn cert_view(kind: &'static str, cert: &SignedCert, now: SystemTime) -> CaCertVi
 /// `GET /ui/ca`: each issuer's certificate and OCSP responder certificate, roots first.
 pub async fn ca(state: web::Data<AppState>, s: SignedIn) -> Result<HttpResponse, UiError> {
     let now = SystemTime::now();
+    let crl_lines = super::pages::crl_lines(&state);
+    let held = state.ocsp_cache.len();
     let mut issuers: Vec<IssuerView> = state
         .ca
         .issuers()
@@ -53,10 +55,25 @@ pub async fn ca(state: web::Data<AppState>, s: SignedIn) -> Result<HttpResponse,
             if let Some(o) = &i.ocsp {
                 certs.push(cert_view("OCSP responder", &o.cert, now));
             }
+            let id = i.id.as_str();
+            let crl = crl_lines
+                .iter()
+                .find(|(issuer, _)| issuer == id)
+                .map(|(_, line)| line.clone())
+                .unwrap_or_default();
+            let ocsp = match &i.ocsp {
+                Some(_) => format!(
+                    "answered by the responder above at /ocsp; {} answers (all issuers) signed \
+                     ahead of time and held in memory",
+                    held
+                ),
+                None => "no responder: this issuer's certificates are checked by CRL".into(),
+            };
             IssuerView {
-                id: i.id.as_str().to_owned(),
+                id: id.to_owned(),
                 parent: i.parent.as_ref().map(|p| p.as_str().to_owned()),
                 certs,
+                revocation: vec![("CRL".into(), crl), ("OCSP".into(), ocsp)],
             }
         })
         .collect();

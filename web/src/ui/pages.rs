@@ -296,6 +296,27 @@ impl CountsCache {
     }
 }
 
+/// For each issuer, when its CRL is next due, from the last CRL this server made.
+pub(crate) fn crl_lines(state: &AppState) -> Vec<(String, String)> {
+    state
+        .ca
+        .issuers()
+        .iter()
+        .map(|i| {
+            let id = i.id.as_str();
+            let line = match state.crls.status(id) {
+                Some((number, this_update, next_update)) => format!(
+                    "CRL number {number}, this update {}, next update {} at the latest",
+                    humantime(this_update),
+                    humantime(next_update)
+                ),
+                None => "no CRL made by this server yet: the first fetch makes one".to_owned(),
+            };
+            (id.to_owned(), line)
+        })
+        .collect()
+}
+
 /// `n` with thousands separators: `1,234,567`.
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
@@ -348,6 +369,7 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
         events: events.iter().rev().map(audit_row).collect(),
         show_events,
         health,
+        crls: crl_lines(&state),
         chart: IssuanceChart::new(&per_day, now),
     })
 }

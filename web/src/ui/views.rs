@@ -122,6 +122,8 @@ pub struct DashboardPage {
     pub show_events: bool,
     /// Each dependency and whether it answers.
     pub health: Vec<(&'static str, bool)>,
+    /// Each issuer's CRL: (issuer, what its last CRL says of the next one).
+    pub crls: Vec<(String, String)>,
     /// Certificates issued per day, drawn as inline SVG on the server (no script).
     pub chart: IssuanceChart,
 }
@@ -427,6 +429,8 @@ pub struct IssuerView {
     pub parent: Option<String>,
     /// The CA certificate, then the OCSP responder's if any.
     pub certs: Vec<CaCertView>,
+    /// Its CRL and OCSP status, as lines of text.
+    pub revocation: Vec<(String, String)>,
 }
 
 /// `ca.html`.
