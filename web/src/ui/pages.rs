@@ -724,7 +724,12 @@ pub struct RequestsQuery {
     id: Option<i64>,
 }
 
-fn request_view(r: &RequestRow, s: &SignedIn, now: SystemTime) -> RequestView {
+fn request_view(
+    r: &RequestRow,
+    void: &[(String, String)],
+    s: &SignedIn,
+    now: SystemTime,
+) -> RequestView {
     let status = issuance::effective_request_status(r, now);
     let officer = s.user.has(Role::Officer);
     let mine = r.requester == s.user.name;
@@ -738,7 +743,17 @@ fn request_view(r: &RequestRow, s: &SignedIn, now: SystemTime) -> RequestView {
     } else {
         String::new()
     };
-    let who: Vec<&str> = r.approvals.iter().map(|a| a.officer.as_str()).collect();
+    let counted = |o: &str| !void.iter().any(|(v, _)| v == o);
+    let who: Vec<&str> = r
+        .approvals
+        .iter()
+        .map(|a| a.officer.as_str())
+        .filter(|o| counted(o))
+        .collect();
+    let void_text: String = void
+        .iter()
+        .map(|(_, why)| format!("; no longer counts: {why}"))
+        .collect();
     RequestView {
         id: r.id,
         profile: r.profile.clone(),
@@ -747,10 +762,10 @@ fn request_view(r: &RequestRow, s: &SignedIn, now: SystemTime) -> RequestView {
         sans: r.sans.clone(),
         status: status.to_owned(),
         approvals: if who.is_empty() {
-            format!("0 of {}", r.approvals_needed)
+            format!("0 of {}{void_text}", r.approvals_needed)
         } else {
             format!(
-                "{} of {}: {}",
+                "{} of {}: {}{void_text}",
                 who.len(),
                 r.approvals_needed,
                 who.join(", ")
@@ -778,7 +793,16 @@ pub async fn requests(
         ..RequestFilter::default()
     };
     let ca = state.ca.clone();
-    let rows = web::block(move || ca.store().requests(&filter)).await??;
+    let rows = web::block(move || -> Result<_, ca_core::store::StoreError> {
+        let rows = ca.store().requests(&filter)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let void = ca.void_approvals(&r)?;
+            out.push((r, void));
+        }
+        Ok(out)
+    })
+    .await??;
     let now = SystemTime::now();
     let notice = match (q.done.as_deref(), q.id) {
         (Some("approved"), Some(id)) => Some(format!(
@@ -801,8 +825,8 @@ pub async fn requests(
         show: if all { "all" } else { "pending" }.into(),
         rows: rows
             .iter()
-            .filter(|r| all || issuance::effective_request_status(r, now) == "pending")
-            .map(|r| request_view(r, &s, now))
+            .filter(|(r, _)| all || issuance::effective_request_status(r, now) == "pending")
+            .map(|(r, void)| request_view(r, void, &s, now))
             .collect(),
         notice,
         can_submit: s.user.has(Role::Requester),
