@@ -82,6 +82,10 @@ pub enum Action {
     LoginLocked,
     /// A user signed out.
     Logout,
+    /// An administrator let an API token sign with a code-signing key besides its owner.
+    CodesignTokenBound,
+    /// An administrator took that back.
+    CodesignTokenUnbound,
 }
 
 impl Action {
@@ -115,6 +119,8 @@ impl Action {
             Action::LoginFailed => "login.failed",
             Action::LoginLocked => "login.locked",
             Action::Logout => "logout",
+            Action::CodesignTokenBound => "codesign.token_bound",
+            Action::CodesignTokenUnbound => "codesign.token_unbound",
         }
     }
 }

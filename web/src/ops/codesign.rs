@@ -91,6 +91,25 @@ pub enum CodesignCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Let an API token sign with a key besides its owner (an administrator's command,
+    /// audited). Revoking the token, or `unbind`, stops it.
+    Bind {
+        /// The key's label.
+        #[arg(long, value_name = "LABEL")]
+        key: String,
+        /// The API token's name.
+        #[arg(long, value_name = "NAME")]
+        token: String,
+    },
+    /// Take back `bind` (audited).
+    Unbind {
+        /// The key's label.
+        #[arg(long, value_name = "LABEL")]
+        key: String,
+        /// The API token's name.
+        #[arg(long, value_name = "NAME")]
+        token: String,
+    },
     /// A key's signing history, newest first (its owner only).
     History {
         /// The key's label.
@@ -267,6 +286,18 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        CodesignCommand::Bind { key, token } => {
+            let Loaded { codesign, .. } = load(cli)?;
+            codesign.bind_token(key, token, &cli_admin(), "cli", SystemTime::now())?;
+            println!("API token {token} may now sign with key {key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        CodesignCommand::Unbind { key, token } => {
+            let Loaded { codesign, .. } = load(cli)?;
+            codesign.unbind_token(key, token, &cli_admin(), "cli")?;
+            println!("API token {token} may no longer sign with key {key}");
+            Ok(ExitCode::SUCCESS)
+        }
         CodesignCommand::History { key, caller, limit } => {
             let caller = caller.clone().unwrap_or_else(cli_actor);
             let Loaded { codesign, .. } = load(cli)?;
@@ -295,6 +326,15 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Whoever runs the CLI with access to the data directory administers the CA (as for
+/// `keyhold tokens create`); the audit log names their OS user.
+fn cli_admin() -> Requester {
+    Requester {
+        name: cli_actor(),
+        roles: vec!["admin".into()],
     }
 }
 
