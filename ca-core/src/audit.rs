@@ -86,6 +86,17 @@ pub enum Action {
     CodesignTokenBound,
     /// An administrator took that back.
     CodesignTokenUnbound,
+    /// A sensitive operation (creating an administrator, destroying a key) was recorded to
+    /// wait for a quorum of officers.
+    OperationRequested,
+    /// An officer approved such an operation.
+    OperationApproved,
+    /// An officer rejected it.
+    OperationRejected,
+    /// It was carried out once the quorum was reached.
+    OperationDone,
+    /// Carrying it out failed.
+    OperationFailed,
 }
 
 impl Action {
@@ -121,6 +132,11 @@ impl Action {
             Action::Logout => "logout",
             Action::CodesignTokenBound => "codesign.token_bound",
             Action::CodesignTokenUnbound => "codesign.token_unbound",
+            Action::OperationRequested => "operation.requested",
+            Action::OperationApproved => "operation.approved",
+            Action::OperationRejected => "operation.rejected",
+            Action::OperationDone => "operation.done",
+            Action::OperationFailed => "operation.failed",
         }
     }
 }

@@ -662,6 +662,77 @@ impl Codesign {
         Ok(self.store.codesign_bindings(&key)?)
     }
 
+    /// Destroys code-signing key `label` for good (its quorum, if the policy asks for one,
+    /// was reached before this is called): 1. the key is recorded retired, so it never signs
+    /// again whatever follows; 2. its certificate, if issued and unrevoked, is revoked with
+    /// cessationOfOperation through `revoker`; 3. the key object is destroyed in the key
+    /// store (PKCS#11 C_DestroyObject, or the embedded token's file); each step audited.
+    /// Returns the revoked certificate's serial, if one was revoked.
+    ///
+    /// Fails with [`CodesignError::NotFound`] for an unknown key,
+    /// [`CodesignError::Unusable`] if it is retired already, and the store's or key
+    /// store's error (the key is retired from step 1 on, so it never signs again).
+    pub fn destroy_key(
+        &self,
+        revoker: &dyn crate::store::Store,
+        label: &str,
+        why: &str,
+        actor: &str,
+        source: &str,
+        now: SystemTime,
+    ) -> Result<Option<Serial>, CodesignError> {
+        let unknown = || CodesignError::NotFound(format!("no code-signing key labelled {label:?}"));
+        let key = KeyRef::new(label).map_err(|_| unknown())?;
+        let row = self.store.codesign_key(&key)?.ok_or_else(unknown)?;
+        if let Some(reason) = &row.retired {
+            return Err(CodesignError::Unusable(format!(
+                "key {key} is retired already ({reason})"
+            )));
+        }
+        let uri = self.keys.uri(&key);
+        // 1. Never signs again.
+        let binding = KeyBinding::Retired(format!("destroyed: {why}"));
+        let event = binding_event(&binding, &uri, actor, source);
+        self.store.bind_codesign_key(&key, &binding, &event)?;
+        if let Ok(mut m) = self.signers.write() {
+            m.remove(&key);
+        }
+        // 2. Its certificate, revoked.
+        let mut revoked = None;
+        if let Some(cert) = self.store.codesign_certificate(&key)? {
+            if cert.status == CertStatus::Valid {
+                let event = AuditEvent::new(
+                    Action::CertificateRevoked,
+                    actor,
+                    source,
+                    format!("certificate:{}", cert.serial),
+                )
+                .with("reason", "cessationOfOperation")
+                .with("key", uri.as_str());
+                revoker.revoke(
+                    &crate::store::Revocation {
+                        serial: cert.serial.clone(),
+                        reason: crate::revocation::Reason::CessationOfOperation,
+                        invalidity_date: None,
+                        revoked_at: now,
+                    },
+                    &event,
+                )?;
+                revoked = Some(cert.serial);
+            }
+        }
+        // 3. The key object itself.
+        self.keys.destroy(&key)?;
+        revoker.audit(&[AuditEvent::new(
+            Action::KeyDestroyed,
+            actor,
+            source,
+            format!("key:{uri}"),
+        )
+        .with("why", why)])?;
+        Ok(revoked)
+    }
+
     /// The key named `key`, for an administrator.
     fn admin_key(&self, key: &str, actor: &Requester) -> Result<KeyRef, CodesignError> {
         if !actor.roles.iter().any(|r| r == "admin") {

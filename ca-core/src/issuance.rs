@@ -797,7 +797,8 @@ pub fn void_approvals(
     Ok(void)
 }
 
-fn require_officer(who: &Requester) -> Result<(), IssueError> {
+/// Fails unless `who` holds the officer role and not the admin role.
+pub fn require_officer(who: &Requester) -> Result<(), IssueError> {
     // Separation of duties: administrators make accounts and tokens, officers approve. One
     // person holding both could approve with credentials they made themselves.
     if who.roles.iter().any(|r| r == "admin") {

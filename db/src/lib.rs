@@ -21,6 +21,7 @@ mod changes;
 mod codesign;
 mod conn;
 mod error;
+mod operations;
 mod read;
 mod records;
 mod revocation;

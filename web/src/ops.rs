@@ -19,6 +19,7 @@ use clap::Subcommand;
 use crate::cli::{Cli, humantime, load_issuers, open_store};
 
 pub mod codesign;
+pub mod operations;
 use crate::config::Config;
 
 /// Exit code: refused by policy.

@@ -110,6 +110,13 @@ pub enum CodesignCommand {
         #[arg(long, value_name = "NAME")]
         token: String,
     },
+    /// Destroy a code-signing key in the key store and revoke its certificate
+    /// (cessationOfOperation). With `[quorum] destroy_key = M` in keyhold.toml this opens an
+    /// operation that M officers approve (`keyhold ops approve ID`; exit 3 meanwhile).
+    DestroyKey {
+        /// The key's label.
+        label: String,
+    },
     /// A key's signing history, newest first (its owner only).
     History {
         /// The key's label.
@@ -286,6 +293,40 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        CodesignCommand::DestroyKey { label } => {
+            let config = crate::config::Config::load(&cli.data_dir)?;
+            let needed = config.quorum.destroy_key;
+            let actor = cli_actor();
+            if needed == 0 {
+                let revoked = destroy_now(cli, label, "keyhold codesign destroy-key", &actor)?;
+                print_destroyed(label, revoked.as_ref());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let db = open_db(cli, &config)?;
+            let key = KeyRef::new(label.as_str())?;
+            let row = db
+                .codesign_key(&key)?
+                .ok_or_else(|| anyhow!("no code-signing key labelled {label:?}"))?;
+            if let Some(reason) = row.retired {
+                bail!("key {label} is retired already ({reason})");
+            }
+            let id = ca_core::quorum::Quorum {
+                ops: db.as_ref(),
+                accounts: db.as_ref(),
+            }
+            .open(
+                ca_core::quorum::OperationKind::DestroyKey,
+                label,
+                needed,
+                &actor,
+                "cli",
+                SystemTime::now(),
+            )?;
+            println!(
+                "operation {id}: destroying key {label} waits for {needed} officers (keyhold ops approve {id} --as OFFICER)"
+            );
+            Ok(ExitCode::from(super::EXIT_PENDING))
+        }
         CodesignCommand::Bind { key, token } => {
             let Loaded { codesign, .. } = load(cli)?;
             codesign.bind_token(key, token, &cli_admin(), "cli", SystemTime::now())?;
@@ -326,6 +367,29 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Destroys code-signing key `label` now (its quorum, if any, was reached): retired,
+/// certificate revoked, key object destroyed, each audited. Returns the revoked serial.
+///
+/// Fails if the key is unknown or retired, or the key store or database fails.
+pub(crate) fn destroy_now(
+    cli: &Cli,
+    label: &str,
+    why: &str,
+    actor: &str,
+) -> Result<Option<ca_core::store::Serial>> {
+    let Loaded { db, codesign, .. } = load(cli)?;
+    Ok(codesign.destroy_key(db.as_ref(), label, why, actor, "cli", SystemTime::now())?)
+}
+
+pub(crate) fn print_destroyed(label: &str, revoked: Option<&ca_core::store::Serial>) {
+    match revoked {
+        Some(serial) => println!(
+            "key {label} destroyed in the key store; certificate {serial} revoked (cessationOfOperation)"
+        ),
+        None => println!("key {label} destroyed in the key store (it had no valid certificate)"),
     }
 }
 

@@ -12,7 +12,7 @@ use ca_core::error::ErrorKind;
 use ca_core::inspect;
 use ca_core::issuance::{self, Outcome};
 use ca_core::store::{CertFilter, CertStatus, RequestFilter, RequestRow, RequestStatus, Serial};
-use ca_core::users::{self, Login, Role, SessionId};
+use ca_core::users::{self, Login, Refusal, Role, SessionId};
 use ca_core::x509::SignedCert;
 use serde::Deserialize;
 
@@ -134,6 +134,15 @@ pub async fn login(
             set_cookie(&mut res, &req, LOGIN_COOKIE, "", Some(0));
             Ok(res)
         }
+        Login::Refused(Refusal::AwaitingApproval(id)) => login_page(
+            &req,
+            name.chars().take(64).collect(),
+            Some(format!(
+                "This administrator account waits for officers to approve it (operation \
+                 {id}: keyhold ops approve {id}); it cannot sign in before."
+            )),
+            StatusCode::FORBIDDEN,
+        ),
         Login::Refused(_) => login_page(
             &req,
             name.chars().take(64).collect(),

@@ -35,7 +35,7 @@ fn person(name: &str, role: &str) -> Requester {
 }
 
 /// A P-256 key held for carol, its certificate issued after two approvals; its label.
-fn issued_key(fx: &Fixture) -> String {
+pub(crate) fn issued_key(fx: &Fixture) -> String {
     let now = SystemTime::now();
     let requested = fx
         .state

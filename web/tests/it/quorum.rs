@@ -318,3 +318,225 @@ async fn the_approval_deadline_comes_from_the_profile() {
         );
     }
 }
+
+/// Turns on `[quorum]` in the fixture's keyhold.toml (for the CLI, which reads it per run).
+fn require_quorum(fx: &Fixture, create_admin: u32, destroy_key: u32) {
+    let path = fx.tmp.path().join("data").join("keyhold.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "\n[quorum]\ncreate_admin = {create_admin}\ndestroy_key = {destroy_key}\n"
+    ));
+    std::fs::write(&path, text).unwrap();
+}
+
+fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("{label} in {text}"))
+        .trim()
+        .to_owned()
+}
+
+fn audited(fx: &Fixture, object: &str) -> Vec<(String, String)> {
+    let store = fx.state.ca.store();
+    let head = store.audit_head().unwrap().unwrap().0;
+    store
+        .audit_entries(1, head)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.object == object)
+        .map(|e| (e.action, e.actor))
+        .collect()
+}
+
+#[actix_web::test]
+async fn an_administrator_under_quorum_cannot_sign_in_until_two_other_officers_approve() {
+    let fx = Fixture::new();
+    require_quorum(&fx, 2, 0);
+    for name in ["alice", "bob"] {
+        add_user(&fx, name, &[Role::Officer]);
+    }
+    let made = cli(&fx, &["users", "add", "adam", "--role", "admin"]);
+    assert!(made.ok, "{}", made.stderr);
+    let password = made.stdout.trim().to_owned();
+    assert_eq!(
+        password.len(),
+        20,
+        "the one-time password, alone: {}",
+        made.stdout
+    );
+    assert!(
+        made.stderr
+            .contains("cannot sign in until 2 officers approve operation 1"),
+        "{}",
+        made.stderr
+    );
+    let users = users_of(&fx);
+    let sign_in = |pw: &str| {
+        users::login(
+            users.as_ref(),
+            "adam",
+            pw,
+            &[7u8; 32],
+            "127.0.0.1",
+            SystemTime::now(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        sign_in(&password),
+        users::Login::Refused(users::Refusal::AwaitingApproval(1))
+    );
+    // A wrong password learns nothing about the pending approval.
+    assert_eq!(
+        sign_in("not the password at all"),
+        users::Login::Refused(users::Refusal::Disabled)
+    );
+    // No administrator can shortcut the quorum by enabling the account.
+    let enabled = cli(&fx, &["users", "enable", "adam"]);
+    assert!(!enabled.ok);
+    assert!(
+        enabled.stderr.contains("waiting for officers' approval"),
+        "{}",
+        enabled.stderr
+    );
+
+    let shown = cli(&fx, &["ops", "show", "1"]);
+    assert!(shown.ok, "{}", shown.stderr);
+    assert!(shown.stdout.contains("create_admin"), "{}", shown.stdout);
+    let creator = field(&shown.stdout, "Requested by:");
+    // Never the creator, never the new administrator, never an administrator.
+    for who in [creator.as_str(), "adam"] {
+        let r = cli(&fx, &["ops", "approve", "1", "--as", who]);
+        assert!(!r.ok, "{who} approved: {}", r.stdout);
+    }
+    let r = cli(
+        &fx,
+        &["ops", "approve", "1", "--as", "alice", "--comment", "known"],
+    );
+    assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("1 of 2"), "{}", r.stdout);
+    let again = cli(&fx, &["ops", "approve", "1", "--as", "alice"]);
+    assert!(!again.ok);
+    assert!(
+        again.stderr.contains("already approved"),
+        "{}",
+        again.stderr
+    );
+    assert!(matches!(
+        sign_in(&password),
+        users::Login::Refused(users::Refusal::AwaitingApproval(1))
+    ));
+    let r = cli(&fx, &["ops", "approve", "1", "--as", "bob"]);
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("may now sign in"), "{}", r.stdout);
+    assert!(matches!(sign_in(&password), users::Login::Succeeded(_)));
+    let done = cli(&fx, &["ops", "approve", "1", "--as", "cyril"]);
+    assert!(!done.ok, "a finished operation never runs again");
+
+    let actions: Vec<String> = audited(&fx, "operation:1")
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "operation.requested",
+            "operation.approved",
+            "operation.approved",
+            "operation.done"
+        ]
+    );
+    // Without the admin role no quorum applies.
+    let plain = cli(&fx, &["users", "add", "rita", "--role", "requester"]);
+    assert!(
+        plain.ok && !plain.stderr.contains("operation"),
+        "{}",
+        plain.stderr
+    );
+}
+
+#[actix_web::test]
+async fn destroying_a_code_signing_key_under_quorum_revokes_its_certificate_and_stops_signing() {
+    let fx = Fixture::new();
+    require_quorum(&fx, 0, 2);
+    let label = crate::bindings::issued_key(&fx);
+    let key = ca_core::keystore::KeyRef::new(label.as_str()).unwrap();
+    let cert = ca_core::codesign::CodesignStore::codesign_certificate(fx.state.db.as_ref(), &key)
+        .unwrap()
+        .unwrap();
+    let sign = || {
+        let digest = ca_core::cms::DigestAlg::Sha256
+            .hash_reader(&b"artifact"[..])
+            .unwrap();
+        fx.state.codesign.sign(
+            &ca_core::codesign::SignRequest {
+                caller: "carol",
+                key: &label,
+                digest: &digest,
+                source: "test",
+            },
+            SystemTime::now(),
+        )
+    };
+    sign().unwrap();
+
+    let opened = cli(&fx, &["codesign", "destroy-key", &label]);
+    assert_eq!(opened.code, Some(3), "{}{}", opened.stdout, opened.stderr);
+    assert!(opened.stdout.contains("operation 1"), "{}", opened.stdout);
+    // Nothing happens before the quorum.
+    sign().unwrap();
+    let r = cli(&fx, &["ops", "approve", "1", "--as", "olga"]);
+    assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
+    sign().unwrap();
+    let r = cli(&fx, &["ops", "approve", "1", "--as", "oscar"]);
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "certificate {} revoked (cessationOfOperation)",
+            cert.serial
+        )),
+        "{}",
+        r.stdout
+    );
+
+    // Signing now fails, clearly; the certificate is revoked for cessationOfOperation; the
+    // key object is gone from the key store.
+    let err = sign().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("retired (destroyed: operation 1 approved)"),
+        "{err}"
+    );
+    let issuer = ca_core::issuer::IssuerId::new(&cert.issuer).unwrap();
+    let status = fx
+        .state
+        .ca
+        .store()
+        .revocation_status(&issuer, &cert.serial)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.revoked.map(|(_, r)| r),
+        Some(ca_core::revocation::Reason::CessationOfOperation)
+    );
+    // (Listed from the token's files: this process's cache is not the CLI's.)
+    let left = fx.state.probes.keys.list().unwrap();
+    assert!(left.iter().all(|k| k.key != key), "the key object is gone");
+    let again = cli(&fx, &["codesign", "destroy-key", &label]);
+    assert!(!again.ok);
+    assert!(again.stderr.contains("retired already"), "{}", again.stderr);
+    let actions: Vec<String> = audited(&fx, "operation:1")
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "operation.requested",
+            "operation.approved",
+            "operation.approved",
+            "operation.done"
+        ]
+    );
+}
