@@ -699,27 +699,27 @@ impl Codesign {
         }
         // 2. Its certificate, revoked.
         let mut revoked = None;
-        if let Some(cert) = self.store.codesign_certificate(&key)? {
-            if cert.status == CertStatus::Valid {
-                let event = AuditEvent::new(
-                    Action::CertificateRevoked,
-                    actor,
-                    source,
-                    format!("certificate:{}", cert.serial),
-                )
-                .with("reason", "cessationOfOperation")
-                .with("key", uri.as_str());
-                revoker.revoke(
-                    &crate::store::Revocation {
-                        serial: cert.serial.clone(),
-                        reason: crate::revocation::Reason::CessationOfOperation,
-                        invalidity_date: None,
-                        revoked_at: now,
-                    },
-                    &event,
-                )?;
-                revoked = Some(cert.serial);
-            }
+        if let Some(cert) = self.store.codesign_certificate(&key)?
+            && cert.status == CertStatus::Valid
+        {
+            let event = AuditEvent::new(
+                Action::CertificateRevoked,
+                actor,
+                source,
+                format!("certificate:{}", cert.serial),
+            )
+            .with("reason", "cessationOfOperation")
+            .with("key", uri.as_str());
+            revoker.revoke(
+                &crate::store::Revocation {
+                    serial: cert.serial.clone(),
+                    reason: crate::revocation::Reason::CessationOfOperation,
+                    invalidity_date: None,
+                    revoked_at: now,
+                },
+                &event,
+            )?;
+            revoked = Some(cert.serial);
         }
         // 3. The key object itself.
         self.keys.destroy(&key)?;

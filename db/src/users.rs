@@ -180,14 +180,12 @@ fn set_disabled(
         ))
         .into()),
         Some(_) => {
-            if !disabled {
-                if let Some(id) = crate::operations::pending_admin_op(tx.conn, name)? {
-                    return Err(StoreError::Conflict(format!(
-                        "user {name:?} is an administrator waiting for officers' approval \
-                         (operation {id}): keyhold ops approve {id} --as OFFICER"
-                    ))
-                    .into());
-                }
+            if !disabled && let Some(id) = crate::operations::pending_admin_op(tx.conn, name)? {
+                return Err(StoreError::Conflict(format!(
+                    "user {name:?} is an administrator waiting for officers' approval \
+                     (operation {id}): keyhold ops approve {id} --as OFFICER"
+                ))
+                .into());
             }
             diesel::update(users::table.find(name))
                 .set(users::disabled.eq(disabled))

@@ -166,6 +166,26 @@ mod tests {
         let config = Config::parse(text).unwrap();
         assert_eq!(config.issuers.len(), 2);
         assert!(matches!(config.keystore, KeyStoreConfig::Pkcs11 { .. }));
+        assert_eq!(
+            config.quorum,
+            QuorumConfig {
+                create_admin: 2,
+                destroy_key: 2
+            }
+        );
+    }
+
+    #[test]
+    fn quorum_is_off_unless_configured_and_refuses_unknown_operations() {
+        let text = include_str!("../../keyhold.example.toml");
+        let without = text.split("\n[quorum]").next().unwrap_or(text);
+        assert_eq!(
+            Config::parse(without).unwrap().quorum,
+            QuorumConfig::default()
+        );
+        let typo = text.replace("destroy_key = 2", "destroy_keys = 2");
+        let err = format!("{:#}", Config::parse(&typo).unwrap_err());
+        assert!(err.contains("destroy_keys"), "{err}");
     }
 
     #[test]
