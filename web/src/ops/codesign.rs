@@ -299,7 +299,7 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             let actor = cli_actor();
             if needed == 0 {
                 let revoked = destroy_now(cli, label, "keyhold codesign destroy-key", &actor)?;
-                print_destroyed(label, revoked.as_ref());
+                println!("{}", destroyed_text(label, revoked.as_ref()));
                 return Ok(ExitCode::SUCCESS);
             }
             let db = open_db(cli, &config)?;
@@ -384,12 +384,13 @@ pub(crate) fn destroy_now(
     Ok(codesign.destroy_key(db.as_ref(), label, why, actor, "cli", SystemTime::now())?)
 }
 
-pub(crate) fn print_destroyed(label: &str, revoked: Option<&ca_core::store::Serial>) {
+/// What destroying a key did, for people.
+pub(crate) fn destroyed_text(label: &str, revoked: Option<&ca_core::store::Serial>) -> String {
     match revoked {
-        Some(serial) => println!(
+        Some(serial) => format!(
             "key {label} destroyed in the key store; certificate {serial} revoked (cessationOfOperation)"
         ),
-        None => println!("key {label} destroyed in the key store (it had no valid certificate)"),
+        None => format!("key {label} destroyed in the key store (it had no valid certificate)"),
     }
 }
 

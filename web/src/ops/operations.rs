@@ -137,7 +137,11 @@ pub fn run(cli: &Cli, cmd: &OpsCommand) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::from(EXIT_PENDING));
             }
-            Approved::Ready(row) => carry_out(cli, &db, &row, name)?,
+            Approved::Ready(row) => {
+                let destroy =
+                    |label: &str, why: &str| super::codesign::destroy_now(cli, label, why, name);
+                println!("{}", carry_out(&db, destroy, &row, name, "cli")?);
+            }
         },
         OpsCommand::Reject {
             id,
@@ -151,28 +155,41 @@ pub fn run(cli: &Cli, cmd: &OpsCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Carries out an operation whose quorum was reached, closing it `done` or `failed`.
-fn carry_out(cli: &Cli, db: &db::Db, row: &OperationRow, by: &str) -> Result<()> {
+/// Carries out an operation whose quorum was reached (`destroy` destroys a code-signing
+/// key: label, why), closing it `done` or `failed`; returns what happened, for people.
+///
+/// Fails if carrying it out fails (the operation is then closed `failed` with the reason)
+/// or the database fails.
+pub fn carry_out(
+    db: &db::Db,
+    destroy: impl FnOnce(&str, &str) -> Result<Option<ca_core::store::Serial>>,
+    row: &OperationRow,
+    by: &str,
+    source: &str,
+) -> Result<String> {
     let done = |action: Action| {
-        AuditEvent::new(action, by, "cli", format!("operation:{}", row.id))
+        AuditEvent::new(action, by, source, format!("operation:{}", row.id))
             .with("kind", row.op.kind.as_str())
             .with("target", row.op.target.as_str())
     };
     match row.op.kind {
         OperationKind::CreateAdmin => {
             db.activate_admin(row.id, &done(Action::OperationDone))?;
-            println!(
+            Ok(format!(
                 "operation {}: administrator {} approved and may now sign in",
                 row.id, row.op.target
-            );
+            ))
         }
         OperationKind::DestroyKey => {
             let why = format!("operation {} approved", row.id);
-            match super::codesign::destroy_now(cli, &row.op.target, &why, by) {
+            match destroy(&row.op.target, &why) {
                 Ok(revoked) => {
                     db.finish_operation(row.id, None, &done(Action::OperationDone))?;
-                    println!("operation {}: quorum reached", row.id);
-                    super::codesign::print_destroyed(&row.op.target, revoked.as_ref());
+                    Ok(format!(
+                        "operation {}: quorum reached; {}",
+                        row.id,
+                        super::codesign::destroyed_text(&row.op.target, revoked.as_ref())
+                    ))
                 }
                 Err(e) => {
                     let reason = format!("{e:#}");
@@ -181,10 +198,9 @@ fn carry_out(cli: &Cli, db: &db::Db, row: &OperationRow, by: &str) -> Result<()>
                         Some(&reason),
                         &done(Action::OperationFailed).with("reason", reason.as_str()),
                     )?;
-                    return Err(e.context(format!("operation {} failed", row.id)));
+                    Err(e.context(format!("operation {} failed", row.id)))
                 }
             }
         }
     }
-    Ok(())
 }

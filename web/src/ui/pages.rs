@@ -21,7 +21,7 @@ use super::session::{
 };
 use super::views::{
     AuditPage, AuditRow, CertListPage, CertPage, CertRow, DashboardPage, Hidden, IssuanceChart,
-    Layout, LoginPage, PasswordPage, RequestView, RequestsPage, query_value,
+    Layout, LoginPage, OperationView, PasswordPage, RequestView, RequestsPage, query_value,
 };
 use super::{PREFIX, UiError, render, render_status, see_other};
 use crate::cli::humantime;
@@ -824,12 +824,54 @@ pub async fn requests(
             "Request {id} approved, but the profile no longer allows it: nothing was issued."
         )),
         (Some("rejected"), Some(id)) => Some(format!("Request {id} rejected.")),
+        (Some("op-approved"), Some(id)) => Some(format!(
+            "Operation {id} approved; it waits for further approvals."
+        )),
+        (Some("op-done"), Some(id)) => Some(format!(
+            "Operation {id} approved by its quorum and carried out."
+        )),
+        (Some("op-rejected"), Some(id)) => Some(format!("Operation {id} rejected.")),
         (Some("submitted"), Some(id)) => Some(format!(
             "Request {id} recorded: it waits for an officer's approval."
         )),
         _ => None,
     };
+    let operations = if s.own_only() {
+        Vec::new()
+    } else {
+        let db = state.db.clone();
+        let ops =
+            web::block(move || ca_core::quorum::OperationStore::operations(db.as_ref(), true))
+                .await??;
+        ops.iter()
+            .filter(|o| o.effective_status(now) == "pending")
+            .map(|o| {
+                let who: Vec<&str> = o.approvals.iter().map(|a| a.officer.as_str()).collect();
+                let mine = o.op.requested_by == s.user.name || o.op.target == s.user.name;
+                let approved = who.contains(&s.user.name.as_str());
+                OperationView {
+                    id: o.id,
+                    kind: o.op.kind.as_str().to_owned(),
+                    target: o.op.target.clone(),
+                    requested_by: o.op.requested_by.clone(),
+                    approvals: format!(
+                        "{} of {}{}{}",
+                        who.len(),
+                        o.op.approvals_needed,
+                        if who.is_empty() { "" } else { ": " },
+                        who.join(", ")
+                    ),
+                    expires_at: humantime(o.op.expires_at),
+                    decidable: s.user.has(Role::Officer)
+                        && !s.user.has(Role::Admin)
+                        && !mine
+                        && !approved,
+                }
+            })
+            .collect()
+    };
     render(&RequestsPage {
+        operations,
         layout: Layout::new(&s, "requests"),
         show: if all { "all" } else { "pending" }.into(),
         rows: rows
@@ -876,6 +918,76 @@ pub async fn approve(
         Outcome::Rejected(_) => "refused",
     };
     Ok(see_other(&format!("{PREFIX}/requests?done={done}&id={id}")))
+}
+
+/// `POST /ui/operations/{id}/approve` (officers; never the one who asked): at the quorum
+/// the operation is carried out here.
+pub async fn approve_operation(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    id: web::Path<i64>,
+    form: web::Form<ApproveForm>,
+) -> Result<HttpResponse, UiError> {
+    s.check_csrf(&form.csrf)?;
+    s.require(&[Role::Officer])?;
+    let id = id.into_inner();
+    let (db, codesign) = (state.db.clone(), state.codesign.clone());
+    let (officer, src, comment) = (
+        s.user.requester(),
+        s.source.clone(),
+        form.into_inner().comment,
+    );
+    let done = web::block(move || -> Result<String, UiError> {
+        let now = SystemTime::now();
+        let quorum = ca_core::quorum::Quorum {
+            ops: db.as_ref(),
+            accounts: db.as_ref(),
+        };
+        match quorum.approve(id, &officer, comment.trim(), &src, now)? {
+            ca_core::quorum::Approved::Pending { .. } => Ok("op-approved".into()),
+            ca_core::quorum::Approved::Ready(row) => {
+                let destroy = |label: &str, why: &str| {
+                    codesign
+                        .destroy_key(db.as_ref(), label, why, &officer.name, &src, now)
+                        .map_err(anyhow::Error::from)
+                };
+                crate::ops::operations::carry_out(&db, destroy, &row, &officer.name, &src)
+                    .map_err(|e| UiError::server(ErrorKind::Unavailable, &format!("{e:#}")))?;
+                Ok("op-done".into())
+            }
+        }
+    })
+    .await??;
+    Ok(see_other(&format!("{PREFIX}/requests?done={done}&id={id}")))
+}
+
+/// `POST /ui/operations/{id}/reject` (officers; a reason is required).
+pub async fn reject_operation(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    id: web::Path<i64>,
+    form: web::Form<RejectForm>,
+) -> Result<HttpResponse, UiError> {
+    s.check_csrf(&form.csrf)?;
+    s.require(&[Role::Officer])?;
+    let id = id.into_inner();
+    let db = state.db.clone();
+    let (officer, src, reason) = (
+        s.user.requester(),
+        s.source.clone(),
+        form.into_inner().reason,
+    );
+    web::block(move || {
+        ca_core::quorum::Quorum {
+            ops: db.as_ref(),
+            accounts: db.as_ref(),
+        }
+        .reject(id, &officer, reason.trim(), &src)
+    })
+    .await??;
+    Ok(see_other(&format!(
+        "{PREFIX}/requests?done=op-rejected&id={id}"
+    )))
 }
 
 /// The reject form.
