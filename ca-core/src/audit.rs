@@ -82,6 +82,21 @@ pub enum Action {
     LoginLocked,
     /// A user signed out.
     Logout,
+    /// An administrator let an API token sign with a code-signing key besides its owner.
+    CodesignTokenBound,
+    /// An administrator took that back.
+    CodesignTokenUnbound,
+    /// A sensitive operation (creating an administrator, destroying a key) was recorded to
+    /// wait for a quorum of officers.
+    OperationRequested,
+    /// An officer approved such an operation.
+    OperationApproved,
+    /// An officer rejected it.
+    OperationRejected,
+    /// It was carried out once the quorum was reached.
+    OperationDone,
+    /// Carrying it out failed.
+    OperationFailed,
 }
 
 impl Action {
@@ -115,6 +130,13 @@ impl Action {
             Action::LoginFailed => "login.failed",
             Action::LoginLocked => "login.locked",
             Action::Logout => "logout",
+            Action::CodesignTokenBound => "codesign.token_bound",
+            Action::CodesignTokenUnbound => "codesign.token_unbound",
+            Action::OperationRequested => "operation.requested",
+            Action::OperationApproved => "operation.approved",
+            Action::OperationRejected => "operation.rejected",
+            Action::OperationDone => "operation.done",
+            Action::OperationFailed => "operation.failed",
         }
     }
 }

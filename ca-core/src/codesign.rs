@@ -5,7 +5,8 @@
 //!   CKA_EXTRACTABLE false) and recorded in the database with its owner before anything else
 //!   happens to it; its certificate request is signed by the key itself (proof of possession)
 //!   and goes through the ordinary issuance cycle, quorum included;
-//! - only the key's owner signs with it, and only while its certificate is issued, unrevoked
+//! - only the key's owner, or an API token an administrator bound to the key (while that
+//!   token is neither revoked nor expired), signs with it, and only while its certificate is issued, unrevoked
 //!   and within its validity, and while the profile's rate limit and daily quota allow;
 //! - a signature is returned only once it and its audit entry (`codesign.signed`: digest,
 //!   key, caller, certificate, time) are recorded; the store re-checks the limits in that
@@ -171,6 +172,42 @@ pub trait CodesignStore: Send + Sync + fmt::Debug {
         key: &KeyRef,
         limit: u32,
     ) -> Result<Vec<SignatureRow>, StoreError>;
+
+    /// Lets the API token named `token` sign with `key` besides its owner (`by` binds it at
+    /// `at`), and appends `event`.
+    ///
+    /// Fails with `NotFound` for an unknown key or token, and `Conflict` if the token is
+    /// bound to the key already or is revoked.
+    fn bind_codesign_token(
+        &self,
+        key: &KeyRef,
+        token: &str,
+        by: &str,
+        at: SystemTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Removes that binding and appends `event`.
+    ///
+    /// Fails with `NotFound` if the token is not bound to the key.
+    fn unbind_codesign_token(
+        &self,
+        key: &KeyRef,
+        token: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Whether `caller` names an API token bound to `key` that is neither revoked nor
+    /// expired at `now`.
+    fn codesign_token_bound(
+        &self,
+        key: &KeyRef,
+        caller: &str,
+        now: SystemTime,
+    ) -> Result<bool, StoreError>;
+
+    /// The names of the tokens bound to `key`, by name.
+    fn codesign_bindings(&self, key: &KeyRef) -> Result<Vec<String>, StoreError>;
 }
 
 /// Why a code-signing operation failed.
@@ -452,9 +489,9 @@ impl Codesign {
             || CodesignError::NotFound(format!("no code-signing key labelled {:?}", r.key));
         let key = KeyRef::new(r.key).map_err(|_| unknown())?;
         let row = self.store.codesign_key(&key)?.ok_or_else(unknown)?;
-        if row.owner != r.caller {
+        if row.owner != r.caller && !self.store.codesign_token_bound(&key, r.caller, now)? {
             return Err(CodesignError::Forbidden(format!(
-                "{} may not sign with key {key}: only its owner may",
+                "{} may not sign with key {key}: only its owner and tokens an administrator bound to it may",
                 r.caller
             )));
         }
@@ -556,6 +593,158 @@ impl Codesign {
             cms: signed,
             serial,
         })
+    }
+
+    /// Lets the API token `token` sign with `key` besides its owner (admins only); audited
+    /// as `codesign.token_bound` by `actor` from `source`.
+    ///
+    /// Fails with [`CodesignError::Forbidden`] if `actor` lacks the admin role,
+    /// [`CodesignError::NotFound`] for an unknown key or token, and a `Conflict` store error
+    /// if the token is revoked or bound to the key already.
+    pub fn bind_token(
+        &self,
+        key: &str,
+        token: &str,
+        actor: &Requester,
+        source: &str,
+        now: SystemTime,
+    ) -> Result<(), CodesignError> {
+        let key = self.admin_key(key, actor)?;
+        let event = AuditEvent::new(
+            Action::CodesignTokenBound,
+            &actor.name,
+            source,
+            format!("key:{}", self.keys.uri(&key)),
+        )
+        .with("token", token);
+        self.store
+            .bind_codesign_token(&key, token, &actor.name, now, &event)
+            .map_err(|e| match e {
+                StoreError::NotFound(m) => CodesignError::NotFound(format!("{m} not found")),
+                e => e.into(),
+            })
+    }
+
+    /// Takes back [`Codesign::bind_token`]; audited as `codesign.token_unbound`.
+    ///
+    /// Fails with [`CodesignError::Forbidden`] if `actor` lacks the admin role and
+    /// [`CodesignError::NotFound`] for an unknown key or a token not bound to it.
+    pub fn unbind_token(
+        &self,
+        key: &str,
+        token: &str,
+        actor: &Requester,
+        source: &str,
+    ) -> Result<(), CodesignError> {
+        let key = self.admin_key(key, actor)?;
+        let event = AuditEvent::new(
+            Action::CodesignTokenUnbound,
+            &actor.name,
+            source,
+            format!("key:{}", self.keys.uri(&key)),
+        )
+        .with("token", token);
+        self.store
+            .unbind_codesign_token(&key, token, &event)
+            .map_err(|e| match e {
+                StoreError::NotFound(m) => CodesignError::NotFound(format!("{m} not found")),
+                e => e.into(),
+            })
+    }
+
+    /// The tokens bound to `key`, by name.
+    ///
+    /// Fails with [`CodesignError::NotFound`] for an unknown key.
+    pub fn bindings(&self, key: &str) -> Result<Vec<String>, CodesignError> {
+        let unknown = || CodesignError::NotFound(format!("no code-signing key labelled {key:?}"));
+        let key = KeyRef::new(key).map_err(|_| unknown())?;
+        self.store.codesign_key(&key)?.ok_or_else(unknown)?;
+        Ok(self.store.codesign_bindings(&key)?)
+    }
+
+    /// Destroys code-signing key `label` for good (its quorum, if the policy asks for one,
+    /// was reached before this is called): 1. the key is recorded retired, so it never signs
+    /// again whatever follows; 2. its certificate, if issued and unrevoked, is revoked with
+    /// cessationOfOperation through `revoker`; 3. the key object is destroyed in the key
+    /// store (PKCS#11 C_DestroyObject, or the embedded token's file); each step audited.
+    /// Returns the revoked certificate's serial, if one was revoked.
+    ///
+    /// Fails with [`CodesignError::NotFound`] for an unknown key,
+    /// [`CodesignError::Unusable`] if it is retired already, and the store's or key
+    /// store's error (the key is retired from step 1 on, so it never signs again).
+    pub fn destroy_key(
+        &self,
+        revoker: &dyn crate::store::Store,
+        label: &str,
+        why: &str,
+        actor: &str,
+        source: &str,
+        now: SystemTime,
+    ) -> Result<Option<Serial>, CodesignError> {
+        let unknown = || CodesignError::NotFound(format!("no code-signing key labelled {label:?}"));
+        let key = KeyRef::new(label).map_err(|_| unknown())?;
+        let row = self.store.codesign_key(&key)?.ok_or_else(unknown)?;
+        if let Some(reason) = &row.retired {
+            return Err(CodesignError::Unusable(format!(
+                "key {key} is retired already ({reason})"
+            )));
+        }
+        let uri = self.keys.uri(&key);
+        // 1. Never signs again.
+        let binding = KeyBinding::Retired(format!("destroyed: {why}"));
+        let event = binding_event(&binding, &uri, actor, source);
+        self.store.bind_codesign_key(&key, &binding, &event)?;
+        if let Ok(mut m) = self.signers.write() {
+            m.remove(&key);
+        }
+        // 2. Its certificate, revoked.
+        let mut revoked = None;
+        if let Some(cert) = self.store.codesign_certificate(&key)?
+            && cert.status == CertStatus::Valid
+        {
+            let event = AuditEvent::new(
+                Action::CertificateRevoked,
+                actor,
+                source,
+                format!("certificate:{}", cert.serial),
+            )
+            .with("reason", "cessationOfOperation")
+            .with("key", uri.as_str());
+            revoker.revoke(
+                &crate::store::Revocation {
+                    serial: cert.serial.clone(),
+                    reason: crate::revocation::Reason::CessationOfOperation,
+                    invalidity_date: None,
+                    revoked_at: now,
+                },
+                &event,
+            )?;
+            revoked = Some(cert.serial);
+        }
+        // 3. The key object itself.
+        self.keys.destroy(&key)?;
+        revoker.audit(&[AuditEvent::new(
+            Action::KeyDestroyed,
+            actor,
+            source,
+            format!("key:{uri}"),
+        )
+        .with("why", why)])?;
+        Ok(revoked)
+    }
+
+    /// The key named `key`, for an administrator.
+    fn admin_key(&self, key: &str, actor: &Requester) -> Result<KeyRef, CodesignError> {
+        if !actor.roles.iter().any(|r| r == "admin") {
+            return Err(CodesignError::Forbidden(format!(
+                "{} is not an administrator: only administrators bind tokens to keys",
+                actor.name
+            )));
+        }
+        let unknown = || CodesignError::NotFound(format!("no code-signing key labelled {key:?}"));
+        let key = KeyRef::new(key).map_err(|_| unknown())?;
+        self.store.codesign_key(&key)?.ok_or_else(unknown)?;
+        Ok(key)
     }
 
     /// The key's signing history, newest first, for its owner.
@@ -748,6 +937,7 @@ mod tests {
         signatures: Mutex<Vec<NewSignature>>,
         events: Mutex<Vec<AuditEvent>>,
         fail_record: Mutex<Option<StoreError>>,
+        bound: Mutex<Vec<(KeyRef, String)>>,
     }
 
     impl CodesignStore for FakeStore {
@@ -793,6 +983,64 @@ mod tests {
 
         fn codesign_key(&self, key: &KeyRef) -> Result<Option<CodesignKeyRow>, StoreError> {
             Ok(self.keys.lock().unwrap().get(key).cloned())
+        }
+
+        fn bind_codesign_token(
+            &self,
+            key: &KeyRef,
+            token: &str,
+            _by: &str,
+            _at: SystemTime,
+            event: &AuditEvent,
+        ) -> Result<(), StoreError> {
+            let mut bound = self.bound.lock().unwrap();
+            if bound.iter().any(|(k, t)| k == key && t == token) {
+                return Err(StoreError::Conflict("bound already".into()));
+            }
+            bound.push((key.clone(), token.to_owned()));
+            self.events.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+
+        fn unbind_codesign_token(
+            &self,
+            key: &KeyRef,
+            token: &str,
+            event: &AuditEvent,
+        ) -> Result<(), StoreError> {
+            let mut bound = self.bound.lock().unwrap();
+            let before = bound.len();
+            bound.retain(|(k, t)| !(k == key && t == token));
+            if bound.len() == before {
+                return Err(StoreError::NotFound(format!("binding of {token}")));
+            }
+            self.events.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+
+        fn codesign_token_bound(
+            &self,
+            key: &KeyRef,
+            caller: &str,
+            _now: SystemTime,
+        ) -> Result<bool, StoreError> {
+            Ok(self
+                .bound
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(k, t)| k == key && t == caller))
+        }
+
+        fn codesign_bindings(&self, key: &KeyRef) -> Result<Vec<String>, StoreError> {
+            Ok(self
+                .bound
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, t)| t.clone())
+                .collect())
         }
 
         fn codesign_certificate(&self, key: &KeyRef) -> Result<Option<CertificateRow>, StoreError> {
@@ -1066,7 +1314,7 @@ max_signatures_per_day = 5
         assert!(matches!(err, CodesignError::Forbidden(_)), "{err}");
         assert_eq!(
             err.to_string(),
-            "mallory may not sign with key cs-carol: only its owner may"
+            "mallory may not sign with key cs-carol: only its owner and tokens an administrator bound to it may"
         );
         assert_eq!(err.kind(), ErrorKind::Rejected);
         nothing_recorded(&f);

@@ -38,9 +38,6 @@ use crate::store::{
 };
 use crate::x509::{self, CertTemplate, SignedCert, X509Error};
 
-/// How long a request waits for approvals by default.
-pub const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(7 * 86_400);
-
 /// A reservation older than this belongs to a process that died while signing (signing takes
 /// milliseconds; the margin covers a slow HSM and clock skew between processes).
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(300);
@@ -105,10 +102,13 @@ pub enum Outcome {
     Pending {
         /// The request's id.
         request_id: i64,
-        /// Approvals given so far.
+        /// Approvals given so far that still count.
         approvals: u32,
         /// Approvals needed in all.
         approvals_needed: u32,
+        /// Approvals given that no longer count, each with why (the officer's account was
+        /// disabled or lost the officer role since).
+        void: Vec<String>,
     },
     /// Refused, for every one of these reasons.
     Rejected(Vec<String>),
@@ -191,7 +191,6 @@ pub struct Ca {
     store: Arc<dyn Store>,
     base_url: String,
     ca_keys: Vec<SpkiDer>,
-    approval_ttl: Duration,
 }
 
 impl fmt::Debug for Ca {
@@ -257,13 +256,7 @@ impl Ca {
             store,
             base_url: base_url.trim_end_matches('/').to_owned(),
             ca_keys,
-            approval_ttl: DEFAULT_APPROVAL_TTL,
         })
-    }
-
-    /// Sets how long requests wait for approval.
-    pub fn set_approval_ttl(&mut self, ttl: Duration) {
-        self.approval_ttl = ttl;
     }
 
     /// The database.
@@ -335,7 +328,7 @@ impl Ca {
                     subject: plan_subject(&plan),
                     sans: sans_text(&plan.sans),
                     approvals_needed: approvals,
-                    expires_at: now + self.approval_ttl,
+                    expires_at: now + profile.approval_ttl(),
                 };
                 let event = AuditEvent::new(
                     Action::RequestReceived,
@@ -352,6 +345,7 @@ impl Ca {
                     request_id,
                     approvals: 0,
                     approvals_needed: approvals,
+                    void: Vec::new(),
                 })
             }
             Decision::Issue(plan) => {
@@ -372,8 +366,13 @@ impl Ca {
     /// Records `officer`'s approval of request `id`; once the quorum is reached, evaluates
     /// the policy again at `now` and issues (or fails the request with the reasons).
     ///
-    /// Fails if the officer lacks the officer role, the request is unknown, not pending,
-    /// expired, theirs, or already approved by them.
+    /// The quorum is counted again here, from the accounts as they stand now: an approval
+    /// by an officer whose account has since been disabled, or who no longer holds the
+    /// officer role (or now holds admin), does not count, and the request stays pending
+    /// (the outcome says whose approvals are void and why).
+    ///
+    /// Fails if the officer lacks the officer role (or their account is disabled), the
+    /// request is unknown, not pending, expired, theirs, or already approved by them.
     pub fn approve(
         &self,
         id: i64,
@@ -383,6 +382,12 @@ impl Ca {
         now: SystemTime,
     ) -> Result<Outcome, IssueError> {
         require_officer(officer)?;
+        if let Some(why) = self.approval_void(&officer.name)? {
+            return Err(IssueError::Forbidden(format!(
+                "{why}: {} cannot approve",
+                officer.name
+            )));
+        }
         let approval = Approval {
             officer: officer.name.clone(),
             comment: comment.to_owned(),
@@ -396,15 +401,32 @@ impl Ca {
         )
         .with("comment", comment);
         let row = self.store.approve(id, &approval, now, &event)?;
-        let given = u32::try_from(row.approvals.len()).unwrap_or(u32::MAX);
+        let void = self.void_approvals(&row)?;
+        let given = row.approvals.len().saturating_sub(void.len());
+        let given = u32::try_from(given).unwrap_or(u32::MAX);
         if given < row.approvals_needed {
             return Ok(Outcome::Pending {
                 request_id: id,
                 approvals: given,
                 approvals_needed: row.approvals_needed,
+                void: void.into_iter().map(|(_, why)| why).collect(),
             });
         }
         self.issue_approved(&row, source, now)
+    }
+
+    /// Why an approval by `officer` would not count now (see [`approval_void`]).
+    ///
+    /// Fails if the database fails.
+    pub fn approval_void(&self, officer: &str) -> Result<Option<String>, StoreError> {
+        approval_void(self.store.as_ref(), officer)
+    }
+
+    /// The approvals of `row` that no longer count (see [`void_approvals`]).
+    ///
+    /// Fails if the database fails.
+    pub fn void_approvals(&self, row: &RequestRow) -> Result<Vec<(String, String)>, StoreError> {
+        void_approvals(self.store.as_ref(), row)
     }
 
     /// Rejects request `id` for `reason`. One rejection ends a request.
@@ -808,7 +830,43 @@ impl Ca {
     }
 }
 
-fn require_officer(who: &Requester) -> Result<(), IssueError> {
+/// Why an approval by `officer` would not count now, or `None` if it counts. An officer
+/// named on the command line (`--as NAME`) without a web UI account is vouched for by
+/// whoever runs the CLI with access to the data directory; one with an account must hold it
+/// enabled, with the officer role and without the admin role.
+///
+/// Fails if the database fails.
+pub fn approval_void(store: &dyn Store, officer: &str) -> Result<Option<String>, StoreError> {
+    use crate::users::Role;
+    Ok(match store.account(officer)? {
+        None => None,
+        Some(u) if u.disabled => Some(format!("{officer}'s account is disabled")),
+        Some(u) if u.has(Role::Admin) => Some(format!("{officer}'s account holds the admin role")),
+        Some(u) if !u.has(Role::Officer) => Some(format!(
+            "{officer}'s account does not hold the officer role"
+        )),
+        Some(_) => None,
+    })
+}
+
+/// The approvals of `row` that no longer count, as `(officer, why)`, in the order given.
+///
+/// Fails if the database fails.
+pub fn void_approvals(
+    store: &dyn Store,
+    row: &RequestRow,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut void = Vec::new();
+    for a in &row.approvals {
+        if let Some(why) = approval_void(store, &a.officer)? {
+            void.push((a.officer.clone(), why));
+        }
+    }
+    Ok(void)
+}
+
+/// Fails unless `who` holds the officer role and not the admin role.
+pub fn require_officer(who: &Requester) -> Result<(), IssueError> {
     // Separation of duties: administrators make accounts and tokens, officers approve. One
     // person holding both could approve with credentials they made themselves.
     if who.roles.iter().any(|r| r == "admin") {

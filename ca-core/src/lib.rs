@@ -15,6 +15,7 @@ pub mod issuance;
 pub mod issuer;
 pub mod keystore;
 pub mod policy;
+pub mod quorum;
 pub mod revocation;
 pub mod secret;
 pub mod store;

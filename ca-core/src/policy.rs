@@ -259,6 +259,9 @@ struct ApprovalRule {
     approvals: u32,
     #[serde(default = "default_roles")]
     requester_roles: Vec<String>,
+    /// A pending request can no longer be approved this many days after it arrived.
+    #[serde(default = "default_expiry_days")]
+    expires_after_days: u32,
 }
 
 impl Default for ApprovalRule {
@@ -266,8 +269,13 @@ impl Default for ApprovalRule {
         ApprovalRule {
             approvals: 0,
             requester_roles: default_roles(),
+            expires_after_days: default_expiry_days(),
         }
     }
+}
+
+fn default_expiry_days() -> u32 {
+    7
 }
 
 fn default_roles() -> Vec<String> {
@@ -401,6 +409,11 @@ impl Profile {
                 ));
             }
         }
+        if !(1..=365).contains(&file.approval.expires_after_days) {
+            problems.push(at(
+                "approval.expires_after_days must be between 1 and 365".into()
+            ));
+        }
         if file.approval.requester_roles.is_empty() {
             problems.push(at(
                 "approval.requester_roles must name at least one role".into()
@@ -436,6 +449,12 @@ impl Profile {
     /// The roles that may request under it.
     pub fn requester_roles(&self) -> &[String] {
         &self.file.approval.requester_roles
+    }
+
+    /// How long a request under it waits for approvals before it expires
+    /// (`[approval] expires_after_days`, default 7 days).
+    pub fn approval_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.file.approval.expires_after_days) * 86_400)
     }
 
     /// The signing limits for keys certified under this profile, or `None` if it does not

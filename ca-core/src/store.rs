@@ -493,6 +493,11 @@ pub trait Store: Send + Sync + fmt::Debug {
         event: &AuditEvent,
     ) -> Result<RequestRow, StoreError>;
 
+    /// The web UI account called `name` as it stands now (disabled or not, its roles), or
+    /// `None` if no account has that name: approvals are checked against it again when a
+    /// quorum is counted.
+    fn account(&self, name: &str) -> Result<Option<crate::users::User>, StoreError>;
+
     /// Sets a pending request `Rejected` by `officer` for `reason`, appending `event`.
     ///
     /// Fails with `Conflict` if it is not pending or the officer is its requester.

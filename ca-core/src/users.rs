@@ -273,6 +273,10 @@ pub trait UserStore: Send + Sync + fmt::Debug {
         event: &AuditEvent,
     ) -> Result<(), StoreError>;
 
+    /// The pending quorum operation (see [`crate::quorum`]) an administrator account waits
+    /// for before it can sign in, if any.
+    fn awaiting_approval(&self, name: &str) -> Result<Option<i64>, StoreError>;
+
     /// Disables (ending every session) or enables the user, appending `event`.
     ///
     /// Fails with `NotFound` if there is no such user, `Conflict` if it is already so.
@@ -414,6 +418,22 @@ pub fn create_with_one_time_password(
     actor: &str,
     source: &str,
 ) -> Result<Zeroizing<String>, UserError> {
+    let (user, password) = prepare(name, roles, actor)?;
+    let event = AuditEvent::new(Action::UserCreated, actor, source, format!("user:{name}"))
+        .with("roles", roles_text(roles));
+    store.create_user(&user, &event)?;
+    Ok(password)
+}
+
+/// A user to create with a fresh one-time password (returned with it), after checking the
+/// name and roles.
+///
+/// Fails if the name or roles are not acceptable or hashing fails.
+pub fn prepare(
+    name: &str,
+    roles: &[Role],
+    actor: &str,
+) -> Result<(NewUser, Zeroizing<String>), UserError> {
     if !valid_name(name) {
         return Err(UserError::Invalid(format!(
             "invalid user name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 - _ ."
@@ -430,10 +450,7 @@ pub fn create_with_one_time_password(
         must_change_password: true,
         created_by: actor.to_owned(),
     };
-    let event = AuditEvent::new(Action::UserCreated, actor, source, format!("user:{name}"))
-        .with("roles", roles_text(roles));
-    store.create_user(&user, &event)?;
-    Ok(password)
+    Ok((user, password))
 }
 
 /// Gives `name` a new one-time password (returned once) that must be changed at the next
@@ -489,7 +506,8 @@ pub enum Login {
     Refused(Refusal),
 }
 
-/// Why a sign-in was refused (for the audit log and tests; never shown).
+/// Why a sign-in was refused (for the audit log and tests; shown only when it is
+/// [`Refusal::AwaitingApproval`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// No such user.
@@ -502,6 +520,10 @@ pub enum Refusal {
     Locked,
     /// The account is disabled.
     Disabled,
+    /// The password is right, but the administrator account waits for officers' approval
+    /// (this operation): the only refusal worth telling, since only the holder of the
+    /// password learns it.
+    AwaitingApproval(i64),
 }
 
 impl Refusal {
@@ -511,6 +533,7 @@ impl Refusal {
             Refusal::WrongPassword | Refusal::LockedNow => "wrong password",
             Refusal::Locked => "account locked",
             Refusal::Disabled => "account disabled",
+            Refusal::AwaitingApproval(_) => "administrator awaiting approval",
         }
     }
 }
@@ -551,7 +574,16 @@ pub fn login(
             // Spend the time a real check takes, so timing tells nothing about the account.
             let _ = dummy_hash().verify(password);
             Some(match user {
-                Some(u) if u.disabled => Refusal::Disabled,
+                Some(u) if u.disabled => match store.awaiting_approval(name)? {
+                    Some(id)
+                        if store
+                            .password_hash(name)?
+                            .is_some_and(|h| h.verify(password)) =>
+                    {
+                        Refusal::AwaitingApproval(id)
+                    }
+                    _ => Refusal::Disabled,
+                },
                 Some(u) if u.is_locked(now) => Refusal::Locked,
                 Some(_) => Refusal::WrongPassword,
                 None => Refusal::UnknownUser,

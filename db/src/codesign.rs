@@ -1,5 +1,5 @@
 //! [`CodesignStore`] on both backends: the `codesign_keys` and `codesign_signatures` tables
-//! (migration `*_codesign`).
+//! (migration `*_codesign`) and `codesign_bindings` (migration `*_codesign_bindings`).
 //!
 //! Writes go through the same writer as every other change, so each runs in the batch
 //! transaction that holds the audit chain's lock: checking the limits and inserting a
@@ -19,7 +19,7 @@ use diesel::prelude::*;
 
 use crate::conn::AnyConnection;
 use crate::error::{OpError, corrupt, db_error};
-use crate::schema::requests;
+use crate::schema::{api_tokens, requests};
 use crate::writer::Tx;
 use crate::{Db, read, unix_micros};
 
@@ -46,6 +46,15 @@ diesel::table! {
         digest_algorithm -> Text,
         digest -> Text,
         at -> BigInt,
+    }
+}
+
+diesel::table! {
+    codesign_bindings (label, token) {
+        label -> Text,
+        token -> Text,
+        bound_by -> Text,
+        bound_at -> BigInt,
     }
 }
 
@@ -210,6 +219,75 @@ fn bind(
     tx.audit(event)
 }
 
+fn bind_token(
+    tx: &mut Tx<'_>,
+    key: &KeyRef,
+    token: &str,
+    by: &str,
+    at: SystemTime,
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    if key_record(tx.conn, key.label())?.is_none() {
+        return Err(StoreError::NotFound(format!("code-signing key {key}")).into());
+    }
+    let revoked: Option<Option<i64>> = api_tokens::table
+        .find(token)
+        .select(api_tokens::revoked_at)
+        .get_result(tx.conn)
+        .optional()?;
+    match revoked {
+        None => return Err(StoreError::NotFound(format!("API token {token:?}")).into()),
+        Some(Some(_)) => {
+            return Err(StoreError::Conflict(format!(
+                "API token {token:?} is revoked: it cannot be bound"
+            ))
+            .into());
+        }
+        Some(None) => {}
+    }
+    let already: i64 = codesign_bindings::table
+        .filter(codesign_bindings::label.eq(key.label()))
+        .filter(codesign_bindings::token.eq(token))
+        .count()
+        .get_result(tx.conn)?;
+    if already > 0 {
+        return Err(StoreError::Conflict(format!(
+            "API token {token:?} is bound to code-signing key {key} already"
+        ))
+        .into());
+    }
+    diesel::insert_into(codesign_bindings::table)
+        .values((
+            codesign_bindings::label.eq(key.label()),
+            codesign_bindings::token.eq(token),
+            codesign_bindings::bound_by.eq(by),
+            codesign_bindings::bound_at.eq(unix_micros(at)),
+        ))
+        .execute(tx.conn)?;
+    tx.audit(event)
+}
+
+fn unbind_token(
+    tx: &mut Tx<'_>,
+    key: &KeyRef,
+    token: &str,
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    let gone = diesel::delete(
+        codesign_bindings::table
+            .filter(codesign_bindings::label.eq(key.label()))
+            .filter(codesign_bindings::token.eq(token)),
+    )
+    .execute(tx.conn)?;
+    if gone == 0 {
+        return Err(StoreError::NotFound(format!(
+            "a binding of API token {token:?} to code-signing key {key}"
+        ))
+        .into());
+    }
+    tx.audit(event)
+}
+
 fn record_signature(
     tx: &mut Tx<'_>,
     signature: &NewSignature,
@@ -312,6 +390,68 @@ impl CodesignStore for Db {
             .write(move |tx| record_signature(tx, &signature, &windows, &event))
     }
 
+    fn bind_codesign_token(
+        &self,
+        key: &KeyRef,
+        token: &str,
+        by: &str,
+        at: SystemTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (key, token, by, event) = (key.clone(), token.to_owned(), by.to_owned(), event.clone());
+        self.writer
+            .write(move |tx| bind_token(tx, &key, &token, &by, at, &event))
+    }
+
+    fn unbind_codesign_token(
+        &self,
+        key: &KeyRef,
+        token: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (key, token, event) = (key.clone(), token.to_owned(), event.clone());
+        self.writer
+            .write(move |tx| unbind_token(tx, &key, &token, &event))
+    }
+
+    /// A binding counts only while its token's row says it is neither revoked nor expired:
+    /// revoking a token stops it signing through every binding at once.
+    fn codesign_token_bound(
+        &self,
+        key: &KeyRef,
+        caller: &str,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let now = unix_micros(now);
+        self.read(|conn| {
+            let n: i64 = codesign_bindings::table
+                .inner_join(api_tokens::table.on(api_tokens::name.eq(codesign_bindings::token)))
+                .filter(codesign_bindings::label.eq(key.label()))
+                .filter(codesign_bindings::token.eq(caller))
+                .filter(api_tokens::revoked_at.is_null())
+                .filter(
+                    api_tokens::expires_at
+                        .is_null()
+                        .or(api_tokens::expires_at.gt(now)),
+                )
+                .count()
+                .get_result(conn)
+                .map_err(db_error)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn codesign_bindings(&self, key: &KeyRef) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            codesign_bindings::table
+                .filter(codesign_bindings::label.eq(key.label()))
+                .order(codesign_bindings::token.asc())
+                .select(codesign_bindings::token)
+                .load(conn)
+                .map_err(db_error)
+        })
+    }
+
     fn codesign_signatures(
         &self,
         key: &KeyRef,
@@ -339,3 +479,5 @@ impl CodesignStore for Db {
         })
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(codesign_bindings, api_tokens);

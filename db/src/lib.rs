@@ -21,6 +21,7 @@ mod changes;
 mod codesign;
 mod conn;
 mod error;
+mod operations;
 mod read;
 mod records;
 mod revocation;
@@ -203,6 +204,10 @@ where
 }
 
 impl Store for Db {
+    fn account(&self, name: &str) -> Result<Option<ca_core::users::User>, StoreError> {
+        ca_core::users::UserStore::user(self, name)
+    }
+
     fn ensure_issuer(&self, id: &IssuerId, der: &[u8]) -> Result<(), StoreError> {
         let (id, der) = (id.as_str().to_owned(), der.to_vec());
         self.writer

@@ -100,7 +100,7 @@ pub(crate) fn exists(conn: &mut AnyConnection, name: &str) -> Result<bool, OpErr
     Ok(found.is_some())
 }
 
-fn create(tx: &mut Tx<'_>, user: &NewUser, event: &AuditEvent) -> Result<(), OpError> {
+pub(crate) fn create(tx: &mut Tx<'_>, user: &NewUser, event: &AuditEvent) -> Result<(), OpError> {
     if exists(tx.conn, &user.name)? {
         return Err(
             StoreError::Conflict(format!("a user named {:?} exists already", user.name)).into(),
@@ -180,6 +180,13 @@ fn set_disabled(
         ))
         .into()),
         Some(_) => {
+            if !disabled && let Some(id) = crate::operations::pending_admin_op(tx.conn, name)? {
+                return Err(StoreError::Conflict(format!(
+                    "user {name:?} is an administrator waiting for officers' approval \
+                     (operation {id}): keyhold ops approve {id} --as OFFICER"
+                ))
+                .into());
+            }
             diesel::update(users::table.find(name))
                 .set(users::disabled.eq(disabled))
                 .execute(tx.conn)?;
@@ -351,6 +358,10 @@ impl UserStore for Db {
         let (name, hash, event) = (name.to_owned(), hash.clone(), event.clone());
         self.writer
             .write(move |tx| set_password(tx, &name, &hash, must_change, keep, &event))
+    }
+
+    fn awaiting_approval(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        self.read(|conn| Ok(crate::operations::pending_admin_op(conn, name)?))
     }
 
     fn set_disabled(

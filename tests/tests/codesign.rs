@@ -265,6 +265,7 @@ fn a_key_held_for_its_owner_signs_after_two_approvals_and_openssl_verifies_the_s
             request_id,
             approvals: 0,
             approvals_needed: 2,
+            ..
         } = requested.outcome
         else {
             panic!("{}: {:?}", b.name, requested.outcome)

@@ -95,6 +95,9 @@ pub enum Command {
     /// People who sign in to the web UI.
     #[command(subcommand)]
     Users(crate::users::UsersCommand),
+    /// Sensitive operations waiting for a quorum of officers (`[quorum]` in keyhold.toml).
+    #[command(subcommand)]
+    Ops(crate::ops::operations::OpsCommand),
 }
 
 /// `keyhold policy ...`.
@@ -232,6 +235,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crl(cmd) => crate::revoke::crl(&cli, cmd),
         Command::Codesign(cmd) => crate::ops::codesign::run(&cli, cmd),
         Command::Users(cmd) => crate::users::run(&cli, cmd),
+        Command::Ops(cmd) => crate::ops::operations::run(&cli, cmd),
         Command::Init(args) => done(run_init(&cli, args)),
         Command::Keys(cmd) => done(run_keys(&cli, cmd)),
         Command::Hsm(HsmCommand::InitToken {

@@ -31,6 +31,36 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// The CAs, root first.
     pub issuers: Vec<IssuerConfig>,
+    /// Approvals from distinct officers that sensitive operations need (none by default).
+    #[serde(default, skip_serializing_if = "QuorumConfig::is_off")]
+    pub quorum: QuorumConfig,
+}
+
+/// `[quorum]`: how many officers must approve each sensitive operation; 0 (the default)
+/// carries it out at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuorumConfig {
+    /// `keyhold users add NAME --roles admin` (and the UI's equivalent).
+    #[serde(default)]
+    pub create_admin: u32,
+    /// `keyhold codesign destroy-key LABEL`.
+    #[serde(default)]
+    pub destroy_key: u32,
+}
+
+impl QuorumConfig {
+    fn is_off(&self) -> bool {
+        *self == QuorumConfig::default()
+    }
+
+    /// As ca-core takes it.
+    pub fn policy(&self) -> ca_core::quorum::QuorumPolicy {
+        ca_core::quorum::QuorumPolicy {
+            create_admin: self.create_admin,
+            destroy_key: self.destroy_key,
+        }
+    }
 }
 
 /// Where the database is.
@@ -136,6 +166,26 @@ mod tests {
         let config = Config::parse(text).unwrap();
         assert_eq!(config.issuers.len(), 2);
         assert!(matches!(config.keystore, KeyStoreConfig::Pkcs11 { .. }));
+        assert_eq!(
+            config.quorum,
+            QuorumConfig {
+                create_admin: 2,
+                destroy_key: 2
+            }
+        );
+    }
+
+    #[test]
+    fn quorum_is_off_unless_configured_and_refuses_unknown_operations() {
+        let text = include_str!("../../keyhold.example.toml");
+        let without = text.split("\n[quorum]").next().unwrap_or(text);
+        assert_eq!(
+            Config::parse(without).unwrap().quorum,
+            QuorumConfig::default()
+        );
+        let typo = text.replace("destroy_key = 2", "destroy_keys = 2");
+        let err = format!("{:#}", Config::parse(&typo).unwrap_err());
+        assert!(err.contains("destroy_keys"), "{err}");
     }
 
     #[test]

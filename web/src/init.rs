@@ -329,6 +329,7 @@ fn write_outputs(
             key: hierarchy.audit_key_uri.clone(),
         }),
         issuers,
+        quorum: Default::default(),
     };
     let text = format!(
         "# Written by `keyhold init`. Secrets are never stored here.\n{}",

@@ -99,6 +99,18 @@ fn api_v1(routes: &mut Vec<(&'static str, String)>) -> actix_web::Scope {
                 .route(web::post().to(api::v1::sign))
                 .default_service(web::to(method_not_allowed)),
         )
+        .service({
+            doc("POST", "/codesign/keys/{label}/bindings");
+            web::resource(doc("GET", "/codesign/keys/{label}/bindings"))
+                .route(web::get().to(api::v1::bindings))
+                .route(web::post().to(api::v1::bind))
+                .default_service(web::to(method_not_allowed))
+        })
+        .service(
+            web::resource(doc("DELETE", "/codesign/keys/{label}/bindings/{token}"))
+                .route(web::delete().to(api::v1::unbind))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(get(doc("GET", "/openapi.json"), api::v1::openapi))
         .default_service(web::to(not_found))
 }

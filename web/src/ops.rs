@@ -19,6 +19,7 @@ use clap::Subcommand;
 use crate::cli::{Cli, humantime, load_issuers, open_store};
 
 pub mod codesign;
+pub mod operations;
 use crate::config::Config;
 
 /// Exit code: refused by policy.
@@ -208,10 +209,14 @@ fn report(outcome: Outcome, out: Option<&Path>) -> Result<ExitCode> {
             request_id,
             approvals,
             approvals_needed,
+            void,
         } => {
             println!(
                 "request {request_id} is waiting for approval ({approvals} of {approvals_needed}): keyhold requests approve {request_id} --as OFFICER"
             );
+            for why in void {
+                println!("  an approval no longer counts: {why}");
+            }
             Ok(ExitCode::from(EXIT_PENDING))
         }
         Outcome::Rejected(reasons) => {
@@ -410,6 +415,7 @@ pub fn requests(cli: &Cli, cmd: &RequestsCommand) -> Result<ExitCode> {
             let config = Config::load(&cli.data_dir)?;
             let db = open_db(cli, &config)?;
             let r = db.request(*id)?.ok_or_else(|| anyhow!("no request {id}"))?;
+            let void = issuance::void_approvals(db.as_ref(), &r)?;
             println!("Request {}", r.id);
             println!(
                 "  Status:    {}",
@@ -423,11 +429,14 @@ pub fn requests(cli: &Cli, cmd: &RequestsCommand) -> Result<ExitCode> {
             println!("  Deadline:  {}", humantime(r.expires_at));
             println!(
                 "  Approvals: {} of {}",
-                r.approvals.len(),
+                r.approvals.len() - void.len(),
                 r.approvals_needed
             );
             for a in &r.approvals {
                 println!("    {} at {}: {}", a.officer, humantime(a.at), a.comment);
+                if let Some((_, why)) = void.iter().find(|(o, _)| *o == a.officer) {
+                    println!("      no longer counts: {why}");
+                }
             }
             if let Some(by) = &r.decided_by {
                 println!("  Decided by: {by}");

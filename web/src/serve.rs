@@ -249,7 +249,9 @@ pub fn load_state(cli: &Cli, config_file: Option<&std::path::Path>) -> Result<Ap
             p.join("\n  - ")
         )
     })?;
-    AppState::new(Arc::new(ca), db, keys, metrics)
+    let mut state = AppState::new(Arc::new(ca), db, keys, metrics)?;
+    state.quorum = config.quorum.policy();
+    Ok(state)
 }
 
 /// Runs `keyhold serve`.

@@ -47,6 +47,10 @@ pub struct AppState {
     pub sign_ins: Arc<Slots>,
     /// Code signing with keys held in the key store.
     pub codesign: Arc<ca_core::codesign::Codesign>,
+    /// Approvals sensitive operations need (`[quorum]` in keyhold.toml).
+    pub quorum: ca_core::quorum::QuorumPolicy,
+    /// The database, for operations under quorum.
+    pub db: Arc<db::Db>,
 }
 
 /// How long a signing probe's result is reused.
@@ -160,6 +164,8 @@ impl AppState {
             token_uses: Arc::default(),
             sign_ins: Arc::new(Slots::new(SIGN_IN_SLOTS)),
             ca,
+            quorum: ca_core::quorum::QuorumPolicy::default(),
+            db: db.clone(),
             tokens: db.clone(),
             probes: Arc::new(Probes {
                 db,

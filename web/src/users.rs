@@ -54,14 +54,31 @@ pub fn run(cli: &Cli, cmd: &UsersCommand) -> Result<ExitCode> {
     match cmd {
         UsersCommand::Add { name, roles } => {
             let roles = users::parse_roles(roles)?;
-            let password = users::create_with_one_time_password(store, name, &roles, &actor, "cli")
-                .with_context(|| format!("cannot create user {name:?}"))?;
+            let policy = config.quorum.policy();
+            let (password, pending) = ca_core::quorum::create_user(
+                store,
+                db.as_ref(),
+                &policy,
+                name,
+                &roles,
+                &actor,
+                "cli",
+                SystemTime::now(),
+            )
+            .with_context(|| format!("cannot create user {name:?}"))?;
             println!("{}", password.as_str());
             eprintln!(
                 "created user {name:?} ({}): the one-time password above is shown once; \
                  the first sign-in must change it",
                 users::roles_text(&roles)
             );
+            if let Some(id) = pending {
+                eprintln!(
+                    "the account cannot sign in until {} officers approve operation {id} \
+                     (keyhold ops approve {id} --as OFFICER)",
+                    policy.create_admin
+                );
+            }
         }
         UsersCommand::List => {
             let now = SystemTime::now();

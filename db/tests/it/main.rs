@@ -12,6 +12,7 @@ mod audit;
 mod codesign;
 mod concurrency;
 mod open;
+mod operations;
 mod paging;
 mod requests;
 mod revocation;

@@ -308,6 +308,9 @@ pub async fn show(
 struct ApprovalBody {
     officer: String,
     at: String,
+    counts: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    void_reason: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -319,6 +322,7 @@ struct RequestBody {
     subject: String,
     sans: String,
     approvals_needed: u32,
+    approvals_valid: usize,
     approvals: Vec<ApprovalBody>,
     created_at: String,
     expires_at: String,
@@ -348,11 +352,12 @@ pub async fn request(
             Some(s) => ca.store().certificate(s)?.and_then(|c| c.der),
             None => None,
         };
-        Ok(Some((row, cert)))
+        let void = ca.void_approvals(&row)?;
+        Ok(Some((row, cert, void)))
     })
     .await??;
-    let (row, der): (RequestRow, Option<Vec<u8>>) = found
-        .filter(|(r, _)| !auth.own_only() || r.requester == auth.token.name)
+    let (row, der, void): (RequestRow, Option<Vec<u8>>, Vec<(String, String)>) = found
+        .filter(|(r, _, _)| !auth.own_only() || r.requester == auth.token.name)
         .ok_or_else(|| ApiError::not_found(format!("no request {id}")))?;
     let certificate = der
         .as_deref()
@@ -371,12 +376,21 @@ pub async fn request(
         subject: row.subject,
         sans: row.sans,
         approvals_needed: row.approvals_needed,
+        approvals_valid: row.approvals.len().saturating_sub(void.len()),
         approvals: row
             .approvals
             .iter()
-            .map(|a| ApprovalBody {
-                officer: a.officer.clone(),
-                at: humantime(a.at),
+            .map(|a| {
+                let why = void
+                    .iter()
+                    .find(|(o, _)| *o == a.officer)
+                    .map(|(_, w)| w.clone());
+                ApprovalBody {
+                    officer: a.officer.clone(),
+                    at: humantime(a.at),
+                    counts: why.is_none(),
+                    void_reason: why,
+                }
             })
             .collect(),
         created_at: humantime(row.created_at),
@@ -532,4 +546,68 @@ pub async fn sign(
             .content_type(PKCS7_SIGNATURE)
             .body(signature.cms.into_der()))
     }
+}
+
+/// `POST /codesign/keys/{label}/bindings` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindBody {
+    /// The API token's name.
+    pub token: String,
+}
+
+fn admin(auth: &Auth) -> Requester {
+    Requester {
+        name: auth.token.name.clone(),
+        roles: vec![auth.token.role.as_str().to_owned()],
+    }
+}
+
+/// `GET /api/v1/codesign/keys/{label}/bindings`: the tokens bound to a key (readers).
+pub async fn bindings(
+    auth: Auth,
+    state: web::Data<AppState>,
+    label: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[Role::Admin, Role::Officer, Role::Auditor])?;
+    let label = label.into_inner();
+    let codesign = state.codesign.clone();
+    let key = label.clone();
+    let tokens = web::block(move || codesign.bindings(&key))
+        .await?
+        .map_err(ApiError::from)?;
+    Ok(HttpResponse::Ok().json(json!({"key": label, "tokens": tokens})))
+}
+
+/// `POST /api/v1/codesign/keys/{label}/bindings`: lets a token sign with the key (admins).
+pub async fn bind(
+    auth: Auth,
+    state: web::Data<AppState>,
+    label: web::Path<String>,
+    body: web::Json<BindBody>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[Role::Admin])?;
+    let (label, token) = (label.into_inner(), body.into_inner().token);
+    let codesign = state.codesign.clone();
+    let (key, name, actor, source) = (label.clone(), token.clone(), admin(&auth), auth.source);
+    web::block(move || codesign.bind_token(&key, &name, &actor, &source, SystemTime::now()))
+        .await?
+        .map_err(ApiError::from)?;
+    Ok(HttpResponse::Created().json(json!({"key": label, "token": token})))
+}
+
+/// `DELETE /api/v1/codesign/keys/{label}/bindings/{token}`: takes a binding back (admins).
+pub async fn unbind(
+    auth: Auth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[Role::Admin])?;
+    let (label, token) = path.into_inner();
+    let codesign = state.codesign.clone();
+    let (actor, source) = (admin(&auth), auth.source);
+    web::block(move || codesign.unbind_token(&label, &token, &actor, &source))
+        .await?
+        .map_err(ApiError::from)?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -91,6 +91,32 @@ pub enum CodesignCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Let an API token sign with a key besides its owner (an administrator's command,
+    /// audited). Revoking the token, or `unbind`, stops it.
+    Bind {
+        /// The key's label.
+        #[arg(long, value_name = "LABEL")]
+        key: String,
+        /// The API token's name.
+        #[arg(long, value_name = "NAME")]
+        token: String,
+    },
+    /// Take back `bind` (audited).
+    Unbind {
+        /// The key's label.
+        #[arg(long, value_name = "LABEL")]
+        key: String,
+        /// The API token's name.
+        #[arg(long, value_name = "NAME")]
+        token: String,
+    },
+    /// Destroy a code-signing key in the key store and revoke its certificate
+    /// (cessationOfOperation). With `[quorum] destroy_key = M` in keyhold.toml this opens an
+    /// operation that M officers approve (`keyhold ops approve ID`; exit 3 meanwhile).
+    DestroyKey {
+        /// The key's label.
+        label: String,
+    },
     /// A key's signing history, newest first (its owner only).
     History {
         /// The key's label.
@@ -267,6 +293,52 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        CodesignCommand::DestroyKey { label } => {
+            let config = crate::config::Config::load(&cli.data_dir)?;
+            let needed = config.quorum.destroy_key;
+            let actor = cli_actor();
+            if needed == 0 {
+                let revoked = destroy_now(cli, label, "keyhold codesign destroy-key", &actor)?;
+                println!("{}", destroyed_text(label, revoked.as_ref()));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let db = open_db(cli, &config)?;
+            let key = KeyRef::new(label.as_str())?;
+            let row = db
+                .codesign_key(&key)?
+                .ok_or_else(|| anyhow!("no code-signing key labelled {label:?}"))?;
+            if let Some(reason) = row.retired {
+                bail!("key {label} is retired already ({reason})");
+            }
+            let id = ca_core::quorum::Quorum {
+                ops: db.as_ref(),
+                accounts: db.as_ref(),
+            }
+            .open(
+                ca_core::quorum::OperationKind::DestroyKey,
+                label,
+                needed,
+                &actor,
+                "cli",
+                SystemTime::now(),
+            )?;
+            println!(
+                "operation {id}: destroying key {label} waits for {needed} officers (keyhold ops approve {id} --as OFFICER)"
+            );
+            Ok(ExitCode::from(super::EXIT_PENDING))
+        }
+        CodesignCommand::Bind { key, token } => {
+            let Loaded { codesign, .. } = load(cli)?;
+            codesign.bind_token(key, token, &cli_admin(), "cli", SystemTime::now())?;
+            println!("API token {token} may now sign with key {key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        CodesignCommand::Unbind { key, token } => {
+            let Loaded { codesign, .. } = load(cli)?;
+            codesign.unbind_token(key, token, &cli_admin(), "cli")?;
+            println!("API token {token} may no longer sign with key {key}");
+            Ok(ExitCode::SUCCESS)
+        }
         CodesignCommand::History { key, caller, limit } => {
             let caller = caller.clone().unwrap_or_else(cli_actor);
             let Loaded { codesign, .. } = load(cli)?;
@@ -295,6 +367,39 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Destroys code-signing key `label` now (its quorum, if any, was reached): retired,
+/// certificate revoked, key object destroyed, each audited. Returns the revoked serial.
+///
+/// Fails if the key is unknown or retired, or the key store or database fails.
+pub(crate) fn destroy_now(
+    cli: &Cli,
+    label: &str,
+    why: &str,
+    actor: &str,
+) -> Result<Option<ca_core::store::Serial>> {
+    let Loaded { db, codesign, .. } = load(cli)?;
+    Ok(codesign.destroy_key(db.as_ref(), label, why, actor, "cli", SystemTime::now())?)
+}
+
+/// What destroying a key did, for people.
+pub(crate) fn destroyed_text(label: &str, revoked: Option<&ca_core::store::Serial>) -> String {
+    match revoked {
+        Some(serial) => format!(
+            "key {label} destroyed in the key store; certificate {serial} revoked (cessationOfOperation)"
+        ),
+        None => format!("key {label} destroyed in the key store (it had no valid certificate)"),
+    }
+}
+
+/// Whoever runs the CLI with access to the data directory administers the CA (as for
+/// `keyhold tokens create`); the audit log names their OS user.
+fn cli_admin() -> Requester {
+    Requester {
+        name: cli_actor(),
+        roles: vec!["admin".into()],
     }
 }
 

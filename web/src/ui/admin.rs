@@ -115,6 +115,7 @@ pub async fn create_user(
     .filter_map(|(r, on)| on.then_some(r))
     .collect();
     let store = super::users(&state);
+    let (db, quorum) = (state.db.clone(), state.quorum);
     let (name, actor, src) = (
         f.name.trim().to_owned(),
         s.user.name.clone(),
@@ -125,13 +126,29 @@ pub async fn create_user(
         if roles.is_empty() {
             return Err(UserError::Invalid("choose at least one role".into()));
         }
-        users::create_with_one_time_password(store.as_ref(), &n, &roles, &actor, &src)
+        ca_core::quorum::create_user(
+            store.as_ref(),
+            db.as_ref(),
+            &quorum,
+            &n,
+            &roles,
+            &actor,
+            &src,
+            std::time::SystemTime::now(),
+        )
     })
     .await?;
     match made {
-        Ok(password) => {
+        Ok((password, pending)) => {
             let shown = (name.clone(), Hidden(password.as_str().to_owned()));
-            let notice = Some(format!("Created {name}."));
+            let notice = Some(match pending {
+                None => format!("Created {name}."),
+                Some(id) => format!(
+                    "Created {name}, waiting for {} officers to approve (operation {id}): \
+                     the account cannot sign in before.",
+                    quorum.create_admin
+                ),
+            });
             page(&state, &s, StatusCode::OK, notice, Some(shown), None).await
         }
         Err(e @ UserError::Invalid(_)) => {

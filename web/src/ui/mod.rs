@@ -86,6 +86,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route("/requests/{id}/approve", web::post().to(pages::approve))
             .route("/requests/{id}/reject", web::post().to(pages::reject))
+            .route(
+                "/operations/{id}/approve",
+                web::post().to(pages::approve_operation),
+            )
+            .route(
+                "/operations/{id}/reject",
+                web::post().to(pages::reject_operation),
+            )
             .route("/audit", web::get().to(pages::audit_log))
             .route("/ca", web::get().to(ca::ca))
             .route("/policies", web::get().to(ca::policies))

@@ -14,7 +14,7 @@ use ca_core::issuance::{self, Outcome};
 use ca_core::store::{
     CertCounts, CertFilter, CertSort, CertStatus, RequestFilter, RequestRow, RequestStatus, Serial,
 };
-use ca_core::users::{self, Login, Role, SessionId};
+use ca_core::users::{self, Login, Refusal, Role, SessionId};
 use ca_core::x509::SignedCert;
 use serde::Deserialize;
 
@@ -23,7 +23,7 @@ use super::session::{
 };
 use super::views::{
     AuditPage, AuditRow, CertListPage, CertPage, CertRow, DashboardPage, Hidden, IssuanceChart,
-    Layout, LoginPage, PasswordPage, RequestView, RequestsPage, query_value,
+    Layout, LoginPage, OperationView, PasswordPage, RequestView, RequestsPage, query_value,
 };
 use super::{PREFIX, UiError, render, render_status, see_other};
 use crate::cli::humantime;
@@ -134,6 +134,15 @@ pub async fn login(
             set_cookie(&mut res, &req, LOGIN_COOKIE, "", Some(0));
             Ok(res)
         }
+        Login::Refused(Refusal::AwaitingApproval(id)) => login_page(
+            &req,
+            name.chars().take(64).collect(),
+            Some(format!(
+                "This administrator account waits for officers to approve it (operation \
+                 {id}: keyhold ops approve {id}); it cannot sign in before."
+            )),
+            StatusCode::FORBIDDEN,
+        ),
         Login::Refused(_) => login_page(
             &req,
             name.chars().take(64).collect(),
@@ -794,7 +803,12 @@ pub struct RequestsQuery {
     id: Option<i64>,
 }
 
-fn request_view(r: &RequestRow, s: &SignedIn, now: SystemTime) -> RequestView {
+fn request_view(
+    r: &RequestRow,
+    void: &[(String, String)],
+    s: &SignedIn,
+    now: SystemTime,
+) -> RequestView {
     let status = issuance::effective_request_status(r, now);
     let officer = s.user.has(Role::Officer);
     let mine = r.requester == s.user.name;
@@ -808,7 +822,17 @@ fn request_view(r: &RequestRow, s: &SignedIn, now: SystemTime) -> RequestView {
     } else {
         String::new()
     };
-    let who: Vec<&str> = r.approvals.iter().map(|a| a.officer.as_str()).collect();
+    let counted = |o: &str| !void.iter().any(|(v, _)| v == o);
+    let who: Vec<&str> = r
+        .approvals
+        .iter()
+        .map(|a| a.officer.as_str())
+        .filter(|o| counted(o))
+        .collect();
+    let void_text: String = void
+        .iter()
+        .map(|(_, why)| format!("; no longer counts: {why}"))
+        .collect();
     RequestView {
         id: r.id,
         profile: r.profile.clone(),
@@ -817,10 +841,10 @@ fn request_view(r: &RequestRow, s: &SignedIn, now: SystemTime) -> RequestView {
         sans: r.sans.clone(),
         status: status.to_owned(),
         approvals: if who.is_empty() {
-            format!("0 of {}", r.approvals_needed)
+            format!("0 of {}{void_text}", r.approvals_needed)
         } else {
             format!(
-                "{} of {}: {}",
+                "{} of {}: {}{void_text}",
                 who.len(),
                 r.approvals_needed,
                 who.join(", ")
@@ -848,7 +872,16 @@ pub async fn requests(
         ..RequestFilter::default()
     };
     let ca = state.ca.clone();
-    let rows = web::block(move || ca.store().requests(&filter)).await??;
+    let rows = web::block(move || -> Result<_, ca_core::store::StoreError> {
+        let rows = ca.store().requests(&filter)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let void = ca.void_approvals(&r)?;
+            out.push((r, void));
+        }
+        Ok(out)
+    })
+    .await??;
     let now = SystemTime::now();
     let notice = match (q.done.as_deref(), q.id) {
         (Some("approved"), Some(id)) => Some(format!(
@@ -861,18 +894,60 @@ pub async fn requests(
             "Request {id} approved, but the profile no longer allows it: nothing was issued."
         )),
         (Some("rejected"), Some(id)) => Some(format!("Request {id} rejected.")),
+        (Some("op-approved"), Some(id)) => Some(format!(
+            "Operation {id} approved; it waits for further approvals."
+        )),
+        (Some("op-done"), Some(id)) => Some(format!(
+            "Operation {id} approved by its quorum and carried out."
+        )),
+        (Some("op-rejected"), Some(id)) => Some(format!("Operation {id} rejected.")),
         (Some("submitted"), Some(id)) => Some(format!(
             "Request {id} recorded: it waits for an officer's approval."
         )),
         _ => None,
     };
+    let operations = if s.own_only() {
+        Vec::new()
+    } else {
+        let db = state.db.clone();
+        let ops =
+            web::block(move || ca_core::quorum::OperationStore::operations(db.as_ref(), true))
+                .await??;
+        ops.iter()
+            .filter(|o| o.effective_status(now) == "pending")
+            .map(|o| {
+                let who: Vec<&str> = o.approvals.iter().map(|a| a.officer.as_str()).collect();
+                let mine = o.op.requested_by == s.user.name || o.op.target == s.user.name;
+                let approved = who.contains(&s.user.name.as_str());
+                OperationView {
+                    id: o.id,
+                    kind: o.op.kind.as_str().to_owned(),
+                    target: o.op.target.clone(),
+                    requested_by: o.op.requested_by.clone(),
+                    approvals: format!(
+                        "{} of {}{}{}",
+                        who.len(),
+                        o.op.approvals_needed,
+                        if who.is_empty() { "" } else { ": " },
+                        who.join(", ")
+                    ),
+                    expires_at: humantime(o.op.expires_at),
+                    decidable: s.user.has(Role::Officer)
+                        && !s.user.has(Role::Admin)
+                        && !mine
+                        && !approved,
+                }
+            })
+            .collect()
+    };
     render(&RequestsPage {
+        operations,
         layout: Layout::new(&s, "requests"),
         show: if all { "all" } else { "pending" }.into(),
         rows: rows
             .iter()
-            .filter(|r| all || issuance::effective_request_status(r, now) == "pending")
-            .map(|r| request_view(r, &s, now))
+            .filter(|(r, _)| all || issuance::effective_request_status(r, now) == "pending")
+            .map(|(r, void)| request_view(r, void, &s, now))
             .collect(),
         notice,
         can_submit: s.user.has(Role::Requester),
@@ -913,6 +988,76 @@ pub async fn approve(
         Outcome::Rejected(_) => "refused",
     };
     Ok(see_other(&format!("{PREFIX}/requests?done={done}&id={id}")))
+}
+
+/// `POST /ui/operations/{id}/approve` (officers; never the one who asked): at the quorum
+/// the operation is carried out here.
+pub async fn approve_operation(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    id: web::Path<i64>,
+    form: web::Form<ApproveForm>,
+) -> Result<HttpResponse, UiError> {
+    s.check_csrf(&form.csrf.0)?;
+    s.require(&[Role::Officer])?;
+    let id = id.into_inner();
+    let (db, codesign) = (state.db.clone(), state.codesign.clone());
+    let (officer, src, comment) = (
+        s.user.requester(),
+        s.source.clone(),
+        form.into_inner().comment,
+    );
+    let done = web::block(move || -> Result<String, UiError> {
+        let now = SystemTime::now();
+        let quorum = ca_core::quorum::Quorum {
+            ops: db.as_ref(),
+            accounts: db.as_ref(),
+        };
+        match quorum.approve(id, &officer, comment.trim(), &src, now)? {
+            ca_core::quorum::Approved::Pending { .. } => Ok("op-approved".into()),
+            ca_core::quorum::Approved::Ready(row) => {
+                let destroy = |label: &str, why: &str| {
+                    codesign
+                        .destroy_key(db.as_ref(), label, why, &officer.name, &src, now)
+                        .map_err(anyhow::Error::from)
+                };
+                crate::ops::operations::carry_out(&db, destroy, &row, &officer.name, &src)
+                    .map_err(|e| UiError::server(ErrorKind::Unavailable, &format!("{e:#}")))?;
+                Ok("op-done".into())
+            }
+        }
+    })
+    .await??;
+    Ok(see_other(&format!("{PREFIX}/requests?done={done}&id={id}")))
+}
+
+/// `POST /ui/operations/{id}/reject` (officers; a reason is required).
+pub async fn reject_operation(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    id: web::Path<i64>,
+    form: web::Form<RejectForm>,
+) -> Result<HttpResponse, UiError> {
+    s.check_csrf(&form.csrf.0)?;
+    s.require(&[Role::Officer])?;
+    let id = id.into_inner();
+    let db = state.db.clone();
+    let (officer, src, reason) = (
+        s.user.requester(),
+        s.source.clone(),
+        form.into_inner().reason,
+    );
+    web::block(move || {
+        ca_core::quorum::Quorum {
+            ops: db.as_ref(),
+            accounts: db.as_ref(),
+        }
+        .reject(id, &officer, reason.trim(), &src)
+    })
+    .await??;
+    Ok(see_other(&format!(
+        "{PREFIX}/requests?done=op-rejected&id={id}"
+    )))
 }
 
 /// The reject form.

@@ -338,6 +338,27 @@ pub struct RequestsPage {
     pub notice: Option<String>,
     /// Whether the user may submit a CSR.
     pub can_submit: bool,
+    /// Sensitive operations waiting for officers (empty for requesters).
+    pub operations: Vec<OperationView>,
+}
+
+/// A sensitive operation waiting for a quorum, as shown.
+#[derive(Debug, Clone)]
+pub struct OperationView {
+    /// Its id.
+    pub id: i64,
+    /// `create_admin` or `destroy_key`.
+    pub kind: String,
+    /// The user or key.
+    pub target: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// `1 of 2: alice`.
+    pub approvals: String,
+    /// Deadline, UTC.
+    pub expires_at: String,
+    /// Whether this user may approve or reject it now.
+    pub decidable: bool,
 }
 
 /// `request_new.html`.

@@ -681,6 +681,7 @@ async fn the_openapi_document_and_the_routes_match_both_ways() {
         let req = match method.as_str() {
             "GET" => test::TestRequest::get(),
             "POST" => test::TestRequest::post(),
+            "DELETE" => test::TestRequest::delete(),
             m => panic!("undocumented method {m}"),
         };
         let res = test::call_service(

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod bindings;
 mod browser;
 mod cli;
 mod codesign;
@@ -11,6 +12,7 @@ mod cycle;
 mod dbs;
 mod issue;
 mod ocsp;
+mod quorum;
 mod revoke;
 mod serve;
 mod ui;

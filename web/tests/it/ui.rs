@@ -1171,6 +1171,8 @@ const POST_ROUTES: &[(&str, &[Role])] = &[
     ("/ui/requests/new", &[Role::Requester]),
     ("/ui/requests/999/approve", &[Role::Officer]),
     ("/ui/requests/999/reject", &[Role::Officer]),
+    ("/ui/operations/999/approve", &[Role::Officer]),
+    ("/ui/operations/999/reject", &[Role::Officer]),
     ("/ui/certs/0a0b/revoke", &[Role::Officer, Role::Requester]),
     ("/ui/users", &[Role::Admin]),
     ("/ui/users/nobody/disable", &[Role::Admin]),
@@ -1788,4 +1790,74 @@ async fn an_audit_page_below_the_first_entry_is_empty_not_an_error() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn officers_approve_a_new_administrator_in_the_ui_who_may_then_sign_in() {
+    let fx = Fixture::new();
+    let dir = fx.tmp.path().join("data");
+    let toml = dir.join("keyhold.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text}\n[quorum]\ncreate_admin = 2\n")).unwrap();
+    for name in ["alice", "bob"] {
+        user(&fx, name, &[Role::Officer]);
+    }
+    user(&fx, "rita", &[Role::Requester]);
+    let made = crate::cli::run(
+        crate::cli::keyhold(&dir)
+            .arg("--policies")
+            .arg(crate::cli::shipped_policies())
+            .args(["users", "add", "adam", "--role", "admin"]),
+    );
+    assert!(made.ok, "{}", made.stderr);
+    let otp = made.stdout.trim().to_owned();
+    let app = app!(fx);
+
+    // The right password is told the account waits; nothing else is.
+    let res = try_login(&app, "adam", &otp).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(body(res).await.contains("waits for officers to approve it"));
+
+    // Requesters do not see operations; officers do, with the approve form.
+    let (rita, _) = login(&app, "rita").await;
+    let html = body(test::call_service(&app, get("/ui/requests", &rita).to_request()).await).await;
+    assert!(!html.contains("operation-1"), "{html}");
+    for (officer, done) in [("alice", "op-approved"), ("bob", "op-done")] {
+        let (cookie, csrf) = login(&app, officer).await;
+        let html =
+            body(test::call_service(&app, get("/ui/requests", &cookie).to_request()).await).await;
+        assert!(
+            html.contains("/ui/operations/1/approve"),
+            "{officer}: {html}"
+        );
+        assert!(html.contains("create_admin"));
+        let res = test::call_service(
+            &app,
+            post(
+                "/ui/operations/1/approve",
+                &cookie,
+                form(&[("csrf", &csrf), ("comment", "known to us")]),
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{officer}");
+        assert_eq!(location(&res), format!("/ui/requests?done={done}&id=1"));
+    }
+    // Carried out once: adam signs in (and must change the one-time password).
+    let res = try_login(&app, "adam", &otp).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // Rejecting a finished operation is a clear 4xx.
+    let (cookie, csrf) = login(&app, "alice").await;
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/operations/1/reject",
+            &cookie,
+            form(&[("csrf", &csrf), ("reason", "late")]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
 }

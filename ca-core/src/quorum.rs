@@ -1,0 +1,424 @@
+//! Quorum for sensitive operations besides issuance: creating an administrator and
+//! destroying a code-signing key.
+//!
+//! Invariants:
+//! - an operation needing M approvals is recorded `pending` with its audit entry before
+//!   anything else happens; approvals come from distinct officers, never the one who asked,
+//!   never an administrator, each audited, and not after the deadline;
+//! - the quorum is counted again at the last approval from the accounts as they stand
+//!   ([`crate::issuance::approval_void`], the same rule as certificate requests): an officer
+//!   disabled since no longer counts;
+//! - one rejection ends an operation; a finished operation never runs again.
+//!
+//! Carrying the operation out is the caller's ([`Quorum::approve`] says when): creating an
+//! administrator activates the account in the same transaction that closes the operation
+//! ([`OperationStore::activate_admin`]); destroying a key is
+//! [`crate::codesign::Codesign::destroy_key`].
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::audit::{Action, AuditEvent};
+use crate::issuance::{self, IssueError};
+use crate::policy::Requester;
+use crate::store::{Approval, Store, StoreError};
+use crate::users::NewUser;
+
+/// How long an operation waits for approvals.
+pub const OPERATION_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// Approvals each operation needs (0: none, the operation runs at once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuorumPolicy {
+    /// Creating a user with the admin role.
+    pub create_admin: u32,
+    /// Destroying a code-signing key (its certificate is revoked, cessationOfOperation).
+    pub destroy_key: u32,
+}
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    /// Activate the administrator account named by the target.
+    CreateAdmin,
+    /// Destroy the code-signing key labelled by the target.
+    DestroyKey,
+}
+
+impl OperationKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::CreateAdmin => "create_admin",
+            OperationKind::DestroyKey => "destroy_key",
+        }
+    }
+
+    /// The kind stored as `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "create_admin" => Some(OperationKind::CreateAdmin),
+            "destroy_key" => Some(OperationKind::DestroyKey),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an operation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationStatus {
+    /// Waiting for approvals.
+    Pending,
+    /// Carried out.
+    Done,
+    /// Rejected by an officer.
+    Rejected,
+    /// Approved, but carrying it out failed (the reason says how).
+    Failed,
+}
+
+impl OperationStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationStatus::Pending => "pending",
+            OperationStatus::Done => "done",
+            OperationStatus::Rejected => "rejected",
+            OperationStatus::Failed => "failed",
+        }
+    }
+
+    /// The status stored as `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(OperationStatus::Pending),
+            "done" => Some(OperationStatus::Done),
+            "rejected" => Some(OperationStatus::Rejected),
+            "failed" => Some(OperationStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// An operation to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOperation {
+    /// What it does.
+    pub kind: OperationKind,
+    /// To what: a user name, a key label.
+    pub target: String,
+    /// Who asked (never an approver).
+    pub requested_by: String,
+    /// Approvals needed.
+    pub approvals_needed: u32,
+    /// After this it can no longer be approved.
+    pub expires_at: SystemTime,
+}
+
+/// An operation as recorded, with its approvals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRow {
+    /// Its id.
+    pub id: i64,
+    /// What it records.
+    pub op: NewOperation,
+    /// Where it stands.
+    pub status: OperationStatus,
+    /// Approvals given, oldest first.
+    pub approvals: Vec<Approval>,
+    /// When it was recorded.
+    pub created_at: SystemTime,
+    /// Who rejected it, if someone did.
+    pub decided_by: Option<String>,
+    /// Why it was rejected or failed.
+    pub reason: Option<String>,
+}
+
+impl OperationRow {
+    /// Its status as shown: `expired` once a pending operation is past its deadline.
+    pub fn effective_status(&self, now: SystemTime) -> &'static str {
+        match self.status {
+            OperationStatus::Pending if self.op.expires_at < now => "expired",
+            s => s.as_str(),
+        }
+    }
+}
+
+/// Storage of operations, implemented by the `db` crate; every change appends its audit
+/// event in the same transaction.
+pub trait OperationStore: Send + Sync + fmt::Debug {
+    /// Records a pending operation and appends `event` (object filled in as
+    /// `operation:<id>`). Returns its id.
+    fn create_operation(&self, op: &NewOperation, event: &AuditEvent) -> Result<i64, StoreError>;
+
+    /// Records `user` disabled and a pending `create_admin` operation for them, appending
+    /// both events, in one transaction. Returns the operation's id.
+    ///
+    /// Fails with `Conflict` if the name is taken.
+    fn create_pending_admin(
+        &self,
+        user: &NewUser,
+        op: &NewOperation,
+        user_event: &AuditEvent,
+        op_event: &AuditEvent,
+    ) -> Result<i64, StoreError>;
+
+    /// One operation.
+    fn operation(&self, id: i64) -> Result<Option<OperationRow>, StoreError>;
+
+    /// Operations, newest first (only pending ones with `pending_only`), at most 500.
+    fn operations(&self, pending_only: bool) -> Result<Vec<OperationRow>, StoreError>;
+
+    /// The pending `create_admin` operation for user `name`, if any.
+    fn pending_admin(&self, name: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Adds an approval and appends `event`; returns the operation as it now stands.
+    ///
+    /// Fails with `NotFound`, or `Conflict` if it is not pending, past its deadline at
+    /// `now`, the officer asked for it, or already approved it.
+    fn approve_operation(
+        &self,
+        id: i64,
+        approval: &Approval,
+        now: SystemTime,
+        event: &AuditEvent,
+    ) -> Result<OperationRow, StoreError>;
+
+    /// Sets a pending operation `rejected` by `officer` for `reason`, appending `event`.
+    ///
+    /// Fails with `NotFound`, or `Conflict` if it is not pending or the officer asked for it.
+    fn reject_operation(
+        &self,
+        id: i64,
+        officer: &str,
+        reason: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Sets a pending operation `done` (no reason) or `failed` (with it), appending `event`.
+    ///
+    /// Fails with `Conflict` if it is not pending.
+    fn finish_operation(
+        &self,
+        id: i64,
+        failed: Option<&str>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Enables the administrator a pending `create_admin` operation waits for and sets the
+    /// operation `done`, appending `event`, in one transaction.
+    ///
+    /// Fails with `Conflict` if the operation is not a pending `create_admin`.
+    fn activate_admin(&self, id: i64, event: &AuditEvent) -> Result<(), StoreError>;
+}
+
+/// What an approval came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approved {
+    /// Still waiting.
+    Pending {
+        /// Approvals that count.
+        approvals: u32,
+        /// Approvals needed.
+        approvals_needed: u32,
+        /// Approvals given that no longer count, with why.
+        void: Vec<String>,
+    },
+    /// The quorum is reached: the caller carries the operation out now.
+    Ready(OperationRow),
+}
+
+/// Opening, approving and rejecting operations.
+#[derive(Debug, Clone, Copy)]
+pub struct Quorum<'a> {
+    /// Where operations live.
+    pub ops: &'a dyn OperationStore,
+    /// Where accounts are read, to count approvals again.
+    pub accounts: &'a dyn Store,
+}
+
+impl Quorum<'_> {
+    /// Records a pending operation asked for by `requested_by`, audited as
+    /// `operation.requested`. Returns its id.
+    ///
+    /// Fails if the database fails.
+    pub fn open(
+        &self,
+        kind: OperationKind,
+        target: &str,
+        approvals_needed: u32,
+        requested_by: &str,
+        source: &str,
+        now: SystemTime,
+    ) -> Result<i64, StoreError> {
+        let (op, event) = new_operation(kind, target, approvals_needed, requested_by, source, now);
+        self.ops.create_operation(&op, &event)
+    }
+
+    /// Records `officer`'s approval of operation `id` and counts the quorum again.
+    ///
+    /// Fails if the officer is not an officer in good standing (or is an administrator),
+    /// or the store refuses (unknown, not pending, expired, theirs, approved twice).
+    pub fn approve(
+        &self,
+        id: i64,
+        officer: &Requester,
+        comment: &str,
+        source: &str,
+        now: SystemTime,
+    ) -> Result<Approved, IssueError> {
+        issuance::require_officer(officer)?;
+        if let Some(why) = issuance::approval_void(self.accounts, &officer.name)? {
+            return Err(IssueError::Forbidden(format!(
+                "{why}: {} cannot approve",
+                officer.name
+            )));
+        }
+        let approval = Approval {
+            officer: officer.name.clone(),
+            comment: comment.to_owned(),
+            at: now,
+        };
+        let event = AuditEvent::new(
+            Action::OperationApproved,
+            &officer.name,
+            source,
+            format!("operation:{id}"),
+        )
+        .with("comment", comment);
+        let row = self.ops.approve_operation(id, &approval, now, &event)?;
+        let mut void = Vec::new();
+        for a in &row.approvals {
+            if let Some(why) = issuance::approval_void(self.accounts, &a.officer)? {
+                void.push(why);
+            }
+        }
+        let counted =
+            u32::try_from(row.approvals.len().saturating_sub(void.len())).unwrap_or(u32::MAX);
+        if counted < row.op.approvals_needed {
+            return Ok(Approved::Pending {
+                approvals: counted,
+                approvals_needed: row.op.approvals_needed,
+                void,
+            });
+        }
+        Ok(Approved::Ready(row))
+    }
+
+    /// Rejects operation `id`; one rejection ends it. Audited as `operation.rejected`.
+    ///
+    /// Fails if the officer is not an officer, the reason is empty, or the store refuses.
+    pub fn reject(
+        &self,
+        id: i64,
+        officer: &Requester,
+        reason: &str,
+        source: &str,
+    ) -> Result<(), IssueError> {
+        issuance::require_officer(officer)?;
+        if reason.trim().is_empty() {
+            return Err(IssueError::Forbidden(
+                "a rejection needs a reason (--reason TEXT)".into(),
+            ));
+        }
+        let event = AuditEvent::new(
+            Action::OperationRejected,
+            &officer.name,
+            source,
+            format!("operation:{id}"),
+        )
+        .with("reason", reason);
+        self.ops
+            .reject_operation(id, &officer.name, reason, &event)?;
+        Ok(())
+    }
+}
+
+/// Creates a user with a one-time password (returned once). A user with the admin role,
+/// when `policy.create_admin` asks for approvals, is created disabled together with a
+/// pending `create_admin` operation (its id is returned too): they cannot sign in until
+/// that many officers approve. Audited as `user.created` (with `pending`) and
+/// `operation.requested`.
+///
+/// Fails if the name or roles are not acceptable, the name is taken, or storage fails.
+#[allow(clippy::too_many_arguments)]
+pub fn create_user(
+    users: &dyn crate::users::UserStore,
+    ops: &dyn OperationStore,
+    policy: &QuorumPolicy,
+    name: &str,
+    roles: &[crate::users::Role],
+    actor: &str,
+    source: &str,
+    now: SystemTime,
+) -> Result<(zeroize::Zeroizing<String>, Option<i64>), crate::users::UserError> {
+    use crate::users::{self, Role};
+    if !roles.contains(&Role::Admin) || policy.create_admin == 0 {
+        let password = users::create_with_one_time_password(users, name, roles, actor, source)?;
+        return Ok((password, None));
+    }
+    let (user, password) = users::prepare(name, roles, actor)?;
+    let user_event = AuditEvent::new(Action::UserCreated, actor, source, format!("user:{name}"))
+        .with("roles", users::roles_text(roles))
+        .with("pending", "approval by officers");
+    let (op, op_event) = new_operation(
+        OperationKind::CreateAdmin,
+        name,
+        policy.create_admin,
+        actor,
+        source,
+        now,
+    );
+    let id = ops.create_pending_admin(&user, &op, &user_event, &op_event)?;
+    Ok((password, Some(id)))
+}
+
+/// The record and audit event of a new operation.
+pub fn new_operation(
+    kind: OperationKind,
+    target: &str,
+    approvals_needed: u32,
+    requested_by: &str,
+    source: &str,
+    now: SystemTime,
+) -> (NewOperation, AuditEvent) {
+    let op = NewOperation {
+        kind,
+        target: target.to_owned(),
+        requested_by: requested_by.to_owned(),
+        approvals_needed,
+        expires_at: now + OPERATION_TTL,
+    };
+    let event = AuditEvent::new(Action::OperationRequested, requested_by, source, "")
+        .with("kind", kind.as_str())
+        .with("target", target)
+        .with("approvals_needed", approvals_needed.to_string());
+    (op, event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_statuses_round_trip() {
+        for k in [OperationKind::CreateAdmin, OperationKind::DestroyKey] {
+            assert_eq!(OperationKind::parse(k.as_str()), Some(k));
+        }
+        for s in [
+            OperationStatus::Pending,
+            OperationStatus::Done,
+            OperationStatus::Rejected,
+            OperationStatus::Failed,
+        ] {
+            assert_eq!(OperationStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(OperationKind::parse("drop_table"), None);
+    }
+}

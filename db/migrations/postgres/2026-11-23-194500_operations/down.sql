@@ -1,0 +1,2 @@
+DROP TABLE operation_approvals;
+DROP TABLE operations;
