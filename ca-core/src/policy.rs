@@ -1112,7 +1112,7 @@ mod tests {
             exponent: 3,
         };
         let why = rejected(eval(&profile(TLS), &r));
-        assert_eq!(why.len(), 5, "{why:?}"); // dns, ip, cn-not-in-sans, rsa size
+        assert_eq!(why.len(), 4, "{why:?}"); // dns, ip, cn-not-in-sans, rsa size
     }
 
     #[test]
