@@ -712,12 +712,16 @@ impl Ca {
     ) -> Result<CertTemplate, IssueError> {
         let subject = subject_name(&plan.subject)?;
         let issuer_key = issuer.ca.signer.public_key();
+        // A profile granting keyCertSign makes a subordinate CA (the profile loader allows it
+        // only for cli_only profiles under a quorum of two or more), which may not issue CAs
+        // below itself.
+        let ca = plan.key_usage.iter().any(|k| k == "keyCertSign");
         let mut extensions = vec![
             x509::to_ext(
                 true,
                 &BasicConstraints {
-                    ca: false,
-                    path_len_constraint: None,
+                    ca,
+                    path_len_constraint: ca.then_some(0),
                 },
             )?,
             x509::to_ext(true, &KeyUsage(key_usages(&plan.key_usage)))?,
@@ -1061,12 +1065,12 @@ fn lint(
     if plan.key_usage.is_empty() {
         why.push("keyUsage is empty".into());
     }
-    if plan
-        .key_usage
-        .iter()
-        .any(|k| k == "keyCertSign" || k == "cRLSign")
-    {
-        why.push("an end-entity certificate may not have keyCertSign or cRLSign".into());
+    let ca = plan.key_usage.iter().any(|k| k == "keyCertSign");
+    if !ca && plan.key_usage.iter().any(|k| k == "cRLSign") {
+        why.push("an end-entity certificate may not have cRLSign".into());
+    }
+    if ca && !plan.extended_key_usage.is_empty() {
+        why.push("a CA certificate here carries no extended key usage".into());
     }
     let mut oids = HashSet::new();
     for ext in &t.extensions {

@@ -347,6 +347,28 @@ impl Profile {
                 )));
             }
         }
+        // A CA certificate (keyCertSign) is the most dangerous thing a profile can hand out:
+        // only from the ceremony CLI, under a quorum of at least two officers, and with no
+        // extended key usage to narrow what the new CA may do by surprise.
+        if file.usage.key_usage.iter().any(|k| k == "keyCertSign") {
+            if !file.cli_only {
+                problems.push(at("a CA profile (keyCertSign) must be cli_only".into()));
+            }
+            if file.approval.approvals < 2 {
+                problems.push(at(
+                    "a CA profile (keyCertSign) needs [approval] approvals of at least 2".into(),
+                ));
+            }
+            if !file.usage.extended_key_usage.is_empty() {
+                problems.push(at(
+                    "a CA profile (keyCertSign) takes no extended_key_usage".into()
+                ));
+            }
+        } else if file.usage.key_usage.iter().any(|k| k == "cRLSign") {
+            problems.push(at(
+                "cRLSign needs keyCertSign: only CA profiles sign CRLs".into()
+            ));
+        }
         for eku in &file.usage.extended_key_usage {
             if !EKUS.contains(&eku.as_str()) {
                 problems.push(at(format!(
@@ -1225,5 +1247,26 @@ mod tests {
         assert!(err.to_string().contains("only to profiles"), "{err}");
         let typo = format!("{signing}\n[codesign]\nmax_per_day = 5\n");
         assert!(Profile::parse("t", Path::new("t.toml"), &typo).is_err());
+    }
+
+    #[test]
+    fn a_ca_profile_must_be_cli_only_under_two_approvals_without_ekus() {
+        let ca = |extra: &str| {
+            let text = format!(
+                "version = 1\nissuer = \"root\"\n{extra}\n[validity]\nmax_days = 365\n\
+                 [keys]\nallowed = [\"p384\"]\n[usage]\nkey_usage = [\"keyCertSign\", \"cRLSign\"]\n"
+            );
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("ca.toml"), text).unwrap();
+            load_dir(dir.path()).map(|_| ()).map_err(|e| e.to_string())
+        };
+        let e = ca("").unwrap_err();
+        assert!(
+            e.contains("must be cli_only") && e.contains("at least 2"),
+            "{e}"
+        );
+        let e = ca("cli_only = true\n[approval]\napprovals = 1").unwrap_err();
+        assert!(e.contains("at least 2") && !e.contains("cli_only"), "{e}");
+        ca("cli_only = true\n[approval]\napprovals = 2\nrequester_roles = [\"officer\"]").unwrap();
     }
 }

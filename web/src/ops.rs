@@ -182,9 +182,12 @@ fn load_ca(cli: &Cli) -> Result<Ca> {
 pub fn issue(cli: &Cli, args: &IssueArgs) -> Result<ExitCode> {
     let csr = read_input(&args.csr)?;
     let ca = load_ca(cli)?;
+    // The CLI runs on the CA host with the key store at hand: the ceremony. Its operator may
+    // ask for what requesters and officers may (a sub-CA certificate is an officer's request);
+    // approvals are still needed from distinct officers, never the one asking.
     let requester = Requester {
         name: args.requester.clone().unwrap_or_else(cli_actor),
-        roles: vec!["requester".into()],
+        roles: vec!["requester".into(), "officer".into()],
     };
     let outcome = ca.submit(
         &Submission {

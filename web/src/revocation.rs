@@ -44,6 +44,9 @@ pub const CRL_REFRESH: Duration = Duration::from_secs(60);
 /// The most answers kept: two per certificate (its SHA-1 and SHA-256 CertIDs), about 1 KiB
 /// each with the responder certificate.
 const OCSP_CACHE_ENTRIES: usize = 250_000;
+/// OCSP answers signed live (nonces, several CertIDs, certificates not yet pre-signed) per
+/// second at most; beyond it, `tryLater`. Pre-signed answers are not counted.
+const LIVE_PER_SECOND: u32 = 500;
 /// How often the pre-signer looks for revocations made by other processes (the CLI, another
 /// Keyhold sharing the database): the bound on how long such a revocation can show `good`.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
@@ -81,9 +84,28 @@ impl Cached {
 #[derive(Debug, Default)]
 pub struct OcspCache {
     answers: RwLock<HashMap<CacheKey, Cached>>,
+    /// Live signatures in the current second: (its start, how many).
+    live: Mutex<Option<(Instant, u32)>>,
 }
 
 impl OcspCache {
+    /// Whether one more answer may be signed live this second (at most [`LIVE_PER_SECOND`]).
+    fn live_signing_allowed(&self) -> bool {
+        let Ok(mut live) = self.live.lock() else {
+            return false;
+        };
+        match live.as_mut() {
+            Some((start, n)) if start.elapsed() < Duration::from_secs(1) => {
+                *n += 1;
+                *n <= LIVE_PER_SECOND
+            }
+            _ => {
+                *live = Some((Instant::now(), 1));
+                true
+            }
+        }
+    }
+
     fn get(&self, key: &CacheKey, now: SystemTime) -> Option<Cached> {
         let answers = self.answers.read().ok()?;
         answers.get(key).filter(|c| now < c.validity.1).cloned()
@@ -517,6 +539,14 @@ async fn answer(state: web::Data<AppState>, request: Vec<u8>) -> Result<HttpResp
     {
         return Ok(respond(cached.der, Some(cached.validity), false));
     }
+    // Signed live: a nonce, several CertIDs, or a certificate not signed for yet. Bounded,
+    // so that a flood of such requests cannot keep the key store busy.
+    if !state.ocsp_cache.live_signing_allowed() {
+        return Ok(HttpResponse::Ok()
+            .content_type(OCSP_RESPONSE)
+            .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+            .body(ocsp::error_response(ResponseStatus::TryLater)));
+    }
     let responder = state.ocsp.clone();
     let answer: Answer = web::block(move || responder.answer(&request, SystemTime::now())).await?;
     if let Some(problem) = &answer.problem {
@@ -572,4 +602,56 @@ fn respond(
         }
     }
     res.body(der)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_signing_is_bounded_per_second() {
+        let cache = OcspCache::default();
+        for _ in 0..LIVE_PER_SECOND {
+            assert!(cache.live_signing_allowed());
+        }
+        assert!(!cache.live_signing_allowed(), "one over the bound");
+    }
+
+    #[test]
+    fn an_answer_is_signed_again_past_half_its_validity() {
+        let this_update = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let cached = Cached {
+            der: web::Bytes::new(),
+            validity: (this_update, this_update + Duration::from_secs(4 * 86_400)),
+            issuer: IssuerId::new("issuing-ca").unwrap(),
+            serial: Serial::parse("01").unwrap(),
+        };
+        assert!(!cached.due(this_update));
+        assert!(!cached.due(this_update + Duration::from_secs(2 * 86_400 - 1)));
+        assert!(cached.due(this_update + Duration::from_secs(2 * 86_400)));
+    }
+
+    #[test]
+    fn held_answers_are_served_until_their_next_update_and_forgotten_by_serial() {
+        let cache = OcspCache::default();
+        let now = SystemTime::now();
+        let key = |n: u8| CacheKey::from_cert_id_der(vec![n]);
+        for (n, serial) in [(1, "01"), (2, "01"), (3, "02")] {
+            cache.put(
+                key(n),
+                Cached {
+                    der: web::Bytes::from(vec![n]),
+                    validity: (now, now + Duration::from_secs(60)),
+                    issuer: IssuerId::new("issuing-ca").unwrap(),
+                    serial: Serial::parse(serial).unwrap(),
+                },
+            );
+        }
+        assert!(cache.get(&key(1), now).is_some());
+        assert!(cache.get(&key(1), now + Duration::from_secs(61)).is_none());
+        cache.forget(&Serial::parse("01").unwrap());
+        assert!(cache.get(&key(1), now).is_none() && cache.get(&key(2), now).is_none());
+        assert!(cache.get(&key(3), now).is_some());
+        assert_eq!(cache.len(), 1);
+    }
 }

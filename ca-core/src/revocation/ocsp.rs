@@ -199,6 +199,14 @@ struct Served {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey(Vec<u8>);
 
+impl CacheKey {
+    /// The key for a CertID, given as DER. Keys made here match those of
+    /// [`OcspResponder::cache_key`] only for the exact DER a client sent.
+    pub fn from_cert_id_der(der: Vec<u8>) -> Self {
+        CacheKey(der)
+    }
+}
+
 impl Served {
     /// The CertID a client computes for `serial` of this issuer with `alg`.
     fn cert_id(&self, alg: HashAlg, serial: &Serial) -> Result<CertId, String> {

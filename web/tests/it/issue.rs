@@ -414,3 +414,38 @@ fn the_cli_issues_and_audits_on_postgresql_too() {
     let r = ca.keyhold(&["audit", "verify"]);
     assert!(r.ok, "{}{}", r.stdout, r.stderr);
 }
+
+#[test]
+fn a_sub_ca_certificate_needs_the_quorum_its_profile_sets() {
+    let ca = Ca::new();
+    let csr = ca.csr("sub", "Team CA", "", "P-384");
+    let r = ca.keyhold(&[
+        "issue",
+        "--profile",
+        "sub-ca",
+        "--csr",
+        &csr,
+        "--requester",
+        "carol",
+    ]);
+    // policies/sub-ca.toml: [approval] approvals = 2.
+    assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("request 1 is waiting for approval (0 of 2)"),
+        "{}",
+        r.stdout
+    );
+    let r = ca.keyhold(&["requests", "approve", "1", "--as", "carol"]);
+    fails_with(&r, "carol asked for request 1 and cannot approve it");
+    let r = ca.keyhold(&["requests", "approve", "1", "--as", "alice"]);
+    assert_eq!(r.code, Some(3), "one of two issues nothing: {}", r.stdout);
+    assert!(r.stdout.contains("(1 of 2)"), "{}", r.stdout);
+    let out = ca.out("sub.pem");
+    let r = ca.keyhold(&["requests", "approve", "1", "--as", "bob", "--out", &out]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    openssl_verify(&ca.dir.join("ca"), &out);
+    let text = openssl_text(&out);
+    assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
+    assert!(text.contains("Certificate Sign, CRL Sign"), "{text}");
+}
