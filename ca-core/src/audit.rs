@@ -82,6 +82,8 @@ pub enum Action {
     LoginLocked,
     /// A user signed out.
     Logout,
+    /// An issuing CA's certificate was revoked (its parent's CRL lists it).
+    CaRevoked,
 }
 
 impl Action {
@@ -115,6 +117,7 @@ impl Action {
             Action::LoginFailed => "login.failed",
             Action::LoginLocked => "login.locked",
             Action::Logout => "logout",
+            Action::CaRevoked => "ca.revoked",
         }
     }
 }

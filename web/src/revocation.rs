@@ -27,18 +27,16 @@ use crate::state::AppState;
 pub const OCSP_RESPONSE: &str = "application/ocsp-response";
 /// CRL content type (RFC 2585).
 pub const CRL: &str = "application/pkix-crl";
-/// How long OCSP responses are valid (the CLI's default).
-pub const OCSP_VALIDITY: Duration = Duration::from_secs(4 * 86_400);
-/// thisUpdate to nextUpdate of served CRLs (the CLI's default).
-pub const CRL_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
 /// How long a served CRL is kept before it is regenerated. A revocation through this
 /// server's API drops its issuer's CRL at once; one made elsewhere (the CLI, another
-/// process sharing the database) shows within this.
+/// process sharing the database) shows within this. Far under half of the shortest CRL
+/// validity the config accepts (`[revocation] crl_validity`, at least an hour), so a
+/// served CRL is always republished before half its validity has passed.
 pub const CRL_REFRESH: Duration = Duration::from_secs(60);
 
-/// How long a signed OCSP answer is served from memory. Its own validity is
-/// [`OCSP_VALIDITY`]; this bounds how stale a cached `good` can be after a revocation made
-/// outside this process.
+/// How long a signed OCSP answer is served from memory. Its own validity is `[revocation]
+/// ocsp_validity` (at least an hour, so this is far under half of it); this bounds how
+/// stale a cached `good` can be after a revocation made outside this process.
 pub const OCSP_CACHE_TTL: Duration = Duration::from_secs(60);
 /// The most answers kept (each about 1 KiB with the responder certificate).
 const OCSP_CACHE_ENTRIES: usize = 100_000;
@@ -87,12 +85,22 @@ impl OcspCache {
 }
 
 /// The latest CRL of each issuer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CrlCache {
     crls: Mutex<HashMap<String, (Instant, Arc<SignedCrl>)>>,
+    /// thisUpdate to nextUpdate of the CRLs it makes.
+    validity: Duration,
 }
 
 impl CrlCache {
+    /// An empty cache whose CRLs are valid for `validity`.
+    pub fn new(validity: Duration) -> Self {
+        CrlCache {
+            crls: Mutex::default(),
+            validity,
+        }
+    }
+
     /// Drops `issuer`'s CRL: the next fetch generates a new one.
     pub fn invalidate(&self, issuer: &str) {
         if let Ok(mut crls) = self.crls.lock() {
@@ -113,7 +121,7 @@ impl CrlCache {
         {
             return Ok(crl.clone());
         }
-        let crl = crl::generate(store, issuer, SystemTime::now(), CRL_VALIDITY)
+        let crl = crl::generate(store, issuer, SystemTime::now(), self.validity)
             .map_err(|e| ApiError::server(e.kind(), &e))?;
         let crl = Arc::new(crl);
         crls.insert(issuer.id.as_str().to_owned(), (Instant::now(), crl.clone()));

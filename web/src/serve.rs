@@ -101,7 +101,8 @@ pub fn load_state(cli: &Cli, config_file: Option<&std::path::Path>) -> Result<Ap
             p.join("\n  - ")
         )
     })?;
-    AppState::new(Arc::new(ca), db, keys, metrics)
+    let times = config.revocation.times()?;
+    AppState::new(Arc::new(ca), db, keys, metrics, times)
 }
 
 /// Runs `keyhold serve`.

@@ -82,6 +82,7 @@ impl AppState {
         db: Arc<db::Db>,
         keys: Arc<dyn KeyStore>,
         metrics: Arc<crate::metrics::Metrics>,
+        times: crate::config::RevocationTimes,
     ) -> Result<Self> {
         let mut files = HashMap::new();
         let issuers = ca.issuers();
@@ -110,7 +111,7 @@ impl AppState {
         let ocsp = ca_core::revocation::ocsp::OcspResponder::new(
             issuers,
             db.clone(),
-            crate::revocation::OCSP_VALIDITY,
+            times.ocsp_validity,
         )?;
         let codesign = ca_core::codesign::Codesign::new(
             keys.clone(),
@@ -121,7 +122,7 @@ impl AppState {
         Ok(AppState {
             codesign: Arc::new(codesign),
             ocsp: Arc::new(ocsp),
-            crls: Arc::default(),
+            crls: Arc::new(crate::revocation::CrlCache::new(times.crl_validity)),
             ocsp_cache: Arc::default(),
             token_uses: Arc::default(),
             sign_ins: Arc::new(Slots::new(SIGN_IN_SLOTS)),
