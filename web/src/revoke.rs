@@ -135,14 +135,14 @@ pub fn revoke_ca(cli: &Cli, args: &RevokeCaArgs) -> Result<ExitCode> {
     };
     if !args.yes {
         use std::io::{BufRead, Write};
-        eprint!(
+        print!(
             "Revoke the certificate of CA {id} ({}, serial {}) for {reason}? Every certificate \
              it issued stops validating once relying parties fetch the new CRL; this cannot \
              be undone. Type the CA's id to confirm: ",
             ca.cert.subject(),
             ca.cert.serial_hex()
         );
-        std::io::stderr().flush().ok();
+        std::io::stdout().flush().ok();
         let mut line = String::new();
         std::io::stdin()
             .lock()
