@@ -97,6 +97,8 @@ pub enum Action {
     OperationDone,
     /// Carrying it out failed.
     OperationFailed,
+    /// An issuing CA's certificate was revoked (its parent's CRL lists it).
+    CaRevoked,
 }
 
 impl Action {
@@ -137,6 +139,7 @@ impl Action {
             Action::OperationRejected => "operation.rejected",
             Action::OperationDone => "operation.done",
             Action::OperationFailed => "operation.failed",
+            Action::CaRevoked => "ca.revoked",
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use crate::audit::{Action, AuditEvent};
 use crate::error::ErrorKind;
-use crate::store::{Revocation, Serial, Store, StoreError};
+use crate::store::{CaRevocation, Revocation, Serial, Store, StoreError};
 
 /// Why a certificate was revoked: RFC 5280 5.3.1 CRLReason, with its code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -256,6 +256,82 @@ pub fn revoke(
         event = event.with("invalidity_date", rfc3339(date));
     }
     store.revoke(&revocation, &event)?;
+    Ok(revocation)
+}
+
+/// The reasons for which a CA certificate can be revoked (RFC 5280 5.3.1).
+pub const CA_REASONS: [Reason; 5] = [
+    Reason::CaCompromise,
+    Reason::KeyCompromise,
+    Reason::Superseded,
+    Reason::CessationOfOperation,
+    Reason::AffiliationChanged,
+];
+
+/// A configured CA, as [`revoke_ca`] needs it (no key store involved).
+#[derive(Debug, Clone, Copy)]
+pub struct ConfiguredCa<'a> {
+    /// Its id.
+    pub id: &'a crate::issuer::IssuerId,
+    /// The CA that signed its certificate; none for a root.
+    pub parent: Option<&'a crate::issuer::IssuerId>,
+    /// Its certificate.
+    pub cert: &'a crate::x509::SignedCert,
+}
+
+/// Revokes the certificate of the issuing CA `ca` (an officer's act): recorded with its audit
+/// entry, so the CRL of the CA that signed it lists its serial with `reason` from then on.
+/// `issuers` is every configured issuer (to find `ca`'s parent); `actor` is who revokes.
+///
+/// Fails with [`RevocationError::NotAllowed`] for a root (no CA above it publishes a CRL
+/// for it) or a CA whose parent is not configured, [`RevocationError::ReasonRefused`] for a
+/// reason outside [`CA_REASONS`], and the store's `Conflict` if it is already revoked.
+pub fn revoke_ca(
+    store: &dyn Store,
+    issuers: &[ConfiguredCa<'_>],
+    ca: &crate::issuer::IssuerId,
+    reason: Reason,
+    actor: &str,
+    source: &str,
+    now: SystemTime,
+) -> Result<CaRevocation, RevocationError> {
+    if !CA_REASONS.contains(&reason) {
+        return Err(RevocationError::ReasonRefused(format!(
+            "a CA certificate is revoked for cACompromise, keyCompromise, superseded, \
+             cessationOfOperation or affiliationChanged, not {reason}"
+        )));
+    }
+    let found = issuers
+        .iter()
+        .find(|c| c.id == ca)
+        .ok_or_else(|| StoreError::NotFound(format!("issuer {ca}")))?;
+    let cert = found.cert;
+    let parent = found.parent.cloned().ok_or_else(|| {
+        RevocationError::NotAllowed(format!(
+            "{ca} is a root: no CA above it publishes a CRL, so it cannot be revoked here \
+             (remove it from relying parties' trust stores instead)"
+        ))
+    })?;
+    if !issuers.iter().any(|c| c.id == &parent) {
+        return Err(RevocationError::NotAllowed(format!(
+            "{ca}'s parent {parent} is not configured, so no CRL here could list it"
+        )));
+    }
+    let serial = Serial::parse(&cert.serial_hex()).map_err(RevocationError::NotAllowed)?;
+    let revocation = CaRevocation {
+        ca: ca.clone(),
+        parent: parent.clone(),
+        serial: serial.clone(),
+        not_after: cert.not_after(),
+        reason,
+        revoked_at: now,
+        revoked_by: actor.to_owned(),
+    };
+    let event = AuditEvent::new(Action::CaRevoked, actor, source, format!("issuer:{ca}"))
+        .with("serial", serial.as_str())
+        .with("parent", parent.as_str())
+        .with("reason", reason.as_str());
+    store.revoke_ca(&revocation, &event)?;
     Ok(revocation)
 }
 

@@ -534,13 +534,19 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// revoked, still reserved (being signed) or failed (never issued).
     fn revoke(&self, revocation: &Revocation, event: &AuditEvent) -> Result<(), StoreError>;
 
-    /// Every revoked certificate of `issuer` whose notAfter is not before `now`, by serial:
-    /// what its next CRL must list.
-    fn revoked_unexpired(
-        &self,
-        issuer: &IssuerId,
-        now: SystemTime,
-    ) -> Result<Vec<RevokedEntry>, StoreError>;
+    /// What `issuer`'s next CRL must list at `now`: every revoked certificate it issued, and
+    /// every CA certificate it signed that was revoked, whose notAfter is not before `now`;
+    /// with their count taken separately, all from one snapshot.
+    fn crl_entries(&self, issuer: &IssuerId, now: SystemTime) -> Result<CrlList, StoreError>;
+
+    /// Records that the CA certificate of `revocation.ca` is revoked, and appends `event`, in
+    /// one transaction.
+    ///
+    /// Fails with `Conflict` if that CA certificate is already revoked.
+    fn revoke_ca(&self, revocation: &CaRevocation, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// The CA certificates recorded as revoked, in the order they were revoked.
+    fn ca_revocations(&self) -> Result<Vec<CaRevocation>, StoreError>;
 
     /// Certificates revoked at or after `since` (by their recorded revocation time), as
     /// (issuer, serial), oldest first: what an OCSP responder holding answers signed ahead of
@@ -595,19 +601,110 @@ pub struct Revocation {
     pub revoked_at: SystemTime,
 }
 
-/// A revoked certificate, as a CRL lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevokedEntry {
-    /// Its serial.
-    pub serial: Serial,
-    /// When it was revoked.
-    pub revoked_at: SystemTime,
+/// A revoked certificate, as a CRL lists it: fixed-size and `Copy`, so the entries of a
+/// million-certificate CRL are one allocation, not several per entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CrlEntry {
+    /// The serial's octets, big-endian, without leading zero octets, in `serial[..len]`.
+    serial: [u8; 20],
+    len: u8,
     /// Why.
     pub reason: Reason,
+    /// When it was revoked.
+    pub revoked_at: SystemTime,
     /// Since when the key is suspect, if given.
     pub invalidity_date: Option<SystemTime>,
-    /// Its notAfter.
+}
+
+impl CrlEntry {
+    /// An entry for the certificate whose serial is the lowercase hex `serial` (as stored).
+    ///
+    /// Fails if `serial` is not 1 to 20 octets of hex.
+    pub fn from_hex(
+        serial: &[u8],
+        reason: Reason,
+        revoked_at: SystemTime,
+        invalidity_date: Option<SystemTime>,
+    ) -> Result<Self, String> {
+        let bad = || format!("{:?} is not a serial", String::from_utf8_lossy(serial));
+        if serial.is_empty() || serial.len() > 40 || !serial.len().is_multiple_of(2) {
+            return Err(bad());
+        }
+        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let mut octets = [0u8; 20];
+        for (i, pair) in serial.chunks_exact(2).enumerate() {
+            octets[i] = match (digit(pair[0]), digit(pair[1])) {
+                (Some(hi), Some(lo)) => hi << 4 | lo,
+                _ => return Err(bad()),
+            };
+        }
+        let n = serial.len() / 2;
+        // One spelling per number: drop leading zero octets, keeping at least one.
+        let skip = octets[..n - 1].iter().take_while(|b| **b == 0).count();
+        let mut out = [0u8; 20];
+        out[..n - skip].copy_from_slice(&octets[skip..n]);
+        Ok(CrlEntry {
+            serial: out,
+            len: (n - skip) as u8,
+            reason,
+            revoked_at,
+            invalidity_date,
+        })
+    }
+
+    /// The serial's octets, big-endian, without leading zero octets (the DER INTEGER's
+    /// content needs a leading zero when the first octet's top bit is set).
+    pub fn serial_octets(&self) -> &[u8] {
+        &self.serial[..usize::from(self.len)]
+    }
+
+    /// The serial.
+    pub fn serial(&self) -> Serial {
+        Serial::from_bytes(self.serial_octets())
+    }
+}
+
+impl fmt::Debug for CrlEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrlEntry")
+            .field("serial", &self.serial())
+            .field("reason", &self.reason)
+            .field("revoked_at", &self.revoked_at)
+            .field("invalidity_date", &self.invalidity_date)
+            .finish()
+    }
+}
+
+/// What an issuer's next CRL must list, read from one consistent snapshot of the database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlList {
+    /// Every unexpired revoked certificate of the issuer (for a root: also the revoked
+    /// certificates of the CAs it signed), in any order.
+    pub entries: Vec<CrlEntry>,
+    /// How many there are, counted by a separate query over the certificates' own status
+    /// (not over the rows `entries` came from): the CRL's self-check compares the two, so a
+    /// read that misses rows cannot produce a CRL.
+    pub counted: u64,
+}
+
+/// An issuing CA's certificate revoked by its parent (the CA that signed it), so the
+/// parent's CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaRevocation {
+    /// The revoked CA's issuer id.
+    pub ca: IssuerId,
+    /// The parent whose CRL lists it.
+    pub parent: IssuerId,
+    /// The revoked CA certificate's serial.
+    pub serial: Serial,
+    /// The revoked CA certificate's notAfter (after it, CRLs may drop the entry).
     pub not_after: SystemTime,
+    /// Why (RFC 5280 5.3.1).
+    pub reason: Reason,
+    /// When.
+    pub revoked_at: SystemTime,
+    /// Who revoked it.
+    pub revoked_by: String,
 }
 
 /// A serial's status, as an OCSP responder needs it.

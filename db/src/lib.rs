@@ -38,8 +38,8 @@ pub(crate) use ca_core::audit::unix_micros;
 use ca_core::audit::{AuditEvent, AuditRecord, Checkpoint};
 use ca_core::issuer::IssuerId;
 use ca_core::store::{
-    Approval, CertFilter, CertificateRow, NewCertificate, NewRequest, RequestFilter, RequestRow,
-    Revocation, RevokedEntry, Serial, SerialStatus, Store, StoreError,
+    Approval, CaRevocation, CertFilter, CertificateRow, CrlList, NewCertificate, NewRequest,
+    RequestFilter, RequestRow, Revocation, Serial, SerialStatus, Store, StoreError,
 };
 use diesel::RunQueryDsl;
 use diesel::backend::Backend;
@@ -359,12 +359,18 @@ impl Store for Db {
             .write(move |tx| revocation::revoke(tx, &revocation, &event))
     }
 
-    fn revoked_unexpired(
-        &self,
-        issuer: &IssuerId,
-        now: SystemTime,
-    ) -> Result<Vec<RevokedEntry>, StoreError> {
-        self.read(|conn| revocation::revoked_unexpired(conn, issuer.as_str(), now))
+    fn crl_entries(&self, issuer: &IssuerId, now: SystemTime) -> Result<CrlList, StoreError> {
+        self.read(|conn| revocation::crl_entries(conn, issuer.as_str(), now))
+    }
+
+    fn revoke_ca(&self, revocation: &CaRevocation, event: &AuditEvent) -> Result<(), StoreError> {
+        let (revocation, event) = (revocation.clone(), event.clone());
+        self.writer
+            .write(move |tx| revocation::revoke_ca(tx, &revocation, &event))
+    }
+
+    fn ca_revocations(&self) -> Result<Vec<CaRevocation>, StoreError> {
+        self.read(revocation::ca_revocations)
     }
 
     fn revocation_status(

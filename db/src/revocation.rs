@@ -4,13 +4,17 @@
 use std::time::SystemTime;
 
 use ca_core::audit::{AuditEvent, from_unix_micros};
+use ca_core::issuer::IssuerId;
 use ca_core::revocation::Reason;
-use ca_core::store::{CertStatus, Revocation, RevokedEntry, Serial, SerialStatus, StoreError};
+use ca_core::store::{
+    CaRevocation, CertStatus, CrlEntry, CrlList, Revocation, Serial, SerialStatus, StoreError,
+};
+use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
 
 use crate::conn::AnyConnection;
 use crate::error::{OpError, corrupt, db_error};
-use crate::schema::{certificates, crl_numbers, revocations};
+use crate::schema::{ca_revocations, certificates, crl_numbers, revocations};
 use crate::unix_micros;
 use crate::writer::Tx;
 
@@ -22,12 +26,17 @@ pub(crate) fn revoke(
     event: &AuditEvent,
 ) -> Result<(), OpError> {
     let serial = &revocation.serial;
-    let status: Option<String> = certificates::table
+    let row: Option<(String, String, i64)> = certificates::table
         .find(serial.as_str())
-        .select(certificates::status)
+        .select((
+            certificates::status,
+            certificates::issuer,
+            certificates::not_after,
+        ))
         .get_result(tx.conn)
         .optional()?;
-    let status = status.ok_or_else(|| StoreError::NotFound(format!("certificate {serial}")))?;
+    let (status, issuer, not_after) =
+        row.ok_or_else(|| StoreError::NotFound(format!("certificate {serial}")))?;
     let refuse = |why: &str| -> Result<(), OpError> {
         Err(StoreError::Conflict(format!("certificate {serial} {why}")).into())
     };
@@ -53,6 +62,9 @@ pub(crate) fn revoke(
             revocations::revoked_at.eq(unix_micros(revocation.revoked_at)),
             revocations::reason.eq(i32::from(revocation.reason.code())),
             revocations::invalidity_date.eq(revocation.invalidity_date.map(unix_micros)),
+            // Copies the CRL reads without a join (see the crl_reads migration).
+            revocations::issuer.eq(&issuer),
+            revocations::not_after.eq(not_after),
         ))
         .execute(tx.conn)?;
     tx.audit(event)
@@ -77,9 +89,6 @@ pub(crate) fn next_crl_number(tx: &mut Tx<'_>, issuer: &str) -> Result<u64, OpEr
     u64::try_from(last).map_err(|e| corrupt("crl number", e).into())
 }
 
-/// serial, revoked_at, reason, invalidity_date, not_after.
-type RevokedRow = (String, i64, i32, Option<i64>, i64);
-
 /// issuer, status, not_after, revoked_at, reason.
 type StatusRow = (String, String, i64, Option<i64>, Option<i32>);
 
@@ -90,35 +99,150 @@ fn reason(code: i32) -> Result<Reason, StoreError> {
         .ok_or_else(|| corrupt("revocation reason", code))
 }
 
-/// The issuer's revoked certificates whose notAfter is not before `now`, by serial.
-pub(crate) fn revoked_unexpired(
+fn crl_entry(
+    serial: &str,
+    at: i64,
+    code: i32,
+    invalidity: Option<i64>,
+) -> Result<CrlEntry, StoreError> {
+    CrlEntry::from_hex(
+        serial.as_bytes(),
+        reason(code)?,
+        from_unix_micros(at),
+        invalidity.map(from_unix_micros),
+    )
+    .map_err(|e| corrupt("serial", e))
+}
+
+/// What `issuer`'s next CRL lists at `now`, in one read-only snapshot (SQLite: one read
+/// transaction of the WAL; PostgreSQL: REPEATABLE READ), so a revocation committed meanwhile
+/// is either in both the list and the count or in neither.
+///
+/// The list is streamed row by row into fixed-size entries (no row structs, no second copy),
+/// in serial order from one sequential scan of the `revocations_crl` covering index (no
+/// join). The count is a separate query over `certificates` alone (their status), which the
+/// CRL's self-check compares with the list. The CA certificates this issuer revoked come
+/// from `ca_revocations`.
+pub(crate) fn crl_entries(
     conn: &mut AnyConnection,
     issuer: &str,
     now: SystemTime,
-) -> Result<Vec<RevokedEntry>, StoreError> {
-    let rows: Vec<RevokedRow> = certificates::table
-        .inner_join(revocations::table)
-        .filter(certificates::issuer.eq(issuer))
-        .filter(certificates::status.eq(CertStatus::Revoked.as_str()))
-        .filter(certificates::not_after.ge(unix_micros(now)))
-        .order(certificates::serial.asc())
+) -> Result<CrlList, StoreError> {
+    let now = unix_micros(now);
+    conn.transaction::<_, OpError, _>(|conn| {
+        if let AnyConnection::Postgres(_) = conn {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(conn)?;
+        }
+        let counted: i64 = certificates::table
+            .filter(certificates::issuer.eq(issuer))
+            .filter(certificates::status.eq(CertStatus::Revoked.as_str()))
+            .filter(certificates::not_after.ge(now))
+            .count()
+            .get_result(conn)?;
+        let counted = u64::try_from(counted).map_err(|e| corrupt("count", e))?;
+        let cas: Vec<(String, i64, i32)> = ca_revocations::table
+            .filter(ca_revocations::parent.eq(issuer))
+            .filter(ca_revocations::not_after.ge(now))
+            .select((
+                ca_revocations::serial,
+                ca_revocations::revoked_at,
+                ca_revocations::reason,
+            ))
+            .load(conn)?;
+        let mut entries = Vec::with_capacity(usize::try_from(counted).unwrap_or(0) + cas.len());
+        let rows = revocations::table
+            .filter(revocations::issuer.eq(issuer))
+            .filter(revocations::not_after.ge(now))
+            .order(revocations::serial.asc())
+            .select((
+                revocations::serial,
+                revocations::revoked_at,
+                revocations::reason,
+                revocations::invalidity_date,
+            ))
+            .load_iter::<(String, i64, i32, Option<i64>), DefaultLoadingMode>(conn)?;
+        for row in rows {
+            let (serial, at, code, invalidity) = row?;
+            entries.push(crl_entry(&serial, at, code, invalidity)?);
+        }
+        for (serial, at, code) in &cas {
+            entries.push(crl_entry(serial, *at, *code, None)?);
+        }
+        Ok(CrlList {
+            entries,
+            counted: counted + cas.len() as u64,
+        })
+    })
+    .map_err(StoreError::from)
+}
+
+/// Records a CA certificate's revocation by its parent. Decides (`Conflict`) before
+/// writing anything, as the writer requires.
+pub(crate) fn revoke_ca(
+    tx: &mut Tx<'_>,
+    revocation: &CaRevocation,
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    let parent = revocation.parent.as_str();
+    let serial = revocation.serial.as_str();
+    let already: i64 = ca_revocations::table
+        .filter(ca_revocations::parent.eq(parent))
+        .filter(ca_revocations::serial.eq(serial))
+        .count()
+        .get_result(tx.conn)?;
+    if already > 0 {
+        return Err(StoreError::Conflict(format!(
+            "the certificate of CA {} (serial {serial}) is already revoked",
+            revocation.ca
+        ))
+        .into());
+    }
+    diesel::insert_into(ca_revocations::table)
+        .values((
+            ca_revocations::parent.eq(parent),
+            ca_revocations::serial.eq(serial),
+            ca_revocations::ca.eq(revocation.ca.as_str()),
+            ca_revocations::not_after.eq(unix_micros(revocation.not_after)),
+            ca_revocations::revoked_at.eq(unix_micros(revocation.revoked_at)),
+            ca_revocations::reason.eq(i32::from(revocation.reason.code())),
+            ca_revocations::revoked_by.eq(&revocation.revoked_by),
+        ))
+        .execute(tx.conn)?;
+    tx.audit(event)
+}
+
+/// parent, serial, ca, not_after, revoked_at, reason, revoked_by.
+type CaRevocationRow = (String, String, String, i64, i64, i32, String);
+
+/// Every revoked CA certificate, oldest revocation first.
+pub(crate) fn ca_revocations(conn: &mut AnyConnection) -> Result<Vec<CaRevocation>, StoreError> {
+    let rows: Vec<CaRevocationRow> = ca_revocations::table
+        .order((
+            ca_revocations::revoked_at.asc(),
+            ca_revocations::serial.asc(),
+        ))
         .select((
-            certificates::serial,
-            revocations::revoked_at,
-            revocations::reason,
-            revocations::invalidity_date,
-            certificates::not_after,
+            ca_revocations::parent,
+            ca_revocations::serial,
+            ca_revocations::ca,
+            ca_revocations::not_after,
+            ca_revocations::revoked_at,
+            ca_revocations::reason,
+            ca_revocations::revoked_by,
         ))
         .load(conn)
         .map_err(db_error)?;
     rows.into_iter()
-        .map(|(serial, at, code, invalidity, not_after)| {
-            Ok(RevokedEntry {
+        .map(|(parent, serial, ca, not_after, at, code, by)| {
+            Ok(CaRevocation {
+                ca: IssuerId::new(&ca).map_err(|e| corrupt("issuer id", e))?,
+                parent: IssuerId::new(&parent).map_err(|e| corrupt("issuer id", e))?,
                 serial: Serial::parse(&serial).map_err(|e| corrupt("serial", e))?,
-                revoked_at: from_unix_micros(at),
-                reason: reason(code)?,
-                invalidity_date: invalidity.map(from_unix_micros),
                 not_after: from_unix_micros(not_after),
+                reason: reason(code)?,
+                revoked_at: from_unix_micros(at),
+                revoked_by: by,
             })
         })
         .collect()

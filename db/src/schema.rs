@@ -99,6 +99,20 @@ diesel::table! {
         revoked_at -> BigInt,
         reason -> Integer,
         invalidity_date -> Nullable<BigInt>,
+        issuer -> Text,
+        not_after -> BigInt,
+    }
+}
+
+diesel::table! {
+    ca_revocations (parent, serial) {
+        parent -> Text,
+        serial -> Text,
+        ca -> Text,
+        not_after -> BigInt,
+        revoked_at -> BigInt,
+        reason -> Integer,
+        revoked_by -> Text,
     }
 }
 

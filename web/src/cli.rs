@@ -86,6 +86,9 @@ pub enum Command {
     /// Revoke a certificate (officer): recorded and audited; the next CRL and OCSP
     /// responses say so.
     Revoke(crate::revoke::RevokeArgs),
+    /// Revoke an issuing CA's certificate (officer; asks for confirmation unless --yes):
+    /// recorded and audited; its parent's next CRL lists it.
+    RevokeCa(crate::revoke::RevokeCaArgs),
     /// Certificate revocation lists.
     #[command(subcommand)]
     Crl(crate::revoke::CrlCommand),
@@ -232,6 +235,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => crate::serve::run(&cli, args),
         Command::Tokens(cmd) => crate::tokens::run(&cli, cmd),
         Command::Revoke(args) => crate::revoke::revoke(&cli, args),
+        Command::RevokeCa(args) => crate::revoke::revoke_ca(&cli, args),
         Command::Crl(cmd) => crate::revoke::crl(&cli, cmd),
         Command::Codesign(cmd) => crate::ops::codesign::run(&cli, cmd),
         Command::Users(cmd) => crate::users::run(&cli, cmd),

@@ -1,6 +1,7 @@
 //! `keyhold.toml`: the one config file, in the data directory.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ca_core::issuer::IssuerConfig;
@@ -29,6 +30,9 @@ pub struct Config {
     /// The audit log's checkpoint key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditConfig>,
+    /// How long CRLs and OCSP responses are valid.
+    #[serde(default, skip_serializing_if = "RevocationConfig::is_empty")]
+    pub revocation: RevocationConfig,
     /// The CAs, root first.
     pub issuers: Vec<IssuerConfig>,
     /// Approvals from distinct officers that sensitive operations need (none by default).
@@ -60,6 +64,69 @@ impl QuorumConfig {
             create_admin: self.create_admin,
             destroy_key: self.destroy_key,
         }
+    }
+}
+
+/// `[revocation]`: validity periods, as durations such as `"7d"`, `"36h"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// A CRL's thisUpdate to nextUpdate (default 7d). Served CRLs are regenerated well
+    /// before half of it has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_validity: Option<String>,
+    /// An OCSP response's thisUpdate to nextUpdate (default 4d). Cached responses are
+    /// re-signed well before half of it has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_validity: Option<String>,
+}
+
+impl RevocationConfig {
+    fn is_empty(&self) -> bool {
+        self.crl_validity.is_none() && self.ocsp_validity.is_none()
+    }
+}
+
+/// The validity periods in force, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocationTimes {
+    /// A CRL's thisUpdate to nextUpdate.
+    pub crl_validity: Duration,
+    /// An OCSP response's thisUpdate to nextUpdate.
+    pub ocsp_validity: Duration,
+}
+
+/// Default CRL validity (RFC 5280 leaves it to the CA; the issue asks for 7 days).
+pub const DEFAULT_CRL_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
+/// Default OCSP response validity.
+pub const DEFAULT_OCSP_VALIDITY: Duration = Duration::from_secs(4 * 86_400);
+/// The shortest validity accepted: responses and CRLs are refreshed every minute or so, and
+/// clients need time to fetch them before they expire.
+pub const MIN_VALIDITY: Duration = Duration::from_secs(3_600);
+/// The longest: a year (a CRL or response valid for longer hides a revocation for that long
+/// from anyone holding the old one).
+pub const MAX_VALIDITY: Duration = Duration::from_secs(366 * 86_400);
+
+impl RevocationConfig {
+    /// The validity periods, defaults filled in.
+    ///
+    /// Fails naming the key if a value is not a duration or is outside 1h to 366d.
+    pub fn times(&self) -> Result<RevocationTimes> {
+        let one = |key: &str, value: &Option<String>, default: Duration| -> Result<Duration> {
+            let Some(text) = value else {
+                return Ok(default);
+            };
+            let d = crate::ops::parse_duration(text)
+                .with_context(|| format!("[revocation] {key} = {text:?}"))?;
+            if d < MIN_VALIDITY || d > MAX_VALIDITY {
+                bail!("[revocation] {key} = {text:?}: must be between 1h and 366d");
+            }
+            Ok(d)
+        };
+        Ok(RevocationTimes {
+            crl_validity: one("crl_validity", &self.crl_validity, DEFAULT_CRL_VALIDITY)?,
+            ocsp_validity: one("ocsp_validity", &self.ocsp_validity, DEFAULT_OCSP_VALIDITY)?,
+        })
     }
 }
 
@@ -113,6 +180,7 @@ impl Config {
         if config.version != 1 {
             bail!("version = {} is not supported (use 1)", config.version);
         }
+        config.revocation.times()?;
         Ok(config)
     }
 
@@ -186,6 +254,40 @@ mod tests {
         let typo = text.replace("destroy_key = 2", "destroy_keys = 2");
         let err = format!("{:#}", Config::parse(&typo).unwrap_err());
         assert!(err.contains("destroy_keys"), "{err}");
+    }
+
+    #[test]
+    fn revocation_validity_comes_from_the_config_and_absurd_values_are_refused() {
+        let base = include_str!("../../keyhold.example.toml");
+        let defaults = Config::parse(base).unwrap().revocation.times().unwrap();
+        assert_eq!(defaults.crl_validity, DEFAULT_CRL_VALIDITY);
+        assert_eq!(defaults.ocsp_validity, DEFAULT_OCSP_VALIDITY);
+        let with = |section: &str| {
+            let text = base.replacen("[keystore]", &format!("{section}\n\n[keystore]"), 1);
+            Config::parse(&text)
+        };
+        let times = with("[revocation]\ncrl_validity = \"3d\"\nocsp_validity = \"36h\"")
+            .unwrap()
+            .revocation
+            .times()
+            .unwrap();
+        assert_eq!(times.crl_validity, Duration::from_secs(3 * 86_400));
+        assert_eq!(times.ocsp_validity, Duration::from_secs(36 * 3_600));
+        for (bad, needle) in [
+            (
+                "crl_validity = \"0d\"",
+                "crl_validity = \"0d\": must be between 1h and 366d",
+            ),
+            (
+                "ocsp_validity = \"400d\"",
+                "ocsp_validity = \"400d\": must be between",
+            ),
+            ("crl_validity = \"soon\"", "crl_validity = \"soon\""),
+            ("crl_lifetime = \"7d\"", "crl_lifetime"),
+        ] {
+            let err = format!("{:#}", with(&format!("[revocation]\n{bad}")).unwrap_err());
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
     }
 
     #[test]

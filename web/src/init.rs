@@ -328,6 +328,7 @@ fn write_outputs(
         audit: Some(AuditConfig {
             key: hierarchy.audit_key_uri.clone(),
         }),
+        revocation: crate::config::RevocationConfig::default(),
         issuers,
         quorum: Default::default(),
     };

@@ -32,13 +32,11 @@ use crate::state::AppState;
 pub const OCSP_RESPONSE: &str = "application/ocsp-response";
 /// CRL content type (RFC 2585).
 pub const CRL: &str = "application/pkix-crl";
-/// How long OCSP responses are valid (the CLI's default).
-pub const OCSP_VALIDITY: Duration = Duration::from_secs(4 * 86_400);
-/// thisUpdate to nextUpdate of served CRLs (the CLI's default).
-pub const CRL_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
 /// How long a served CRL is kept before it is regenerated. A revocation through this
 /// server's API drops its issuer's CRL at once; one made elsewhere (the CLI, another
-/// process sharing the database) shows within this.
+/// process sharing the database) shows within this. Far under half of the shortest CRL
+/// validity the config accepts (`[revocation] crl_validity`, at least an hour), so a
+/// served CRL is always republished before half its validity has passed.
 pub const CRL_REFRESH: Duration = Duration::from_secs(60);
 
 /// The most answers kept: two per certificate (its SHA-1 and SHA-256 CertIDs), about 1 KiB
@@ -343,9 +341,11 @@ pub fn spawn_presigner(
 }
 
 /// The latest CRL of each issuer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CrlCache {
     crls: Mutex<HashMap<String, CrlSlot>>,
+    /// thisUpdate to nextUpdate of the CRLs it makes.
+    validity: Duration,
 }
 
 /// One issuer's CRL: the last one signed, and whether it must be made again.
@@ -361,6 +361,14 @@ struct CrlSlot {
 }
 
 impl CrlCache {
+    /// An empty cache whose CRLs are valid for `validity`.
+    pub fn new(validity: Duration) -> Self {
+        CrlCache {
+            crls: Mutex::default(),
+            validity,
+        }
+    }
+
     /// Marks `issuer`'s CRL out of date: the next fetch generates a new one (and serves this
     /// one if that fails).
     pub fn invalidate(&self, issuer: &str) {
@@ -400,7 +408,7 @@ impl CrlCache {
                 return Ok(slot.crl.clone());
             }
         }
-        match crl::generate(store, issuer, now, CRL_VALIDITY) {
+        match crl::generate(store, issuer, now, self.validity) {
             Ok(crl) => {
                 let crl = Arc::new(crl);
                 crls.insert(

@@ -28,6 +28,20 @@ pub struct RevokeArgs {
     pub invalidity_date: Option<String>,
 }
 
+/// `keyhold revoke-ca`.
+#[derive(Debug, clap::Args)]
+pub struct RevokeCaArgs {
+    /// The issuing CA's id (as in keyhold.toml, e.g. issuing-ca).
+    pub issuer: String,
+    /// Why (RFC 5280): cACompromise, keyCompromise, superseded, cessationOfOperation or
+    /// affiliationChanged.
+    #[arg(long)]
+    pub reason: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
 /// `keyhold crl ...`.
 #[derive(Debug, Subcommand)]
 pub enum CrlCommand {
@@ -42,9 +56,10 @@ pub enum CrlCommand {
         /// Write PEM instead of DER.
         #[arg(long)]
         pem: bool,
-        /// Days from thisUpdate to nextUpdate.
-        #[arg(long, default_value_t = 7)]
-        days: u32,
+        /// Days from thisUpdate to nextUpdate (default: `[revocation] crl_validity` in
+        /// keyhold.toml, else 7).
+        #[arg(long)]
+        days: Option<u32>,
     },
 }
 
@@ -84,6 +99,80 @@ pub fn revoke(cli: &Cli, args: &RevokeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `keyhold revoke-ca`: records that an issuing CA's certificate is revoked, with its audit
+/// entry, so its parent's CRL lists it. Asks the operator to type the CA's id unless
+/// `--yes`. The revoking officer is the OS user running the command.
+///
+/// Fails on an unknown issuer or reason, a root, a CA already revoked, a refused or
+/// unanswered confirmation, or a database failure.
+pub fn revoke_ca(cli: &Cli, args: &RevokeCaArgs) -> Result<ExitCode> {
+    use ca_core::issuer::IssuerId;
+    use ca_core::x509::SignedCert;
+    let reason = Reason::parse(&args.reason)?;
+    let config = Config::load(&cli.data_dir)?;
+    let id = IssuerId::new(&args.issuer).map_err(anyhow::Error::msg)?;
+    let mut certs = Vec::new();
+    for issuer in &config.issuers {
+        let path = cli.data_dir.join(&issuer.ca.certificate);
+        let pem =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let cert = SignedCert::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+        certs.push(cert);
+    }
+    let cas: Vec<revocation::ConfiguredCa<'_>> = config
+        .issuers
+        .iter()
+        .zip(&certs)
+        .map(|(i, cert)| revocation::ConfiguredCa {
+            id: &i.id,
+            parent: i.parent.as_ref(),
+            cert,
+        })
+        .collect();
+    let Some(ca) = cas.iter().find(|c| c.id == &id) else {
+        return Err(anyhow!("no issuer {:?} in keyhold.toml", args.issuer));
+    };
+    if !args.yes {
+        use std::io::{BufRead, Write};
+        print!(
+            "Revoke the certificate of CA {id} ({}, serial {}) for {reason}? Every certificate \
+             it issued stops validating once relying parties fetch the new CRL; this cannot \
+             be undone. Type the CA's id to confirm: ",
+            ca.cert.subject(),
+            ca.cert.serial_hex()
+        );
+        std::io::stdout().flush().ok();
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the confirmation")?;
+        if line.trim() != id.as_str() {
+            return Err(anyhow!(
+                "not confirmed: nothing was revoked (type the CA's id, or pass --yes)"
+            ));
+        }
+    }
+    let db = open_db(cli, &config)?;
+    let done = revocation::revoke_ca(
+        db.as_ref(),
+        &cas,
+        &id,
+        reason,
+        &cli_actor(),
+        "cli",
+        SystemTime::now(),
+    )?;
+    println!(
+        "revoked the certificate of CA {id} (serial {}) at {} ({reason}); the next CRL of {} lists it",
+        done.serial,
+        humantime(done.revoked_at),
+        done.parent
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `keyhold crl ...`.
 ///
 /// Fails if the issuer is unknown, the key store or database fails, or the CRL does not pass
@@ -96,16 +185,19 @@ pub fn crl(cli: &Cli, cmd: &CrlCommand) -> Result<ExitCode> {
             pem,
             days,
         } => {
-            if !(1..=366).contains(days) {
+            if days.is_some_and(|d| !(1..=366).contains(&d)) {
                 return Err(anyhow!("--days must be between 1 and 366"));
             }
             let (config, _keys, issuers) = load_issuers(cli)?;
+            let validity = match days {
+                Some(d) => Duration::from_secs(u64::from(*d) * 86_400),
+                None => config.revocation.times()?.crl_validity,
+            };
             let issuer = issuers
                 .iter()
                 .find(|i| i.id.as_str() == issuer)
                 .ok_or_else(|| anyhow!("no issuer {issuer:?} in keyhold.toml"))?;
             let db = open_db(cli, &config)?;
-            let validity = Duration::from_secs(u64::from(*days) * 86_400);
             let signed = crl::generate(db.as_ref(), issuer, SystemTime::now(), validity)?;
             let bytes = if *pem {
                 signed.to_pem()?.into_bytes()
@@ -161,9 +253,10 @@ pub struct OcspRespondArgs {
     /// Where to write the DER OCSPResponse.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Days from thisUpdate to nextUpdate.
-    #[arg(long, default_value_t = 4)]
-    pub days: u32,
+    /// Days from thisUpdate to nextUpdate (default: `[revocation] ocsp_validity` in
+    /// keyhold.toml, else 4).
+    #[arg(long)]
+    pub days: Option<u32>,
 }
 
 /// `keyhold ocsp respond`: the responder the server runs, on one request from a file.
@@ -174,7 +267,7 @@ pub struct OcspRespondArgs {
 /// response cannot be written.
 pub fn ocsp_respond(cli: &Cli, args: &OcspRespondArgs) -> Result<ExitCode> {
     use ca_core::revocation::ocsp::{self, OcspResponder, ResponseStatus};
-    if !(1..=366).contains(&args.days) {
+    if args.days.is_some_and(|d| !(1..=366).contains(&d)) {
         return Err(anyhow!("--days must be between 1 and 366"));
     }
     let request = match (&args.request, &args.get) {
@@ -184,7 +277,10 @@ pub fn ocsp_respond(cli: &Cli, args: &OcspRespondArgs) -> Result<ExitCode> {
     };
     let (config, _keys, issuers) = load_issuers(cli)?;
     let db = open_db(cli, &config)?;
-    let validity = Duration::from_secs(u64::from(args.days) * 86_400);
+    let validity = match args.days {
+        Some(d) => Duration::from_secs(u64::from(d) * 86_400),
+        None => config.revocation.times()?.ocsp_validity,
+    };
     let responder = OcspResponder::new(&issuers, db, validity)?;
     let answer = responder.answer(&request, SystemTime::now());
     replace_file(&args.out, &answer.der)?;

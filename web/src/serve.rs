@@ -249,7 +249,8 @@ pub fn load_state(cli: &Cli, config_file: Option<&std::path::Path>) -> Result<Ap
             p.join("\n  - ")
         )
     })?;
-    let mut state = AppState::new(Arc::new(ca), db, keys, metrics)?;
+    let times = config.revocation.times()?;
+    let mut state = AppState::new(Arc::new(ca), db, keys, metrics, times)?;
     state.quorum = config.quorum.policy();
     Ok(state)
 }

@@ -114,6 +114,7 @@ impl AppState {
         db: Arc<db::Db>,
         keys: Arc<dyn KeyStore>,
         metrics: Arc<crate::metrics::Metrics>,
+        times: crate::config::RevocationTimes,
     ) -> Result<Self> {
         let mut files = HashMap::new();
         let issuers = ca.issuers();
@@ -142,7 +143,7 @@ impl AppState {
         let ocsp = ca_core::revocation::ocsp::OcspResponder::new(
             issuers,
             db.clone(),
-            crate::revocation::OCSP_VALIDITY,
+            times.ocsp_validity,
         )?;
         let codesign = ca_core::codesign::Codesign::new(
             keys.clone(),
@@ -158,7 +159,7 @@ impl AppState {
         Ok(AppState {
             codesign: Arc::new(codesign),
             ocsp: Arc::new(ocsp),
-            crls: Arc::default(),
+            crls: Arc::new(crate::revocation::CrlCache::new(times.crl_validity)),
             ocsp_cache: Arc::default(),
             dashboard_counts: Arc::default(),
             token_uses: Arc::default(),

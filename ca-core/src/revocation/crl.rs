@@ -20,7 +20,7 @@ use x509_cert::ext::pkix::{CrlNumber, CrlReason};
 use super::{Reason, RevocationError};
 use crate::issuer::Issuer;
 use crate::keystore::{self, SigAlg, Signer};
-use crate::store::{RevokedEntry, Serial, Store};
+use crate::store::{CrlEntry, CrlList, Serial, Store};
 use crate::x509::{self, SignedCert, X509Error};
 
 /// How long a CRL is valid by default (thisUpdate to nextUpdate).
@@ -69,9 +69,9 @@ pub struct CrlParams {
 /// Builds and signs a v2 CRL for the issuer whose certificate is `issuer_cert`, listing
 /// `entries` in the order given.
 ///
-/// The entries are written straight to DER, one after another, rather than through
-/// x509-cert's structures: a million-entry CRL then costs about 45 octets per entry in one
-/// buffer instead of several allocations each.
+/// The entries are written straight to DER, one after another, into the one buffer that
+/// becomes the CRL, rather than through x509-cert's structures: a million-entry CRL then
+/// costs about 50 octets per entry and no allocation per entry.
 ///
 /// Fails if an entry or time does not encode, the key store cannot sign, or the signature
 /// does not verify with the signer's public key.
@@ -79,7 +79,26 @@ pub fn build(
     issuer_cert: &SignedCert,
     signer: &dyn Signer,
     params: &CrlParams,
-    entries: &[RevokedEntry],
+    entries: &[CrlEntry],
+) -> Result<SignedCrl, X509Error> {
+    let crl = sign_unverified(issuer_cert, signer, params, entries)?;
+    let parsed = ParsedCrl::parse(&crl.der)?;
+    keystore::verify(
+        signer.algorithm(),
+        signer.public_key(),
+        parsed.tbs,
+        &parsed.signature,
+    )?;
+    Ok(crl)
+}
+
+/// [`build`] without checking the signature: for [`generate`], whose [`self_check`] checks it
+/// (each check hashes the whole CRL again).
+fn sign_unverified(
+    issuer_cert: &SignedCert,
+    signer: &dyn Signer,
+    params: &CrlParams,
+    entries: &[CrlEntry],
 ) -> Result<SignedCrl, X509Error> {
     let next_update = params.this_update + params.validity;
     let algorithm = AlgorithmIdentifierOwned {
@@ -88,13 +107,10 @@ pub fn build(
         parameters: None,
     }
     .to_der()?;
-    let mut revoked = Vec::with_capacity(entries.len() * 48);
-    for entry in entries {
-        write_entry(&mut revoked, entry)?;
-    }
     let mut extensions = Vec::new();
     extensions.extend(authority_key_id(issuer_cert, signer)?.to_der()?);
     extensions.extend(x509::to_ext(false, &CrlNumber::try_from(params.number)?)?.to_der()?);
+    let extensions = tlv(0xa0, &tlv(0x30, &extensions));
 
     // TBSCertList (RFC 5280 5.1): version v2, signature, issuer, thisUpdate, nextUpdate,
     // revokedCertificates (absent, not empty, when nothing is revoked: 5.1.2.6),
@@ -103,30 +119,55 @@ pub fn build(
     let issuer = issuer_cert.cert.tbs_certificate().subject().to_der()?;
     let this_update = x509::x509_time(params.this_update)?.to_der()?;
     let next = x509::x509_time(next_update)?.to_der()?;
-    let revoked_header = if revoked.is_empty() {
+    let mut revoked_len = 0usize;
+    for entry in entries {
+        revoked_len += entry_len(entry)?;
+    }
+    let revoked_header = if entries.is_empty() {
         Vec::new()
     } else {
-        header(0x30, revoked.len())
+        header(0x30, revoked_len)
     };
-    let extensions = tlv(0xa0, &tlv(0x30, &extensions));
-    let parts: [&[u8]; 8] = [
+    let fixed: [&[u8]; 6] = [
         &version,
         &algorithm,
         &issuer,
         &this_update,
         &next,
         &revoked_header,
-        &revoked,
-        &extensions,
     ];
-    let tbs = concat(0x30, &parts);
-    drop(revoked);
-    let signature = signer.sign(&tbs)?;
-    keystore::verify(signer.algorithm(), signer.public_key(), &tbs, &signature)?;
+    let tbs_content = fixed.iter().map(|p| p.len()).sum::<usize>() + revoked_len + extensions.len();
+    let tbs_header = header(0x30, tbs_content);
+
+    // One buffer: room for the outer header (at most 9 octets), the TBS, then the algorithm
+    // and the signature (an ECDSA signature is under 160 octets).
+    const GAP: usize = 9;
+    let mut out = Vec::with_capacity(GAP + tbs_header.len() + tbs_content + algorithm.len() + 160);
+    out.resize(GAP, 0);
+    out.extend_from_slice(&tbs_header);
+    for part in fixed {
+        out.extend_from_slice(part);
+    }
+    let before = out.len();
+    for entry in entries {
+        write_entry(&mut out, entry)?;
+    }
+    if out.len() - before != revoked_len {
+        return Err(X509Error::Encoding(
+            "the CRL entries' length was miscounted".into(),
+        ));
+    }
+    out.extend_from_slice(&extensions);
+    let signature = signer.sign(&out[GAP..])?;
     let bits = BitString::from_bytes(&signature)?.to_der()?;
-    let der = concat(0x30, &[&tbs, &algorithm, &bits]);
+    let outer = header(0x30, out.len() - GAP + algorithm.len() + bits.len());
+    out.extend_from_slice(&algorithm);
+    out.extend_from_slice(&bits);
+    let start = GAP - outer.len();
+    out[start..GAP].copy_from_slice(&outer);
+    out.drain(..start);
     Ok(SignedCrl {
-        der,
+        der: out,
         number: params.number,
         this_update: params.this_update,
         next_update,
@@ -149,73 +190,63 @@ fn header(tag: u8, len: usize) -> Vec<u8> {
 }
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    concat(tag, &[content])
+    let mut out = header(tag, content.len());
+    out.extend_from_slice(content);
+    out
 }
 
-/// One TLV whose content is `parts` in order, copied once.
-fn concat(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let len = parts.iter().map(|p| p.len()).sum();
-    let mut out = header(tag, len);
-    out.reserve(len);
-    for p in parts {
-        out.extend_from_slice(p);
+/// extnID 2.5.29.21, extnValue OCTET STRING { ENUMERATED code }.
+const REASON_EXT_LEN: usize = 12;
+/// extnID 2.5.29.24, extnValue OCTET STRING { GeneralizedTime (17 octets with its header) }.
+const INVALIDITY_EXT_LEN: usize = 26;
+
+/// The parts of one entry: the INTEGER content of its serial (with DER's leading zero when
+/// the top bit is set), in a stack buffer, and the length of its extensions' content.
+fn entry_parts(entry: &CrlEntry) -> Result<([u8; 21], usize, Option<u8>, usize), X509Error> {
+    let octets = entry.serial_octets();
+    if octets.is_empty() || octets.len() > 20 {
+        return Err(X509Error::Encoding(format!(
+            "serial {} is not 1 to 20 octets",
+            entry.serial()
+        )));
     }
-    out
+    let mut serial = [0u8; 21];
+    let pad = usize::from(octets[0] & 0x80 != 0); // DER: a leading zero keeps it positive.
+    serial[pad..pad + octets.len()].copy_from_slice(octets);
+    // RFC 5280 5.3.1: omit the reason code rather than write unspecified.
+    let reason = (entry.reason != Reason::Unspecified).then(|| entry.reason.code());
+    let ext_len = reason.map_or(0, |_| REASON_EXT_LEN)
+        + entry.invalidity_date.map_or(0, |_| INVALIDITY_EXT_LEN);
+    Ok((serial, pad + octets.len(), reason, ext_len))
+}
+
+/// How many octets [`write_entry`] writes for `entry`.
+fn entry_len(entry: &CrlEntry) -> Result<usize, X509Error> {
+    let (_, serial_len, _, ext_len) = entry_parts(entry)?;
+    let mut date = [0u8; 17];
+    let date_len = encode_time(&mut date, entry.revoked_at, false)?.len();
+    let content = 2 + serial_len + date_len + if ext_len > 0 { 2 + ext_len } else { 0 };
+    Ok(2 + content)
 }
 
 /// Appends one revokedCertificates entry: SEQUENCE { userCertificate, revocationDate,
 /// crlEntryExtensions OPTIONAL }, written without intermediate allocations (this loop is the
 /// cost of a large CRL). A unit test checks the bytes against x509-cert's own encoding.
-fn write_entry(out: &mut Vec<u8>, entry: &RevokedEntry) -> Result<(), X509Error> {
+fn write_entry(out: &mut Vec<u8>, entry: &CrlEntry) -> Result<(), X509Error> {
     // userCertificate: a positive INTEGER, at most 20 octets (RFC 5280 4.1.2.2).
-    let mut serial = [0u8; 21];
-    let hex = entry.serial.as_str().as_bytes();
-    let n = hex.len() / 2;
-    if n == 0 || n > 20 || !hex.len().is_multiple_of(2) {
-        return Err(X509Error::Encoding(format!(
-            "serial {} is not 1 to 20 octets",
-            entry.serial
-        )));
-    }
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        match (digit(pair[0]), digit(pair[1])) {
-            (Some(hi), Some(lo)) => serial[1 + i] = hi << 4 | lo,
-            _ => {
-                return Err(X509Error::Encoding(format!(
-                    "serial {} is not hex",
-                    entry.serial
-                )));
-            }
-        }
-    }
-    let mut first = 1;
-    while first < n && serial[first] == 0 {
-        first += 1;
-    }
-    if serial[first] & 0x80 != 0 {
-        first -= 1; // DER: a leading zero keeps it positive.
-    }
-    let serial = &serial[first..=n];
-
+    let (serial, serial_len, reason, ext_len) = entry_parts(entry)?;
+    let serial = &serial[..serial_len];
     let mut date = [0u8; 17];
     let date = encode_time(&mut date, entry.revoked_at, false)?;
-    // RFC 5280 5.3.1: omit the reason code rather than write unspecified.
-    let reason = (entry.reason != Reason::Unspecified).then(|| entry.reason.code());
     let mut invalidity = [0u8; 17];
     let invalidity = entry
         .invalidity_date
         .map(|t| encode_time(&mut invalidity, t, true))
         .transpose()?;
-
-    // extnID 2.5.29.21, extnValue OCTET STRING { ENUMERATED code }.
-    const REASON_EXT_LEN: usize = 12;
-    // extnID 2.5.29.24, extnValue OCTET STRING { GeneralizedTime (17 octets with its header) }.
-    const INVALIDITY_EXT_LEN: usize = 26;
-    let ext_len =
-        reason.map_or(0, |_| REASON_EXT_LEN) + invalidity.map_or(0, |_| INVALIDITY_EXT_LEN);
     let content = 2 + serial.len() + date.len() + if ext_len > 0 { 2 + ext_len } else { 0 };
-    out.extend(header(0x30, content));
+    // At most 2 + 21 + 17 + 2 + 38 octets: always a one-octet length.
+    out.push(0x30);
+    out.push(content as u8);
     out.push(0x02);
     out.push(serial.len() as u8);
     out.extend_from_slice(serial);
@@ -324,17 +355,20 @@ pub(crate) fn generalized_time(t: SystemTime) -> Result<GeneralizedTime, X509Err
 /// Compares a CRL with what the database says the issuer has revoked: the CRL must parse
 /// (with x509-cert's decoder, not the encoder that wrote it), be signed by `issuer_cert`'s
 /// key, name it as issuer, and list every entry of `expected` exactly once with the same
-/// revocation date, reason and invalidity date, and nothing else.
+/// revocation date, reason and invalidity date, and nothing else; and `expected` must hold
+/// `counted` distinct serials (the database's separate count of what the CRL must list).
 ///
-/// The entries are decoded one at a time and compared in order (a CRL from [`build`] lists
-/// them in the order given); only when that fails is the whole list indexed, to name every
+/// `expected` must be sorted by serial octets (as [`generate`] sorts it): the entries are
+/// then decoded one at a time and compared in order, and strictly increasing serials prove
+/// each is listed once. Only when that fails is the whole list indexed, to name every
 /// difference.
 ///
 /// Fails with [`RevocationError::CrlMismatch`] listing every difference found.
 pub fn self_check(
     crl_der: &[u8],
     issuer_cert: &SignedCert,
-    expected: &[RevokedEntry],
+    expected: &[CrlEntry],
+    counted: u64,
 ) -> Result<(), RevocationError> {
     let mismatch = |problems: Vec<String>| RevocationError::CrlMismatch {
         issuer: issuer_cert.subject(),
@@ -349,17 +383,25 @@ pub fn self_check(
     if &parsed.issuer != issuer_cert.cert.tbs_certificate().subject() {
         problems.push("its issuer is not the issuer certificate's subject".into());
     }
+    if expected.len() as u64 != counted {
+        problems.push(format!(
+            "the database counts {counted} unexpired revoked certificate(s) but its list holds {}",
+            expected.len()
+        ));
+    }
     let mut entries = parsed
         .entries()
         .map_err(|e| mismatch(vec![format!("its entries do not parse: {e}")]))?;
-    let in_order = expected
-        .iter()
-        .all(|want| matches!(entries.next(), Some(Ok(got)) if same_entry(want, &got)))
-        && entries.next().is_none();
+    let mut previous: Option<&[u8]> = None;
+    let in_order = expected.iter().all(|want| {
+        let increasing = previous.is_none_or(|p| p < want.serial_octets());
+        previous = Some(want.serial_octets());
+        increasing && matches!(entries.next(), Some(Ok(got)) if same_entry(want, &got))
+    }) && entries.next().is_none();
     if !in_order {
         problems.extend(differences(&parsed, expected));
         if problems.is_empty() {
-            problems.push("its entries are not in the order the database gave".into());
+            problems.push("its entries are not in serial order".into());
         }
     }
     if problems.is_empty() {
@@ -370,7 +412,7 @@ pub fn self_check(
 }
 
 /// Every difference between the CRL's entries and `expected`, in any order (the slow path).
-fn differences(parsed: &ParsedCrl<'_>, expected: &[RevokedEntry]) -> Vec<String> {
+fn differences(parsed: &ParsedCrl<'_>, expected: &[CrlEntry]) -> Vec<String> {
     let mut problems = Vec::new();
     let mut listed: HashMap<String, (usize, RevokedCert)> = HashMap::new();
     match parsed.entries() {
@@ -393,20 +435,24 @@ fn differences(parsed: &ParsedCrl<'_>, expected: &[RevokedEntry]) -> Vec<String>
             }
         }
     }
+    let mut seen = std::collections::HashSet::new();
     for want in expected {
-        match listed.remove(want.serial.as_str()) {
-            None => problems.push(format!("revoked certificate {} is missing", want.serial)),
+        let serial = want.serial();
+        if !seen.insert(serial.clone()) {
+            problems.push(format!(
+                "certificate {serial} is revoked more than once in the database's list"
+            ));
+            continue;
+        }
+        match listed.remove(serial.as_str()) {
+            None => problems.push(format!("revoked certificate {serial} is missing")),
             Some((count, got)) => {
                 if count > 1 {
-                    problems.push(format!(
-                        "certificate {} is listed {count} times",
-                        want.serial
-                    ));
+                    problems.push(format!("certificate {serial} is listed {count} times"));
                 }
                 if !same_entry(want, &got) {
                     problems.push(format!(
-                        "certificate {}: its date, reason or invalidity date differs",
-                        want.serial
+                        "certificate {serial}: its date, reason or invalidity date differs"
                     ));
                 }
             }
@@ -423,7 +469,7 @@ fn differences(parsed: &ParsedCrl<'_>, expected: &[RevokedEntry]) -> Vec<String>
 }
 
 /// Whether a decoded CRL entry says what the database row says.
-fn same_entry(want: &RevokedEntry, got: &RevokedCert) -> bool {
+fn same_entry(want: &CrlEntry, got: &RevokedCert) -> bool {
     let whole = |t: SystemTime| {
         t.duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -451,7 +497,13 @@ fn same_entry(want: &RevokedEntry, got: &RevokedCert) -> bool {
             return false;
         }
     }
-    Serial::from_bytes(got.serial_number.as_bytes()) == want.serial
+    let serial = got.serial_number.as_bytes();
+    // The INTEGER's content, without DER's leading zero octet for a set top bit.
+    let serial = match serial {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        s => s,
+    };
+    serial == want.serial_octets()
         && whole(got.revocation_date.to_system_time()) == whole(want.revoked_at)
         && reason == want.reason
         && invalidity == want.invalidity_date.map(whole)
@@ -553,8 +605,9 @@ impl<'a> ParsedCrl<'a> {
 }
 
 /// Makes `issuer`'s next full CRL at `now`: allocates its CRL number, reads every unexpired
-/// revoked certificate from `store`, signs through the key store, and runs [`self_check`]
-/// against the list it read.
+/// revoked certificate (for a root, also every revoked CA certificate it signed) from
+/// `store` with their separate count, sorts them by serial, signs through the key store, and
+/// runs [`self_check`] against the list and count it read.
 ///
 /// Fails if the store or key store fails, or the self-check finds a difference (the CRL is
 /// then not returned, so it cannot be published).
@@ -565,8 +618,13 @@ pub fn generate(
     validity: Duration,
 ) -> Result<SignedCrl, RevocationError> {
     let number = store.next_crl_number(&issuer.id)?;
-    let entries = store.revoked_unexpired(&issuer.id, now)?;
-    let crl = build(
+    let CrlList {
+        mut entries,
+        counted,
+    } = store.crl_entries(&issuer.id, now)?;
+    // Usually sorted already (the database reads in serial order): then this is one pass.
+    entries.sort_unstable_by(|a, b| a.serial_octets().cmp(b.serial_octets()));
+    let crl = sign_unverified(
         &issuer.ca.cert,
         issuer.ca.signer.as_ref(),
         &CrlParams {
@@ -576,7 +634,7 @@ pub fn generate(
         },
         &entries,
     )?;
-    self_check(&crl.der, &issuer.ca.cert, &entries)?;
+    self_check(&crl.der, &issuer.ca.cert, &entries, counted)?;
     Ok(crl)
 }
 
@@ -592,13 +650,15 @@ pub(crate) mod tests {
     use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 
     /// x509-cert's own encoding of an entry, to check `write_entry` against.
-    fn serial_number(serial: &Serial) -> Result<x509_cert::serial_number::SerialNumber, X509Error> {
-        let bytes = hex::decode(serial.as_str())
-            .map_err(|e| X509Error::Encoding(format!("serial {serial}: {e}")))?;
-        Ok(x509_cert::serial_number::SerialNumber::new(&bytes)?)
+    fn serial_number(
+        entry: &CrlEntry,
+    ) -> Result<x509_cert::serial_number::SerialNumber, X509Error> {
+        Ok(x509_cert::serial_number::SerialNumber::new(
+            entry.serial_octets(),
+        )?)
     }
 
-    fn revoked_cert(entry: &RevokedEntry) -> Result<RevokedCert, X509Error> {
+    fn revoked_cert(entry: &CrlEntry) -> Result<RevokedCert, X509Error> {
         let mut extensions = Vec::new();
         // RFC 5280 5.3.1: omit the reason code rather than write unspecified.
         if entry.reason != Reason::Unspecified {
@@ -612,7 +672,7 @@ pub(crate) mod tests {
             });
         }
         Ok(RevokedCert {
-            serial_number: serial_number(&entry.serial)?,
+            serial_number: serial_number(entry)?,
             revocation_date: x509::x509_time(entry.revoked_at)?,
             crl_entry_extensions: (!extensions.is_empty()).then_some(extensions),
         })
@@ -681,14 +741,14 @@ pub(crate) mod tests {
         (cert, signer, store)
     }
 
-    fn entry(serial: &str, reason: Reason, invalidity: bool) -> RevokedEntry {
-        RevokedEntry {
-            serial: Serial::parse(serial).unwrap(),
-            revoked_at: t0() + Duration::from_secs(3600),
+    fn entry(serial: &str, reason: Reason, invalidity: bool) -> CrlEntry {
+        CrlEntry::from_hex(
+            serial.as_bytes(),
             reason,
-            invalidity_date: invalidity.then(|| t0() + Duration::from_secs(60)),
-            not_after: t0() + Duration::from_secs(90 * 86_400),
-        }
+            t0() + Duration::from_secs(3600),
+            invalidity.then(|| t0() + Duration::from_secs(60)),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -697,8 +757,8 @@ pub(crate) mod tests {
         let (cert, signer, _store) = test_ca(dir.path(), "CRL Test CA");
         let entries = vec![
             entry("01", Reason::KeyCompromise, true),
-            entry("ff00", Reason::Unspecified, false),
             entry("7f", Reason::Superseded, false),
+            entry("ff00", Reason::Unspecified, false),
         ];
         let crl = build(
             &cert,
@@ -711,7 +771,7 @@ pub(crate) mod tests {
             &entries,
         )
         .unwrap();
-        self_check(&crl.der, &cert, &entries).unwrap();
+        self_check(&crl.der, &cert, &entries, 3).unwrap();
         let parsed =
             CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&crl.der).unwrap();
         let tbs = &parsed.tbs_cert_list;
@@ -723,7 +783,7 @@ pub(crate) mod tests {
             assert_eq!(got, &revoked_cert(want).unwrap());
         }
         // Unspecified: no reason code extension at all.
-        assert!(listed[1].crl_entry_extensions.is_none());
+        assert!(listed[2].crl_entry_extensions.is_none());
         assert_eq!(listed[0].crl_entry_extensions.as_ref().unwrap().len(), 2);
         assert_eq!(crl.next_update, crl.this_update + DEFAULT_VALIDITY);
     }
@@ -752,13 +812,13 @@ pub(crate) mod tests {
             for serial in serials {
                 let t =
                     SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(700);
-                let entry = RevokedEntry {
-                    serial: Serial::parse(serial).unwrap(),
-                    revoked_at: t,
-                    reason: Reason::from_code([0, 1, 2, 3, 4, 5, 9][i % 7]).unwrap(),
-                    invalidity_date: (i % 2 == 0).then_some(t),
-                    not_after: t,
-                };
+                let entry = CrlEntry::from_hex(
+                    serial.as_bytes(),
+                    Reason::from_code([0, 1, 2, 3, 4, 5, 9][i % 7]).unwrap(),
+                    t,
+                    (i % 2 == 0).then_some(t),
+                )
+                .unwrap();
                 let mut written = Vec::new();
                 write_entry(&mut written, &entry).unwrap();
                 let expected = revoked_cert(&entry).unwrap().to_der().unwrap();
@@ -786,7 +846,7 @@ pub(crate) mod tests {
             entry("01", Reason::KeyCompromise, false),
             entry("02", Reason::Superseded, false),
         ];
-        let err = self_check(&crl.der, &cert, &expected)
+        let err = self_check(&crl.der, &cert, &expected, 2)
             .unwrap_err()
             .to_string();
         for needle in [
@@ -796,13 +856,45 @@ pub(crate) mod tests {
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
+        // A list shorter than the database's own count (rows the read missed) is refused,
+        // even when the CRL says exactly what the list says.
+        let crl = build(&cert, signer.as_ref(), &params, &expected).unwrap();
+        let err = self_check(&crl.der, &cert, &expected, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "the database counts 3 unexpired revoked certificate(s) but its list holds 2"
+            ),
+            "{err}"
+        );
+        self_check(&crl.der, &cert, &expected, 2).unwrap();
         // A CRL signed by another CA's key fails the signature check.
         let other = tempfile::tempdir().unwrap();
         let (other_cert, _, _) = test_ca(other.path(), "Other CA");
-        let err = self_check(&crl.der, &other_cert, &listed)
+        let err = self_check(&crl.der, &other_cert, &listed, 3)
             .unwrap_err()
             .to_string();
         assert!(err.contains("signature"), "{err}");
+    }
+
+    #[test]
+    fn entries_read_serials_in_any_spelling_as_one_number() {
+        let a = entry("00ff01", Reason::KeyCompromise, false);
+        let b = entry("ff01", Reason::KeyCompromise, false);
+        assert_eq!(a, b);
+        assert_eq!(a.serial_octets(), [0xff, 0x01]);
+        assert_eq!(a.serial().as_str(), "ff01");
+        assert_eq!(
+            entry("0000", Reason::Unspecified, false).serial_octets(),
+            [0]
+        );
+        for bad in ["", "0", "zz", &"01".repeat(21)] {
+            assert!(
+                CrlEntry::from_hex(bad.as_bytes(), Reason::Unspecified, t0(), None).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -823,7 +915,7 @@ pub(crate) mod tests {
         let parsed =
             CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&crl.der).unwrap();
         assert!(parsed.tbs_cert_list.revoked_certificates.is_none());
-        self_check(&crl.der, &cert, &[]).unwrap();
+        self_check(&crl.der, &cert, &[], 0).unwrap();
     }
 
     /// Build-and-sign time for a large CRL: `KEYHOLD_CRL_ENTRIES=1000000 cargo test -p
@@ -837,17 +929,15 @@ pub(crate) mod tests {
             .unwrap_or(100_000);
         let dir = tempfile::tempdir().unwrap();
         let (cert, signer, _store) = test_ca(dir.path(), "Scale CA");
-        let entries: Vec<RevokedEntry> = (0..n)
-            .map(|i| RevokedEntry {
-                serial: Serial::from_bytes(&(u128::from(i) | (1 << 126)).to_be_bytes()),
-                revoked_at: t0(),
-                reason: if i % 3 == 0 {
+        let entries: Vec<CrlEntry> = (0..n)
+            .map(|i| {
+                let serial = format!("{:032x}", u128::from(i) | (1 << 126));
+                let reason = if i % 3 == 0 {
                     Reason::Unspecified
                 } else {
                     Reason::KeyCompromise
-                },
-                invalidity_date: None,
-                not_after: t0(),
+                };
+                CrlEntry::from_hex(serial.as_bytes(), reason, t0(), None).unwrap()
             })
             .collect();
         let start = std::time::Instant::now();
@@ -863,7 +953,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         let built = start.elapsed();
-        self_check(&crl.der, &cert, &entries).unwrap();
+        self_check(&crl.der, &cert, &entries, n).unwrap();
         eprintln!(
             "{n} entries: {} octets, built and signed in {built:?}, checked in {:?}",
             crl.der.len(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use ca_core::audit::Action;
 use ca_core::issuer::IssuerId;
 use ca_core::revocation::Reason;
-use ca_core::store::{CertStatus, Revocation, Serial, Store, StoreError};
+use ca_core::store::{CaRevocation, CertStatus, CrlList, Revocation, Serial, Store, StoreError};
 
 use crate::support::*;
 
@@ -40,9 +40,11 @@ fn a_revocation_is_recorded_audited_and_listed_until_the_certificate_expires(b: 
     assert_eq!(last[0].action, "certificate.revoked");
     assert_eq!(last[0].object, format!("certificate:{s3}"));
 
-    let listed = b.db.revoked_unexpired(&issuer_id(), t0()).unwrap();
+    let list = b.db.crl_entries(&issuer_id(), t0()).unwrap();
+    assert_eq!(list.counted, 2);
+    let listed = list.entries;
     assert_eq!(
-        listed.iter().map(|e| e.serial.clone()).collect::<Vec<_>>(),
+        listed.iter().map(|e| e.serial()).collect::<Vec<_>>(),
         [s1.clone(), s3.clone()]
     );
     assert_eq!(listed[0].reason, Reason::KeyCompromise);
@@ -52,14 +54,13 @@ fn a_revocation_is_recorded_audited_and_listed_until_the_certificate_expires(b: 
 
     // After notAfter (90 days) the CRL no longer needs them (RFC 5280 3.3).
     let later = t0() + Duration::from_secs(91 * 86_400);
-    assert!(
-        b.db.revoked_unexpired(&issuer_id(), later)
-            .unwrap()
-            .is_empty()
+    assert_eq!(
+        b.db.crl_entries(&issuer_id(), later).unwrap(),
+        CrlList::default()
     );
     // Another issuer lists nothing.
     let other = IssuerId::new("other-ca").unwrap();
-    assert!(b.db.revoked_unexpired(&other, t0()).unwrap().is_empty());
+    assert_eq!(b.db.crl_entries(&other, t0()).unwrap(), CrlList::default());
 }
 
 fn revoking_twice_unknown_reserved_or_failed_serials_is_refused_and_not_audited(b: &Backend) {
@@ -108,10 +109,9 @@ fn revoking_twice_unknown_reserved_or_failed_serials_is_refused_and_not_audited(
     let mut late = revocation(&expired, Reason::KeyCompromise);
     late.revoked_at = t0() + Duration::from_secs(400 * 86_400);
     revoke(b, &late).unwrap();
-    assert!(
-        b.db.revoked_unexpired(&issuer_id(), late.revoked_at)
-            .unwrap()
-            .is_empty()
+    assert_eq!(
+        b.db.crl_entries(&issuer_id(), late.revoked_at).unwrap(),
+        CrlList::default()
     );
 
     // Only the reserve, fail, issue and revoke entries were added: refusals write nothing.
@@ -231,7 +231,53 @@ fn a_requester_revokes_only_its_own_certificates_and_never_for_ca_compromise(b: 
     );
 }
 
+fn a_revoked_ca_certificate_is_listed_by_its_parent_once_and_audited(b: &Backend) {
+    let root = IssuerId::new("root").unwrap();
+    let ca = CaRevocation {
+        ca: issuer_id(),
+        parent: root.clone(),
+        serial: Serial::parse("5a:01:02").unwrap(),
+        not_after: t0() + Duration::from_secs(3650 * 86_400),
+        reason: Reason::CaCompromise,
+        revoked_at: t0() + Duration::from_secs(60),
+        revoked_by: "cli:officer".into(),
+    };
+    let event = event(Action::CaRevoked, "issuer:issuing-ca");
+    b.db.revoke_ca(&ca, &event).unwrap();
+    let head = b.db.audit_head().unwrap().unwrap().0;
+    assert_eq!(
+        b.db.audit_entries(head, head).unwrap()[0].action,
+        "ca.revoked"
+    );
+
+    let list = b.db.crl_entries(&root, t0()).unwrap();
+    assert_eq!(list.counted, 1);
+    assert_eq!(list.entries.len(), 1);
+    assert_eq!(list.entries[0].serial(), ca.serial);
+    assert_eq!(list.entries[0].reason, Reason::CaCompromise);
+    assert_eq!(list.entries[0].revoked_at, ca.revoked_at);
+    // Not on the revoked CA's own CRL, and gone from the root's after it expires.
+    assert!(
+        b.db.crl_entries(&issuer_id(), t0())
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    let after = ca.not_after + Duration::from_secs(1);
+    assert_eq!(b.db.crl_entries(&root, after).unwrap(), CrlList::default());
+    assert_eq!(b.db.ca_revocations().unwrap(), std::slice::from_ref(&ca));
+
+    // Twice is a conflict, and writes no audit entry.
+    let again = b.db.revoke_ca(&ca, &event).unwrap_err();
+    assert!(
+        matches!(&again, StoreError::Conflict(m) if m.contains("already revoked")),
+        "{again}"
+    );
+    assert_eq!(b.db.audit_head().unwrap().unwrap().0, head);
+}
+
 on_both_backends!(
+    a_revoked_ca_certificate_is_listed_by_its_parent_once_and_audited,
     a_requester_revokes_only_its_own_certificates_and_never_for_ca_compromise,
     a_revocation_is_recorded_audited_and_listed_until_the_certificate_expires,
     revoking_twice_unknown_reserved_or_failed_serials_is_refused_and_not_audited,

@@ -21,10 +21,20 @@ pub(crate) struct Fixture {
 
 impl Fixture {
     pub(crate) fn new() -> Fixture {
+        Self::with_config("")
+    }
+
+    /// A fixture whose keyhold.toml ends with `extra` (TOML, e.g. a `[revocation]` table).
+    pub(crate) fn with_config(extra: &str) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         let r = run(crate::cli::keyhold(&dir).args(["init", "--demo"]));
         assert!(r.ok, "{}", r.stderr);
+        if !extra.is_empty() {
+            let path = dir.join("keyhold.toml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, format!("{text}\n{extra}\n")).unwrap();
+        }
         let cli = ca_web::cli::Cli::try_parse_from([
             "keyhold",
             "--data-dir",
@@ -1002,6 +1012,118 @@ async fn a_code_signing_key_signs_only_for_its_owner_over_the_api_and_openssl_ve
     assert_eq!(
         signed,
         [("carol".to_owned(), true), ("carol".to_owned(), true)]
+    );
+}
+
+/// Seconds since 1970 of a time as `openssl ... -text` prints it: `Nov 23 19:30:00 2026 GMT`.
+fn openssl_time(text: &str) -> i64 {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [month, day, hms, year, "GMT"] = parts[..] else {
+        panic!("not an openssl time: {text:?}");
+    };
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = months.iter().position(|x| *x == month).unwrap() as i64 + 1;
+    let (d, y): (i64, i64) = (day.parse().unwrap(), year.parse().unwrap());
+    let hms: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2]
+}
+
+/// thisUpdate to nextUpdate in seconds, from openssl's text with the two labels given.
+fn validity_secs(text: &str, this: &str, next: &str) -> i64 {
+    let find = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|v| openssl_time(v.trim()))
+            .unwrap_or_else(|| panic!("no {label:?} in {text}"))
+    };
+    find(next) - find(this)
+}
+
+#[actix_web::test]
+async fn crl_and_ocsp_validity_come_from_the_revocation_config() {
+    let fx = Fixture::with_config("[revocation]\ncrl_validity = \"2d\"\nocsp_validity = \"36h\"");
+    let app = app!(fx);
+    let work = fx.tmp.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(work)
+            .output()
+            .expect("openssl must be installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/crl/issuing-ca.crl")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    std::fs::write(work.join("served.crl"), test::read_body(res).await).unwrap();
+    let text = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        "served.crl",
+        "-noout",
+        "-text",
+    ]);
+    assert_eq!(
+        validity_secs(&text, "Last Update:", "Next Update:"),
+        2 * 86_400,
+        "{text}"
+    );
+
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/ca/issuing-ca.pem")
+            .to_request(),
+    )
+    .await;
+    std::fs::write(work.join("issuer.pem"), test::read_body(res).await).unwrap();
+    openssl(&[
+        "ocsp",
+        "-issuer",
+        "issuer.pem",
+        "-serial",
+        "0x0badc0de",
+        "-no_nonce",
+        "-reqout",
+        "req.der",
+    ]);
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/ocsp")
+            .insert_header(("Content-Type", "application/ocsp-request"))
+            .set_payload(std::fs::read(work.join("req.der")).unwrap())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    std::fs::write(work.join("resp.der"), test::read_body(res).await).unwrap();
+    let text = openssl(&["ocsp", "-respin", "resp.der", "-resp_text", "-noverify"]);
+    assert_eq!(
+        validity_secs(&text, "This Update:", "Next Update:"),
+        36 * 3600,
+        "{text}"
     );
 }
 

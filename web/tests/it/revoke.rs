@@ -270,3 +270,153 @@ fn bad_revocations_are_clear_errors_and_change_nothing() {
     ]);
     assert!(stderr(&out).contains("verify OK"), "{}", stderr(&out));
 }
+
+/// `openssl crl -text` of a CRL file (DER).
+fn crl_text(path: &str) -> String {
+    let out = openssl(&["crl", "-inform", "DER", "-in", path, "-noout", "-text"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// The number after "X509v3 CRL Number:".
+fn crl_number(text: &str) -> u64 {
+    let at = text.find("CRL Number:").expect("a CRL number");
+    text[at..]
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no CRL number in {text}"))
+}
+
+#[test]
+fn a_revoked_issuing_ca_is_on_the_root_crl_and_its_certificates_then_fail_crl_check_all() {
+    let ca = Ca::new();
+    let (leaf, _) = ca.issue("leaf");
+    let root_crl = ca.path("root.crl");
+    let r = ca.keyhold(&["crl", "generate", "--issuer", "root", "--out", &root_crl]);
+    assert!(r.ok, "{}", r.stderr);
+    let before = crl_number(&crl_text(&root_crl));
+
+    // Refused, each with its reason, and nothing recorded: no confirmation (stdin is empty),
+    // a root, a reason that does not apply to a CA, an unknown issuer.
+    let refusals = [
+        (
+            vec!["revoke-ca", "issuing-ca", "--reason", "cACompromise"],
+            "not confirmed: nothing was revoked",
+        ),
+        (
+            vec!["revoke-ca", "root", "--reason", "cACompromise", "--yes"],
+            "root is a root",
+        ),
+        (
+            vec![
+                "revoke-ca",
+                "issuing-ca",
+                "--reason",
+                "privilegeWithdrawn",
+                "--yes",
+            ],
+            "a CA certificate is revoked for cACompromise",
+        ),
+        (
+            vec!["revoke-ca", "nope", "--reason", "superseded", "--yes"],
+            "no issuer \"nope\"",
+        ),
+    ];
+    for (args, needle) in refusals {
+        fails_with(&ca.keyhold(&args), needle);
+    }
+
+    let r = ca.keyhold(&[
+        "revoke-ca",
+        "issuing-ca",
+        "--reason",
+        "cACompromise",
+        "--yes",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("the next CRL of root lists it"),
+        "{}",
+        r.stdout
+    );
+    fails_with(
+        &ca.keyhold(&["revoke-ca", "issuing-ca", "--reason", "superseded", "--yes"]),
+        "already revoked",
+    );
+    let r = ca.keyhold(&["audit", "list", "--limit", "50"]);
+    assert!(
+        r.ok && r.stdout.contains("ca.revoked"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+
+    // The root's next CRL: verified against the root, lists the issuing CA's serial with its
+    // reason, and its number went up.
+    let r = ca.keyhold(&["crl", "generate", "--issuer", "root", "--out", &root_crl]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stdout.contains("1 revoked"), "{}", r.stdout);
+    let out = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &root_crl,
+        "-CAfile",
+        &ca.ca_file("root.pem"),
+        "-verify",
+        "-noout",
+    ]);
+    assert!(stderr(&out).contains("verify OK"), "{}", stderr(&out));
+    let text = crl_text(&root_crl);
+    let out = openssl(&[
+        "x509",
+        "-noout",
+        "-serial",
+        "-in",
+        &ca.ca_file("issuing-ca.pem"),
+    ]);
+    let issuing_serial = stdout(&out).trim().trim_start_matches("serial=").to_owned();
+    assert!(
+        text.contains(&format!("Serial Number: {issuing_serial}")),
+        "{issuing_serial} not in {text}"
+    );
+    assert!(text.contains("CA Compromise"), "{text}");
+    assert!(crl_number(&text) > before, "{text}");
+
+    // A certificate of the revoked CA fails a full-chain CRL check.
+    let issuing_crl = ca.path("issuing-ca.crl");
+    let r = ca.keyhold(&[
+        "crl",
+        "generate",
+        "--issuer",
+        "issuing-ca",
+        "--out",
+        &issuing_crl,
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let pem = |der: &str| {
+        let out = format!("{der}.pem");
+        let o = openssl(&["crl", "-inform", "DER", "-in", der, "-out", &out]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    };
+    let (root_pem, issuing_pem) = (pem(&root_crl), pem(&issuing_crl));
+    let out = openssl(&[
+        "verify",
+        "-crl_check_all",
+        "-CAfile",
+        &ca.ca_file("root.pem"),
+        "-untrusted",
+        &ca.ca_file("chain.pem"),
+        "-CRLfile",
+        &root_pem,
+        "-CRLfile",
+        &issuing_pem,
+        &leaf,
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("certificate revoked"), "{said}");
+}
