@@ -723,27 +723,7 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
     );
 
     // GET: the same request, base64 in the path.
-    openssl(
-        &[
-            "ocsp",
-            "-issuer",
-            "issuing.pem",
-            "-cert",
-            "leaf.pem",
-            "-no_nonce",
-            "-reqout",
-            "req.der",
-        ],
-        work,
-    );
-    let b64 = openssl(&["base64", "-A", "-in", "req.der"], work);
-    let path = format!(
-        "/ocsp/{}",
-        b64.trim()
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D")
-    );
+    let path = ocsp_get_path(work);
     // Without a nonce, the answer comes from those signed ahead of time: the pre-signer
     // picks up a revocation made by another process (the CLI) within its poll interval.
     let mut r = server.get(&path, None);
@@ -858,6 +838,32 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
     assert!(again.body.is_empty());
 }
 
+/// `GET /ocsp/...` for a no-nonce request about `leaf.pem` of `issuing.pem` in `work`, as
+/// openssl makes it: base64, percent-encoded.
+fn ocsp_get_path(work: &Path) -> String {
+    openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+        work,
+    );
+    let b64 = openssl(&["base64", "-A", "-in", "req.der"], work);
+    format!(
+        "/ocsp/{}",
+        b64.trim()
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    )
+}
+
 /// The OCSP answer in `resp.der`, as `openssl ocsp -resp_text` prints it (not verified).
 fn ocsp_text(work: &Path, der: &[u8]) -> String {
     fs::write(work.join("resp.der"), der).unwrap();
@@ -923,21 +929,7 @@ fn with_the_key_store_gone_ocsp_and_the_crl_are_still_served_and_readyz_says_so(
         server.get("/ca/issuing-ca.pem", None).body,
     )
     .unwrap();
-    openssl(
-        &[
-            "ocsp",
-            "-issuer",
-            "issuing.pem",
-            "-cert",
-            "leaf.pem",
-            "-no_nonce",
-            "-reqout",
-            "req.der",
-        ],
-        work,
-    );
-    let b64 = openssl(&["base64", "-A", "-in", "req.der"], work);
-    let path = format!("/ocsp/{}", b64.trim().replace('/', "%2F"));
+    let path = ocsp_get_path(work);
     let good = server.get(&path, None);
     assert_eq!(good.status, 200);
     assert!(ocsp_text(work, &good.body).contains("Cert Status: good"));
