@@ -396,6 +396,9 @@ pub struct CertQuery {
     profile: String,
     #[serde(default)]
     status: String,
+    /// Exactly this requester's (ignored for requesters, who see only their own).
+    #[serde(default)]
+    requester: String,
     /// `newest` (default; `expiry` when the status is `expiring`), `oldest`, `expiry`,
     /// `expiry-desc`.
     #[serde(default)]
@@ -452,10 +455,11 @@ fn search_text(q: &str) -> Option<String> {
 
 fn certs_url(q: &CertQuery, after: Option<&str>) -> String {
     let mut url = format!(
-        "{PREFIX}/certs?q={}&profile={}&status={}&sort={}",
+        "{PREFIX}/certs?q={}&profile={}&status={}&requester={}&sort={}",
         query_value(&q.q),
         query_value(&q.profile),
         query_value(&q.status),
+        query_value(&q.requester),
         query_value(&q.sort)
     );
     if let Some(a) = after {
@@ -475,7 +479,11 @@ fn cert_filter(
     let mut filter = CertFilter {
         profile: Some(q.profile.clone()).filter(|p| !p.is_empty()),
         search: search_text(&q.q),
-        requester: s.own_only().then(|| s.user.name.clone()),
+        requester: if s.own_only() {
+            Some(s.user.name.clone())
+        } else {
+            Some(q.requester.trim().to_owned()).filter(|r| !r.is_empty())
+        },
         sort: q.sort()?,
         limit,
         ..CertFilter::default()
@@ -619,6 +627,8 @@ pub async fn certificates(
         q: q.q,
         profile: q.profile,
         status: q.status,
+        requester: q.requester,
+        own_only: s.own_only(),
         sort: q.sort,
     })
 }

@@ -257,6 +257,10 @@ pub struct CertListPage {
     pub profiles: Vec<String>,
     /// Statuses to choose from.
     pub statuses: Vec<&'static str>,
+    /// Requester filter as typed.
+    pub requester: String,
+    /// Whether the user sees only their own (no requester filter then).
+    pub own_only: bool,
     /// Order as asked (empty: the default).
     pub sort: String,
     /// Orders to choose from: (value, label).

@@ -616,6 +616,12 @@ async fn requesters_see_only_their_own_certificates() {
     assert_eq!(pem.status(), StatusCode::OK);
     assert!(body(pem).await.starts_with("-----BEGIN CERTIFICATE-----"));
 
+    // A requester naming someone else still sees only their own.
+    let html =
+        body(test::call_service(&app, get("/ui/certs?requester=bob", &rita).to_request()).await)
+            .await;
+    assert!(html.contains(&mine) && !html.contains(&theirs), "{html}");
+
     let (aude, _) = login(&app, "aude").await;
     let html = body(test::call_service(&app, get("/ui/certs", &aude).to_request()).await).await;
     assert!(html.contains(&mine) && html.contains(&theirs));
@@ -642,6 +648,11 @@ async fn requesters_see_only_their_own_certificates() {
     }
     let res = test::call_service(&app, get("/ui/certs?sort=sideways", &aude).to_request()).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // By requester.
+    let html =
+        body(test::call_service(&app, get("/ui/certs?requester=bob", &aude).to_request()).await)
+            .await;
+    assert!(html.contains(&theirs) && !html.contains(&mine), "{html}");
 }
 
 #[actix_web::test]
