@@ -60,11 +60,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(get("/ca/{issuer}/chain.pem", public::ca_chain))
             .service(get("/crl/{file}", revocation::crl))
             .service(
-                web::resource("/ocsp")
-                    .route(web::post().to(revocation::ocsp_post))
-                    .default_service(web::to(method_not_allowed)),
+                web::scope("/ocsp")
+                    .service(
+                        web::resource("")
+                            .route(web::post().to(revocation::ocsp_post))
+                            .default_service(web::to(method_not_allowed)),
+                    )
+                    // `GET /ocsp/{base64}`, matched by prefix: a `{request:.*}` pattern's
+                    // regex took a fifth of the CPU of answering a GET.
+                    .default_service(web::to(revocation::ocsp_get)),
             )
-            .service(get("/ocsp/{request:.*}", revocation::ocsp_get))
             .service(api_v1(&mut Vec::new()))
             .configure(ui::configure)
             .default_service(web::to(not_found)),

@@ -523,11 +523,14 @@ pub async fn ocsp_post(
     answer(state, body.to_vec()).await
 }
 
-/// `GET /ocsp/{base64 request}`.
+/// `GET /ocsp/{base64 request}` (any other method: 405).
 pub async fn ocsp_get(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    if req.method() != actix_web::http::Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
     // The raw path: the request's base64 may hold `/` and `+`, and may be percent-encoded.
     let tail = req.path().strip_prefix("/ocsp/").unwrap_or("");
     match ocsp::decode_get_path(tail) {
