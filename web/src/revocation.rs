@@ -109,16 +109,21 @@ impl OcspCache {
         answers.get(key).filter(|c| now < c.validity.1).cloned()
     }
 
+    /// Keeps `cached` under `key`, unless the cache is full (then the answer is signed on
+    /// demand; [`OcspCache::sweep`] makes room as answers expire). Constant time: this runs
+    /// on the request path for answers signed live.
     fn put(&self, key: CacheKey, cached: Cached) {
-        if let Ok(mut answers) = self.answers.write() {
-            if answers.len() >= OCSP_CACHE_ENTRIES && !answers.contains_key(&key) {
-                let now = SystemTime::now();
-                answers.retain(|_, c| now < c.validity.1);
-                if answers.len() >= OCSP_CACHE_ENTRIES {
-                    return; // full of valid answers: sign the rest on demand
-                }
-            }
+        if let Ok(mut answers) = self.answers.write()
+            && (answers.len() < OCSP_CACHE_ENTRIES || answers.contains_key(&key))
+        {
             answers.insert(key, cached);
+        }
+    }
+
+    /// Drops answers past their nextUpdate (the pre-signer calls it each round).
+    fn sweep(&self, now: SystemTime) {
+        if let Ok(mut answers) = self.answers.write() {
+            answers.retain(|_, c| now < c.validity.1);
         }
     }
 
@@ -271,6 +276,7 @@ impl Presigner {
             return;
         }
         let now = SystemTime::now();
+        self.cache.sweep(now);
         let mut work = std::mem::take(&mut self.pending);
         work.extend(self.cache.due(now));
         loop {
@@ -664,5 +670,9 @@ mod tests {
         assert!(cache.get(&key(1), now).is_none() && cache.get(&key(2), now).is_none());
         assert!(cache.get(&key(3), now).is_some());
         assert_eq!(cache.len(), 1);
+        cache.sweep(now);
+        assert_eq!(cache.len(), 1, "still valid");
+        cache.sweep(now + Duration::from_secs(61));
+        assert!(cache.is_empty(), "past its nextUpdate");
     }
 }
