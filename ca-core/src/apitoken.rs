@@ -9,6 +9,29 @@ use std::time::SystemTime;
 use crate::audit::AuditEvent;
 use crate::store::StoreError;
 
+/// What every token starts with, so that one found in a log or a repository is recognisable.
+pub const TOKEN_PREFIX: &str = "kh_";
+
+/// The system's random source failed: no token could be made.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the system random source failed")]
+pub struct RandomFailed;
+
+/// A new token: the prefix and 256 random bits as hex.
+///
+/// Fails if the system's random source fails.
+pub fn generate_token() -> Result<String, RandomFailed> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| RandomFailed)?;
+    Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
+}
+
+/// The SHA-256 of a token, the only form that is stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// What a token's holder may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -132,6 +155,17 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tokens_are_256_random_bits_with_a_prefix_and_hash_to_sha256() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
+        assert_eq!(token_hash(&a), token_hash(&a));
+        assert_ne!(token_hash(&a), token_hash(&b));
+    }
+
     use super::*;
 
     #[test]

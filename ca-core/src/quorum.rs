@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use crate::audit::{Action, AuditEvent};
 use crate::issuance::{self, IssueError};
 use crate::policy::Requester;
-use crate::store::{Approval, Store, StoreError};
+use crate::store::{Approval, Serial, Store, StoreError};
 use crate::users::NewUser;
 
 /// How long an operation waits for approvals.
@@ -232,6 +232,121 @@ pub enum Approved {
     },
     /// The quorum is reached: the caller carries the operation out now.
     Ready(OperationRow),
+}
+
+/// What carrying out an operation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CarriedOut {
+    /// The administrator may now sign in.
+    AdminActivated {
+        /// The operation.
+        id: i64,
+        /// The administrator's name.
+        name: String,
+    },
+    /// The code-signing key was destroyed in the key store.
+    KeyDestroyed {
+        /// The operation.
+        id: i64,
+        /// The key's label.
+        label: String,
+        /// Its certificate, revoked (cessationOfOperation), if it had a valid one.
+        revoked: Option<Serial>,
+    },
+}
+
+impl fmt::Display for CarriedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CarriedOut::AdminActivated { id, name } => write!(
+                f,
+                "operation {id}: administrator {name} approved and may now sign in"
+            ),
+            CarriedOut::KeyDestroyed { id, label, revoked } => {
+                write!(
+                    f,
+                    "operation {id}: quorum reached; key {label} destroyed in the key store"
+                )?;
+                match revoked {
+                    Some(serial) => {
+                        write!(f, "; certificate {serial} revoked (cessationOfOperation)")
+                    }
+                    None => write!(f, " (it had no valid certificate)"),
+                }
+            }
+        }
+    }
+}
+
+/// Why carrying out an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CarryOutError<E: fmt::Display + fmt::Debug> {
+    /// The operation itself failed; it is closed `failed` with this reason.
+    #[error("operation {id} failed: {source}")]
+    Failed {
+        /// The operation.
+        id: i64,
+        /// What failed.
+        source: E,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Carries out an operation whose quorum was reached, closing it `done` or `failed` with its
+/// audit entry. `destroy` destroys a code-signing key (label, why) and returns the serial of
+/// the certificate it revoked. The one place every interface (CLI, UI) carries operations
+/// out, so none can forget to close one.
+///
+/// Fails if carrying it out fails (the operation is then closed `failed` with the reason)
+/// or the database fails.
+pub fn carry_out<E: fmt::Display + fmt::Debug>(
+    ops: &dyn OperationStore,
+    destroy: impl FnOnce(&str, &str) -> Result<Option<Serial>, E>,
+    row: &OperationRow,
+    by: &str,
+    source: &str,
+) -> Result<CarriedOut, CarryOutError<E>> {
+    let done = |action: Action| {
+        AuditEvent::new(action, by, source, format!("operation:{}", row.id))
+            .with("kind", row.op.kind.as_str())
+            .with("target", row.op.target.as_str())
+    };
+    match row.op.kind {
+        OperationKind::CreateAdmin => {
+            ops.activate_admin(row.id, &done(Action::OperationDone))?;
+            Ok(CarriedOut::AdminActivated {
+                id: row.id,
+                name: row.op.target.clone(),
+            })
+        }
+        OperationKind::DestroyKey => {
+            let why = format!("operation {} approved", row.id);
+            match destroy(&row.op.target, &why) {
+                Ok(revoked) => {
+                    ops.finish_operation(row.id, None, &done(Action::OperationDone))?;
+                    Ok(CarriedOut::KeyDestroyed {
+                        id: row.id,
+                        label: row.op.target.clone(),
+                        revoked,
+                    })
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    ops.finish_operation(
+                        row.id,
+                        Some(&reason),
+                        &done(Action::OperationFailed).with("reason", reason.as_str()),
+                    )?;
+                    Err(CarryOutError::Failed {
+                        id: row.id,
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
 }
 
 /// Opening, approving and rejecting operations.

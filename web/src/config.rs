@@ -116,7 +116,7 @@ impl RevocationConfig {
             let Some(text) = value else {
                 return Ok(default);
             };
-            let d = crate::ops::parse_duration(text)
+            let d = crate::text::parse_duration(text)
                 .with_context(|| format!("[revocation] {key} = {text:?}"))?;
             if d < MIN_VALIDITY || d > MAX_VALIDITY {
                 bail!("[revocation] {key} = {text:?}: must be between 1h and 366d");

@@ -27,6 +27,7 @@ use ca_core::store::Store;
 use crate::config::{
     AuditConfig, CONFIG_FILE, Config, DEFAULT_DB_FILE, DatabaseConfig, SecretsConfig,
 };
+use crate::secrets::{self, PASSPHRASE_ENV};
 
 /// The demo passphrase file written by `init --demo`.
 pub const DEMO_PASSPHRASE_FILE: &str = "demo-passphrase";
@@ -78,6 +79,79 @@ pub struct InitOutcome {
     pub files: Vec<PathBuf>,
     /// Where a demo passphrase was stored.
     pub demo_passphrase: Option<PathBuf>,
+}
+
+impl InitOutcome {
+    /// What was made, for people: each CA's subject, key, serial and fingerprint, the files,
+    /// and the loud warning a demo passphrase deserves.
+    pub fn summary(&self, data_dir: &Path) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let h = &self.hierarchy;
+        let _ = writeln!(out, "Created a CA hierarchy in {}", data_dir.display());
+        let mut show = |role: &str, m: &ceremony::CaMaterial| {
+            let _ = writeln!(out, "  {role}: {}", m.cert.subject());
+            let _ = writeln!(out, "    key          {}", m.key_uri);
+            let _ = writeln!(out, "    serial       {}", m.cert.serial_hex());
+            let _ = writeln!(out, "    SHA-256      {}", m.cert.fingerprint_sha256());
+        };
+        show("root CA", &h.root);
+        for ca in &h.issuing {
+            show(&format!("issuing CA {}", ca.id), &ca.ca);
+            show(&format!("OCSP responder for {}", ca.id), &ca.ocsp);
+        }
+        let _ = writeln!(out, "Files:");
+        for f in &self.files {
+            let _ = writeln!(out, "  {}", data_dir.join(f).display());
+        }
+        if let Some(p) = &self.demo_passphrase {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "WARNING: DEMO ONLY. The embedded token's passphrase was generated and stored in"
+            );
+            let _ = writeln!(
+                out,
+                "  {} (mode 0600), beside the keys it protects.",
+                p.display()
+            );
+            let _ = writeln!(
+                out,
+                "  Anyone who can read the data directory can use the CA keys. For real use, run"
+            );
+            let _ = writeln!(
+                out,
+                "  `keyhold init` with KEYHOLD_PASSPHRASE or --passphrase-file, or with --keystore pkcs11."
+            );
+        }
+        out
+    }
+}
+
+/// A new embedded token's backend: its passphrase from `passphrase_file` or
+/// `KEYHOLD_PASSPHRASE`, or, with `demo` and neither given, one generated and stored.
+///
+/// Fails if neither is given without `demo`, or the passphrase cannot be read.
+pub fn embedded_backend(passphrase_file: Option<&Path>, demo: bool) -> Result<Backend> {
+    let given = passphrase_file.is_some() || std::env::var_os(PASSPHRASE_ENV).is_some();
+    let passphrase = match (given, demo) {
+        (false, true) => None,
+        (false, false) => bail!(
+            "no passphrase for the new embedded token: set {PASSPHRASE_ENV}, pass --passphrase-file FILE, \
+             or add --demo (demo only: stores a generated passphrase beside the keys)"
+        ),
+        (true, _) => Some(secrets::read(
+            passphrase_file,
+            PASSPHRASE_ENV,
+            None,
+            "embedded token passphrase",
+            "--passphrase-file",
+        )?),
+    };
+    Ok(Backend::Embedded {
+        passphrase,
+        kdf: KdfParams::default(),
+    })
 }
 
 /// Runs `init`. See the module docs for what happens on failure.

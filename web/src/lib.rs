@@ -1,24 +1,15 @@
 //! Keyhold's outer layer: the `keyhold` command line, its config file, and the HTTP server
 //! ([`configure`] is the one route table, used by `keyhold serve` and by the tests).
 
-pub mod api;
-pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod error;
+pub mod http;
 pub mod init;
-pub mod metrics;
-pub mod ops;
-pub mod public;
-pub mod revocation;
-pub mod revoke;
 pub mod secrets;
 pub mod serve;
-pub mod state;
+pub mod text;
 pub mod tls;
-pub mod tokens;
-pub mod ui;
-pub mod users;
+pub mod wiring;
 
 use std::time::Instant;
 
@@ -30,13 +21,13 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::web;
 use tracing::Instrument;
 
-use crate::error::{ApiError, REQUEST_ID};
+use crate::http::error::{ApiError, REQUEST_ID};
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Every route, the body and query limits, and the request-id middleware. The caller adds
-/// the [`state::AppState`] as `web::Data`.
+/// the [`http::state::AppState`] as `web::Data`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -53,25 +44,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("")
             .wrap(from_fn(request_context))
-            .service(get("/healthz", public::healthz))
-            .service(get("/readyz", public::readyz))
-            .service(get("/metrics", metrics::metrics))
-            .service(get("/ca/{file}", public::ca_cert))
-            .service(get("/ca/{issuer}/chain.pem", public::ca_chain))
-            .service(get("/crl/{file}", revocation::crl))
+            .service(get("/healthz", http::public::healthz))
+            .service(get("/readyz", http::public::readyz))
+            .service(get("/metrics", http::metrics::metrics))
+            .service(get("/ca/{file}", http::public::ca_cert))
+            .service(get("/ca/{issuer}/chain.pem", http::public::ca_chain))
+            .service(get("/crl/{file}", http::revocation::crl))
             .service(
                 web::scope("/ocsp")
                     .service(
                         web::resource("")
-                            .route(web::post().to(revocation::ocsp_post))
+                            .route(web::post().to(http::revocation::ocsp_post))
                             .default_service(web::to(method_not_allowed)),
                     )
                     // `GET /ocsp/{base64}`, matched by prefix: a `{request:.*}` pattern's
                     // regex took a fifth of the CPU of answering a GET.
-                    .default_service(web::to(revocation::ocsp_get)),
+                    .default_service(web::to(http::revocation::ocsp_get)),
             )
             .service(api_v1(&mut Vec::new()))
-            .configure(ui::configure)
+            .configure(http::ui::configure)
             .default_service(web::to(not_found)),
     );
 }
@@ -88,35 +79,41 @@ fn api_v1(routes: &mut Vec<(&'static str, String)>) -> actix_web::Scope {
     web::scope("/api/v1")
         .service(
             web::resource(doc("GET", "/certificates"))
-                .route(web::post().to(api::v1::submit))
-                .route(web::get().to(api::v1::list))
+                .route(web::post().to(http::api::v1::certificates::submit))
+                .route(web::get().to(http::api::v1::certificates::list))
                 .default_service(web::to(method_not_allowed)),
         )
-        .service(get(doc("GET", "/certificates/{serial}"), api::v1::show))
+        .service(get(
+            doc("GET", "/certificates/{serial}"),
+            http::api::v1::certificates::show,
+        ))
         .service(
             web::resource(doc("POST", "/certificates/{serial}/revoke"))
-                .route(web::post().to(api::v1::revoke))
+                .route(web::post().to(http::api::v1::certificates::revoke))
                 .default_service(web::to(method_not_allowed)),
         )
-        .service(get(doc("GET", "/requests/{id}"), api::v1::request))
+        .service(get(
+            doc("GET", "/requests/{id}"),
+            http::api::v1::requests::request,
+        ))
         .service(
             web::resource(doc("POST", "/sign"))
-                .route(web::post().to(api::v1::sign))
+                .route(web::post().to(http::api::v1::codesign::sign))
                 .default_service(web::to(method_not_allowed)),
         )
         .service({
             doc("POST", "/codesign/keys/{label}/bindings");
             web::resource(doc("GET", "/codesign/keys/{label}/bindings"))
-                .route(web::get().to(api::v1::bindings))
-                .route(web::post().to(api::v1::bind))
+                .route(web::get().to(http::api::v1::codesign::bindings))
+                .route(web::post().to(http::api::v1::codesign::bind))
                 .default_service(web::to(method_not_allowed))
         })
         .service(
             web::resource(doc("DELETE", "/codesign/keys/{label}/bindings/{token}"))
-                .route(web::delete().to(api::v1::unbind))
+                .route(web::delete().to(http::api::v1::codesign::unbind))
                 .default_service(web::to(method_not_allowed)),
         )
-        .service(get(doc("GET", "/openapi.json"), api::v1::openapi))
+        .service(get(doc("GET", "/openapi.json"), http::api::v1::openapi))
         .default_service(web::to(not_found))
 }
 
@@ -177,7 +174,7 @@ async fn request_context(
     let span = tracing::info_span!("request", id = %id);
     let (method, path) = (req.method().clone(), req.path().to_owned());
     let metrics = req
-        .app_data::<web::Data<state::AppState>>()
+        .app_data::<web::Data<http::state::AppState>>()
         .map(|s| s.metrics.clone());
     let start = Instant::now();
     let res = REQUEST_ID

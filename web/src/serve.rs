@@ -23,13 +23,13 @@ use ca_core::issuance::Ca;
 use ca_core::issuer;
 use ca_core::store::Store;
 
-use crate::cli::{Cli, InitArgs, KeyStoreKind, open_store};
 use crate::config::{CONFIG_FILE, Config};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::init::DEMO_PASSPHRASE_FILE;
 use crate::secrets::PASSPHRASE_ENV;
-use crate::state::AppState;
 use crate::tls;
+use crate::wiring::{Paths, open_store};
 
 /// `keyhold serve`.
 #[derive(Debug, clap::Args)]
@@ -191,29 +191,29 @@ fn strip_port(host: &str) -> &str {
 /// Loads everything the server needs, checking it all.
 ///
 /// Fails listing every problem with the config, key store, issuers, profiles or database.
-pub fn load_state(cli: &Cli, config_file: Option<&std::path::Path>) -> Result<AppState> {
-    let path = config_file.map_or_else(|| cli.data_dir.join(CONFIG_FILE), PathBuf::from);
+pub fn load_state(paths: &Paths, config_file: Option<&std::path::Path>) -> Result<AppState> {
+    let path = config_file.map_or_else(|| paths.data_dir.join(CONFIG_FILE), PathBuf::from);
     let config = match config_file {
-        None => Config::load(&cli.data_dir)?,
+        None => Config::load(&paths.data_dir)?,
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read config {}", p.display()))?;
             Config::parse(&text).with_context(|| format!("invalid config {}", p.display()))?
         }
     };
-    let keys = open_store(cli, &config)?;
+    let keys = open_store(paths, &config)?;
     let mut problems = Vec::new();
     let issuers =
-        issuer::load_all(&config.issuers, &cli.data_dir, keys.as_ref()).unwrap_or_else(|p| {
+        issuer::load_all(&config.issuers, &paths.data_dir, keys.as_ref()).unwrap_or_else(|p| {
             problems.extend(p);
             Vec::new()
         });
-    let profiles = ca_core::policy::load_dir(&cli.policies).unwrap_or_else(|e| {
+    let profiles = ca_core::policy::load_dir(&paths.policies).unwrap_or_else(|e| {
         problems.push(e.to_string());
         Vec::new()
     });
     let db = Arc::new(
-        db::Db::open(&config.database_url(&cli.data_dir)).context("cannot open the database")?,
+        db::Db::open(&config.database_url(&paths.data_dir)).context("cannot open the database")?,
     );
     if !problems.is_empty() {
         return Err(anyhow!(
@@ -223,13 +223,13 @@ pub fn load_state(cli: &Cli, config_file: Option<&std::path::Path>) -> Result<Ap
         ));
     }
     // Every CA and responder signature is timed for /metrics, by key store.
-    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let metrics = Arc::new(crate::http::metrics::Metrics::default());
     let backend = match config.keystore {
         ca_core::keystore::KeyStoreConfig::Embedded { .. } => "embedded",
         ca_core::keystore::KeyStoreConfig::Pkcs11 { .. } => "pkcs11",
     };
     let timed = |signer: &Arc<dyn ca_core::keystore::Signer>| {
-        crate::metrics::TimedSigner::wrap(signer.clone(), backend, metrics.clone())
+        crate::http::metrics::TimedSigner::wrap(signer.clone(), backend, metrics.clone())
     };
     let issuers: Vec<_> = issuers
         .into_iter()
@@ -258,13 +258,13 @@ pub fn load_state(cli: &Cli, config_file: Option<&std::path::Path>) -> Result<Ap
 /// Runs `keyhold serve`.
 ///
 /// Fails if start-up finds a problem or the address cannot be bound.
-pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     init_tracing();
     check_listeners(args)?;
-    if args.config.is_none() && !cli.data_dir.join(CONFIG_FILE).exists() {
-        init_demo(cli, args)?;
+    if args.config.is_none() && !paths.data_dir.join(CONFIG_FILE).exists() {
+        init_demo(paths, args)?;
     }
-    let state = load_state(cli, args.config.as_deref())?;
+    let state = load_state(paths, args.config.as_deref())?;
     let closed = state
         .ca
         .recover(SystemTime::now())
@@ -272,9 +272,9 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     if closed > 0 {
         tracing::warn!(closed, "closed serials reserved by an interrupted process");
     }
-    let demo = cli.passphrase_file.is_none()
+    let demo = paths.passphrase_file.is_none()
         && std::env::var_os(PASSPHRASE_ENV).is_none()
-        && Config::load(&cli.data_dir)
+        && Config::load(&paths.data_dir)
             .ok()
             .and_then(|c| c.secrets.passphrase_file)
             .is_some_and(|p| p == std::path::Path::new(DEMO_PASSPHRASE_FILE));
@@ -292,7 +292,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             i.ca.cert.fingerprint_sha256()
         );
     }
-    crate::ui::bootstrap::ensure_admin(&state)?;
+    crate::http::ui::bootstrap::ensure_admin(&state)?;
     // The HTTPS certificate, issued before anything listens so a refusal stops start-up.
     let tls = match args.tls_listen {
         TlsListen::Off => None,
@@ -310,7 +310,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         https: tls.as_ref().map(|(addr, ..)| *addr),
     });
     let stop_presigner = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let presigner = crate::revocation::spawn_presigner(&state, stop_presigner.clone())
+    let presigner = crate::http::revocation::spawn_presigner(&state, stop_presigner.clone())
         .context("cannot start the OCSP pre-signer")?;
     let data = web::Data::new(state);
     let app_data = data.clone();
@@ -389,7 +389,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     }
     println!(
         "first API token: keyhold --data-dir {} tokens create --name admin --role admin",
-        cli.data_dir.display()
+        paths.data_dir.display()
     );
     // Stdout may be a pipe (tests, supervisors): make the lines above visible now.
     use std::io::Write;
@@ -421,8 +421,8 @@ fn shown(addr: SocketAddr) -> String {
     SocketAddr::new(ip, addr.port()).to_string()
 }
 
-fn init_demo(cli: &Cli, args: &ServeArgs) -> Result<()> {
-    let given = cli.passphrase_file.is_some() || std::env::var_os(PASSPHRASE_ENV).is_some();
+fn init_demo(paths: &Paths, args: &ServeArgs) -> Result<()> {
+    let given = paths.passphrase_file.is_some() || std::env::var_os(PASSPHRASE_ENV).is_some();
     let host = if args.listen.ip().is_unspecified() {
         format!("127.0.0.1:{}", args.listen.port())
     } else {
@@ -430,22 +430,26 @@ fn init_demo(cli: &Cli, args: &ServeArgs) -> Result<()> {
     };
     println!(
         "{} holds no CA: initialising one (embedded token, SQLite){}",
-        cli.data_dir.display(),
+        paths.data_dir.display(),
         if given { "" } else { " for a DEMO" }
     );
-    crate::cli::run_init(
-        cli,
-        &InitArgs {
-            keystore: KeyStoreKind::Embedded,
-            pkcs11_module: PathBuf::new(),
-            pkcs11_token: None,
-            base_url: Some(format!("http://{host}")),
-            ceremony: None,
-            key_prefix: None,
+    let spec = ca_core::ceremony::CeremonySpec {
+        base_url: format!("http://{host}"),
+        ..Default::default()
+    };
+    let outcome = crate::init::run(
+        crate::init::InitRequest {
+            data_dir: paths.data_dir.clone(),
+            spec,
+            backend: crate::init::embedded_backend(paths.passphrase_file.as_deref(), !given)?,
             demo: !given,
             database_url: None,
+            actor: crate::wiring::os_actor(),
         },
-    )
+        std::time::SystemTime::now(),
+    )?;
+    print!("{}", outcome.summary(&paths.data_dir));
+    Ok(())
 }
 
 fn init_tracing() {

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
 use ca_core::apitoken::{NewApiToken, Role};
+use ca_core::apitoken::{generate_token, token_hash};
 use ca_core::audit::{Action, AuditEvent};
-use ca_web::auth::{generate_token, token_hash};
-use ca_web::state::AppState;
+use ca_web::http::state::AppState;
 use clap::Parser;
 use serde_json::Value;
 
@@ -44,7 +44,7 @@ impl Fixture {
             "serve",
         ])
         .unwrap();
-        let state = ca_web::serve::load_state(&cli, None).unwrap();
+        let state = ca_web::serve::load_state(&cli.paths, None).unwrap();
         Fixture { tmp, state }
     }
 

@@ -27,7 +27,7 @@ macro_rules! app {
 }
 
 fn users_of(fx: &Fixture) -> std::sync::Arc<dyn UserStore> {
-    ca_web::ui::users(&fx.state)
+    ca_web::http::ui::users(&fx.state)
 }
 
 fn add_user(fx: &Fixture, name: &str, roles: &[Role]) {

@@ -27,7 +27,7 @@ macro_rules! app {
 }
 
 fn store(fx: &Fixture) -> std::sync::Arc<dyn UserStore> {
-    ca_web::ui::users(&fx.state)
+    ca_web::http::ui::users(&fx.state)
 }
 
 /// A user with `roles` and the password [`PASSWORD`], already changed (no forced change).
@@ -77,7 +77,7 @@ fn location(res: &ServiceResponse) -> String {
 fn form(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{k}={}", ca_web::ui::views::query_value(v)))
+        .map(|(k, v)| format!("{k}={}", ca_web::http::ui::views::query_value(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -892,13 +892,13 @@ async fn keyhold_users_prints_one_time_passwords_once_and_audits_changes() {
 #[actix_web::test]
 async fn the_first_start_creates_one_admin_who_must_change_the_password() {
     let fx = Fixture::new();
-    let created = ca_web::ui::bootstrap::ensure_admin(&fx.state).unwrap();
+    let created = ca_web::http::ui::bootstrap::ensure_admin(&fx.state).unwrap();
     assert_eq!(created.as_deref(), Some("admin"));
     let admin = store(&fx).user("admin").unwrap().unwrap();
     assert_eq!(admin.roles, vec![Role::Admin]);
     assert!(admin.must_change_password);
     assert_eq!(
-        ca_web::ui::bootstrap::ensure_admin(&fx.state).unwrap(),
+        ca_web::http::ui::bootstrap::ensure_admin(&fx.state).unwrap(),
         None,
         "only once"
     );
@@ -910,7 +910,7 @@ async fn the_first_start_creates_one_admin_who_must_change_the_password() {
             &AuditEvent::new(Action::UserDisabled, "t", "t", "user:admin"),
         )
         .unwrap();
-    let created = ca_web::ui::bootstrap::ensure_admin(&fx.state).unwrap();
+    let created = ca_web::http::ui::bootstrap::ensure_admin(&fx.state).unwrap();
     assert_eq!(created.as_deref(), Some("admin-2"));
 }
 

@@ -1,0 +1,12 @@
+//! Everything Keyhold says over HTTP: the shared state, errors, authentication and metrics,
+//! the public routes (health, CA certificates), OCSP and CRLs, the REST API and the admin UI.
+//! The route table that mounts them is [`crate::configure`].
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod public;
+pub mod revocation;
+pub mod state;
+pub mod ui;

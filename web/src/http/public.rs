@@ -1,0 +1,89 @@
+//! Endpoints without authentication: CA certificates, liveness and readiness.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+
+/// PEM content type for certificates.
+pub const PEM: &str = "application/x-pem-file";
+/// DER content type for a certificate (RFC 2585).
+pub const DER: &str = "application/pkix-cert";
+
+/// `GET /ca/{file}`: `root.pem`, `{issuer}.pem`, `{issuer}.der`, `{issuer}.crt`.
+pub async fn ca_cert(
+    state: web::Data<AppState>,
+    file: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let unknown = || ApiError::not_found(format!("no CA certificate {:?}", file.as_str()));
+    let (name, ext) = file.rsplit_once('.').ok_or_else(unknown)?;
+    let ca = state.ca_files.get(name).ok_or_else(unknown)?;
+    Ok(match ext {
+        "pem" => HttpResponse::Ok().content_type(PEM).body(ca.pem.clone()),
+        "der" | "crt" => HttpResponse::Ok().content_type(DER).body(ca.der.clone()),
+        _ => return Err(unknown()),
+    })
+}
+
+/// `GET /ca/{issuer}/chain.pem`: the issuer and every CA above it, root last.
+pub async fn ca_chain(
+    state: web::Data<AppState>,
+    issuer: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let ca = state
+        .ca_files
+        .get(issuer.as_str())
+        .ok_or_else(|| ApiError::not_found(format!("no CA {:?}", issuer.as_str())))?;
+    Ok(HttpResponse::Ok()
+        .content_type(PEM)
+        .body(ca.chain_pem.clone()))
+}
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the database and the key store answer; 503 naming which does not.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let probes = state.probes.clone();
+    let (db, keys) = web::block(move || {
+        let db = probes.database().map_err(|e| e.to_string());
+        let keys = probes.key_store().map_err(|e| e.to_string());
+        (db, keys)
+    })
+    .await?;
+    let show = |r: &Result<(), String>, what: &str| match r {
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::warn!(request_id = %crate::http::error::request_id(), error = %e, "{what} is not ready");
+            "unavailable"
+        }
+    };
+    let ready = db.is_ok() && keys.is_ok();
+    let mut body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "database": show(&db, "database"),
+        "key_store": show(&keys, "key store"),
+    });
+    // What still works without the key store, so that an operator knows what is degraded.
+    if keys.is_err() {
+        body["degraded"] = json!([
+            "issuance and code signing fail until the key store is back",
+            format!(
+                "OCSP serves the {} answers signed earlier, each until its nextUpdate; \
+                 new answers (nonces, new certificates, revocations) get tryLater",
+                state.ocsp_cache.len()
+            ),
+            "CRLs are served from the last one signed, until its nextUpdate",
+        ]);
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(HttpResponse::build(status).json(body))
+}

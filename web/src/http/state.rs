@@ -1,0 +1,239 @@
+//! What every handler shares: the CA, the token store, and the CA certificates as served.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Result;
+use ca_core::apitoken::TokenStore;
+use ca_core::issuance::Ca;
+use ca_core::keystore::KeyStore;
+use ca_core::store::StoreError;
+
+/// One CA certificate in the forms `/ca/...` serves.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    /// DER.
+    pub der: Vec<u8>,
+    /// PEM.
+    pub pem: String,
+    /// This certificate followed by its issuers up to the root, PEM.
+    pub chain_pem: String,
+}
+
+/// Shared by every worker.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The CA.
+    pub ca: Arc<Ca>,
+    /// API tokens.
+    pub tokens: Arc<dyn TokenStore>,
+    /// Readiness probes: the database and the key store.
+    pub probes: Arc<Probes>,
+    /// CA certificates by issuer id, plus `root`.
+    pub ca_files: Arc<HashMap<String, CaFile>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::http::metrics::Metrics>,
+    /// Answers OCSP requests.
+    pub ocsp: Arc<ca_core::revocation::ocsp::OcspResponder>,
+    /// The latest CRL of each issuer.
+    pub crls: Arc<crate::http::revocation::CrlCache>,
+    /// OCSP answers signed ahead of time.
+    pub ocsp_cache: Arc<crate::http::revocation::OcspCache>,
+    /// The dashboard's counts, computed at most every few seconds.
+    pub dashboard_counts: Arc<crate::http::ui::dashboard::CountsCache>,
+    /// When each API token's use was last audited.
+    pub token_uses: Arc<crate::http::auth::TokenUses>,
+    /// Sign-in password checks running now, bounded.
+    pub sign_ins: Arc<Slots>,
+    /// Code signing with keys held in the key store.
+    pub codesign: Arc<ca_core::codesign::Codesign>,
+    /// Approvals sensitive operations need (`[quorum]` in keyhold.toml).
+    pub quorum: ca_core::quorum::QuorumPolicy,
+    /// The database, for operations under quorum.
+    pub db: Arc<db::Db>,
+}
+
+/// How long a signing probe's result is reused.
+const SIGN_PROBE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Checks for `/readyz`.
+#[derive(Debug)]
+pub struct Probes {
+    /// The database.
+    pub db: Arc<db::Db>,
+    /// The key store.
+    pub keys: Arc<dyn KeyStore>,
+    /// A key the probe signs with (an OCSP responder's, else a CA's): listing keys can
+    /// succeed from a module's cache while signing fails.
+    pub signer: Option<Arc<dyn ca_core::keystore::Signer>>,
+    /// The last signing probe, reused for [`SIGN_PROBE_FOR`] so that `/readyz`, which anyone
+    /// may call, cannot keep the key store busy.
+    pub last_sign: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+}
+
+impl Probes {
+    /// A database round trip.
+    ///
+    /// Fails if the database cannot be reached.
+    pub fn database(&self) -> Result<(), StoreError> {
+        self.db.ping()
+    }
+
+    /// Asks the key store for its keys.
+    ///
+    /// Fails if the key store cannot be reached.
+    pub fn key_store(&self) -> Result<(), String> {
+        self.keys.list().map_err(|e| e.to_string())?;
+        let Some(signer) = &self.signer else {
+            return Ok(());
+        };
+        if let Ok(last) = self.last_sign.lock()
+            && let Some((at, result)) = last.as_ref()
+            && at.elapsed() < SIGN_PROBE_FOR
+        {
+            return result.clone();
+        }
+        let result = signer
+            .sign(b"keyhold readiness probe")
+            .map(|_| ())
+            .map_err(|e| format!("the key store cannot sign: {e}"));
+        if let Ok(mut last) = self.last_sign.lock() {
+            *last = Some((std::time::Instant::now(), result.clone()));
+        }
+        result
+    }
+}
+
+impl AppState {
+    /// Assembles the state; precomputes every CA certificate's PEM and chain.
+    ///
+    /// Fails if a CA certificate cannot be encoded as PEM or the OCSP responder cannot be
+    /// set up.
+    pub fn new(
+        ca: Arc<Ca>,
+        db: Arc<db::Db>,
+        keys: Arc<dyn KeyStore>,
+        metrics: Arc<crate::http::metrics::Metrics>,
+        times: crate::config::RevocationTimes,
+    ) -> Result<Self> {
+        let mut files = HashMap::new();
+        let issuers = ca.issuers();
+        for issuer in issuers {
+            let mut chain_pem = String::new();
+            let mut at = Some(issuer);
+            // Walk up through the parents; bounded by the issuer count against a cycle.
+            for _ in 0..=issuers.len() {
+                let Some(i) = at else { break };
+                chain_pem.push_str(&i.ca.cert.to_pem()?);
+                at = i
+                    .parent
+                    .as_ref()
+                    .and_then(|p| issuers.iter().find(|x| &x.id == p));
+            }
+            let file = CaFile {
+                der: issuer.ca.cert.der.clone(),
+                pem: issuer.ca.cert.to_pem()?,
+                chain_pem,
+            };
+            if issuer.parent.is_none() && !files.contains_key("root") {
+                files.insert("root".to_owned(), file.clone());
+            }
+            files.insert(issuer.id.as_str().to_owned(), file);
+        }
+        let ocsp = ca_core::revocation::ocsp::OcspResponder::new(
+            issuers,
+            db.clone(),
+            times.ocsp_validity,
+        )?;
+        let codesign = ca_core::codesign::Codesign::new(
+            keys.clone(),
+            db.clone(),
+            ca.profiles().to_vec(),
+            issuers.to_vec(),
+        );
+        let probe_signer = issuers
+            .iter()
+            .find_map(|i| i.ocsp.as_ref())
+            .map(|o| o.signer.clone())
+            .or_else(|| issuers.first().map(|i| i.ca.signer.clone()));
+        Ok(AppState {
+            codesign: Arc::new(codesign),
+            ocsp: Arc::new(ocsp),
+            crls: Arc::new(crate::http::revocation::CrlCache::new(times.crl_validity)),
+            ocsp_cache: Arc::default(),
+            dashboard_counts: Arc::default(),
+            token_uses: Arc::default(),
+            sign_ins: Arc::new(Slots::new(SIGN_IN_SLOTS)),
+            ca,
+            quorum: ca_core::quorum::QuorumPolicy::default(),
+            db: db.clone(),
+            tokens: db.clone(),
+            probes: Arc::new(Probes {
+                db,
+                keys,
+                signer: probe_signer,
+                last_sign: std::sync::Mutex::new(None),
+            }),
+            ca_files: Arc::new(files),
+            metrics,
+        })
+    }
+}
+
+/// How many sign-in password checks may run at once (each holds 19 MiB for Argon2id).
+pub const SIGN_IN_SLOTS: usize = 4;
+
+/// A counter of things running at once, with a ceiling.
+#[derive(Debug)]
+pub struct Slots {
+    in_use: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+/// One taken slot; given back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<Slots>);
+
+impl Slots {
+    /// At most `max` at once.
+    pub fn new(max: usize) -> Self {
+        Slots {
+            in_use: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// A slot, or `None` when all are taken.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        self.in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0
+            .in_use
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_and_given_back() {
+        let slots = Arc::new(Slots::new(2));
+        let a = slots.try_acquire().unwrap();
+        let _b = slots.try_acquire().unwrap();
+        assert!(slots.try_acquire().is_none());
+        drop(a);
+        assert!(slots.try_acquire().is_some());
+    }
+}

@@ -1,0 +1,223 @@
+//! `/ui/tokens`: administrators list, create and revoke API tokens. A new token is shown
+//! once, in the response to the form that made it; only its SHA-256 is stored.
+
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use ca_core::apitoken::{ApiToken, NewApiToken};
+use ca_core::audit::{Action, AuditEvent};
+use ca_core::error::ErrorKind;
+use ca_core::users::{self, Role};
+use serde::Deserialize;
+
+use super::session::SignedIn;
+use super::views::{Hidden, Layout, TokenRow, TokensPage};
+use super::{PREFIX, UiError, render_status, see_other};
+use crate::http::state::AppState;
+use crate::text::humantime;
+use ca_core::apitoken::{generate_token, token_hash};
+
+fn row(t: &ApiToken, now: SystemTime) -> TokenRow {
+    TokenRow {
+        name: t.name.clone(),
+        role: t.role.as_str(),
+        state: if t.revoked_at.is_some() {
+            "revoked"
+        } else if !t.usable(now) {
+            "expired"
+        } else {
+            "active"
+        },
+        profiles: if t.profiles.is_empty() {
+            "(all)".into()
+        } else {
+            t.profiles.join(", ")
+        },
+        created_at: humantime(t.created_at),
+        expires_at: t.expires_at.map_or_else(|| "never".into(), humantime),
+        created_by: t.created_by.clone(),
+    }
+}
+
+fn known_profiles(state: &AppState) -> Vec<String> {
+    let mut p: Vec<String> = state.ca.profiles().iter().map(|p| p.name.clone()).collect();
+    p.sort();
+    p
+}
+
+async fn page(
+    state: &AppState,
+    s: &SignedIn,
+    status: StatusCode,
+    created: Option<(String, Hidden)>,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Result<HttpResponse, UiError> {
+    let store = state.tokens.clone();
+    let all = web::block(move || store.tokens()).await??;
+    let now = SystemTime::now();
+    render_status(
+        status,
+        &TokensPage {
+            layout: Layout::new(s, "tokens"),
+            rows: all.iter().map(|t| row(t, now)).collect(),
+            profiles: known_profiles(state),
+            created,
+            notice,
+            error,
+        },
+    )
+}
+
+/// `GET /ui/tokens` query.
+#[derive(Debug, Deserialize)]
+pub struct TokensQuery {
+    revoked: Option<String>,
+}
+
+/// `GET /ui/tokens` (admins).
+pub async fn tokens(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    query: web::Query<TokensQuery>,
+) -> Result<HttpResponse, UiError> {
+    s.require(&[Role::Admin])?;
+    let notice = query
+        .into_inner()
+        .revoked
+        .filter(|n| users::valid_name(n))
+        .map(|n| format!("Token {n} revoked."));
+    page(&state, &s, StatusCode::OK, None, notice, None).await
+}
+
+/// The create form.
+#[derive(Debug, Deserialize)]
+pub struct NewTokenForm {
+    #[serde(default)]
+    csrf: Hidden,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    profiles: String,
+    #[serde(default)]
+    days: String,
+}
+
+/// `POST /ui/tokens` (admins): creates the token and shows it once.
+pub async fn create(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    form: web::Form<NewTokenForm>,
+) -> Result<HttpResponse, UiError> {
+    s.check_csrf(&form.csrf.0)?;
+    s.require(&[Role::Admin])?;
+    let f = form.into_inner();
+    let name = f.name.trim().to_owned();
+    let bad = |why: String| page(&state, &s, StatusCode::BAD_REQUEST, None, None, Some(why));
+    if !users::valid_name(&name) {
+        return bad(format!(
+            "invalid token name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 - _ ."
+        ))
+        .await;
+    }
+    let Some(role) = Role::parse(f.role.trim()) else {
+        return bad(format!(
+            "unknown role {:?} (requester, officer, auditor, admin)",
+            f.role
+        ))
+        .await;
+    };
+    let known = known_profiles(&state);
+    let profiles: Vec<String> = f
+        .profiles
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if let Some(p) = profiles.iter().find(|p| !known.contains(p)) {
+        return bad(format!("unknown profile {p:?}")).await;
+    }
+    let expires_at = match f.days.trim() {
+        "" => None,
+        d => match d.parse::<u64>() {
+            Ok(days) if (1..=3650).contains(&days) => {
+                Some(SystemTime::now() + Duration::from_secs(days * 86_400))
+            }
+            _ => return bad(format!("{d:?} is not a number of days from 1 to 3650")).await,
+        },
+    };
+    let token = generate_token().map_err(|e| UiError::server(ErrorKind::Internal, &e))?;
+    let new = NewApiToken {
+        name: name.clone(),
+        hash: token_hash(&token),
+        role,
+        profiles: profiles.clone(),
+        expires_at,
+        created_by: s.user.name.clone(),
+    };
+    let mut event = AuditEvent::new(
+        Action::TokenCreated,
+        &s.user.name,
+        &s.source,
+        format!("token:{name}"),
+    )
+    .with("role", role.as_str())
+    .with("profiles", profiles.join(","));
+    if let Some(t) = expires_at {
+        event = event.with("expires_at", humantime(t));
+    }
+    let store = state.tokens.clone();
+    match web::block(move || store.create_token(&new, &event)).await? {
+        Ok(()) => {
+            let created = Some((name.clone(), Hidden(token)));
+            page(&state, &s, StatusCode::OK, created, None, None).await
+        }
+        Err(e) if e.kind() == ErrorKind::Conflict => {
+            page(
+                &state,
+                &s,
+                StatusCode::CONFLICT,
+                None,
+                None,
+                Some(e.to_string()),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A form that only carries the anti-CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: Hidden,
+}
+
+/// `POST /ui/tokens/{name}/revoke` (admins).
+pub async fn revoke(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    name: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, UiError> {
+    s.check_csrf(&form.csrf.0)?;
+    s.require(&[Role::Admin])?;
+    let name = name.into_inner();
+    let event = AuditEvent::new(
+        Action::TokenRevoked,
+        &s.user.name,
+        &s.source,
+        format!("token:{name}"),
+    );
+    let store = state.tokens.clone();
+    let n = name.clone();
+    web::block(move || store.revoke_token(&n, &event)).await??;
+    Ok(see_other(&format!(
+        "{PREFIX}/tokens?revoked={}",
+        super::views::query_value(&name)
+    )))
+}

@@ -1,0 +1,124 @@
+//! The one composition root: every command and the server assemble the config, key store,
+//! issuers, profiles, database and CA here, the same way, so they cannot drift apart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use ca_core::issuance::Ca;
+use ca_core::issuer::{self, Issuer};
+use ca_core::keystore::{self, KeyStore, KeyStoreConfig};
+use ca_core::secret::Secret;
+use ca_core::store::Store;
+
+use crate::config::Config;
+use crate::secrets::{self, PASSPHRASE_ENV, PIN_ENV};
+
+/// Where a Keyhold installation lives and where its secrets come from: the options every
+/// command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Paths {
+    /// Directory holding keyhold.toml, the certificates, the embedded token.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./keyhold-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// File holding the embedded token's passphrase (else KEYHOLD_PASSPHRASE).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// File holding the PKCS#11 user PIN (else KEYHOLD_PKCS11_PIN).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
+    /// Directory of certificate profiles (one TOML file each).
+    #[arg(long, global = true, default_value = "./policies", value_name = "DIR")]
+    pub policies: PathBuf,
+}
+
+/// The configured key store, opened with the secret it needs.
+pub fn open_store(paths: &Paths, config: &Config) -> Result<Arc<dyn KeyStore>> {
+    let base = &paths.data_dir;
+    let secret: Secret = match &config.keystore {
+        KeyStoreConfig::Embedded { .. } => secrets::read(
+            paths.passphrase_file.as_deref(),
+            PASSPHRASE_ENV,
+            config
+                .secrets
+                .passphrase_file
+                .as_ref()
+                .map(|p| base.join(p))
+                .as_deref(),
+            "embedded token passphrase",
+            "--passphrase-file",
+        )?,
+        KeyStoreConfig::Pkcs11 { .. } => secrets::read(
+            paths.pin_file.as_deref(),
+            PIN_ENV,
+            config
+                .secrets
+                .pin_file
+                .as_ref()
+                .map(|p| base.join(p))
+                .as_deref(),
+            "pkcs#11 user PIN",
+            "--pin-file",
+        )?,
+    };
+    Ok(keystore::open(&config.keystore, base, &secret)?)
+}
+
+/// The config, the key store and every issuer, each checked against its key.
+///
+/// Fails listing every issuer problem.
+pub fn load_issuers(paths: &Paths) -> Result<(Config, Arc<dyn KeyStore>, Vec<Issuer>)> {
+    let config = Config::load(&paths.data_dir)?;
+    let store = open_store(paths, &config)?;
+    let issuers =
+        issuer::load_all(&config.issuers, &paths.data_dir, store.as_ref()).map_err(|problems| {
+            anyhow::anyhow!("the CA cannot load:\n  - {}", problems.join("\n  - "))
+        })?;
+    Ok((config, store, issuers))
+}
+
+/// Opens the database named by the config.
+pub fn open_db(paths: &Paths, config: &Config) -> Result<Arc<db::Db>> {
+    let url = config.database_url(&paths.data_dir);
+    Ok(Arc::new(
+        db::Db::open(&url).context("cannot open the database")?,
+    ))
+}
+
+/// The CA with its issuers, profiles and database.
+///
+/// Fails listing every problem that stops the CA from starting.
+pub fn load_ca(paths: &Paths) -> Result<Ca> {
+    let (config, _keys, issuers) = load_issuers(paths)?;
+    let profiles = ca_core::policy::load_dir(&paths.policies)?;
+    let store: Arc<dyn Store> = open_db(paths, &config)?;
+    Ca::new(issuers, profiles, store, &config.base_url)
+        .map_err(|p| anyhow!("the CA cannot start:\n  - {}", p.join("\n  - ")))
+}
+
+/// Who runs this process, for the audit log: `cli:<os user>`, from the process's real uid
+/// (not `$USER`, which the caller controls), with the name from `/etc/passwd` when it has one.
+pub fn os_actor() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "cli:unknown".into();
+    };
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+            })
+        });
+    match name {
+        Some(name) => format!("cli:{name}"),
+        None => format!("cli:uid {uid}"),
+    }
+}
