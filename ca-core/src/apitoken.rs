@@ -4,9 +4,9 @@
 //! token itself exists once, when it is created, and is shown to its creator alone.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use crate::audit::AuditEvent;
+use crate::audit::{Action, AuditEvent};
 use crate::store::StoreError;
 
 /// What every token starts with, so that one found in a log or a repository is recognisable.
@@ -100,6 +100,134 @@ impl std::fmt::Debug for NewApiToken {
     }
 }
 
+/// The longest a token may live: ten years. Longer would outlive any key or person it
+/// stands for; a token with no expiry is asked for explicitly.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(3_650 * 86_400);
+
+/// A token to create: the one set of rules the CLI and the UI both apply.
+#[derive(Debug, Clone)]
+pub struct TokenRequest<'a> {
+    /// Its unique name (1 to 64 of A-Z a-z 0-9 - _ .).
+    pub name: &'a str,
+    /// Its role, as typed (`requester`, `officer`, `auditor`, `admin`).
+    pub role: &'a str,
+    /// Profiles it may request (empty entries ignored); none means every profile.
+    pub profiles: &'a [String],
+    /// How long it lives; `None`: until revoked.
+    pub lifetime: Option<Duration>,
+    /// Who creates it, for the record and the audit log.
+    pub actor: &'a str,
+    /// From where (`cli`, an IP address).
+    pub source: &'a str,
+}
+
+/// Why a token was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The request is not acceptable; nothing was written.
+    #[error("{0}")]
+    Invalid(String),
+    /// No token could be made.
+    #[error(transparent)]
+    Random(#[from] RandomFailed),
+    /// The store refused (a name in use: `Conflict`) or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl TokenError {
+    /// The broad kind, for exit codes and HTTP statuses.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            TokenError::Invalid(_) => crate::error::ErrorKind::Invalid,
+            TokenError::Random(_) => crate::error::ErrorKind::Internal,
+            TokenError::Store(e) => e.kind(),
+        }
+    }
+}
+
+/// Creates an API token: checks the request against one set of rules (a valid, unused name,
+/// a known role, profiles among `known_profiles`, a lifetime of at most [`MAX_LIFETIME`]),
+/// records its hash with its audit entry in one transaction, and returns the token itself,
+/// which exists nowhere else: show it once.
+///
+/// Fails with [`TokenError::Invalid`] naming what is wrong, or the store's `Conflict` for a
+/// name in use; nothing is written then.
+pub fn create_token(
+    store: &dyn TokenStore,
+    request: &TokenRequest<'_>,
+    known_profiles: &[&str],
+    now: SystemTime,
+) -> Result<String, TokenError> {
+    let name = request.name.trim();
+    if !crate::users::valid_name(name) {
+        return Err(TokenError::Invalid(format!(
+            "invalid token name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 - _ ."
+        )));
+    }
+    let role = Role::parse(request.role.trim()).ok_or_else(|| {
+        TokenError::Invalid(format!(
+            "unknown role {:?} (requester, officer, auditor, admin)",
+            request.role
+        ))
+    })?;
+    let profiles: Vec<String> = request
+        .profiles
+        .iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if let Some(p) = profiles
+        .iter()
+        .find(|p| !known_profiles.contains(&p.as_str()))
+    {
+        return Err(TokenError::Invalid(format!("unknown profile {p:?}")));
+    }
+    if let Some(life) = request.lifetime
+        && (life.is_zero() || life > MAX_LIFETIME)
+    {
+        return Err(TokenError::Invalid(
+            "a token lives from a second to ten years (3650d)".into(),
+        ));
+    }
+    let expires_at = request.lifetime.map(|d| now + d);
+    let token = generate_token()?;
+    let new = NewApiToken {
+        name: name.to_owned(),
+        hash: token_hash(&token),
+        role,
+        profiles: profiles.clone(),
+        expires_at,
+        created_by: request.actor.to_owned(),
+    };
+    let mut event = AuditEvent::new(
+        Action::TokenCreated,
+        request.actor,
+        request.source,
+        format!("token:{name}"),
+    )
+    .with("role", role.as_str())
+    .with("profiles", profiles.join(","));
+    if let Some(t) = expires_at {
+        event = event.with("expires_at", crate::revocation::rfc3339(t));
+    }
+    store.create_token(&new, &event)?;
+    Ok(token)
+}
+
+/// Revokes the token `name` at once, with its audit entry.
+///
+/// Fails with `NotFound` if there is no such token, `Conflict` if it is already revoked.
+pub fn revoke_token(
+    store: &dyn TokenStore,
+    name: &str,
+    actor: &str,
+    source: &str,
+) -> Result<(), StoreError> {
+    let event = AuditEvent::new(Action::TokenRevoked, actor, source, format!("token:{name}"));
+    store.revoke_token(name, &event)
+}
+
 /// A recorded token (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
@@ -123,6 +251,17 @@ impl ApiToken {
     /// Whether it may be used at `now`: not revoked, not expired.
     pub fn usable(&self, now: SystemTime) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|t| now < t)
+    }
+
+    /// Its state at `now`, as every interface shows it: `revoked`, `expired` or `active`.
+    pub fn state(&self, now: SystemTime) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if !self.usable(now) {
+            "expired"
+        } else {
+            "active"
+        }
     }
 
     /// Whether it may request certificates under `profile`.

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod quorum;
 pub mod revocation;
 pub mod secret;
+pub mod status;
 pub mod store;
 pub mod users;
 pub mod x509;

@@ -7,6 +7,7 @@
 
 pub mod crl;
 pub mod ocsp;
+pub mod publish;
 
 use std::fmt;
 use std::time::SystemTime;

@@ -125,6 +125,20 @@ impl User {
         self.locked_until.is_some_and(|t| now < t)
     }
 
+    /// Its state at `now`, as every interface shows it: `disabled`, `locked`, `new` (must
+    /// change its one-time password) or `active`.
+    pub fn state(&self, now: SystemTime) -> &'static str {
+        if self.disabled {
+            "disabled"
+        } else if self.is_locked(now) {
+            "locked"
+        } else if self.must_change_password {
+            "new"
+        } else {
+            "active"
+        }
+    }
+
     /// The roles as `admin,officer`.
     pub fn roles_text(&self) -> String {
         roles_text(&self.roles)

@@ -46,7 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(request_context))
             .service(get("/healthz", http::public::healthz))
             .service(get("/readyz", http::public::readyz))
-            .service(get("/metrics", http::metrics::metrics))
+            .service(get("/metrics", http::public::metrics))
             .service(get("/ca/{file}", http::public::ca_cert))
             .service(get("/ca/{issuer}/chain.pem", http::public::ca_chain))
             .service(get("/crl/{file}", http::revocation::crl))

@@ -9,10 +9,7 @@ use ca_core::store::Serial;
 
 /// RFC 3339 date and time, UTC, to the second.
 pub fn humantime(t: SystemTime) -> String {
-    match ca_core::x509::x509_time(t) {
-        Ok(time) => time.to_date_time().to_string(),
-        Err(_) => "(out of range)".into(),
-    }
+    ca_core::revocation::rfc3339(t)
 }
 
 /// The longest duration accepted: 100 years, past any certificate or token lifetime, and far

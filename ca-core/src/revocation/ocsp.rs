@@ -535,6 +535,33 @@ impl OcspResponder {
         Some((served.id.clone(), Serial::from_bytes(bytes)))
     }
 
+    /// The certificates a request asks about, as (issuer, serial), for the CertIDs of issuers
+    /// served here whose serial could be one of ours; empty for a request that does not
+    /// parse. Lets a caller tell a question about its own certificates from one about serials
+    /// it never issued before anything is signed.
+    pub fn subjects(&self, request_der: &[u8]) -> Vec<(IssuerId, Serial)> {
+        if request_der.len() > MAX_REQUEST_LEN {
+            return Vec::new();
+        }
+        let Ok(request) = OcspRequest::from_der(request_der) else {
+            return Vec::new();
+        };
+        request
+            .tbs_request
+            .request_list
+            .iter()
+            .take(MAX_CERT_IDS)
+            .filter_map(|r| {
+                let served = self.issuer_of(&r.req_cert)?;
+                let bytes = r.req_cert.serial_number.as_bytes();
+                if bytes.is_empty() || bytes[0] & 0x80 != 0 || bytes.len() > 21 {
+                    return None;
+                }
+                Some((served.id.clone(), Serial::from_bytes(bytes)))
+            })
+            .collect()
+    }
+
     /// Signs, ahead of time, the responses for `serial` of `issuer` to the CertIDs clients
     /// send (SHA-1, as openssl, Go and Windows do by default, and SHA-256, both with NULL
     /// hash parameters), each with the key [`OcspResponder::cache_key`] gives for a request

@@ -73,18 +73,9 @@ pub fn certs(cli: &Cli, cmd: &CertsCommand) -> Result<ExitCode> {
                 limit: (*limit).clamp(1, 1000),
                 ..CertFilter::default()
             };
-            match status.as_deref() {
-                None => {}
-                Some("expired") => filter.expired = Some(true),
-                Some("valid") => {
-                    filter.status = Some(CertStatus::Valid);
-                    filter.expired = Some(false);
-                }
-                Some(s) => {
-                    filter.status = Some(CertStatus::parse(s).ok_or_else(|| {
-                        anyhow!("unknown status {s:?} (valid, expired, revoked, failed, reserved)")
-                    })?);
-                }
+            if let Some(word) = status.as_deref() {
+                ca_core::status::filter_by_status(&mut filter, word, now)
+                    .map_err(anyhow::Error::msg)?;
             }
             if let Some(d) = expiring_within {
                 filter.expiring_before = Some(now + parse_duration(d)?);
@@ -147,10 +138,7 @@ pub fn certs(cli: &Cli, cmd: &CertsCommand) -> Result<ExitCode> {
 
 fn print_details(cert: &SignedCert, row: &ca_core::store::CertificateRow, now: SystemTime) {
     let d = inspect::details(cert);
-    let left = match d.not_after.duration_since(now) {
-        Ok(left) => format!("expires in {} days", left.as_secs() / 86_400),
-        Err(_) => "expired".into(),
-    };
+    let left = ca_core::status::expires_in(d.not_after, now);
     println!("Certificate {}", d.serial);
     println!(
         "  Status:     {}",

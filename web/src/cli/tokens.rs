@@ -4,9 +4,8 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result, anyhow, bail};
-use ca_core::apitoken::{NewApiToken, Role, TokenStore};
-use ca_core::audit::{Action, AuditEvent};
+use anyhow::{Context, Result, anyhow};
+use ca_core::apitoken::{self, TokenError, TokenRequest, TokenStore};
 use clap::Subcommand;
 
 use crate::cli::Cli;
@@ -14,7 +13,6 @@ use crate::cli::io::cli_actor;
 use crate::config::Config;
 use crate::text::{humantime, parse_duration};
 use crate::wiring::open_db;
-use ca_core::apitoken::{generate_token, token_hash};
 
 /// `keyhold tokens ...`.
 #[derive(Debug, Subcommand)]
@@ -43,13 +41,6 @@ pub enum TokensCommand {
     },
 }
 
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 /// Runs `keyhold tokens ...`.
 ///
 /// Fails on bad flags, a name in use, an unknown token, or a database failure.
@@ -64,55 +55,32 @@ pub fn run(cli: &Cli, cmd: &TokensCommand) -> Result<ExitCode> {
             profiles,
             expires,
         } => {
-            if !valid_name(name) {
-                bail!("invalid token name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 - _ .");
-            }
-            let role = Role::parse(role).ok_or_else(|| {
-                anyhow!("unknown role {role:?} (requester, officer, auditor, admin)")
-            })?;
-            let profiles: Vec<String> = profiles
-                .iter()
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect();
-            if !profiles.is_empty() {
-                let known = ca_core::policy::load_dir(&cli.paths.policies)?;
-                for p in &profiles {
-                    if !known.iter().any(|k| &k.name == p) {
-                        bail!(
-                            "unknown profile {p:?} in --profiles (see {})",
-                            cli.paths.policies.display()
-                        );
-                    }
-                }
-            }
-            let expires_at = expires
-                .as_deref()
-                .map(parse_duration)
-                .transpose()?
-                .map(|d| now + d);
-            let token = generate_token()?;
-            let new = NewApiToken {
-                name: name.clone(),
-                hash: token_hash(&token),
-                role,
-                profiles: profiles.clone(),
-                expires_at,
-                created_by: cli_actor(),
+            let lifetime = expires.as_deref().map(parse_duration).transpose()?;
+            // Profiles are read only when the token is limited to some.
+            let known = if profiles.iter().any(|p| !p.trim().is_empty()) {
+                ca_core::policy::load_dir(&cli.paths.policies)?
+            } else {
+                Vec::new()
             };
-            let mut event = AuditEvent::new(
-                Action::TokenCreated,
-                cli_actor(),
-                "cli",
-                format!("token:{name}"),
+            let known: Vec<&str> = known.iter().map(|p| p.name.as_str()).collect();
+            let actor = cli_actor();
+            let token = apitoken::create_token(
+                db.as_ref(),
+                &TokenRequest {
+                    name,
+                    role,
+                    profiles,
+                    lifetime,
+                    actor: &actor,
+                    source: "cli",
+                },
+                &known,
+                now,
             )
-            .with("role", role.as_str())
-            .with("profiles", profiles.join(","));
-            if let Some(t) = expires_at {
-                event = event.with("expires_at", humantime(t));
-            }
-            db.create_token(&new, &event)
-                .with_context(|| format!("cannot create token {name:?}"))?;
+            .map_err(|e| match e {
+                TokenError::Invalid(why) => anyhow!("{why}"),
+                e => anyhow::Error::new(e).context(format!("cannot create token {name:?}")),
+            })?;
             println!("{token}");
             eprintln!(
                 "created {role} token {name:?}: shown once, keep it secret (Authorization: Bearer ...)"
@@ -124,13 +92,7 @@ pub fn run(cli: &Cli, cmd: &TokensCommand) -> Result<ExitCode> {
                 "NAME", "ROLE", "STATE", "CREATED", "EXPIRES"
             );
             for t in db.tokens()? {
-                let state = if t.revoked_at.is_some() {
-                    "revoked"
-                } else if !t.usable(now) {
-                    "expired"
-                } else {
-                    "active"
-                };
+                let state = t.state(now);
                 println!(
                     "{:<24} {:<10} {:<9} {:<21} {:<21} {}",
                     t.name,
@@ -147,13 +109,7 @@ pub fn run(cli: &Cli, cmd: &TokensCommand) -> Result<ExitCode> {
             }
         }
         TokensCommand::Revoke { name } => {
-            let event = AuditEvent::new(
-                Action::TokenRevoked,
-                cli_actor(),
-                "cli",
-                format!("token:{name}"),
-            );
-            db.revoke_token(name, &event)
+            apitoken::revoke_token(db.as_ref(), name, &cli_actor(), "cli")
                 .with_context(|| format!("cannot revoke token {name:?}"))?;
             println!("revoked token {name:?}");
         }

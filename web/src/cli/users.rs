@@ -89,15 +89,7 @@ pub fn run(cli: &Cli, cmd: &UsersCommand) -> Result<ExitCode> {
                 "NAME", "ROLES", "STATE", "CREATED"
             );
             for u in store.users()? {
-                let state = if u.disabled {
-                    "disabled"
-                } else if u.is_locked(now) {
-                    "locked"
-                } else if u.must_change_password {
-                    "new"
-                } else {
-                    "active"
-                };
+                let state = u.state(now);
                 println!(
                     "{:<24} {:<32} {:<10} {:<21} {}",
                     u.name,

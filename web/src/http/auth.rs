@@ -1,11 +1,10 @@
 //! Bearer-token authentication for `/api`: every API handler takes an [`Auth`], so no route
 //! can be reached without a usable token. The token is hashed at once and never logged.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+
+use std::time::{Instant, SystemTime};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use ca_core::apitoken::{ApiToken, Role, TOKEN_PREFIX, token_hash};
@@ -49,44 +48,6 @@ impl Auth {
     /// Whether the caller may only see what it requested itself.
     pub fn own_only(&self) -> bool {
         self.token.role == Role::Requester
-    }
-}
-
-/// When each token was last audited as used, from each address: `token.used` is written for
-/// the first request of a minute, not for every request (reads would each cost a write;
-/// every change a token makes has its own audit entry naming it).
-#[derive(Debug, Default)]
-pub struct TokenUses {
-    last: Mutex<HashMap<(String, String), Instant>>,
-}
-
-/// How often a token's use from one address is audited at most.
-const TOKEN_USE_WINDOW: Duration = Duration::from_secs(60);
-/// Pairs remembered at most; older ones are forgotten first when full.
-const TOKEN_USE_PAIRS: usize = 10_000;
-
-impl TokenUses {
-    /// Whether this is the first use of `token` from `source` in [`TOKEN_USE_WINDOW`] (and
-    /// so must be audited); records it.
-    pub fn first_this_minute(&self, token: &str, source: &str) -> bool {
-        let Ok(mut last) = self.last.lock() else {
-            return true; // a poisoned lock: audit rather than skip
-        };
-        let key = (token.to_owned(), source.to_owned());
-        if last
-            .get(&key)
-            .is_some_and(|at| at.elapsed() < TOKEN_USE_WINDOW)
-        {
-            return false;
-        }
-        if last.len() >= TOKEN_USE_PAIRS {
-            last.retain(|_, at| at.elapsed() < TOKEN_USE_WINDOW);
-        }
-        // Still full of fresh pairs: audit this use without remembering it.
-        if last.len() < TOKEN_USE_PAIRS {
-            last.insert(key, Instant::now());
-        }
-        true
     }
 }
 

@@ -75,7 +75,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             format!(
                 "OCSP serves the {} answers signed earlier, each until its nextUpdate; \
                  new answers (nonces, new certificates, revocations) get tryLater",
-                state.ocsp_cache.len()
+                state.publisher.answers_held()
             ),
             "CRLs are served from the last one signed, until its nextUpdate",
         ]);
@@ -86,4 +86,11 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         StatusCode::SERVICE_UNAVAILABLE
     };
     Ok(HttpResponse::build(status).json(body))
+}
+
+/// `GET /metrics`.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
 }

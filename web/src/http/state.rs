@@ -1,12 +1,15 @@
 //! What every handler shares: the CA, the token store, and the CA certificates as served.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use ca_core::apitoken::TokenStore;
 use ca_core::issuance::Ca;
 use ca_core::keystore::KeyStore;
+use ca_core::revocation::publish::Publisher;
+use ca_core::store::CertCounts;
 use ca_core::store::StoreError;
 
 /// One CA certificate in the forms `/ca/...` serves.
@@ -33,16 +36,12 @@ pub struct AppState {
     pub ca_files: Arc<HashMap<String, CaFile>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::http::metrics::Metrics>,
-    /// Answers OCSP requests.
-    pub ocsp: Arc<ca_core::revocation::ocsp::OcspResponder>,
-    /// The latest CRL of each issuer.
-    pub crls: Arc<crate::http::revocation::CrlCache>,
-    /// OCSP answers signed ahead of time.
-    pub ocsp_cache: Arc<crate::http::revocation::OcspCache>,
+    /// Revocation status, published: OCSP answers, CRLs, and revoking.
+    pub publisher: Arc<Publisher>,
     /// The dashboard's counts, computed at most every few seconds.
-    pub dashboard_counts: Arc<crate::http::ui::dashboard::CountsCache>,
+    pub dashboard_counts: Arc<CountsCache>,
     /// When each API token's use was last audited.
-    pub token_uses: Arc<crate::http::auth::TokenUses>,
+    pub token_uses: Arc<TokenUses>,
     /// Sign-in password checks running now, bounded.
     pub sign_ins: Arc<Slots>,
     /// Code signing with keys held in the key store.
@@ -158,9 +157,12 @@ impl AppState {
             .or_else(|| issuers.first().map(|i| i.ca.signer.clone()));
         Ok(AppState {
             codesign: Arc::new(codesign),
-            ocsp: Arc::new(ocsp),
-            crls: Arc::new(crate::http::revocation::CrlCache::new(times.crl_validity)),
-            ocsp_cache: Arc::default(),
+            publisher: Arc::new(Publisher::new(
+                Arc::new(ocsp),
+                ca.store().clone(),
+                issuers.to_vec(),
+                times.crl_validity,
+            )),
             dashboard_counts: Arc::default(),
             token_uses: Arc::default(),
             sign_ins: Arc::new(Slots::new(SIGN_IN_SLOTS)),
@@ -177,6 +179,87 @@ impl AppState {
             ca_files: Arc::new(files),
             metrics,
         })
+    }
+}
+
+/// When each token was last audited as used, from each address: `token.used` is written for
+/// the first request of a minute, not for every request (reads would each cost a write;
+/// every change a token makes has its own audit entry naming it).
+#[derive(Debug, Default)]
+pub struct TokenUses {
+    last: Mutex<HashMap<(String, String), Instant>>,
+}
+
+/// How often a token's use from one address is audited at most.
+const TOKEN_USE_WINDOW: Duration = Duration::from_secs(60);
+/// Pairs remembered at most; older ones are forgotten first when full.
+const TOKEN_USE_PAIRS: usize = 10_000;
+
+impl TokenUses {
+    /// Whether this is the first use of `token` from `source` in [`TOKEN_USE_WINDOW`] (and
+    /// so must be audited); records it.
+    pub fn first_this_minute(&self, token: &str, source: &str) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return true; // a poisoned lock: audit rather than skip
+        };
+        let key = (token.to_owned(), source.to_owned());
+        if last
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < TOKEN_USE_WINDOW)
+        {
+            return false;
+        }
+        if last.len() >= TOKEN_USE_PAIRS {
+            last.retain(|_, at| at.elapsed() < TOKEN_USE_WINDOW);
+        }
+        // Still full of fresh pairs: audit this use without remembering it.
+        if last.len() < TOKEN_USE_PAIRS {
+            last.insert(key, Instant::now());
+        }
+        true
+    }
+}
+
+/// How long the dashboard's counts are reused. Counting a million certificates takes tens of
+/// milliseconds per count: a dashboard left open by many operators should not do it on
+/// every load.
+const COUNTS_FOR: Duration = Duration::from_secs(10);
+/// The most requesters whose own counts are kept.
+const COUNTS_KEPT: usize = 1_000;
+
+/// The dashboard's counts, by requester (`None`: everyone's), each reused for
+/// [`COUNTS_FOR`].
+#[derive(Debug, Default)]
+pub struct CountsCache {
+    counts: std::sync::Mutex<std::collections::HashMap<Option<String>, (Instant, CertCounts)>>,
+}
+
+impl CountsCache {
+    /// `requester`'s counts, from `count` if those kept are older than [`COUNTS_FOR`].
+    ///
+    /// Fails if `count` does.
+    pub fn get<E>(
+        &self,
+        requester: Option<&str>,
+        count: impl FnOnce() -> Result<CertCounts, E>,
+    ) -> Result<CertCounts, E> {
+        let key = requester.map(str::to_owned);
+        if let Ok(counts) = self.counts.lock()
+            && let Some((at, c)) = counts.get(&key)
+            && at.elapsed() < COUNTS_FOR
+        {
+            return Ok(*c);
+        }
+        let fresh = count()?;
+        if let Ok(mut counts) = self.counts.lock() {
+            if counts.len() >= COUNTS_KEPT {
+                counts.retain(|_, (at, _)| at.elapsed() < COUNTS_FOR);
+            }
+            if counts.len() < COUNTS_KEPT {
+                counts.insert(key, (Instant::now(), fresh));
+            }
+        }
+        Ok(fresh)
     }
 }
 

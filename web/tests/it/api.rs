@@ -13,6 +13,7 @@ use clap::Parser;
 use serde_json::Value;
 
 use crate::cli::{run, shipped_policies};
+use crate::support::bearer;
 
 pub(crate) struct Fixture {
     pub(crate) tmp: tempfile::TempDir,
@@ -84,32 +85,7 @@ impl Fixture {
     }
 
     pub(crate) fn csr(&self, name: &str, subj: &str, sans: &str) -> String {
-        let path = self.tmp.path().join(format!("{name}.csr"));
-        let mut cmd = Command::new("openssl");
-        cmd.args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-keyout"])
-        .arg(self.tmp.path().join(format!("{name}.key")))
-        .args(["-subj", subj, "-out"])
-        .arg(&path);
-        if !sans.is_empty() {
-            cmd.arg("-addext").arg(format!("subjectAltName={sans}"));
-        }
-        let out = cmd
-            .output()
-            .expect("openssl must be installed (.ci/setup installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::read_to_string(path).unwrap()
+        crate::support::csr_pem(self.tmp.path(), name, subj, sans)
     }
 }
 
@@ -124,11 +100,7 @@ macro_rules! app {
     };
 }
 
-fn bearer(token: &str) -> (&'static str, String) {
-    ("Authorization", format!("Bearer {token}"))
-}
-
-fn submit_req(token: &str, body: &Value) -> test::TestRequest {
+pub(crate) fn submit_req(token: &str, body: &Value) -> test::TestRequest {
     test::TestRequest::post()
         .uri("/api/v1/certificates")
         .insert_header(bearer(token))
@@ -726,7 +698,7 @@ macro_rules! issue_for {
     }};
 }
 
-fn revoke_req(token: &str, serial: &str, body: &Value) -> test::TestRequest {
+pub(crate) fn revoke_req(token: &str, serial: &str, body: &Value) -> test::TestRequest {
     test::TestRequest::post()
         .uri(&format!("/api/v1/certificates/{serial}/revoke"))
         .insert_header(bearer(token))

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::api::Fixture;
 use crate::cli::{run, shipped_policies};
+use crate::support::bearer;
 
 macro_rules! app {
     ($fx:expr) => {
@@ -63,10 +64,6 @@ pub(crate) fn issued_key(fx: &Fixture) -> String {
             .unwrap();
     }
     requested.key.label().to_owned()
-}
-
-fn bearer(token: &str) -> (&'static str, String) {
-    ("Authorization", format!("Bearer {token}"))
 }
 
 fn sign_body(label: &str) -> Value {

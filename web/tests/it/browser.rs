@@ -13,7 +13,6 @@
 //! fails, so CI cannot pass without a browser.
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -26,6 +25,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::api::Fixture;
 use crate::cli::{keyhold, shipped_policies};
+use crate::support::{free_port, wait_for_port};
 
 const NEW_PASSWORD: &str = "the administrator's own password";
 
@@ -60,25 +60,6 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
             );
             None
         }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

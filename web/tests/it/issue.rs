@@ -38,27 +38,7 @@ impl Ca {
 
     /// An openssl CSR for `cn` with `sans` (`DNS:x,IP:y`), key type `curve`.
     fn csr(&self, name: &str, cn: &str, sans: &str, curve: &str) -> String {
-        let key = self.work.join(format!("{name}.key"));
-        let csr = self.work.join(format!("{name}.csr"));
-        let mut cmd = Command::new("openssl");
-        cmd.args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
-            .arg(format!("ec_paramgen_curve:{curve}"))
-            .args(["-nodes", "-keyout"])
-            .arg(&key)
-            .arg("-subj")
-            .arg(format!("/CN={cn}"))
-            .arg("-out")
-            .arg(&csr);
-        if !sans.is_empty() {
-            cmd.arg("-addext").arg(format!("subjectAltName={sans}"));
-        }
-        let out = cmd.output().expect("openssl must be installed");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        csr.to_str().unwrap().to_owned()
+        crate::support::csr_file(&self.work, name, &format!("/CN={cn}"), sans, curve)
     }
 
     fn out(&self, name: &str) -> String {

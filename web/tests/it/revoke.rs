@@ -4,9 +4,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::cli::{Run, fails_with, init_embedded, shipped_policies, with_pass};
+pub(crate) use crate::support::openssl;
 
 /// A data directory with a fresh embedded CA, and a scratch directory.
 pub(crate) struct Ca {
@@ -85,13 +86,6 @@ impl Ca {
             .to_lowercase();
         (pem, serial)
     }
-}
-
-pub(crate) fn openssl(args: &[&str]) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl must be installed (.ci/test installs it)")
 }
 
 pub(crate) fn stderr(out: &Output) -> String {

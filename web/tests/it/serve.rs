@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cli::{keyhold, run, shipped_policies};
+use crate::support::{free_port, openssl_in};
 
 struct Server {
     child: Child,
@@ -19,14 +20,6 @@ struct Server {
     dir: PathBuf,
     log: PathBuf,
     out: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {
@@ -193,21 +186,6 @@ fn http(port: u16, request: &[u8]) -> Option<Response> {
     })
 }
 
-fn openssl(args: &[&str], dir: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed (.ci/setup installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn create_token(dir: &Path, name: &str, role: &str) -> String {
     let r = run(keyhold(dir).args(["tokens", "create", "--name", name, "--role", role]));
     assert!(r.ok, "{}", r.stderr);
@@ -280,7 +258,8 @@ fn serve_on_a_fresh_directory_issues_over_http_and_openssl_verifies_the_chain() 
 /// `openssl verify` against the chain and root fetched from `/ca/...`, and that its AIA
 /// caIssuers URL is served as DER. Returns the 201 body.
 fn issue_and_verify(server: &Server, work: &Path, token: &str) -> Value {
-    openssl(
+    openssl_in(
+        work,
         &[
             "req",
             "-new",
@@ -298,7 +277,6 @@ fn issue_and_verify(server: &Server, work: &Path, token: &str) -> Value {
             "-out",
             "web.csr",
         ],
-        work,
     );
     let csr = fs::read_to_string(work.join("web.csr")).unwrap();
     let body = serde_json::json!({"profile": "tls-server", "csr": csr}).to_string();
@@ -322,7 +300,8 @@ fn issue_and_verify(server: &Server, work: &Path, token: &str) -> Value {
     fs::write(work.join("chain.pem"), &chain.body).unwrap();
     let root = server.get("/ca/root.pem", None);
     fs::write(work.join("root.pem"), &root.body).unwrap();
-    openssl(
+    openssl_in(
+        work,
         &[
             "verify",
             "-x509_strict",
@@ -332,11 +311,10 @@ fn issue_and_verify(server: &Server, work: &Path, token: &str) -> Value {
             "chain.pem",
             "leaf.pem",
         ],
-        work,
     );
 
     // The AIA caIssuers URL in the certificate is served, as DER.
-    let text = openssl(&["x509", "-noout", "-text", "-in", "leaf.pem"], work);
+    let text = openssl_in(work, &["x509", "-noout", "-text", "-in", "leaf.pem"]);
     let url = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("CA Issuers - URI:"))
@@ -352,9 +330,9 @@ fn issue_and_verify(server: &Server, work: &Path, token: &str) -> Value {
             .contains("content-type: application/pkix-cert")
     );
     fs::write(work.join("issuing.der"), &der.body).unwrap();
-    openssl(
-        &["x509", "-inform", "DER", "-in", "issuing.der", "-noout"],
+    openssl_in(
         work,
+        &["x509", "-inform", "DER", "-in", "issuing.der", "-noout"],
     );
 
     issued
@@ -696,7 +674,8 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
     fs::write(work.join("all.pem"), all).unwrap();
 
     let ocsp_post = || {
-        openssl(
+        openssl_in(
+            work,
             &[
                 "ocsp",
                 "-issuer",
@@ -708,7 +687,6 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
                 "-url",
                 &format!("http://127.0.0.1:{}/ocsp", server.port),
             ],
-            work,
         )
     };
     let before = ocsp_post();
@@ -729,9 +707,9 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
     let mut r = server.get(&path, None);
     for _ in 0..100 {
         fs::write(work.join("resp.der"), &r.body).unwrap();
-        let text = openssl(
-            &["ocsp", "-respin", "resp.der", "-noverify", "-resp_text"],
+        let text = openssl_in(
             work,
+            &["ocsp", "-respin", "resp.der", "-noverify", "-resp_text"],
         );
         if text.contains("Cert Status: revoked") {
             break;
@@ -753,7 +731,8 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
         r.head
     );
     fs::write(work.join("resp.der"), &r.body).unwrap();
-    let text = openssl(
+    let text = openssl_in(
+        work,
         &[
             "ocsp",
             "-respin",
@@ -762,7 +741,6 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
             "all.pem",
             "-resp_text",
         ],
-        work,
     );
     assert!(text.contains("Cert Status: revoked"), "{text}");
 
@@ -775,15 +753,15 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
             .contains("content-type: application/pkix-crl")
     );
     fs::write(work.join("crl.der"), &r.body).unwrap();
-    openssl(
-        &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
+    openssl_in(
         work,
+        &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
     );
-    let crl = openssl(
+    let crl = openssl_in(
+        work,
         &[
             "crl", "-in", "crl.pem", "-noout", "-text", "-CAfile", "all.pem",
         ],
-        work,
     );
     assert!(
         crl.to_ascii_lowercase()
@@ -841,7 +819,8 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
 /// `GET /ocsp/...` for a no-nonce request about `leaf.pem` of `issuing.pem` in `work`, as
 /// openssl makes it: base64, percent-encoded.
 fn ocsp_get_path(work: &Path) -> String {
-    openssl(
+    openssl_in(
+        work,
         &[
             "ocsp",
             "-issuer",
@@ -852,9 +831,8 @@ fn ocsp_get_path(work: &Path) -> String {
             "-reqout",
             "req.der",
         ],
-        work,
     );
-    let b64 = openssl(&["base64", "-A", "-in", "req.der"], work);
+    let b64 = openssl_in(work, &["base64", "-A", "-in", "req.der"]);
     format!(
         "/ocsp/{}",
         b64.trim()
@@ -1124,7 +1102,8 @@ fn https_listener_serves_ui_and_api_with_a_self_issued_certificate_openssl_verif
         format!("{}-----END CERTIFICATE-----\n", &text[leaf_start..leaf_end]),
     )
     .unwrap();
-    let fp = openssl(
+    let fp = openssl_in(
+        work,
         &[
             "x509",
             "-in",
@@ -1133,14 +1112,14 @@ fn https_listener_serves_ui_and_api_with_a_self_issued_certificate_openssl_verif
             "-fingerprint",
             "-sha256",
         ],
-        work,
     );
     assert!(
         fp.trim()
             .eq_ignore_ascii_case(&format!("sha256 Fingerprint={fingerprint}")),
         "{fp} vs {fingerprint}"
     );
-    let ext = openssl(
+    let ext = openssl_in(
+        work,
         &[
             "x509",
             "-in",
@@ -1149,7 +1128,6 @@ fn https_listener_serves_ui_and_api_with_a_self_issued_certificate_openssl_verif
             "-ext",
             "subjectAltName,extendedKeyUsage",
         ],
-        work,
     );
     assert!(ext.contains("DNS:localhost"), "{ext}");
     assert!(ext.contains("IP Address:127.0.0.1"), "{ext}");

@@ -19,15 +19,7 @@ fn row(u: &User, me: &str, now: SystemTime) -> UserRow {
     UserRow {
         name: u.name.clone(),
         roles: u.roles_text(),
-        state: if u.disabled {
-            "disabled"
-        } else if u.is_locked(now) {
-            "locked"
-        } else if u.must_change_password {
-            "new"
-        } else {
-            "active"
-        },
+        state: u.state(now),
         disabled: u.disabled,
         created_at: humantime(u.created_at),
         created_by: u.created_by.clone(),

@@ -15,10 +15,7 @@ use crate::text::humantime;
 
 fn cert_view(kind: &'static str, cert: &SignedCert, now: SystemTime) -> CaCertView {
     let d = inspect::details(cert);
-    let left = match d.not_after.duration_since(now) {
-        Ok(left) => format!("{} days left", left.as_secs() / 86_400),
-        Err(_) => "expired".into(),
-    };
+    let left = ca_core::status::expires_in(d.not_after, now);
     CaCertView {
         kind,
         fields: vec![
@@ -40,7 +37,7 @@ fn cert_view(kind: &'static str, cert: &SignedCert, now: SystemTime) -> CaCertVi
 pub async fn ca(state: web::Data<AppState>, s: SignedIn) -> Result<HttpResponse, UiError> {
     let now = SystemTime::now();
     let crl_lines = super::dashboard::crl_lines(&state);
-    let held = state.ocsp_cache.len();
+    let held = state.publisher.answers_held();
     let mut issuers: Vec<IssuerView> = state
         .ca
         .issuers()

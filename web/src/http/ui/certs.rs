@@ -4,7 +4,7 @@
 //! Handlers parse, check the session's rights (and the anti-CSRF token on POST), call one
 //! core service on the blocking pool, and render; the rules live in ca-core.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -12,6 +12,7 @@ use ca_core::audit::{self};
 use ca_core::error::ErrorKind;
 use ca_core::inspect;
 use ca_core::issuance::{self};
+use ca_core::status;
 use ca_core::store::{CertFilter, CertSort, CertStatus, Serial};
 use ca_core::x509::SignedCert;
 use serde::Deserialize;
@@ -27,7 +28,8 @@ use crate::text::humantime;
 pub(super) const PAGE: u32 = 50;
 
 /// "Expiring soon" on the dashboard and in the list.
-pub(super) const EXPIRING_WITHIN: Duration = Duration::from_secs(30 * 86_400);
+pub(super) use ca_core::status::EXPIRING_WITHIN;
+
 /// `GET /ui/certs` query.
 #[derive(Debug, Default, Deserialize)]
 pub struct CertQuery {
@@ -62,10 +64,6 @@ impl CertQuery {
         }
     }
 }
-
-pub(super) const STATUSES: [&str; 6] = [
-    "valid", "expiring", "expired", "revoked", "failed", "reserved",
-];
 
 /// The list's orders, as offered in its form: (value, label).
 pub(super) const SORTS: [(&str, &str); 4] = [
@@ -129,25 +127,8 @@ pub(super) fn cert_filter(
         limit,
         ..CertFilter::default()
     };
-    match q.status.as_str() {
-        "" => {}
-        "valid" => {
-            filter.status = Some(CertStatus::Valid);
-            filter.expired = Some(false);
-        }
-        "expiring" => {
-            filter.status = Some(CertStatus::Valid);
-            filter.expiring_before = Some(now + EXPIRING_WITHIN);
-        }
-        "expired" => filter.expired = Some(true),
-        other => {
-            filter.status = Some(CertStatus::parse(other).ok_or_else(|| {
-                UiError::Invalid(format!(
-                    "unknown status {other:?} ({})",
-                    STATUSES.join(", ")
-                ))
-            })?);
-        }
+    if !q.status.is_empty() {
+        status::filter_by_status(&mut filter, &q.status, now).map_err(UiError::Invalid)?;
     }
     if let Some(a) = q.after.as_deref().filter(|a| !a.is_empty()) {
         filter.after =
@@ -248,7 +229,7 @@ pub async fn certificates(
         csv: certs_url(&q, None).replacen("/certs?", "/certs.csv?", 1),
         layout: Layout::new(&s, "certs"),
         profiles,
-        statuses: STATUSES.to_vec(),
+        statuses: status::CERT_STATUSES.to_vec(),
         sorts: SORTS.to_vec(),
         rows: rows
             .iter()
@@ -293,20 +274,6 @@ pub(super) async fn load_cert(
         .transpose()
         .map_err(|e| UiError::server(ErrorKind::Internal, &e))?;
     Ok((row, cert))
-}
-
-pub(super) fn countdown(not_after: SystemTime, now: SystemTime) -> String {
-    match not_after.duration_since(now) {
-        Ok(left) => {
-            let days = left.as_secs() / 86_400;
-            if days >= 1 {
-                format!("expires in {days} days")
-            } else {
-                format!("expires in {} hours", left.as_secs() / 3600)
-            }
-        }
-        Err(_) => "expired".into(),
-    }
 }
 
 /// `GET /ui/certs/{serial}` query.
@@ -377,7 +344,7 @@ pub async fn certificate(
                         format!(
                             "{} ({})",
                             humantime(d.not_after),
-                            countdown(d.not_after, now)
+                            status::expires_in(d.not_after, now)
                         ),
                     ),
                     ("Public key".to_owned(), d.key),

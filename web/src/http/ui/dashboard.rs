@@ -4,10 +4,9 @@
 //! Handlers parse, check the session's rights (and the anti-CSRF token on POST), call one
 //! core service on the blocking pool, and render; the rules live in ca-core.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use actix_web::{HttpResponse, web};
-use ca_core::store::CertCounts;
 use ca_core::users::Role;
 
 use super::audit::audit_row;
@@ -18,49 +17,6 @@ use crate::http::ui::views::{DashboardPage, IssuanceChart, Layout};
 use crate::http::ui::{UiError, render};
 use crate::text::humantime;
 
-/// How long the dashboard's counts are reused. Counting a million certificates takes tens of
-/// milliseconds per count: a dashboard left open by many operators should not do it on
-/// every load.
-pub(super) const COUNTS_FOR: Duration = Duration::from_secs(10);
-/// The most requesters whose own counts are kept.
-pub(super) const COUNTS_KEPT: usize = 1_000;
-
-/// The dashboard's counts, by requester (`None`: everyone's), each reused for
-/// [`COUNTS_FOR`].
-#[derive(Debug, Default)]
-pub struct CountsCache {
-    counts: std::sync::Mutex<std::collections::HashMap<Option<String>, (Instant, CertCounts)>>,
-}
-
-impl CountsCache {
-    /// `requester`'s counts, from `count` if those kept are older than [`COUNTS_FOR`].
-    ///
-    /// Fails if `count` does.
-    fn get<E>(
-        &self,
-        requester: Option<&str>,
-        count: impl FnOnce() -> Result<CertCounts, E>,
-    ) -> Result<CertCounts, E> {
-        let key = requester.map(str::to_owned);
-        if let Ok(counts) = self.counts.lock()
-            && let Some((at, c)) = counts.get(&key)
-            && at.elapsed() < COUNTS_FOR
-        {
-            return Ok(*c);
-        }
-        let fresh = count()?;
-        if let Ok(mut counts) = self.counts.lock() {
-            if counts.len() >= COUNTS_KEPT {
-                counts.retain(|_, (at, _)| at.elapsed() < COUNTS_FOR);
-            }
-            if counts.len() < COUNTS_KEPT {
-                counts.insert(key, (Instant::now(), fresh));
-            }
-        }
-        Ok(fresh)
-    }
-}
-
 /// For each issuer, when its CRL is next due, from the last CRL this server made.
 pub(crate) fn crl_lines(state: &AppState) -> Vec<(String, String)> {
     state
@@ -69,7 +25,7 @@ pub(crate) fn crl_lines(state: &AppState) -> Vec<(String, String)> {
         .iter()
         .map(|i| {
             let id = i.id.as_str();
-            let line = match state.crls.status(id) {
+            let line = match state.publisher.crl_status(id) {
                 Some((number, this_update, next_update)) => format!(
                     "CRL number {number}, this update {}, next update {} at the latest",
                     humantime(this_update),

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use actix_web::{HttpResponse, web};
-use ca_core::revocation::{self, Reason, RevokeRequest, Revoker};
+use ca_core::revocation::{Reason, RevokeRequest, Revoker};
 use ca_core::store::{CertificateRow, Serial};
 use ca_core::users::Role;
 use serde::Deserialize;
@@ -91,8 +91,7 @@ pub async fn revoke(
                 "no certificate with serial {sr}"
             )));
         };
-        revocation::revoke(
-            ca.store().as_ref(),
+        app.publisher.revoke(
             &RevokeRequest {
                 serial: &sr,
                 reason,
@@ -103,7 +102,6 @@ pub async fn revoke(
             },
             SystemTime::now(),
         )?;
-        crate::http::revocation::revoked(&app, row.issuer.as_str(), &sr);
         Ok(())
     })
     .await??;

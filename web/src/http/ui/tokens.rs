@@ -5,8 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use ca_core::apitoken::{ApiToken, NewApiToken};
-use ca_core::audit::{Action, AuditEvent};
+use ca_core::apitoken::{self, ApiToken, TokenRequest};
 use ca_core::error::ErrorKind;
 use ca_core::users::{self, Role};
 use serde::Deserialize;
@@ -16,19 +15,12 @@ use super::views::{Hidden, Layout, TokenRow, TokensPage};
 use super::{PREFIX, UiError, render_status, see_other};
 use crate::http::state::AppState;
 use crate::text::humantime;
-use ca_core::apitoken::{generate_token, token_hash};
 
 fn row(t: &ApiToken, now: SystemTime) -> TokenRow {
     TokenRow {
         name: t.name.clone(),
         role: t.role.as_str(),
-        state: if t.revoked_at.is_some() {
-            "revoked"
-        } else if !t.usable(now) {
-            "expired"
-        } else {
-            "active"
-        },
+        state: t.state(now),
         profiles: if t.profiles.is_empty() {
             "(all)".into()
         } else {
@@ -116,64 +108,53 @@ pub async fn create(
     s.require(&[Role::Admin])?;
     let f = form.into_inner();
     let name = f.name.trim().to_owned();
-    let bad = |why: String| page(&state, &s, StatusCode::BAD_REQUEST, None, None, Some(why));
-    if !users::valid_name(&name) {
-        return bad(format!(
-            "invalid token name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 - _ ."
-        ))
-        .await;
-    }
-    let Some(role) = Role::parse(f.role.trim()) else {
-        return bad(format!(
-            "unknown role {:?} (requester, officer, auditor, admin)",
-            f.role
-        ))
-        .await;
-    };
-    let known = known_profiles(&state);
-    let profiles: Vec<String> = f
-        .profiles
-        .split(',')
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
-    if let Some(p) = profiles.iter().find(|p| !known.contains(p)) {
-        return bad(format!("unknown profile {p:?}")).await;
-    }
-    let expires_at = match f.days.trim() {
+    let lifetime = match f.days.trim() {
         "" => None,
         d => match d.parse::<u64>() {
-            Ok(days) if (1..=3650).contains(&days) => {
-                Some(SystemTime::now() + Duration::from_secs(days * 86_400))
+            Ok(days) if (1..=3650).contains(&days) => Some(Duration::from_secs(days * 86_400)),
+            _ => {
+                let why = format!("{d:?} is not a number of days from 1 to 3650");
+                return page(&state, &s, StatusCode::BAD_REQUEST, None, None, Some(why)).await;
             }
-            _ => return bad(format!("{d:?} is not a number of days from 1 to 3650")).await,
         },
     };
-    let token = generate_token().map_err(|e| UiError::server(ErrorKind::Internal, &e))?;
-    let new = NewApiToken {
-        name: name.clone(),
-        hash: token_hash(&token),
-        role,
-        profiles: profiles.clone(),
-        expires_at,
-        created_by: s.user.name.clone(),
-    };
-    let mut event = AuditEvent::new(
-        Action::TokenCreated,
-        &s.user.name,
-        &s.source,
-        format!("token:{name}"),
-    )
-    .with("role", role.as_str())
-    .with("profiles", profiles.join(","));
-    if let Some(t) = expires_at {
-        event = event.with("expires_at", humantime(t));
-    }
+    let profiles: Vec<String> = f.profiles.split(',').map(str::to_owned).collect();
+    let known = known_profiles(&state);
     let store = state.tokens.clone();
-    match web::block(move || store.create_token(&new, &event)).await? {
-        Ok(()) => {
+    let (actor, source) = (s.user.name.clone(), s.source.clone());
+    let n = name.clone();
+    let created = web::block(move || {
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        apitoken::create_token(
+            store.as_ref(),
+            &TokenRequest {
+                name: &n,
+                role: &f.role,
+                profiles: &profiles,
+                lifetime,
+                actor: &actor,
+                source: &source,
+            },
+            &known,
+            SystemTime::now(),
+        )
+    })
+    .await?;
+    match created {
+        Ok(token) => {
             let created = Some((name.clone(), Hidden(token)));
             page(&state, &s, StatusCode::OK, created, None, None).await
+        }
+        Err(e) if e.kind() == ErrorKind::Invalid => {
+            page(
+                &state,
+                &s,
+                StatusCode::BAD_REQUEST,
+                None,
+                None,
+                Some(e.to_string()),
+            )
+            .await
         }
         Err(e) if e.kind() == ErrorKind::Conflict => {
             page(
@@ -186,7 +167,7 @@ pub async fn create(
             )
             .await
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(UiError::server(e.kind(), &e)),
     }
 }
 
@@ -207,15 +188,9 @@ pub async fn revoke(
     s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Admin])?;
     let name = name.into_inner();
-    let event = AuditEvent::new(
-        Action::TokenRevoked,
-        &s.user.name,
-        &s.source,
-        format!("token:{name}"),
-    );
     let store = state.tokens.clone();
-    let n = name.clone();
-    web::block(move || store.revoke_token(&n, &event)).await??;
+    let (n, actor, source) = (name.clone(), s.user.name.clone(), s.source.clone());
+    web::block(move || apitoken::revoke_token(store.as_ref(), &n, &actor, &source)).await??;
     Ok(see_other(&format!(
         "{PREFIX}/tokens?revoked={}",
         super::views::query_value(&name)

@@ -59,7 +59,7 @@ impl Layout {
 
 /// `login.html`.
 #[derive(Debug, Template)]
-#[template(path = "login.html")]
+#[template(path = "login/login.html")]
 pub struct LoginPage {
     /// The sign-in form's anti-CSRF token (also in its cookie).
     pub csrf: Hidden,
@@ -71,7 +71,7 @@ pub struct LoginPage {
 
 /// `password.html`.
 #[derive(Debug, Template)]
-#[template(path = "password.html")]
+#[template(path = "login/password.html")]
 pub struct PasswordPage {
     /// Frame.
     pub layout: Layout,
@@ -102,7 +102,7 @@ pub struct AuditRow {
 
 /// `dashboard.html`.
 #[derive(Debug, Template)]
-#[template(path = "dashboard.html")]
+#[template(path = "dashboard/dashboard.html")]
 pub struct DashboardPage {
     /// Frame.
     pub layout: Layout,
@@ -243,7 +243,7 @@ pub struct CertRow {
 
 /// `certs.html`.
 #[derive(Debug, Template)]
-#[template(path = "certs.html")]
+#[template(path = "certs/list.html")]
 pub struct CertListPage {
     /// Frame.
     pub layout: Layout,
@@ -277,7 +277,7 @@ pub struct CertListPage {
 
 /// `cert.html`.
 #[derive(Debug, Template)]
-#[template(path = "cert.html")]
+#[template(path = "certs/show.html")]
 pub struct CertPage {
     /// Frame.
     pub layout: Layout,
@@ -330,7 +330,7 @@ pub struct RequestView {
 
 /// `requests.html`.
 #[derive(Debug, Template)]
-#[template(path = "requests.html")]
+#[template(path = "requests/list.html")]
 pub struct RequestsPage {
     /// Frame.
     pub layout: Layout,
@@ -367,7 +367,7 @@ pub struct OperationView {
 
 /// `request_new.html`.
 #[derive(Debug, Template)]
-#[template(path = "request_new.html")]
+#[template(path = "requests/new.html")]
 pub struct SubmitPage {
     /// Frame.
     pub layout: Layout,
@@ -383,7 +383,7 @@ pub struct SubmitPage {
 
 /// `audit.html`.
 #[derive(Debug, Template)]
-#[template(path = "audit.html")]
+#[template(path = "audit/list.html")]
 pub struct AuditPage {
     /// Frame.
     pub layout: Layout,
@@ -422,7 +422,7 @@ pub struct UserRow {
 
 /// `users.html`.
 #[derive(Debug, Template)]
-#[template(path = "users.html")]
+#[template(path = "admin/users.html")]
 pub struct UsersPage {
     /// Frame.
     pub layout: Layout,
@@ -460,7 +460,7 @@ pub struct IssuerView {
 
 /// `ca.html`.
 #[derive(Debug, Template)]
-#[template(path = "ca.html")]
+#[template(path = "ca/show.html")]
 pub struct CaPage {
     /// Frame.
     pub layout: Layout,
@@ -485,7 +485,7 @@ pub struct ProfileView {
 
 /// `policies.html`.
 #[derive(Debug, Template)]
-#[template(path = "policies.html")]
+#[template(path = "ca/policies.html")]
 pub struct PoliciesPage {
     /// Frame.
     pub layout: Layout,
@@ -514,7 +514,7 @@ pub struct TokenRow {
 
 /// `tokens.html`.
 #[derive(Debug, Template)]
-#[template(path = "tokens.html")]
+#[template(path = "tokens/list.html")]
 pub struct TokensPage {
     /// Frame.
     pub layout: Layout,

@@ -8,8 +8,8 @@ use ca_core::audit;
 use ca_core::error::ErrorKind;
 use ca_core::issuance::{self, Channel, Outcome, Submission};
 use ca_core::policy::Requester;
-use ca_core::revocation::{self, Reason, RevocationError, RevokeRequest, Revoker};
-use ca_core::store::{CertFilter, CertSort, CertStatus, CertificateRow, Serial};
+use ca_core::revocation::{self, Reason, RevokeRequest, Revoker};
+use ca_core::store::{CertFilter, CertSort, CertificateRow, Serial};
 use ca_core::x509::SignedCert;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -202,20 +202,8 @@ pub async fn list(
             ))
         })?;
     }
-    match q.status.as_deref() {
-        None => {}
-        Some("expired") => filter.expired = Some(true),
-        Some("valid") => {
-            filter.status = Some(CertStatus::Valid);
-            filter.expired = Some(false);
-        }
-        Some(s) => {
-            filter.status = Some(CertStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "unknown status {s:?} (valid, expired, revoked, failed, reserved)"
-                ))
-            })?);
-        }
+    if let Some(word) = q.status.as_deref() {
+        ca_core::status::filter_by_status(&mut filter, word, now).map_err(ApiError::invalid)?;
     }
     if let Some(d) = q.expiring_within {
         let d = crate::text::parse_duration(&d).map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -332,15 +320,13 @@ pub async fn revoke(
         .map(revocation::parse_rfc3339)
         .transpose()
         .map_err(|e| ApiError::invalid(format!("invalidity_date: {e}")))?;
-    let ca = state.ca.clone();
     let app = state.clone();
     let revoked = web::block(move || {
         let revoker = match auth.token.role {
             Role::Officer => Revoker::Officer,
             _ => Revoker::Requester(&auth.token.name),
         };
-        let revocation = revocation::revoke(
-            ca.store().as_ref(),
+        app.publisher.revoke(
             &RevokeRequest {
                 serial: &serial,
                 reason,
@@ -350,11 +336,7 @@ pub async fn revoke(
                 source: &auth.source,
             },
             SystemTime::now(),
-        )?;
-        if let Some(row) = ca.store().certificate(&serial)? {
-            crate::http::revocation::revoked(&app, row.issuer.as_str(), &serial);
-        }
-        Ok::<_, RevocationError>(revocation)
+        )
     })
     .await?
     .map_err(ApiError::from)?;

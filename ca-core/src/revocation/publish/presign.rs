@@ -1,0 +1,157 @@
+//! The pre-signer: signs OCSP answers ahead of time for every valid certificate, again for
+//! each revoked one (also when revoked by another process), and again before half of an
+//! answer's validity has passed. While the key store fails it backs off (1 s doubling to
+//! 5 min) and the answers already signed keep being served.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Publisher, RETRY_MAX, RETRY_MIN};
+use crate::issuer::IssuerId;
+use crate::store::{CertFilter, CertSort, CertStatus, Serial};
+
+/// How often the pre-signer looks for revocations made by other processes (the CLI, another
+/// Keyhold sharing the database), and for newly issued certificates: the bound on how long
+/// such a revocation can show `good`, and on how long a new certificate's answer is signed
+/// on demand rather than ahead of time.
+pub const POLL: Duration = Duration::from_secs(1);
+/// How often answers past half their validity are looked for.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// Certificates listed per read while catching up.
+const PAGE: u32 = 1_000;
+
+/// The pre-signer's state between ticks. The caller owns the thread: it calls
+/// [`Presigner::tick`] every [`POLL`] until it stops.
+#[derive(Debug)]
+pub struct Presigner {
+    publisher: Arc<Publisher>,
+    /// Revocations at or after this were not yet seen.
+    revoked_after: SystemTime,
+    /// The last issued certificate signed for, as a (created_at, serial) cursor.
+    issued_after: Option<(SystemTime, Serial)>,
+    /// Certificates whose signing failed, to try again.
+    pending: Vec<(IssuerId, Serial)>,
+    /// While the key store fails: not before this, and the next wait.
+    retry: Option<(Instant, Duration)>,
+    /// When answers past half their validity were last looked for.
+    last_refresh: Option<Instant>,
+}
+
+impl Presigner {
+    /// A pre-signer for `publisher`'s answers, starting from every valid certificate.
+    pub fn new(publisher: Arc<Publisher>) -> Self {
+        Presigner {
+            publisher,
+            revoked_after: SystemTime::now(),
+            issued_after: None,
+            pending: Vec::new(),
+            retry: None,
+            last_refresh: None,
+        }
+    }
+
+    /// One round: revocations seen since the last tick, newly issued certificates, answers
+    /// past half their validity (every few seconds), and earlier failures.
+    pub fn tick(&mut self) {
+        self.revocations();
+        if self.backing_off() {
+            return;
+        }
+        let now = SystemTime::now();
+        let mut work = std::mem::take(&mut self.pending);
+        if self
+            .last_refresh
+            .is_none_or(|t| t.elapsed() >= REFRESH_EVERY)
+        {
+            self.last_refresh = Some(Instant::now());
+            self.publisher.answers.sweep(now);
+            self.publisher.strangers.sweep(now);
+            work.extend(self.publisher.answers.due(now));
+        }
+        self.issued(&mut work);
+        if !work.is_empty() {
+            self.sign_all(work, now, false);
+        }
+    }
+
+    /// Signs `work`, stopping at the first failure, which starts (or doubles) the back-off;
+    /// what was not signed is kept for the next try.
+    fn sign_all(&mut self, work: Vec<(IssuerId, Serial)>, now: SystemTime, revoked: bool) {
+        let mut work = work.into_iter();
+        for (issuer, serial) in work.by_ref() {
+            if let Err(why) = self.publisher.sign(&issuer, &serial, now, revoked) {
+                let wait = self
+                    .retry
+                    .map_or(RETRY_MIN, |(_, w)| (w * 2).min(RETRY_MAX));
+                tracing::warn!(%issuer, %serial, error = %why, retry_in = ?wait,
+                    "cannot sign OCSP answers ahead of time; serving those already signed");
+                self.retry = Some((Instant::now() + wait, wait));
+                self.pending.push((issuer, serial));
+                self.pending.extend(work);
+                return;
+            }
+        }
+        if self.retry.take().is_some() {
+            tracing::info!("the key store signs again: OCSP answers are being refreshed");
+        }
+    }
+
+    fn backing_off(&self) -> bool {
+        self.retry.is_some_and(|(at, _)| Instant::now() < at)
+    }
+
+    /// Revocations made since the last look, by anyone: signed again at once (and so
+    /// dropped from memory if the key store cannot sign them).
+    fn revocations(&mut self) {
+        let since = self.revoked_after;
+        // Read from a little before the last look: a revocation committed late with an
+        // earlier timestamp is still seen. Signing one twice is harmless.
+        let now = SystemTime::now();
+        match self.publisher.store.revoked_since(since) {
+            Ok(revoked) => {
+                self.revoked_after = now - POLL * 5;
+                for (_, serial) in &revoked {
+                    self.publisher.answers.forget(serial);
+                }
+                if !revoked.is_empty() && !self.backing_off() {
+                    self.sign_all(revoked, now, true);
+                } else {
+                    self.pending.extend(revoked);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read recent revocations"),
+        }
+    }
+
+    /// Certificates issued since the last look, up to half the answer store's room.
+    fn issued(&mut self, work: &mut Vec<(IssuerId, Serial)>) {
+        loop {
+            let filter = CertFilter {
+                status: Some(CertStatus::Valid),
+                expired: Some(false),
+                sort: CertSort::Oldest,
+                after: self.issued_after.clone(),
+                limit: PAGE,
+                ..Default::default()
+            };
+            let rows = match self.publisher.store.certificates(&filter) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list certificates to sign OCSP answers for");
+                    return;
+                }
+            };
+            let Some(last) = rows.last() else { return };
+            self.issued_after = Some((last.created_at, last.serial.clone()));
+            let full = rows.len() == PAGE as usize;
+            for r in rows {
+                if let Ok(issuer) = IssuerId::new(r.issuer.as_str()) {
+                    work.push((issuer, r.serial));
+                }
+            }
+            if !full || work.len() >= super::ANSWERS_HELD / 2 {
+                return;
+            }
+        }
+    }
+}
