@@ -5,6 +5,7 @@
 //! first, and the [`Plan`] it returns for an accepted request is all that may go into the
 //! certificate: the CSR never chooses key usage, extended key usage or fixed subject fields.
 
+pub mod constraints;
 pub mod names;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,19 @@ pub enum San {
     Email(String),
     /// uniformResourceIdentifier.
     Uri(String),
+}
+
+/// SANs as searchable text: `DNS:a.internal IP:10.0.0.1 email:a@b URI:https://x`.
+pub fn sans_text(sans: &[San]) -> String {
+    sans.iter()
+        .map(|s| match s {
+            San::Dns(d) => format!("DNS:{d}"),
+            San::Ip(ip) => format!("IP:{ip}"),
+            San::Email(e) => format!("email:{e}"),
+            San::Uri(u) => format!("URI:{u}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What a request asks for, parsed and its signature already checked.
