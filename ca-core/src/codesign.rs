@@ -631,19 +631,11 @@ impl Codesign {
     /// The CA certificates above a certificate issued by `issuer`, nearest first, without
     /// the self-signed root (relying parties hold it).
     fn chain(&self, issuer: &str) -> Vec<SignedCert> {
-        let mut chain = Vec::new();
-        let mut at = self.issuers.iter().find(|i| i.id.as_str() == issuer);
-        while let Some(i) = at {
-            if i.parent.is_none() || chain.len() > self.issuers.len() {
-                break;
-            }
-            chain.push(i.ca.cert.clone());
-            at = i
-                .parent
-                .as_ref()
-                .and_then(|p| self.issuers.iter().find(|c| &c.id == p));
-        }
-        chain
+        self.issuers
+            .iter()
+            .find(|i| i.id.as_str() == issuer)
+            .map(|i| crate::issuer::chain_without_root(&self.issuers, i))
+            .unwrap_or_default()
     }
 
     /// Best effort: destroy the key and record it retired. A key left in the store by a

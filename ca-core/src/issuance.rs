@@ -10,7 +10,6 @@
 //! The reservation is not flushed on its own (see [`Store::reserve`]): the database orders
 //! it before the recording, whose flush covers both.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,7 +20,7 @@ use x509_cert::ext::pkix::constraints::name::NameConstraints;
 use crate::audit::{Action, AuditEvent};
 use crate::csr::{self, CsrError};
 use crate::error::ErrorKind;
-use crate::issuer::{Issuer, IssuerId};
+use crate::issuer::{self, Issuer, IssuerId};
 use crate::keystore::SpkiDer;
 use crate::policy::{self, Decision, Plan, Profile, Requester, San};
 use crate::store::{NewCertificate, NewRequest, RequestRow, Serial, Store, StoreError};
@@ -620,19 +619,7 @@ impl Ca {
 
     /// The issuer's chain up to, not including, the self-signed root.
     fn chain(&self, issuer: &Issuer) -> Vec<SignedCert> {
-        let mut chain = Vec::new();
-        let mut at = Some(issuer);
-        while let Some(i) = at {
-            if i.parent.is_none() {
-                break;
-            }
-            chain.push(i.ca.cert.clone());
-            at = i
-                .parent
-                .as_ref()
-                .and_then(|p| self.issuers.iter().find(|c| &c.id == p));
-        }
-        chain
+        issuer::chain_without_root(&self.issuers, issuer)
     }
 
     fn profile(&self, name: &str) -> Result<&Profile, IssueError> {
@@ -668,19 +655,10 @@ impl Ca {
             Decision::Reject(_) => return decision,
         };
         let mut why = Vec::new();
-        let mut at = Some(issuer);
-        let mut seen = HashSet::new();
-        while let Some(ca) = at {
-            if !seen.insert(ca.id.clone()) {
-                break;
-            }
+        for ca in issuer::ancestry(&self.issuers, issuer) {
             if let Some(nc) = name_constraints(&ca.ca.cert) {
                 policy::constraints::check_constraints(&nc, &ca.id, &plan.sans, &mut why);
             }
-            at = ca
-                .parent
-                .as_ref()
-                .and_then(|p| self.issuers.iter().find(|c| &c.id == p));
         }
         if why.is_empty() {
             decision
