@@ -12,32 +12,9 @@ use diesel::prelude::*;
 
 use crate::conn::AnyConnection;
 use crate::error::{OpError, corrupt, db_error};
+use crate::schema::{operation_approvals, operations};
 use crate::writer::Tx;
 use crate::{Db, unix_micros};
-
-diesel::table! {
-    operations (id) {
-        id -> BigInt,
-        kind -> Text,
-        target -> Text,
-        requested_by -> Text,
-        approvals_needed -> BigInt,
-        status -> Text,
-        created_at -> BigInt,
-        expires_at -> BigInt,
-        decided_by -> Nullable<Text>,
-        reason -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
-    operation_approvals (operation_id, officer) {
-        operation_id -> BigInt,
-        officer -> Text,
-        comment -> Text,
-        at -> BigInt,
-    }
-}
 
 #[derive(Insertable, Queryable, Selectable)]
 #[diesel(table_name = operations)]
@@ -260,8 +237,8 @@ impl OperationStore for Db {
         self.writer.write(move |tx| {
             crate::users::create(tx, &user, &user_event)?;
             // Disabled until the quorum activates it: it cannot sign in before.
-            diesel::update(crate::users::users::table.find(&user.name))
-                .set(crate::users::users::disabled.eq(true))
+            diesel::update(crate::schema::users::table.find(&user.name))
+                .set(crate::schema::users::disabled.eq(true))
                 .execute(tx.conn)?;
             insert(tx, &op, &op_event)
         })
@@ -365,8 +342,8 @@ impl OperationStore for Db {
                 ))
                 .into());
             }
-            diesel::update(crate::users::users::table.find(&r.target))
-                .set(crate::users::users::disabled.eq(false))
+            diesel::update(crate::schema::users::table.find(&r.target))
+                .set(crate::schema::users::disabled.eq(false))
                 .execute(tx.conn)?;
             set_status(tx, id, OperationStatus::Done, None, None)?;
             tx.audit(&event)
