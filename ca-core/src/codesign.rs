@@ -569,7 +569,7 @@ impl Codesign {
 
     /// The key named `key`, for an administrator.
     fn admin_key(&self, key: &str, actor: &Requester) -> Result<KeyRef, CodesignError> {
-        if !actor.roles.iter().any(|r| r == "admin") {
+        if !crate::approval::Actor::from(actor).has(crate::users::Role::Admin) {
             return Err(CodesignError::Forbidden(format!(
                 "{} is not an administrator: only administrators bind tokens to keys",
                 actor.name

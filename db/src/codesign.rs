@@ -19,9 +19,7 @@ use diesel::prelude::*;
 
 use crate::conn::AnyConnection;
 use crate::error::{OpError, corrupt, db_error};
-use crate::schema::{
-    api_tokens, codesign_bindings, codesign_keys, codesign_signatures, requests,
-};
+use crate::schema::{api_tokens, codesign_bindings, codesign_keys, codesign_signatures, requests};
 use crate::writer::Tx;
 use crate::{Db, read, unix_micros};
 

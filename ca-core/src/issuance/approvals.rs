@@ -1,16 +1,16 @@
-//! Approvals of certificate requests: who may approve or reject, and which approvals still
-//! count when the quorum is counted again.
-//!
-//! Invariant: an approval counts only while its officer holds the officer role without the
-//! admin role on an enabled account (separation of duties), checked when it is given and
-//! again whenever the quorum is counted.
+//! Approving and rejecting certificate requests: the rules are [`crate::approval`]'s, the
+//! one set shared with sensitive operations; this file applies them to requests and issues
+//! once the quorum is reached.
 
 use std::time::SystemTime;
 
 use super::{Ca, IssueError, Outcome};
+use crate::approval;
 use crate::audit::{Action, AuditEvent};
 use crate::policy::Requester;
 use crate::store::{Approval, RequestRow, Store, StoreError};
+
+pub use crate::approval::{approval_void, require_officer};
 
 impl Ca {
     /// Records `officer`'s approval of request `id`; once the quorum is reached, evaluates
@@ -31,13 +31,7 @@ impl Ca {
         source: &str,
         now: SystemTime,
     ) -> Result<Outcome, IssueError> {
-        require_officer(officer)?;
-        if let Some(why) = self.approval_void(&officer.name)? {
-            return Err(IssueError::Forbidden(format!(
-                "{why}: {} cannot approve",
-                officer.name
-            )));
-        }
+        approval::may_approve(self.store.as_ref(), officer)?;
         let approval = Approval {
             officer: officer.name.clone(),
             comment: comment.to_owned(),
@@ -51,15 +45,13 @@ impl Ca {
         )
         .with("comment", comment);
         let row = self.store.approve(id, &approval, now, &event)?;
-        let void = self.void_approvals(&row)?;
-        let given = row.approvals.len().saturating_sub(void.len());
-        let given = u32::try_from(given).unwrap_or(u32::MAX);
-        if given < row.approvals_needed {
+        let tally = approval::tally(self.store.as_ref(), &row.approvals, row.approvals_needed)?;
+        if !tally.reached() {
             return Ok(Outcome::Pending {
                 request_id: id,
-                approvals: given,
+                approvals: tally.counted,
                 approvals_needed: row.approvals_needed,
-                void: void.into_iter().map(|(_, why)| why).collect(),
+                void: tally.void_reasons(),
             });
         }
         self.issue_approved(&row, source, now)
@@ -90,12 +82,7 @@ impl Ca {
         reason: &str,
         source: &str,
     ) -> Result<(), IssueError> {
-        require_officer(officer)?;
-        if reason.trim().is_empty() {
-            return Err(IssueError::Forbidden(
-                "a rejection needs a reason (--reason TEXT)".into(),
-            ));
-        }
+        approval::check_rejection(officer, reason)?;
         let event = AuditEvent::new(
             Action::RequestRejected,
             &officer.name,
@@ -108,75 +95,13 @@ impl Ca {
     }
 }
 
-/// Why an approval by `officer` would not count now, or `None` if it counts. An officer
-/// named on the command line (`--as NAME`) without a web UI account is vouched for by
-/// whoever runs the CLI with access to the data directory; one with an account must hold it
-/// enabled, with the officer role and without the admin role.
-///
-/// Fails if the database fails.
-pub fn approval_void(store: &dyn Store, officer: &str) -> Result<Option<String>, StoreError> {
-    use crate::users::Role;
-    Ok(match store.account(officer)? {
-        None => None,
-        Some(u) if u.disabled => Some(format!("{officer}'s account is disabled")),
-        Some(u) if u.has(Role::Admin) => Some(format!("{officer}'s account holds the admin role")),
-        Some(u) if !u.has(Role::Officer) => Some(format!(
-            "{officer}'s account does not hold the officer role"
-        )),
-        Some(_) => None,
-    })
-}
-
-/// The approvals of `row` that no longer count, as `(officer, why)`, in the order given.
+/// The approvals of `row` that no longer count, as `(officer, why)`, in the order given
+/// (see [`approval::void_approvals`]).
 ///
 /// Fails if the database fails.
 pub fn void_approvals(
     store: &dyn Store,
     row: &RequestRow,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let mut void = Vec::new();
-    for a in &row.approvals {
-        if let Some(why) = approval_void(store, &a.officer)? {
-            void.push((a.officer.clone(), why));
-        }
-    }
-    Ok(void)
-}
-
-/// Fails unless `who` holds the officer role and not the admin role.
-pub fn require_officer(who: &Requester) -> Result<(), IssueError> {
-    // Separation of duties: administrators make accounts and tokens, officers approve. One
-    // person holding both could approve with credentials they made themselves.
-    if who.roles.iter().any(|r| r == "admin") {
-        Err(IssueError::Forbidden(format!(
-            "{} is an administrator: administrators cannot approve or reject requests",
-            who.name
-        )))
-    } else if who.roles.iter().any(|r| r == "officer") {
-        Ok(())
-    } else {
-        Err(IssueError::Forbidden(format!(
-            "{} does not hold the officer role",
-            who.name
-        )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_officers_who_are_not_administrators_may_decide_requests() {
-        let who = |roles: &[&str]| Requester {
-            name: "pat".into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-        };
-        assert!(require_officer(&who(&["officer"])).is_ok());
-        assert!(require_officer(&who(&["officer", "auditor"])).is_ok());
-        for roles in [&["requester"][..], &["admin"], &["officer", "admin"], &[]] {
-            let err = require_officer(&who(roles)).unwrap_err();
-            assert!(matches!(err, IssueError::Forbidden(_)), "{roles:?}: {err}");
-        }
-    }
+    approval::void_approvals(store, &row.approvals)
 }
