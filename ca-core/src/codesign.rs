@@ -707,7 +707,7 @@ fn new_label() -> Result<KeyRef, CodesignError> {
 }
 
 /// A PKCS#10 request for `subject`, signed by `signer` (RFC 2986).
-fn build_csr(
+pub(crate) fn build_csr(
     subject: x509_cert::name::Name,
     signer: &dyn Signer,
 ) -> Result<Vec<u8>, CodesignError> {

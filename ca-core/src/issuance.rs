@@ -691,3 +691,6 @@ fn name_constraints(cert: &SignedCert) -> Option<NameConstraints> {
         .find(|e| e.extn_id == NameConstraints::OID)
         .and_then(|e| NameConstraints::from_der(e.extn_value.as_bytes()).ok())
 }
+
+#[cfg(test)]
+mod tests;
