@@ -23,7 +23,7 @@ use crate::x509::{SignedCert, X509Error};
 /// revocation date, reason and invalidity date, and nothing else; and `expected` must hold
 /// `counted` distinct serials (the database's separate count of what the CRL must list).
 ///
-/// `expected` must be sorted by serial octets (as [`generate`] sorts it): the entries are
+/// `expected` must be sorted by serial octets (as [`generate`](super::generate) sorts it): the entries are
 /// then decoded one at a time and compared in order, and strictly increasing serials prove
 /// each is listed once. Only when that fails is the whole list indexed, to name every
 /// difference.
