@@ -10,33 +10,31 @@
 //! The reservation is not flushed on its own (see [`Store::reserve`]): the database orders
 //! it before the recording, whose flush covers both.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use const_oid::ObjectIdentifier;
 use der::Decode;
-use der::asn1::{Ia5String, OctetString};
-use x509_cert::ext::pkix::constraints::name::{GeneralSubtree, NameConstraints};
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName,
-};
-use x509_cert::name::Name;
+use x509_cert::ext::pkix::constraints::name::NameConstraints;
 
 use crate::audit::{Action, AuditEvent};
 use crate::csr::{self, CsrError};
 use crate::error::ErrorKind;
-use crate::issuer::{Issuer, IssuerId};
+use crate::issuer::{self, Issuer, IssuerId};
 use crate::keystore::SpkiDer;
 use crate::policy::{self, Decision, Plan, Profile, Requester, San};
-use crate::store::{
-    Approval, CertStatus, NewCertificate, NewRequest, RequestRow, RequestStatus, Serial, Store,
-    StoreError,
-};
-use crate::x509::{self, CertTemplate, SignedCert, X509Error};
+use crate::store::{NewCertificate, NewRequest, RequestRow, Serial, Store, StoreError};
+use crate::x509::{self, SignedCert, X509Error};
+
+mod approvals;
+mod display;
+mod lint;
+mod template;
+
+pub use self::approvals::{approval_void, require_officer, void_approvals};
+pub use self::display::{effective_request_status, effective_status};
+use self::display::{facts_subject, plan_subject};
+pub use crate::policy::sans_text;
 
 /// A reservation older than this belongs to a process that died while signing (signing takes
 /// milliseconds; the margin covers a slow HSM and clock skew between processes).
@@ -363,100 +361,6 @@ impl Ca {
         }
     }
 
-    /// Records `officer`'s approval of request `id`; once the quorum is reached, evaluates
-    /// the policy again at `now` and issues (or fails the request with the reasons).
-    ///
-    /// The quorum is counted again here, from the accounts as they stand now: an approval
-    /// by an officer whose account has since been disabled, or who no longer holds the
-    /// officer role (or now holds admin), does not count, and the request stays pending
-    /// (the outcome says whose approvals are void and why).
-    ///
-    /// Fails if the officer lacks the officer role (or their account is disabled), the
-    /// request is unknown, not pending, expired, theirs, or already approved by them.
-    pub fn approve(
-        &self,
-        id: i64,
-        officer: &Requester,
-        comment: &str,
-        source: &str,
-        now: SystemTime,
-    ) -> Result<Outcome, IssueError> {
-        require_officer(officer)?;
-        if let Some(why) = self.approval_void(&officer.name)? {
-            return Err(IssueError::Forbidden(format!(
-                "{why}: {} cannot approve",
-                officer.name
-            )));
-        }
-        let approval = Approval {
-            officer: officer.name.clone(),
-            comment: comment.to_owned(),
-            at: now,
-        };
-        let event = AuditEvent::new(
-            Action::RequestApproved,
-            &officer.name,
-            source,
-            format!("request:{id}"),
-        )
-        .with("comment", comment);
-        let row = self.store.approve(id, &approval, now, &event)?;
-        let void = self.void_approvals(&row)?;
-        let given = row.approvals.len().saturating_sub(void.len());
-        let given = u32::try_from(given).unwrap_or(u32::MAX);
-        if given < row.approvals_needed {
-            return Ok(Outcome::Pending {
-                request_id: id,
-                approvals: given,
-                approvals_needed: row.approvals_needed,
-                void: void.into_iter().map(|(_, why)| why).collect(),
-            });
-        }
-        self.issue_approved(&row, source, now)
-    }
-
-    /// Why an approval by `officer` would not count now (see [`approval_void`]).
-    ///
-    /// Fails if the database fails.
-    pub fn approval_void(&self, officer: &str) -> Result<Option<String>, StoreError> {
-        approval_void(self.store.as_ref(), officer)
-    }
-
-    /// The approvals of `row` that no longer count (see [`void_approvals`]).
-    ///
-    /// Fails if the database fails.
-    pub fn void_approvals(&self, row: &RequestRow) -> Result<Vec<(String, String)>, StoreError> {
-        void_approvals(self.store.as_ref(), row)
-    }
-
-    /// Rejects request `id` for `reason`. One rejection ends a request.
-    ///
-    /// Fails if the officer lacks the officer role, the request is unknown, not pending, or
-    /// theirs.
-    pub fn reject(
-        &self,
-        id: i64,
-        officer: &Requester,
-        reason: &str,
-        source: &str,
-    ) -> Result<(), IssueError> {
-        require_officer(officer)?;
-        if reason.trim().is_empty() {
-            return Err(IssueError::Forbidden(
-                "a rejection needs a reason (--reason TEXT)".into(),
-            ));
-        }
-        let event = AuditEvent::new(
-            Action::RequestRejected,
-            &officer.name,
-            source,
-            format!("request:{id}"),
-        )
-        .with("reason", reason);
-        self.store.reject(id, &officer.name, reason, &event)?;
-        Ok(())
-    }
-
     /// Issues the certificate of Keyhold's own HTTPS listener for `public_key`, naming
     /// `sans`, under `profile` (normally `tls-server`), valid for `lifetime` at most.
     ///
@@ -609,7 +513,10 @@ impl Ca {
         }
     }
 
-    /// Reserve, build, check, sign, record.
+    /// The issuance cycle, in the order the module invariant requires: 1. choose the serial,
+    /// 2. build the template, 3. lint it, 4. reserve the serial with its audit entry, 5. sign,
+    /// 6. record the certificate with its audit entry, 7. return it with its chain. A failure
+    /// after step 4 burns the serial (or leaves the reservation for [`Ca::recover`]).
     #[allow(clippy::too_many_arguments)]
     fn issue(
         &self,
@@ -622,16 +529,20 @@ impl Ca {
         now: SystemTime,
     ) -> Result<Issued, IssueError> {
         let issuer = self.issuer_for(profile)?;
+        // 1. The serial: random, positive, at most 20 octets (RFC 5280 4.1.2.2).
         let serial_number = x509::random_serial()?;
         let serial = Serial::from_bytes(serial_number.as_bytes());
         let subject_text = plan_subject(plan);
         let sans = sans_text(&plan.sans);
+        // 2. The template: everything the certificate will say.
         let template = self.template(plan, issuer, public_key, serial_number)?;
-        let problems = lint(&template, plan, issuer, &self.ca_keys, now);
+        // 3. Lint the template before anything is written or signed.
+        let problems = lint::lint(&template, plan, issuer, &self.ca_keys, now);
         if !problems.is_empty() {
             return Err(IssueError::Lint(problems));
         }
 
+        // 4. Reserve the serial with its audit entry (one transaction).
         let reservation = NewCertificate {
             serial: serial.clone(),
             issuer: issuer.id.clone(),
@@ -659,6 +570,7 @@ impl Ca {
         };
         self.store.reserve(&reservation, &started)?;
 
+        // 5. Sign through the key store.
         let cert = match x509::sign_certificate(template, issuer.ca.signer.as_ref()) {
             Ok(cert) => cert,
             Err(e) => {
@@ -666,6 +578,7 @@ impl Ca {
                 return Err(e.into());
             }
         };
+        // 6. Record the certificate with its audit entry (one durable transaction).
         let issued = AuditEvent::new(
             Action::CertificateIssued,
             requester,
@@ -683,6 +596,7 @@ impl Ca {
             );
             return Err(e.into());
         }
+        // 7. Only now does the certificate leave the CA.
         Ok(Issued {
             serial,
             cert,
@@ -703,80 +617,9 @@ impl Ca {
         let _ = self.store.fail(serial, reason, &event);
     }
 
-    fn template(
-        &self,
-        plan: &Plan,
-        issuer: &Issuer,
-        public_key: &SpkiDer,
-        serial: x509_cert::serial_number::SerialNumber,
-    ) -> Result<CertTemplate, IssueError> {
-        let subject = subject_name(&plan.subject)?;
-        let issuer_key = issuer.ca.signer.public_key();
-        // A profile granting keyCertSign makes a subordinate CA (the profile loader allows it
-        // only for cli_only profiles under a quorum of two or more), which may not issue CAs
-        // below itself.
-        let ca = plan.key_usage.iter().any(|k| k == "keyCertSign");
-        let mut extensions = vec![
-            x509::to_ext(
-                true,
-                &BasicConstraints {
-                    ca,
-                    path_len_constraint: ca.then_some(0),
-                },
-            )?,
-            x509::to_ext(true, &KeyUsage(key_usages(&plan.key_usage)))?,
-        ];
-        if !plan.extended_key_usage.is_empty() {
-            let ekus = plan
-                .extended_key_usage
-                .iter()
-                .map(|n| eku_oid(n))
-                .collect::<Result<Vec<_>, _>>()?;
-            extensions.push(x509::to_ext(false, &ExtendedKeyUsage(ekus))?);
-        }
-        if !plan.sans.is_empty() {
-            // RFC 5280 4.2.1.6: critical when the subject is empty.
-            extensions.push(x509::to_ext(
-                subject.is_empty(),
-                &SubjectAltName(general_names(&plan.sans)?),
-            )?);
-        }
-        extensions.push(x509::ski_extension(public_key)?);
-        extensions.push(x509::aki_extension(issuer_key)?);
-        extensions.push(x509::crl_dp_extension(&format!(
-            "{}/crl/{}.crl",
-            self.base_url, issuer.id
-        ))?);
-        extensions.push(x509::aia_extension(
-            &format!("{}/ocsp", self.base_url),
-            &format!("{}/ca/{}.der", self.base_url, issuer.id),
-        )?);
-        Ok(CertTemplate {
-            serial,
-            issuer: issuer.ca.cert.cert.tbs_certificate().subject().clone(),
-            subject,
-            not_before: plan.not_before,
-            not_after: plan.not_after,
-            public_key: public_key.clone(),
-            extensions,
-        })
-    }
-
     /// The issuer's chain up to, not including, the self-signed root.
     fn chain(&self, issuer: &Issuer) -> Vec<SignedCert> {
-        let mut chain = Vec::new();
-        let mut at = Some(issuer);
-        while let Some(i) = at {
-            if i.parent.is_none() {
-                break;
-            }
-            chain.push(i.ca.cert.clone());
-            at = i
-                .parent
-                .as_ref()
-                .and_then(|p| self.issuers.iter().find(|c| &c.id == p));
-        }
-        chain
+        issuer::chain_without_root(&self.issuers, issuer)
     }
 
     fn profile(&self, name: &str) -> Result<&Profile, IssueError> {
@@ -812,79 +655,16 @@ impl Ca {
             Decision::Reject(_) => return decision,
         };
         let mut why = Vec::new();
-        let mut at = Some(issuer);
-        let mut seen = HashSet::new();
-        while let Some(ca) = at {
-            if !seen.insert(ca.id.clone()) {
-                break;
-            }
+        for ca in issuer::ancestry(&self.issuers, issuer) {
             if let Some(nc) = name_constraints(&ca.ca.cert) {
-                check_constraints(&nc, &ca.id, &plan.sans, &mut why);
+                policy::constraints::check_constraints(&nc, &ca.id, &plan.sans, &mut why);
             }
-            at = ca
-                .parent
-                .as_ref()
-                .and_then(|p| self.issuers.iter().find(|c| &c.id == p));
         }
         if why.is_empty() {
             decision
         } else {
             Decision::Reject(why)
         }
-    }
-}
-
-/// Why an approval by `officer` would not count now, or `None` if it counts. An officer
-/// named on the command line (`--as NAME`) without a web UI account is vouched for by
-/// whoever runs the CLI with access to the data directory; one with an account must hold it
-/// enabled, with the officer role and without the admin role.
-///
-/// Fails if the database fails.
-pub fn approval_void(store: &dyn Store, officer: &str) -> Result<Option<String>, StoreError> {
-    use crate::users::Role;
-    Ok(match store.account(officer)? {
-        None => None,
-        Some(u) if u.disabled => Some(format!("{officer}'s account is disabled")),
-        Some(u) if u.has(Role::Admin) => Some(format!("{officer}'s account holds the admin role")),
-        Some(u) if !u.has(Role::Officer) => Some(format!(
-            "{officer}'s account does not hold the officer role"
-        )),
-        Some(_) => None,
-    })
-}
-
-/// The approvals of `row` that no longer count, as `(officer, why)`, in the order given.
-///
-/// Fails if the database fails.
-pub fn void_approvals(
-    store: &dyn Store,
-    row: &RequestRow,
-) -> Result<Vec<(String, String)>, StoreError> {
-    let mut void = Vec::new();
-    for a in &row.approvals {
-        if let Some(why) = approval_void(store, &a.officer)? {
-            void.push((a.officer.clone(), why));
-        }
-    }
-    Ok(void)
-}
-
-/// Fails unless `who` holds the officer role and not the admin role.
-pub fn require_officer(who: &Requester) -> Result<(), IssueError> {
-    // Separation of duties: administrators make accounts and tokens, officers approve. One
-    // person holding both could approve with credentials they made themselves.
-    if who.roles.iter().any(|r| r == "admin") {
-        Err(IssueError::Forbidden(format!(
-            "{} is an administrator: administrators cannot approve or reject requests",
-            who.name
-        )))
-    } else if who.roles.iter().any(|r| r == "officer") {
-        Ok(())
-    } else {
-        Err(IssueError::Forbidden(format!(
-            "{} does not hold the officer role",
-            who.name
-        )))
     }
 }
 
@@ -901,186 +681,6 @@ fn csr_der(input: &[u8]) -> Result<Vec<u8>, IssueError> {
     }
 }
 
-/// RFC 4514 text of the planned subject, most specific attribute first.
-fn plan_subject(plan: &Plan) -> String {
-    let mut attrs = plan.subject.clone();
-    attrs.sort_by_key(|(k, _)| std::cmp::Reverse(attr_rank(k)));
-    attrs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", escape_rdn_value(v)))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn facts_subject(subject: &[(String, String)]) -> String {
-    subject
-        .iter()
-        .map(|(k, v)| format!("{k}={}", escape_rdn_value(v)))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The DER order of subject attributes: country first, common name last.
-fn attr_rank(attr: &str) -> u8 {
-    match attr {
-        "C" => 0,
-        "ST" => 1,
-        "L" => 2,
-        "O" => 3,
-        "OU" => 4,
-        "CN" => 6,
-        "emailAddress" => 7,
-        _ => 5,
-    }
-}
-
-/// Escapes a value for RFC 4514 text (section 2.4).
-fn escape_rdn_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let last = value.chars().count().saturating_sub(1);
-    for (i, c) in value.chars().enumerate() {
-        let special = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\' | '=')
-            || (i == 0 && (c == '#' || c == ' '))
-            || (i == last && c == ' ');
-        if special {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn subject_name(attrs: &[(String, String)]) -> Result<Name, IssueError> {
-    if attrs.is_empty() {
-        return Ok(Name::default());
-    }
-    let plan = Plan {
-        issuer: IssuerId::new("x").map_err(IssueError::Forbidden)?,
-        not_before: SystemTime::UNIX_EPOCH,
-        not_after: SystemTime::UNIX_EPOCH,
-        subject: attrs.to_vec(),
-        sans: Vec::new(),
-        key_usage: Vec::new(),
-        extended_key_usage: Vec::new(),
-    };
-    Ok(x509::parse_name(&plan_subject(&plan))?)
-}
-
-/// SANs as searchable text: `DNS:a.internal IP:10.0.0.1 email:a@b URI:https://x`.
-pub fn sans_text(sans: &[San]) -> String {
-    sans.iter()
-        .map(|s| match s {
-            San::Dns(d) => format!("DNS:{d}"),
-            San::Ip(ip) => format!("IP:{ip}"),
-            San::Email(e) => format!("email:{e}"),
-            San::Uri(u) => format!("URI:{u}"),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn general_names(sans: &[San]) -> Result<Vec<GeneralName>, IssueError> {
-    let ia5 = |s: &str| {
-        Ia5String::new(s).map_err(|_| X509Error::Encoding(format!("{s:?} is not IA5 (ASCII)")))
-    };
-    sans.iter()
-        .map(|s| {
-            Ok(match s {
-                San::Dns(d) => GeneralName::DnsName(ia5(d)?),
-                San::Email(e) => GeneralName::Rfc822Name(ia5(e)?),
-                San::Uri(u) => GeneralName::UniformResourceIdentifier(ia5(u)?),
-                San::Ip(IpAddr::V4(v4)) => GeneralName::IpAddress(
-                    OctetString::new(v4.octets().to_vec()).map_err(X509Error::from)?,
-                ),
-                San::Ip(IpAddr::V6(v6)) => GeneralName::IpAddress(
-                    OctetString::new(v6.octets().to_vec()).map_err(X509Error::from)?,
-                ),
-            })
-        })
-        .collect()
-}
-
-fn key_usages(names: &[String]) -> der::flagset::FlagSet<KeyUsages> {
-    let mut set = der::flagset::FlagSet::<KeyUsages>::default();
-    for n in names {
-        set |= match n.as_str() {
-            "digitalSignature" => KeyUsages::DigitalSignature,
-            "nonRepudiation" => KeyUsages::NonRepudiation,
-            "keyEncipherment" => KeyUsages::KeyEncipherment,
-            "dataEncipherment" => KeyUsages::DataEncipherment,
-            "keyAgreement" => KeyUsages::KeyAgreement,
-            "keyCertSign" => KeyUsages::KeyCertSign,
-            "cRLSign" => KeyUsages::CRLSign,
-            _ => continue, // profiles are validated at load; lint catches an empty set
-        };
-    }
-    set
-}
-
-fn eku_oid(name: &str) -> Result<ObjectIdentifier, IssueError> {
-    use const_oid::db::rfc5280::{
-        ID_KP_CLIENT_AUTH, ID_KP_CODE_SIGNING, ID_KP_EMAIL_PROTECTION, ID_KP_OCSP_SIGNING,
-        ID_KP_SERVER_AUTH, ID_KP_TIME_STAMPING,
-    };
-    Ok(match name {
-        "serverAuth" => ID_KP_SERVER_AUTH,
-        "clientAuth" => ID_KP_CLIENT_AUTH,
-        "codeSigning" => ID_KP_CODE_SIGNING,
-        "emailProtection" => ID_KP_EMAIL_PROTECTION,
-        "timeStamping" => ID_KP_TIME_STAMPING,
-        "OCSPSigning" => ID_KP_OCSP_SIGNING,
-        other => return Err(IssueError::Lint(vec![format!("unknown EKU {other}")])),
-    })
-}
-
-/// Rules every certificate keeps, checked on the template before it is signed (a linter in
-/// the spirit of zlint, for the fields Keyhold sets).
-fn lint(
-    t: &CertTemplate,
-    plan: &Plan,
-    issuer: &Issuer,
-    ca_keys: &[SpkiDer],
-    now: SystemTime,
-) -> Vec<String> {
-    let mut why = Vec::new();
-    let serial = t.serial.as_bytes();
-    if serial.is_empty() || serial.len() > 20 || serial[0] & 0x80 != 0 {
-        why.push("serial must be positive and at most 20 octets".into());
-    }
-    let issuer_tbs = issuer.ca.cert.cert.tbs_certificate();
-    if t.not_before < issuer_tbs.validity().not_before.to_system_time()
-        || t.not_after > issuer.ca.cert.not_after()
-    {
-        why.push("validity must lie within the issuer's".into());
-    }
-    if t.not_after <= t.not_before || t.not_before > now + Duration::from_secs(300) {
-        why.push("validity is empty or starts in the future".into());
-    }
-    if t.subject.is_empty() && plan.sans.is_empty() {
-        why.push("a certificate needs a subject or a subject alternative name".into());
-    }
-    if ca_keys.contains(&t.public_key) {
-        why.push("the subject key is one of the CA's own keys".into());
-    }
-    if plan.key_usage.is_empty() {
-        why.push("keyUsage is empty".into());
-    }
-    let ca = plan.key_usage.iter().any(|k| k == "keyCertSign");
-    if !ca && plan.key_usage.iter().any(|k| k == "cRLSign") {
-        why.push("an end-entity certificate may not have cRLSign".into());
-    }
-    if ca && !plan.extended_key_usage.is_empty() {
-        why.push("a CA certificate here carries no extended key usage".into());
-    }
-    let mut oids = HashSet::new();
-    for ext in &t.extensions {
-        if !oids.insert(ext.extn_id) {
-            why.push(format!("extension {} appears twice", ext.extn_id));
-        }
-    }
-    why
-}
-
 /// The NameConstraints extension of a CA certificate, if it has one that decodes.
 fn name_constraints(cert: &SignedCert) -> Option<NameConstraints> {
     use const_oid::AssociatedOid;
@@ -1092,170 +692,5 @@ fn name_constraints(cert: &SignedCert) -> Option<NameConstraints> {
         .and_then(|e| NameConstraints::from_der(e.extn_value.as_bytes()).ok())
 }
 
-fn check_constraints(nc: &NameConstraints, ca: &IssuerId, sans: &[San], why: &mut Vec<String>) {
-    let permitted = nc.permitted_subtrees.as_deref().unwrap_or_default();
-    let excluded = nc.excluded_subtrees.as_deref().unwrap_or_default();
-    for san in sans {
-        let same_type = |t: &&GeneralSubtree| same_kind(&t.base, san);
-        if excluded
-            .iter()
-            .filter(same_type)
-            .any(|t| matches(&t.base, san))
-        {
-            why.push(format!(
-                "{} is excluded by the name constraints of issuer {ca}",
-                sans_text(std::slice::from_ref(san))
-            ));
-            continue;
-        }
-        let mut of_type = permitted.iter().filter(same_type).peekable();
-        if of_type.peek().is_some() && !of_type.any(|t| matches(&t.base, san)) {
-            why.push(format!(
-                "{} is outside the name constraints of issuer {ca}",
-                sans_text(std::slice::from_ref(san))
-            ));
-        }
-    }
-}
-
-fn same_kind(base: &GeneralName, san: &San) -> bool {
-    matches!(
-        (base, san),
-        (GeneralName::DnsName(_), San::Dns(_))
-            | (GeneralName::IpAddress(_), San::Ip(_))
-            | (GeneralName::Rfc822Name(_), San::Email(_))
-            | (GeneralName::UniformResourceIdentifier(_), San::Uri(_))
-    )
-}
-
-/// Whether `san` lies within the subtree `base` (RFC 5280 4.2.1.10 matching rules).
-fn matches(base: &GeneralName, san: &San) -> bool {
-    match (base, san) {
-        (GeneralName::DnsName(b), San::Dns(d)) => dns_within(b.as_str(), d),
-        (GeneralName::Rfc822Name(b), San::Email(e)) => {
-            let b = b.as_str().to_ascii_lowercase();
-            let e = e.to_ascii_lowercase();
-            if b.contains('@') {
-                e == b
-            } else if b.starts_with('.') {
-                e.rsplit_once('@')
-                    .is_some_and(|(_, host)| host.ends_with(&b))
-            } else {
-                e.rsplit_once('@').is_some_and(|(_, host)| host == b)
-            }
-        }
-        (GeneralName::UniformResourceIdentifier(b), San::Uri(u)) => uri_host(u).is_some_and(|h| {
-            let b = b.as_str().to_ascii_lowercase();
-            if b.starts_with('.') {
-                h.ends_with(&b)
-            } else {
-                h == b
-            }
-        }),
-        (GeneralName::IpAddress(b), San::Ip(ip)) => {
-            let b = b.as_bytes();
-            let addr: Vec<u8> = match ip {
-                IpAddr::V4(v4) => v4.octets().to_vec(),
-                IpAddr::V6(v6) => v6.octets().to_vec(),
-            };
-            b.len() == addr.len() * 2
-                && addr
-                    .iter()
-                    .zip(&b[..addr.len()])
-                    .zip(&b[addr.len()..])
-                    .all(|((a, net), mask)| a & mask == net & mask)
-        }
-        _ => false,
-    }
-}
-
-/// DNS subtree matching: `b` = `corp.example` permits `corp.example` and `x.corp.example`;
-/// a leading dot permits only subdomains.
-fn dns_within(base: &str, name: &str) -> bool {
-    let base = base.to_ascii_lowercase();
-    let name = name.to_ascii_lowercase();
-    if base.is_empty() {
-        return true;
-    }
-    if let Some(suffix) = base.strip_prefix('.') {
-        return name.ends_with(&format!(".{suffix}"));
-    }
-    name == base || name.ends_with(&format!(".{base}"))
-}
-
-fn uri_host(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = host.split(':').next()?;
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
-/// The status a certificate row shows, with expiry taken into account.
-pub fn effective_status(
-    status: CertStatus,
-    not_after: SystemTime,
-    now: SystemTime,
-) -> &'static str {
-    match status {
-        CertStatus::Valid if not_after < now => "expired",
-        s => s.as_str(),
-    }
-}
-
-/// The status a request row shows, with its approval deadline taken into account.
-pub fn effective_request_status(row: &RequestRow, now: SystemTime) -> &'static str {
-    match row.status {
-        RequestStatus::Pending if row.expires_at < now => "expired",
-        s => s.as_str(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_officers_who_are_not_administrators_may_decide_requests() {
-        let who = |roles: &[&str]| Requester {
-            name: "pat".into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-        };
-        assert!(require_officer(&who(&["officer"])).is_ok());
-        assert!(require_officer(&who(&["officer", "auditor"])).is_ok());
-        for roles in [&["requester"][..], &["admin"], &["officer", "admin"], &[]] {
-            let err = require_officer(&who(roles)).unwrap_err();
-            assert!(matches!(err, IssueError::Forbidden(_)), "{roles:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn rdn_values_are_escaped() {
-        assert_eq!(escape_rdn_value("a,b+c"), "a\\,b\\+c");
-        assert_eq!(escape_rdn_value(" #x "), "\\ #x\\ ");
-        let name = subject_name(&[
-            ("CN".into(), "web, \"prod\"".into()),
-            ("O".into(), "Keyhold".into()),
-        ])
-        .unwrap();
-        assert_eq!(name.to_string(), "CN=web\\, \\\"prod\\\",O=Keyhold");
-    }
-
-    #[test]
-    fn dns_subtrees_match_by_label() {
-        assert!(dns_within("corp.example", "corp.example"));
-        assert!(dns_within("corp.example", "a.corp.example"));
-        assert!(!dns_within("corp.example", "evilcorp.example"));
-        assert!(!dns_within(".corp.example", "corp.example"));
-        assert!(dns_within(".corp.example", "a.corp.example"));
-    }
-
-    #[test]
-    fn uri_hosts_are_extracted() {
-        assert_eq!(
-            uri_host("https://user@Svc.corp:8443/x").as_deref(),
-            Some("svc.corp")
-        );
-        assert_eq!(uri_host("not a uri"), None);
-    }
-}
+mod tests;

@@ -112,6 +112,54 @@ pub struct Issuer {
     pub ocsp: Option<KeyedCert>,
 }
 
+/// `issuer` and the issuers above it, nearest first, up to and including the root, each
+/// found by its parent's id among `issuers`. This is the one walk up an issuer chain.
+///
+/// Stops at a parent that is not among `issuers`, and before visiting any issuer twice, so
+/// a cycle in a hand-edited configuration cannot loop ([`load_all`] reports both).
+pub fn ancestry<'a>(issuers: &'a [Issuer], issuer: &'a Issuer) -> Ancestry<'a> {
+    Ancestry {
+        issuers,
+        next: Some(issuer),
+        seen: Vec::new(),
+    }
+}
+
+/// The iterator [`ancestry`] returns.
+#[derive(Debug, Clone)]
+pub struct Ancestry<'a> {
+    issuers: &'a [Issuer],
+    next: Option<&'a Issuer>,
+    seen: Vec<&'a IssuerId>,
+}
+
+impl<'a> Iterator for Ancestry<'a> {
+    type Item = &'a Issuer;
+
+    fn next(&mut self) -> Option<&'a Issuer> {
+        let at = self.next.take()?;
+        if self.seen.contains(&&at.id) {
+            return None;
+        }
+        self.seen.push(&at.id);
+        self.next = at
+            .parent
+            .as_ref()
+            .and_then(|p| self.issuers.iter().find(|c| &c.id == p));
+        Some(at)
+    }
+}
+
+/// The CA certificates a relying party needs above a certificate `issuer` signed: the
+/// issuer's and its parents', nearest first, without the self-signed root (relying parties
+/// hold it).
+pub fn chain_without_root(issuers: &[Issuer], issuer: &Issuer) -> Vec<SignedCert> {
+    ancestry(issuers, issuer)
+        .take_while(|i| i.parent.is_some())
+        .map(|i| i.ca.cert.clone())
+        .collect()
+}
+
 /// Loads every issuer and checks each against the others and the key store.
 ///
 /// Fails with every problem found, not just the first: a missing or unreadable certificate,
@@ -217,6 +265,39 @@ fn load_keyed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ancestry_walks_up_to_the_root_and_stops_on_a_cycle_or_an_unknown_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, signer, _keys) = crate::revocation::crl::tests::test_ca(dir.path(), "t");
+        let issuer = |id: &str, parent: Option<&str>| Issuer {
+            id: IssuerId::new(id).unwrap(),
+            parent: parent.map(|p| IssuerId::new(p).unwrap()),
+            ca: KeyedCert {
+                cert: cert.clone(),
+                signer: signer.clone(),
+            },
+            ocsp: None,
+        };
+        let ids = |all: &[Issuer], from: usize| {
+            ancestry(all, &all[from])
+                .map(|i| i.id.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let tree = [
+            issuer("root", None),
+            issuer("mid", Some("root")),
+            issuer("leaf", Some("mid")),
+        ];
+        assert_eq!(ids(&tree, 2), ["leaf", "mid", "root"]);
+        assert_eq!(ids(&tree, 0), ["root"]);
+        assert_eq!(chain_without_root(&tree, &tree[2]).len(), 2);
+        assert!(chain_without_root(&tree, &tree[0]).is_empty());
+        let cycle = [issuer("a", Some("b")), issuer("b", Some("a"))];
+        assert_eq!(ids(&cycle, 0), ["a", "b"]);
+        let orphan = [issuer("a", Some("gone"))];
+        assert_eq!(ids(&orphan, 0), ["a"]);
+    }
 
     #[test]
     fn issuer_ids_are_url_safe() {

@@ -4,6 +4,7 @@
 //! synchronous; the server runs its calls on a blocking thread pool.
 
 pub mod apitoken;
+pub mod approval;
 pub mod audit;
 pub mod ceremony;
 pub mod cms;

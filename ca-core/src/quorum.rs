@@ -6,7 +6,7 @@
 //!   anything else happens; approvals come from distinct officers, never the one who asked,
 //!   never an administrator, each audited, and not after the deadline;
 //! - the quorum is counted again at the last approval from the accounts as they stand
-//!   ([`crate::issuance::approval_void`], the same rule as certificate requests): an officer
+//!   ([`crate::approval`], the same rules as certificate requests): an officer
 //!   disabled since no longer counts;
 //! - one rejection ends an operation; a finished operation never runs again.
 //!
@@ -18,8 +18,9 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use crate::approval;
 use crate::audit::{Action, AuditEvent};
-use crate::issuance::{self, IssueError};
+use crate::issuance::IssueError;
 use crate::policy::Requester;
 use crate::store::{Approval, Serial, Store, StoreError};
 use crate::users::NewUser;
@@ -388,13 +389,7 @@ impl Quorum<'_> {
         source: &str,
         now: SystemTime,
     ) -> Result<Approved, IssueError> {
-        issuance::require_officer(officer)?;
-        if let Some(why) = issuance::approval_void(self.accounts, &officer.name)? {
-            return Err(IssueError::Forbidden(format!(
-                "{why}: {} cannot approve",
-                officer.name
-            )));
-        }
+        approval::may_approve(self.accounts, officer)?;
         let approval = Approval {
             officer: officer.name.clone(),
             comment: comment.to_owned(),
@@ -408,19 +403,12 @@ impl Quorum<'_> {
         )
         .with("comment", comment);
         let row = self.ops.approve_operation(id, &approval, now, &event)?;
-        let mut void = Vec::new();
-        for a in &row.approvals {
-            if let Some(why) = issuance::approval_void(self.accounts, &a.officer)? {
-                void.push(why);
-            }
-        }
-        let counted =
-            u32::try_from(row.approvals.len().saturating_sub(void.len())).unwrap_or(u32::MAX);
-        if counted < row.op.approvals_needed {
+        let tally = approval::tally(self.accounts, &row.approvals, row.op.approvals_needed)?;
+        if !tally.reached() {
             return Ok(Approved::Pending {
-                approvals: counted,
+                approvals: tally.counted,
                 approvals_needed: row.op.approvals_needed,
-                void,
+                void: tally.void_reasons(),
             });
         }
         Ok(Approved::Ready(row))
@@ -436,12 +424,7 @@ impl Quorum<'_> {
         reason: &str,
         source: &str,
     ) -> Result<(), IssueError> {
-        issuance::require_officer(officer)?;
-        if reason.trim().is_empty() {
-            return Err(IssueError::Forbidden(
-                "a rejection needs a reason (--reason TEXT)".into(),
-            ));
-        }
+        approval::check_rejection(officer, reason)?;
         let event = AuditEvent::new(
             Action::OperationRejected,
             &officer.name,

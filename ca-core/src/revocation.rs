@@ -6,6 +6,7 @@
 //! Forum forbids (`certificateHold`) is never recorded.
 
 pub mod crl;
+mod encoding;
 pub mod ocsp;
 pub mod publish;
 

@@ -8,7 +8,7 @@
 //! `first` adds `LIMIT ?`, and SQLite then re-prepares the statement on every call (measured:
 //! 20 µs instead of 8 µs per lookup).
 
-use ca_core::audit::{AuditEvent, Checkpoint};
+use ca_core::audit::{AuditEvent, Checkpoint, from_unix_micros};
 use ca_core::store::{
     Approval, CertStatus, NewCertificate, NewRequest, RequestRow, RequestStatus, Serial, StoreError,
 };
@@ -183,26 +183,18 @@ pub(crate) fn approve(
             status.as_str()
         )));
     }
-    if unix_micros(now) >= request.expires_at {
-        return Err(conflict(format!("request {id} has expired")));
-    }
-    if approval.officer == request.requester {
-        return Err(conflict(format!(
-            "{} asked for request {id} and cannot approve it",
-            approval.officer
-        )));
-    }
     let already: i64 = approvals::table
         .filter(approvals::request_id.eq(id))
         .filter(approvals::officer.eq(&approval.officer))
         .count()
         .get_result(tx.conn)?;
-    if already > 0 {
-        return Err(conflict(format!(
-            "{} has already approved request {id}",
-            approval.officer
-        )));
-    }
+    ca_core::approval::admit(
+        &request_subject(&request),
+        &approval.officer,
+        already > 0,
+        now,
+    )
+    .map_err(conflict)?;
     diesel::insert_into(approvals::table)
         .values(ApprovalRecord::new(id, approval))
         .execute(tx.conn)?;
@@ -219,11 +211,7 @@ pub(crate) fn reject(
     event: &AuditEvent,
 ) -> Result<(), OpError> {
     let request = decidable(tx, id)?;
-    if officer == request.requester {
-        return Err(conflict(format!(
-            "{officer} asked for request {id} and cannot reject it"
-        )));
-    }
+    ca_core::approval::may_reject(&request_subject(&request), officer).map_err(conflict)?;
     diesel::update(requests::table.find(id))
         .set((
             requests::status.eq(RequestStatus::Rejected.as_str()),
@@ -325,6 +313,17 @@ fn request_certificate(tx: &mut Tx<'_>, id: i64) -> Result<Option<String>, OpErr
         .select(certificates::serial)
         .get_result(tx.conn)
         .optional()?)
+}
+
+/// A request as the approval rules see it.
+fn request_subject(request: &crate::records::RequestRecord) -> ca_core::approval::Subject<'_> {
+    ca_core::approval::Subject {
+        kind: "request",
+        id: request.id,
+        requested_by: &request.requester,
+        expires_at: from_unix_micros(request.expires_at),
+        beneficiary: None,
+    }
 }
 
 /// A request that an officer or the issuance can still decide: pending, and with no

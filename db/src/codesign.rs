@@ -19,44 +19,9 @@ use diesel::prelude::*;
 
 use crate::conn::AnyConnection;
 use crate::error::{OpError, corrupt, db_error};
-use crate::schema::{api_tokens, requests};
+use crate::schema::{api_tokens, codesign_bindings, codesign_keys, codesign_signatures, requests};
 use crate::writer::Tx;
 use crate::{Db, read, unix_micros};
-
-diesel::table! {
-    codesign_keys (label) {
-        label -> Text,
-        owner -> Text,
-        profile -> Text,
-        key_type -> Text,
-        public_key -> Binary,
-        request_id -> Nullable<BigInt>,
-        serial -> Nullable<Text>,
-        retired -> Nullable<Text>,
-        created_at -> BigInt,
-    }
-}
-
-diesel::table! {
-    codesign_signatures (id) {
-        id -> BigInt,
-        label -> Text,
-        caller -> Text,
-        serial -> Text,
-        digest_algorithm -> Text,
-        digest -> Text,
-        at -> BigInt,
-    }
-}
-
-diesel::table! {
-    codesign_bindings (label, token) {
-        label -> Text,
-        token -> Text,
-        bound_by -> Text,
-        bound_at -> BigInt,
-    }
-}
 
 /// The most history rows one call returns.
 const MAX_HISTORY: u32 = 1_000;
@@ -479,5 +444,3 @@ impl CodesignStore for Db {
         })
     }
 }
-
-diesel::allow_tables_to_appear_in_same_query!(codesign_bindings, api_tokens);

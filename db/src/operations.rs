@@ -12,32 +12,9 @@ use diesel::prelude::*;
 
 use crate::conn::AnyConnection;
 use crate::error::{OpError, corrupt, db_error};
+use crate::schema::{operation_approvals, operations};
 use crate::writer::Tx;
 use crate::{Db, unix_micros};
-
-diesel::table! {
-    operations (id) {
-        id -> BigInt,
-        kind -> Text,
-        target -> Text,
-        requested_by -> Text,
-        approvals_needed -> BigInt,
-        status -> Text,
-        created_at -> BigInt,
-        expires_at -> BigInt,
-        decided_by -> Nullable<Text>,
-        reason -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
-    operation_approvals (operation_id, officer) {
-        operation_id -> BigInt,
-        officer -> Text,
-        comment -> Text,
-        at -> BigInt,
-    }
-}
 
 #[derive(Insertable, Queryable, Selectable)]
 #[diesel(table_name = operations)]
@@ -171,6 +148,18 @@ fn pending(tx: &mut Tx<'_>, id: i64) -> Result<OperationRecord, OpError> {
     Ok(r)
 }
 
+/// An operation as the approval rules see it: the administrator a `create_admin` operation
+/// would enable may not approve it.
+fn operation_subject(r: &OperationRecord) -> ca_core::approval::Subject<'_> {
+    ca_core::approval::Subject {
+        kind: "operation",
+        id: r.id,
+        requested_by: &r.requested_by,
+        expires_at: from_unix_micros(r.expires_at),
+        beneficiary: (r.kind == OperationKind::CreateAdmin.as_str()).then_some(r.target.as_str()),
+    }
+}
+
 fn approve(
     tx: &mut Tx<'_>,
     id: i64,
@@ -179,35 +168,13 @@ fn approve(
     event: &AuditEvent,
 ) -> Result<OperationRow, OpError> {
     let r = pending(tx, id)?;
-    if unix_micros(now) >= r.expires_at {
-        return Err(StoreError::Conflict(format!("operation {id} has expired")).into());
-    }
-    if approval.officer == r.requested_by {
-        return Err(StoreError::Conflict(format!(
-            "{} asked for operation {id} and cannot approve it",
-            approval.officer
-        ))
-        .into());
-    }
-    if r.kind == OperationKind::CreateAdmin.as_str() && approval.officer == r.target {
-        return Err(StoreError::Conflict(format!(
-            "{} cannot approve their own account",
-            approval.officer
-        ))
-        .into());
-    }
     let already: i64 = operation_approvals::table
         .filter(operation_approvals::operation_id.eq(id))
         .filter(operation_approvals::officer.eq(&approval.officer))
         .count()
         .get_result(tx.conn)?;
-    if already > 0 {
-        return Err(StoreError::Conflict(format!(
-            "{} has already approved operation {id}",
-            approval.officer
-        ))
-        .into());
-    }
+    ca_core::approval::admit(&operation_subject(&r), &approval.officer, already > 0, now)
+        .map_err(StoreError::Conflict)?;
     diesel::insert_into(operation_approvals::table)
         .values(ApprovalRecord {
             operation_id: id,
@@ -260,8 +227,8 @@ impl OperationStore for Db {
         self.writer.write(move |tx| {
             crate::users::create(tx, &user, &user_event)?;
             // Disabled until the quorum activates it: it cannot sign in before.
-            diesel::update(crate::users::users::table.find(&user.name))
-                .set(crate::users::users::disabled.eq(true))
+            diesel::update(crate::schema::users::table.find(&user.name))
+                .set(crate::schema::users::disabled.eq(true))
                 .execute(tx.conn)?;
             insert(tx, &op, &op_event)
         })
@@ -319,12 +286,8 @@ impl OperationStore for Db {
         let (officer, reason, event) = (officer.to_owned(), reason.to_owned(), event.clone());
         self.writer.write(move |tx| {
             let r = pending(tx, id)?;
-            if officer == r.requested_by {
-                return Err(StoreError::Conflict(format!(
-                    "{officer} asked for operation {id} and cannot reject it"
-                ))
-                .into());
-            }
+            ca_core::approval::may_reject(&operation_subject(&r), &officer)
+                .map_err(StoreError::Conflict)?;
             set_status(
                 tx,
                 id,
@@ -365,8 +328,8 @@ impl OperationStore for Db {
                 ))
                 .into());
             }
-            diesel::update(crate::users::users::table.find(&r.target))
-                .set(crate::users::users::disabled.eq(false))
+            diesel::update(crate::schema::users::table.find(&r.target))
+                .set(crate::schema::users::disabled.eq(false))
                 .execute(tx.conn)?;
             set_status(tx, id, OperationStatus::Done, None, None)?;
             tx.audit(&event)

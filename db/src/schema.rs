@@ -131,3 +131,88 @@ diesel::table! {
         created_by -> Text,
     }
 }
+
+diesel::table! {
+    users (name) {
+        name -> Text,
+        password_hash -> Text,
+        roles -> Text,
+        disabled -> Bool,
+        must_change_password -> Bool,
+        failed_logins -> Integer,
+        locked_until -> Nullable<BigInt>,
+        created_at -> BigInt,
+        created_by -> Text,
+        password_changed_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Binary,
+        user_name -> Text,
+        created_at -> BigInt,
+        last_seen -> BigInt,
+    }
+}
+
+diesel::table! {
+    operations (id) {
+        id -> BigInt,
+        kind -> Text,
+        target -> Text,
+        requested_by -> Text,
+        approvals_needed -> BigInt,
+        status -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        decided_by -> Nullable<Text>,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    operation_approvals (operation_id, officer) {
+        operation_id -> BigInt,
+        officer -> Text,
+        comment -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    codesign_keys (label) {
+        label -> Text,
+        owner -> Text,
+        profile -> Text,
+        key_type -> Text,
+        public_key -> Binary,
+        request_id -> Nullable<BigInt>,
+        serial -> Nullable<Text>,
+        retired -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    codesign_signatures (id) {
+        id -> BigInt,
+        label -> Text,
+        caller -> Text,
+        serial -> Text,
+        digest_algorithm -> Text,
+        digest -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    codesign_bindings (label, token) {
+        label -> Text,
+        token -> Text,
+        bound_by -> Text,
+        bound_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(codesign_bindings, api_tokens);

@@ -1,6 +1,5 @@
 //! [`UserStore`] for [`Db`]: web UI users and their sessions, kept apart from the issuance
-//! tables. The tables are declared here rather than in `schema.rs` because nothing else
-//! joins them.
+//! tables (declared in `schema.rs` with the others).
 
 use std::time::SystemTime;
 
@@ -13,32 +12,9 @@ use diesel::prelude::*;
 
 use crate::conn::AnyConnection;
 use crate::error::{OpError, corrupt, db_error};
+use crate::schema::{sessions, users};
 use crate::writer::Tx;
 use crate::{Db, unix_micros};
-
-diesel::table! {
-    users (name) {
-        name -> Text,
-        password_hash -> Text,
-        roles -> Text,
-        disabled -> Bool,
-        must_change_password -> Bool,
-        failed_logins -> Integer,
-        locked_until -> Nullable<BigInt>,
-        created_at -> BigInt,
-        created_by -> Text,
-        password_changed_at -> BigInt,
-    }
-}
-
-diesel::table! {
-    sessions (id_hash) {
-        id_hash -> Binary,
-        user_name -> Text,
-        created_at -> BigInt,
-        last_seen -> BigInt,
-    }
-}
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = users)]

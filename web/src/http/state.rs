@@ -119,15 +119,8 @@ impl AppState {
         let issuers = ca.issuers();
         for issuer in issuers {
             let mut chain_pem = String::new();
-            let mut at = Some(issuer);
-            // Walk up through the parents; bounded by the issuer count against a cycle.
-            for _ in 0..=issuers.len() {
-                let Some(i) = at else { break };
+            for i in ca_core::issuer::ancestry(issuers, issuer) {
                 chain_pem.push_str(&i.ca.cert.to_pem()?);
-                at = i
-                    .parent
-                    .as_ref()
-                    .and_then(|p| issuers.iter().find(|x| &x.id == p));
             }
             let file = CaFile {
                 der: issuer.ca.cert.der.clone(),
