@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use crate::audit::{Action, AuditEvent};
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// What every token starts with, so that one found in a log or a repository is recognisable.
 pub const TOKEN_PREFIX: &str = "kh_";
@@ -104,6 +104,15 @@ impl std::fmt::Debug for NewApiToken {
 /// stands for; a token with no expiry is asked for explicitly.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(3_650 * 86_400);
 
+/// Whether `name` is acceptable for a principal (a user or an API token): 1 to 64 of
+/// `A-Z a-z 0-9 - _ .`, so it reads the same in the audit log, a URL and a shell.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// A token to create: the one set of rules the CLI and the UI both apply.
 #[derive(Debug, Clone)]
 pub struct TokenRequest<'a> {
@@ -160,7 +169,7 @@ pub fn create_token(
     now: SystemTime,
 ) -> Result<String, TokenError> {
     let name = request.name.trim();
-    if !crate::users::valid_name(name) {
+    if !valid_name(name) {
         return Err(TokenError::Invalid(format!(
             "invalid token name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 - _ ."
         )));
@@ -209,7 +218,11 @@ pub fn create_token(
     .with("role", role.as_str())
     .with("profiles", profiles.join(","));
     if let Some(t) = expires_at {
-        event = event.with("expires_at", crate::revocation::rfc3339(t));
+        let when = crate::x509::x509_time(t).map_or_else(
+            |_| "(out of range)".into(),
+            |t| t.to_date_time().to_string(),
+        );
+        event = event.with("expires_at", when);
     }
     store.create_token(&new, &event)?;
     Ok(token)

@@ -19,3 +19,31 @@ pub enum ErrorKind {
     /// A bug or corrupted state.
     Internal,
 }
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The change conflicts with the current state (already decided, duplicate approval...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database schema is not the one this build expects.
+    #[error("database schema: {0}")]
+    Schema(String),
+    /// The database failed or is unreachable. Nothing was written.
+    #[error("database: {0}")]
+    Database(String),
+}
+
+impl StoreError {
+    /// The broad kind, for exit codes and HTTP statuses.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound(_) => ErrorKind::NotFound,
+            StoreError::Conflict(_) => ErrorKind::Conflict,
+            StoreError::Schema(_) | StoreError::Database(_) => ErrorKind::Unavailable,
+        }
+    }
+}

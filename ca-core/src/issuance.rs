@@ -257,11 +257,6 @@ impl Ca {
         })
     }
 
-    /// The database.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// The URL the CA's own certificates, CRLs and OCSP responder are published under
     /// (without a trailing `/`).
     pub fn base_url(&self) -> &str {

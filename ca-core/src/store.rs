@@ -10,7 +10,6 @@ use std::fmt;
 use std::time::SystemTime;
 
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
-use crate::error::ErrorKind;
 use crate::issuer::IssuerId;
 use crate::revocation::Reason;
 
@@ -375,51 +374,42 @@ pub struct RequestFilter {
     pub limit: u32,
 }
 
-/// Why a storage call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The row does not exist.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// The change conflicts with the current state (already decided, duplicate approval...).
-    #[error("{0}")]
-    Conflict(String),
-    /// The database schema is not the one this build expects.
-    #[error("database schema: {0}")]
-    Schema(String),
-    /// The database failed or is unreachable. Nothing was written.
-    #[error("database: {0}")]
-    Database(String),
-}
+pub use crate::error::StoreError;
 
-impl StoreError {
-    /// The broad kind, for exit codes and HTTP statuses.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            StoreError::NotFound(_) => ErrorKind::NotFound,
-            StoreError::Conflict(_) => ErrorKind::Conflict,
-            StoreError::Schema(_) | StoreError::Database(_) => ErrorKind::Unavailable,
-        }
+/// The audit log: appending events, reading the chain, and its signed checkpoints.
+pub trait AuditLog: Send + Sync + fmt::Debug {
+    /// Appends stand-alone audit events (key generated, CA initialised...) in one transaction.
+    fn audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+
+    /// Like [`AuditLog::audit`], for events that record a read, not a change (a token used):
+    /// committed and ordered in the chain, made durable by the next durable write (see
+    /// [`IssuanceLedger::reserve`]) rather than flushed on their own.
+    fn audit_ordered(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.audit(events)
     }
+
+    /// Audit entries with `seq` in `from..=to`, in order.
+    fn audit_entries(&self, from: i64, to: i64) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The last entry's `(seq, hash)`, or `None` for an empty log.
+    fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError>;
+
+    /// Stores a checkpoint and appends `event`, in one transaction.
+    fn add_checkpoint(&self, checkpoint: &Checkpoint, event: &AuditEvent)
+    -> Result<(), StoreError>;
+
+    /// Every checkpoint, oldest first.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
 }
 
-/// The CA's database. Implemented by the `db` crate for SQLite and PostgreSQL.
-pub trait Store: Send + Sync + fmt::Debug {
+/// What the issuance cycle writes: issuers, reservations, certificates, requests and
+/// their approvals (each change with its audit event, in one transaction).
+pub trait IssuanceLedger: Send + Sync + fmt::Debug {
     /// Records an issuer's certificate (DER) under its id if it is not there yet. Certificates
     /// reference issuers, so this runs at start-up for every configured issuer.
     ///
     /// Fails with `Conflict` if the id is recorded with a different certificate.
     fn ensure_issuer(&self, id: &IssuerId, der: &[u8]) -> Result<(), StoreError>;
-
-    /// Appends stand-alone audit events (key generated, CA initialised...) in one transaction.
-    fn audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
-
-    /// Like [`Store::audit`], for events that record a read, not a change (a token used):
-    /// committed and ordered in the chain, made durable by the next durable write (see
-    /// [`Store::reserve`]) rather than flushed on their own.
-    fn audit_ordered(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        self.audit(events)
-    }
 
     /// Reserves `cert.serial` with status `Reserved` and appends `event`, in one transaction.
     ///
@@ -428,7 +418,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     ///
     /// Unlike every other change, the reservation need not be durable when this returns: it
     /// must be committed, visible, and ordered before every later change, so that a crash
-    /// can lose it only together with the [`Store::complete`] that follows it. The
+    /// can lose it only together with the [`IssuanceLedger::complete`] that follows it. The
     /// certificate signed in between exists only in the caller's memory until `complete`
     /// returns, durably, so nothing is ever handed out that the database does not hold, and
     /// an issuance pays for one disk flush, not two.
@@ -447,38 +437,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Serials still `Reserved`, oldest first: left by a process that died while signing.
     fn reserved(&self) -> Result<Vec<CertificateRow>, StoreError>;
 
-    /// One certificate.
-    fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRow>, StoreError>;
-
-    /// A page of certificates, in `filter.sort`'s order.
-    fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertificateRow>, StoreError>;
-
-    /// Exact counts of valid, expiring (before `expiring_before`), revoked certificates and
-    /// pending requests, at the store's current time; only `requester`'s, if given.
-    fn counts(
-        &self,
-        requester: Option<&str>,
-        expiring_before: SystemTime,
-    ) -> Result<CertCounts, StoreError>;
-
-    /// How many certificates were issued (now valid or revoked) on each UTC day from `since`
-    /// on, oldest first, as (days since the Unix epoch, count); days without any are left
-    /// out. Only `requester`'s, if given.
-    fn issued_per_day(
-        &self,
-        since: SystemTime,
-        requester: Option<&str>,
-    ) -> Result<Vec<(i64, u64)>, StoreError>;
-
     /// Records a request needing approval and appends `event` (whose object the store fills in
     /// as `request:<id>` if it is empty), in one transaction. Returns its id.
     fn create_request(&self, request: &NewRequest, event: &AuditEvent) -> Result<i64, StoreError>;
-
-    /// One request with its approvals.
-    fn request(&self, id: i64) -> Result<Option<RequestRow>, StoreError>;
-
-    /// A page of requests, newest first.
-    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError>;
 
     /// Adds `officer`'s approval and appends `event`, in one transaction. Returns the request
     /// as it now stands.
@@ -511,22 +472,42 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Sets a pending request `Failed` (approved but could not be issued), appending `event`.
     fn fail_request(&self, id: i64, reason: &str, event: &AuditEvent) -> Result<(), StoreError>;
+}
 
-    /// Audit entries with `seq` in `from..=to`, in order.
-    fn audit_entries(&self, from: i64, to: i64) -> Result<Vec<AuditRecord>, StoreError>;
+/// Read-only queries over certificates and requests, for lists, pages and the API.
+pub trait CertificateQueries: Send + Sync + fmt::Debug {
+    /// One certificate.
+    fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRow>, StoreError>;
 
-    /// The last entry's `(seq, hash)`, or `None` for an empty log.
-    fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError>;
+    /// A page of certificates, in `filter.sort`'s order.
+    fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertificateRow>, StoreError>;
 
-    /// Stores a checkpoint and appends `event`, in one transaction.
-    fn add_checkpoint(&self, checkpoint: &Checkpoint, event: &AuditEvent)
-    -> Result<(), StoreError>;
+    /// Exact counts of valid, expiring (before `expiring_before`), revoked certificates and
+    /// pending requests, at the store's current time; only `requester`'s, if given.
+    fn counts(
+        &self,
+        requester: Option<&str>,
+        expiring_before: SystemTime,
+    ) -> Result<CertCounts, StoreError>;
 
-    /// Every checkpoint, oldest first.
-    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+    /// How many certificates were issued (now valid or revoked) on each UTC day from `since`
+    /// on, oldest first, as (days since the Unix epoch, count); days without any are left
+    /// out. Only `requester`'s, if given.
+    fn issued_per_day(
+        &self,
+        since: SystemTime,
+        requester: Option<&str>,
+    ) -> Result<Vec<(i64, u64)>, StoreError>;
 
-    // ---- Revocation (CRLs and OCSP) ----
+    /// One request with its approvals.
+    fn request(&self, id: i64) -> Result<Option<RequestRow>, StoreError>;
 
+    /// A page of requests, newest first.
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError>;
+}
+
+/// Revocations, and what CRLs and OCSP read of them.
+pub trait RevocationLedger: Send + Sync + fmt::Debug {
     /// Marks an issued certificate revoked and appends `event`, in one transaction.
     /// Expired certificates can be revoked too.
     ///
@@ -567,6 +548,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn next_crl_number(&self, issuer: &IssuerId) -> Result<u64, StoreError>;
 }
 
+/// The CA's database: every port at once. Implemented by the `db` crate for SQLite and
+/// PostgreSQL; each consumer is handed only the port it needs (an `Arc<dyn Store>` coerces to
+/// any of them).
+pub trait Store: IssuanceLedger + CertificateQueries + AuditLog + RevocationLedger {}
+
+impl<T: IssuanceLedger + CertificateQueries + AuditLog + RevocationLedger + ?Sized> Store for T {}
+
 /// The one thing an OCSP responder needs from storage: a narrow port, so that it can be
 /// served from a cache or a read replica. Every [`Store`] is one.
 pub trait StatusReader: Send + Sync + fmt::Debug {
@@ -578,13 +566,13 @@ pub trait StatusReader: Send + Sync + fmt::Debug {
     ) -> Result<Option<SerialStatus>, StoreError>;
 }
 
-impl<T: Store + ?Sized> StatusReader for T {
+impl<T: RevocationLedger + ?Sized> StatusReader for T {
     fn revocation_status(
         &self,
         issuer: &IssuerId,
         serial: &Serial,
     ) -> Result<Option<SerialStatus>, StoreError> {
-        Store::revocation_status(self, issuer, serial)
+        RevocationLedger::revocation_status(self, issuer, serial)
     }
 }
 

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 pub use crate::apitoken::Role;
 use crate::audit::{Action, AuditEvent};
 use crate::error::ErrorKind;
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// Failed sign-ins in a row that lock an account.
 pub const MAX_FAILURES: u32 = 5;
@@ -337,13 +337,8 @@ pub trait UserStore: Send + Sync + fmt::Debug {
     fn end_session(&self, hash: &[u8; 32], event: Option<&AuditEvent>) -> Result<(), StoreError>;
 }
 
-/// Whether `name` is acceptable for a user: 1 to 64 of `A-Z a-z 0-9 - _ .`.
-pub fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
+/// Whether `name` is acceptable for a user: the same rule as for API tokens.
+pub use crate::apitoken::valid_name;
 
 /// Parses `admin,officer` into roles in [`ROLES`] order, without duplicates.
 ///

@@ -27,7 +27,7 @@ use ca_core::issuer::IssuerId;
 use ca_core::keystore::embedded::{EmbeddedKeyStore, KdfParams};
 use ca_core::keystore::{KeyRef, KeySpec, KeyStore, Signer};
 use ca_core::secret::Secret;
-use ca_core::store::{NewCertificate, Serial, Store};
+use ca_core::store::{IssuanceLedger, NewCertificate, Serial};
 use db::Db;
 
 type Error = Box<dyn std::error::Error>;

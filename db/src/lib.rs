@@ -38,8 +38,9 @@ pub(crate) use ca_core::audit::unix_micros;
 use ca_core::audit::{AuditEvent, AuditRecord, Checkpoint};
 use ca_core::issuer::IssuerId;
 use ca_core::store::{
-    Approval, CaRevocation, CertFilter, CertificateRow, CrlList, NewCertificate, NewRequest,
-    RequestFilter, RequestRow, Revocation, Serial, SerialStatus, Store, StoreError,
+    Approval, AuditLog, CaRevocation, CertFilter, CertificateQueries, CertificateRow, CrlList,
+    IssuanceLedger, NewCertificate, NewRequest, RequestFilter, RequestRow, Revocation,
+    RevocationLedger, Serial, SerialStatus, StoreError,
 };
 use diesel::RunQueryDsl;
 use diesel::backend::Backend;
@@ -202,18 +203,7 @@ where
         .map_err(|e| schema("migrating", &e))?;
     Ok(())
 }
-
-impl Store for Db {
-    fn account(&self, name: &str) -> Result<Option<ca_core::users::User>, StoreError> {
-        ca_core::users::UserStore::user(self, name)
-    }
-
-    fn ensure_issuer(&self, id: &IssuerId, der: &[u8]) -> Result<(), StoreError> {
-        let (id, der) = (id.as_str().to_owned(), der.to_vec());
-        self.writer
-            .write(move |tx| changes::ensure_issuer(tx, &id, &der))
-    }
-
+impl AuditLog for Db {
     fn audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -229,102 +219,6 @@ impl Store for Db {
         let events = events.to_vec();
         self.writer
             .write_ordered(move |tx| changes::audit(tx, &events))
-    }
-
-    fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError> {
-        let (cert, event) = (cert.clone(), event.clone());
-        // Ordered, not durable: see `Store::reserve`. The completion's durable commit makes
-        // the reservation durable before any certificate is handed out.
-        self.writer
-            .write_ordered(move |tx| changes::reserve(tx, &cert, &event))
-    }
-
-    fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent) -> Result<(), StoreError> {
-        let (serial, der, event) = (serial.clone(), der.to_vec(), event.clone());
-        self.writer
-            .write(move |tx| changes::complete(tx, &serial, &der, &event))
-    }
-
-    fn fail(&self, serial: &Serial, reason: &str, event: &AuditEvent) -> Result<(), StoreError> {
-        let (serial, reason, event) = (serial.clone(), reason.to_owned(), event.clone());
-        self.writer
-            .write(move |tx| changes::fail(tx, &serial, &reason, &event))
-    }
-
-    fn reserved(&self) -> Result<Vec<CertificateRow>, StoreError> {
-        self.read(read::reserved)
-    }
-
-    fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRow>, StoreError> {
-        self.read(|conn| read::certificate(conn, serial))
-    }
-
-    /// Newest first; `filter.limit` 0 means the largest page ([`MAX_PAGE`]).
-    fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertificateRow>, StoreError> {
-        let now = (self.clock)();
-        self.read(|conn| read::certificates(conn, filter, now))
-    }
-
-    fn counts(
-        &self,
-        requester: Option<&str>,
-        expiring_before: SystemTime,
-    ) -> Result<ca_core::store::CertCounts, StoreError> {
-        let now = (self.clock)();
-        self.read(|conn| read::counts(conn, requester, expiring_before, now))
-    }
-
-    fn issued_per_day(
-        &self,
-        since: SystemTime,
-        requester: Option<&str>,
-    ) -> Result<Vec<(i64, u64)>, StoreError> {
-        self.read(|conn| read::issued_per_day(conn, since, requester))
-    }
-
-    fn create_request(&self, request: &NewRequest, event: &AuditEvent) -> Result<i64, StoreError> {
-        let (request, event) = (request.clone(), event.clone());
-        self.writer
-            .write(move |tx| changes::create_request(tx, &request, &event))
-    }
-
-    fn request(&self, id: i64) -> Result<Option<RequestRow>, StoreError> {
-        self.read(|conn| read::request(conn, id))
-    }
-
-    /// Newest first; `filter.limit` 0 means the largest page ([`MAX_PAGE`]).
-    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
-        self.read(|conn| read::requests(conn, filter))
-    }
-
-    fn approve(
-        &self,
-        id: i64,
-        approval: &Approval,
-        now: SystemTime,
-        event: &AuditEvent,
-    ) -> Result<RequestRow, StoreError> {
-        let (approval, event) = (approval.clone(), event.clone());
-        self.writer
-            .write(move |tx| changes::approve(tx, id, &approval, now, &event))
-    }
-
-    fn reject(
-        &self,
-        id: i64,
-        officer: &str,
-        reason: &str,
-        event: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        let (officer, reason, event) = (officer.to_owned(), reason.to_owned(), event.clone());
-        self.writer
-            .write(move |tx| changes::reject(tx, id, &officer, &reason, &event))
-    }
-
-    fn fail_request(&self, id: i64, reason: &str, event: &AuditEvent) -> Result<(), StoreError> {
-        let (reason, event) = (reason.to_owned(), event.clone());
-        self.writer
-            .write(move |tx| changes::fail_request(tx, id, &reason, &event))
     }
 
     fn audit_entries(&self, from: i64, to: i64) -> Result<Vec<AuditRecord>, StoreError> {
@@ -352,7 +246,119 @@ impl Store for Db {
     }
 
     // ---- Revocation (CRLs and OCSP), see `revocation.rs` ----
+}
 
+impl IssuanceLedger for Db {
+    fn ensure_issuer(&self, id: &IssuerId, der: &[u8]) -> Result<(), StoreError> {
+        let (id, der) = (id.as_str().to_owned(), der.to_vec());
+        self.writer
+            .write(move |tx| changes::ensure_issuer(tx, &id, &der))
+    }
+
+    fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError> {
+        let (cert, event) = (cert.clone(), event.clone());
+        // Ordered, not durable: see `Store::reserve`. The completion's durable commit makes
+        // the reservation durable before any certificate is handed out.
+        self.writer
+            .write_ordered(move |tx| changes::reserve(tx, &cert, &event))
+    }
+
+    fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent) -> Result<(), StoreError> {
+        let (serial, der, event) = (serial.clone(), der.to_vec(), event.clone());
+        self.writer
+            .write(move |tx| changes::complete(tx, &serial, &der, &event))
+    }
+
+    fn fail(&self, serial: &Serial, reason: &str, event: &AuditEvent) -> Result<(), StoreError> {
+        let (serial, reason, event) = (serial.clone(), reason.to_owned(), event.clone());
+        self.writer
+            .write(move |tx| changes::fail(tx, &serial, &reason, &event))
+    }
+
+    fn reserved(&self) -> Result<Vec<CertificateRow>, StoreError> {
+        self.read(read::reserved)
+    }
+
+    fn create_request(&self, request: &NewRequest, event: &AuditEvent) -> Result<i64, StoreError> {
+        let (request, event) = (request.clone(), event.clone());
+        self.writer
+            .write(move |tx| changes::create_request(tx, &request, &event))
+    }
+
+    fn approve(
+        &self,
+        id: i64,
+        approval: &Approval,
+        now: SystemTime,
+        event: &AuditEvent,
+    ) -> Result<RequestRow, StoreError> {
+        let (approval, event) = (approval.clone(), event.clone());
+        self.writer
+            .write(move |tx| changes::approve(tx, id, &approval, now, &event))
+    }
+
+    fn account(&self, name: &str) -> Result<Option<ca_core::users::User>, StoreError> {
+        ca_core::users::UserStore::user(self, name)
+    }
+
+    fn reject(
+        &self,
+        id: i64,
+        officer: &str,
+        reason: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (officer, reason, event) = (officer.to_owned(), reason.to_owned(), event.clone());
+        self.writer
+            .write(move |tx| changes::reject(tx, id, &officer, &reason, &event))
+    }
+
+    fn fail_request(&self, id: i64, reason: &str, event: &AuditEvent) -> Result<(), StoreError> {
+        let (reason, event) = (reason.to_owned(), event.clone());
+        self.writer
+            .write(move |tx| changes::fail_request(tx, id, &reason, &event))
+    }
+}
+
+impl CertificateQueries for Db {
+    fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRow>, StoreError> {
+        self.read(|conn| read::certificate(conn, serial))
+    }
+
+    /// Newest first; `filter.limit` 0 means the largest page ([`MAX_PAGE`]).
+    fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertificateRow>, StoreError> {
+        let now = (self.clock)();
+        self.read(|conn| read::certificates(conn, filter, now))
+    }
+
+    fn counts(
+        &self,
+        requester: Option<&str>,
+        expiring_before: SystemTime,
+    ) -> Result<ca_core::store::CertCounts, StoreError> {
+        let now = (self.clock)();
+        self.read(|conn| read::counts(conn, requester, expiring_before, now))
+    }
+
+    fn issued_per_day(
+        &self,
+        since: SystemTime,
+        requester: Option<&str>,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        self.read(|conn| read::issued_per_day(conn, since, requester))
+    }
+
+    fn request(&self, id: i64) -> Result<Option<RequestRow>, StoreError> {
+        self.read(|conn| read::request(conn, id))
+    }
+
+    /// Newest first; `filter.limit` 0 means the largest page ([`MAX_PAGE`]).
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
+        self.read(|conn| read::requests(conn, filter))
+    }
+}
+
+impl RevocationLedger for Db {
     fn revoke(&self, revocation: &Revocation, event: &AuditEvent) -> Result<(), StoreError> {
         let (revocation, event) = (revocation.clone(), event.clone());
         self.writer
@@ -373,16 +379,16 @@ impl Store for Db {
         self.read(revocation::ca_revocations)
     }
 
+    fn revoked_since(&self, since: SystemTime) -> Result<Vec<(IssuerId, Serial)>, StoreError> {
+        self.read(|conn| revocation::revoked_since(conn, since))
+    }
+
     fn revocation_status(
         &self,
         issuer: &IssuerId,
         serial: &Serial,
     ) -> Result<Option<SerialStatus>, StoreError> {
         self.read(|conn| revocation::status(conn, issuer.as_str(), serial))
-    }
-
-    fn revoked_since(&self, since: SystemTime) -> Result<Vec<(IssuerId, Serial)>, StoreError> {
-        self.read(|conn| revocation::revoked_since(conn, since))
     }
 
     fn next_crl_number(&self, issuer: &IssuerId) -> Result<u64, StoreError> {

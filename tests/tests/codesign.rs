@@ -28,7 +28,7 @@ use ca_core::keystore::{KeyRef, KeySpec, KeyStore};
 use ca_core::policy::{self, Requester};
 use ca_core::revocation::Reason;
 use ca_core::secret::Secret;
-use ca_core::store::{Revocation, Store};
+use ca_core::store::{AuditLog, Revocation, RevocationLedger};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 
 const USER_PIN: &str = "1234-codesign";

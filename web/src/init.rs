@@ -22,7 +22,7 @@ use ca_core::keystore::{KeyStore, KeyStoreConfig};
 use ca_core::secret::Secret;
 
 use ca_core::audit::{Action, AuditEvent};
-use ca_core::store::Store;
+use ca_core::store::AuditLog;
 
 use crate::config::{
     AuditConfig, CONFIG_FILE, Config, DEFAULT_DB_FILE, DatabaseConfig, SecretsConfig,

@@ -12,8 +12,9 @@ use crate::keystore::embedded::{EmbeddedKeyStore, KdfParams};
 use crate::keystore::{KeyRef, KeySpec, KeyStore};
 use crate::secret::Secret;
 use crate::store::{
-    Approval, CaRevocation, CertCounts, CertFilter, CertStatus, CertificateRow, CrlList,
-    RequestFilter, Revocation, SerialStatus,
+    Approval, AuditLog, CaRevocation, CertCounts, CertFilter, CertStatus, CertificateQueries,
+    CertificateRow, CrlList, IssuanceLedger, RequestFilter, Revocation, RevocationLedger,
+    SerialStatus,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -66,17 +67,40 @@ fn not_here<T>() -> Result<T, StoreError> {
         "not part of the issuance ledger".into(),
     ))
 }
-
-impl Store for FakeLedger {
-    fn ensure_issuer(&self, _: &IssuerId, _: &[u8]) -> Result<(), StoreError> {
-        Ok(())
-    }
+impl AuditLog for FakeLedger {
     fn audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         for e in events {
             self.note("audit", e);
         }
         Ok(())
     }
+
+    fn audit_entries(&self, _: i64, _: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        not_here()
+    }
+
+    fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        not_here()
+    }
+
+    fn add_checkpoint(
+        &self,
+        _: &crate::audit::Checkpoint,
+        _: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        not_here()
+    }
+
+    fn checkpoints(&self) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+        not_here()
+    }
+}
+
+impl IssuanceLedger for FakeLedger {
+    fn ensure_issuer(&self, _: &IssuerId, _: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError> {
         if *self.refuse_reserve.lock().unwrap() {
             return Err(StoreError::Database("disk full".into()));
@@ -99,6 +123,7 @@ impl Store for FakeLedger {
         });
         Ok(())
     }
+
     fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent) -> Result<(), StoreError> {
         if *self.refuse_complete.lock().unwrap() {
             return Err(StoreError::Database("connection lost".into()));
@@ -113,6 +138,7 @@ impl Store for FakeLedger {
         row.der = Some(der.to_vec());
         Ok(())
     }
+
     fn fail(&self, serial: &Serial, reason: &str, event: &AuditEvent) -> Result<(), StoreError> {
         self.note("fail", event);
         let mut rows = self.rows.lock().unwrap();
@@ -124,6 +150,7 @@ impl Store for FakeLedger {
         row.failure = Some(reason.to_owned());
         Ok(())
     }
+
     fn reserved(&self) -> Result<Vec<CertificateRow>, StoreError> {
         let rows = self.rows.lock().unwrap();
         Ok(rows
@@ -132,35 +159,12 @@ impl Store for FakeLedger {
             .cloned()
             .collect())
     }
-    fn account(&self, _: &str) -> Result<Option<crate::users::User>, StoreError> {
-        Ok(None)
-    }
-    fn certificate(&self, _: &Serial) -> Result<Option<CertificateRow>, StoreError> {
-        not_here()
-    }
-    fn certificates(&self, _: &CertFilter) -> Result<Vec<CertificateRow>, StoreError> {
-        not_here()
-    }
-    fn counts(&self, _: Option<&str>, _: SystemTime) -> Result<CertCounts, StoreError> {
-        not_here()
-    }
-    fn issued_per_day(
-        &self,
-        _: SystemTime,
-        _: Option<&str>,
-    ) -> Result<Vec<(i64, u64)>, StoreError> {
-        not_here()
-    }
+
     fn create_request(&self, _: &NewRequest, event: &AuditEvent) -> Result<i64, StoreError> {
         self.note("create_request", event);
         Ok(1)
     }
-    fn request(&self, _: i64) -> Result<Option<RequestRow>, StoreError> {
-        not_here()
-    }
-    fn requests(&self, _: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
-        not_here()
-    }
+
     fn approve(
         &self,
         _: i64,
@@ -170,43 +174,71 @@ impl Store for FakeLedger {
     ) -> Result<RequestRow, StoreError> {
         not_here()
     }
+
+    fn account(&self, _: &str) -> Result<Option<crate::users::User>, StoreError> {
+        Ok(None)
+    }
+
     fn reject(&self, _: i64, _: &str, _: &str, _: &AuditEvent) -> Result<(), StoreError> {
         not_here()
     }
+
     fn fail_request(&self, _: i64, _: &str, _: &AuditEvent) -> Result<(), StoreError> {
         not_here()
     }
-    fn audit_entries(&self, _: i64, _: i64) -> Result<Vec<AuditRecord>, StoreError> {
+}
+
+impl CertificateQueries for FakeLedger {
+    fn certificate(&self, _: &Serial) -> Result<Option<CertificateRow>, StoreError> {
         not_here()
     }
-    fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+
+    fn certificates(&self, _: &CertFilter) -> Result<Vec<CertificateRow>, StoreError> {
         not_here()
     }
-    fn add_checkpoint(
+
+    fn counts(&self, _: Option<&str>, _: SystemTime) -> Result<CertCounts, StoreError> {
+        not_here()
+    }
+
+    fn issued_per_day(
         &self,
-        _: &crate::audit::Checkpoint,
-        _: &AuditEvent,
-    ) -> Result<(), StoreError> {
+        _: SystemTime,
+        _: Option<&str>,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
         not_here()
     }
-    fn checkpoints(&self) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+
+    fn request(&self, _: i64) -> Result<Option<RequestRow>, StoreError> {
         not_here()
     }
+
+    fn requests(&self, _: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
+        not_here()
+    }
+}
+
+impl RevocationLedger for FakeLedger {
     fn revoke(&self, _: &Revocation, _: &AuditEvent) -> Result<(), StoreError> {
         not_here()
     }
+
     fn crl_entries(&self, _: &IssuerId, _: SystemTime) -> Result<CrlList, StoreError> {
         not_here()
     }
+
     fn revoke_ca(&self, _: &CaRevocation, _: &AuditEvent) -> Result<(), StoreError> {
         not_here()
     }
+
     fn ca_revocations(&self) -> Result<Vec<CaRevocation>, StoreError> {
         not_here()
     }
+
     fn revoked_since(&self, _: SystemTime) -> Result<Vec<(IssuerId, Serial)>, StoreError> {
         not_here()
     }
+
     fn revocation_status(
         &self,
         _: &IssuerId,
@@ -214,6 +246,7 @@ impl Store for FakeLedger {
     ) -> Result<Option<SerialStatus>, StoreError> {
         not_here()
     }
+
     fn next_crl_number(&self, _: &IssuerId) -> Result<u64, StoreError> {
         not_here()
     }

@@ -3,7 +3,9 @@
 use std::time::{Duration, SystemTime};
 
 use ca_core::audit::Action;
-use ca_core::store::{Approval, RequestStatus, Store, StoreError};
+use ca_core::store::{
+    Approval, AuditLog, CertificateQueries, IssuanceLedger, RequestStatus, StoreError,
+};
 
 use crate::support::*;
 

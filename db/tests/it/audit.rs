@@ -7,7 +7,7 @@ use ca_core::audit::{self, Action, AuditRecord, Checkpoint, Finding, Report};
 use ca_core::keystore::embedded::{EmbeddedKeyStore, KdfParams};
 use ca_core::keystore::{KeyRef, KeySpec, KeyStore, Signer};
 use ca_core::secret::Secret;
-use ca_core::store::Store;
+use ca_core::store::AuditLog;
 
 use crate::support::*;
 

@@ -7,7 +7,7 @@ use ca_core::audit::Action;
 use ca_core::cms::DigestAlg;
 use ca_core::codesign::{CodesignStore, KeyBinding, NewCodesignKey, NewSignature, SigningWindow};
 use ca_core::keystore::{KeyRef, KeySpec, SpkiDer};
-use ca_core::store::{CertStatus, Store, StoreError};
+use ca_core::store::{AuditLog, CertStatus, IssuanceLedger, StoreError};
 
 use crate::support::*;
 

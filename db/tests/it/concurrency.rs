@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ca_core::audit::{self, Action};
 use ca_core::keystore::{KeySpec, SpkiDer};
-use ca_core::store::{RequestFilter, Store, StoreError};
+use ca_core::store::{AuditLog, CertificateQueries, IssuanceLedger, RequestFilter, StoreError};
 
 use crate::support::*;
 

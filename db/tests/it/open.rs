@@ -1,7 +1,7 @@
 //! Opening a database: URLs, migrations, the schema version, readiness.
 
 use ca_core::audit::Action;
-use ca_core::store::{Store, StoreError};
+use ca_core::store::{AuditLog, CertificateQueries, StoreError};
 use db::Db;
 use diesel::{Connection, RunQueryDsl, SqliteConnection};
 

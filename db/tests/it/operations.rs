@@ -8,7 +8,7 @@ use ca_core::audit::{Action, AuditEvent};
 use ca_core::codesign::{CodesignStore, NewCodesignKey};
 use ca_core::keystore::{KeyRef, KeySpec, SpkiDer};
 use ca_core::quorum::{OperationKind, OperationStatus, OperationStore, new_operation};
-use ca_core::store::{Approval, Store, StoreError};
+use ca_core::store::{Approval, AuditLog, StoreError};
 use ca_core::users::{self, UserStore};
 
 use crate::support::*;

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use ca_core::audit::Action;
-use ca_core::store::{CertFilter, CertSort, CertStatus, CertificateRow, Serial, Store};
+use ca_core::store::{
+    CertFilter, CertSort, CertStatus, CertificateQueries, CertificateRow, IssuanceLedger,
+    RevocationLedger, Serial,
+};
 
 use crate::support::*;
 

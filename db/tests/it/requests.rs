@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use ca_core::audit::Action;
-use ca_core::store::{RequestFilter, RequestStatus, Store, StoreError};
+use ca_core::store::{
+    AuditLog, CertificateQueries, IssuanceLedger, RequestFilter, RequestStatus, StoreError,
+};
 
 use crate::support::*;
 

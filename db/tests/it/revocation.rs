@@ -5,7 +5,10 @@ use std::time::Duration;
 use ca_core::audit::Action;
 use ca_core::issuer::IssuerId;
 use ca_core::revocation::Reason;
-use ca_core::store::{CaRevocation, CertStatus, CrlList, Revocation, Serial, Store, StoreError};
+use ca_core::store::{
+    AuditLog, CaRevocation, CertStatus, CertificateQueries, CrlList, IssuanceLedger, Revocation,
+    RevocationLedger, Serial, StoreError,
+};
 
 use crate::support::*;
 
@@ -174,7 +177,9 @@ fn crl_numbers_strictly_increase_per_issuer_across_processes(b: &Backend) {
                 let ca = ca.clone();
                 scope.spawn(move || {
                     (0..10)
-                        .map(|_| ca_core::store::Store::next_crl_number(db, &ca).unwrap())
+                        .map(|_| {
+                            ca_core::store::RevocationLedger::next_crl_number(db, &ca).unwrap()
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -190,7 +195,7 @@ fn crl_numbers_strictly_increase_per_issuer_across_processes(b: &Backend) {
     // And after a restart it goes on from there.
     let reopened = b.reopen();
     assert_eq!(
-        ca_core::store::Store::next_crl_number(&reopened, &ca).unwrap(),
+        ca_core::store::RevocationLedger::next_crl_number(&reopened, &ca).unwrap(),
         43
     );
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 use ca_core::audit::{self, Action, AuditEvent};
 use ca_core::error::ErrorKind;
 use ca_core::keystore::{KeySpec, SpkiDer};
-use ca_core::store::{CertStatus, RequestStatus, Store, StoreError};
+use ca_core::store::{
+    AuditLog, CertStatus, CertificateQueries, IssuanceLedger, RequestStatus, StoreError,
+};
 
 use crate::support::*;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ca_core::audit::{Action, AuditEvent};
 use ca_core::issuer::IssuerId;
-use ca_core::store::{NewCertificate, NewRequest, Serial, Store};
+use ca_core::store::{IssuanceLedger, NewCertificate, NewRequest, Serial};
 use db::Db;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use ca_core::apitoken::{NewApiToken, Role, TokenStore};
 use ca_core::audit::{Action, AuditEvent};
-use ca_core::store::{Store, StoreError};
+use ca_core::store::{AuditLog, StoreError};
 
 use crate::support::*;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use ca_core::audit::{self, Action, AuditEvent};
 use ca_core::error::ErrorKind;
 use ca_core::keystore::{KeySpec, SpkiDer};
-use ca_core::store::Store;
+use ca_core::store::AuditLog;
 use ca_core::users::{
     self, LOCKOUT, Login, MAX_FAILURES, PasswordHash, Refusal, Role, SessionId, UserStore,
 };

@@ -26,7 +26,7 @@ use ca_core::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, init_token};
 use ca_core::keystore::{KeySpec, KeyStore};
 use ca_core::policy::{self, Requester};
 use ca_core::secret::Secret;
-use ca_core::store::{Serial, Store};
+use ca_core::store::{AuditLog, Serial};
 use ca_e2e::report::thousands;
 
 const PIN: &str = "1234-codesign-bench";

@@ -51,7 +51,10 @@ use ca_core::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, init_token, module
 use ca_core::keystore::{KeyStore, Signer};
 use ca_core::policy::{self, Profile, Requester};
 use ca_core::secret::Secret;
-use ca_core::store::{CertFilter, CertStatus, NewCertificate, Serial, Store};
+use ca_core::store::{
+    AuditLog, CertFilter, CertStatus, CertificateQueries, IssuanceLedger, NewCertificate, Serial,
+    Store,
+};
 use ca_e2e::report::{
     cpu_model, json_number, json_string, load_average, median, quantile_ms, thousands,
 };

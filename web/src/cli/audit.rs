@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use anyhow::{Result, bail};
 use ca_core::audit::{self, Action, AuditEvent, Checkpoint};
 use ca_core::keystore::KeyStore;
-use ca_core::store::Store;
+use ca_core::store::AuditLog;
 use clap::Subcommand;
 
 use crate::cli::Cli;

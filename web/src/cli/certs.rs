@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use ca_core::audit::{self};
 use ca_core::inspect;
 use ca_core::issuance::{self};
-use ca_core::store::{CertFilter, CertStatus, Serial, Store};
+use ca_core::store::{CertFilter, CertStatus, CertificateQueries, Serial};
 use ca_core::x509::SignedCert;
 use clap::Subcommand;
 

@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use ca_core::audit::{Action, AuditEvent};
 use ca_core::keystore::{KeyRef, KeySpec};
-use ca_core::store::Store;
+use ca_core::store::AuditLog;
 use clap::Subcommand;
 
 use crate::cli::Cli;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use anyhow::{Result, anyhow};
 use ca_core::issuance::{self};
 use ca_core::policy::Requester;
-use ca_core::store::{RequestFilter, RequestStatus, Store};
+use ca_core::store::{CertificateQueries, RequestFilter, RequestStatus};
 use clap::Subcommand;
 
 use crate::cli::Cli;

@@ -84,7 +84,7 @@ impl FromRequest for Auth {
             let (tokens, uses, store, metrics) = (
                 state.tokens.clone(),
                 state.token_uses.clone(),
-                state.ca.store().clone(),
+                state.audit_log.clone(),
                 state.metrics.clone(),
             );
             let where_ = source.clone();

@@ -8,9 +8,11 @@ use anyhow::Result;
 use ca_core::apitoken::TokenStore;
 use ca_core::issuance::Ca;
 use ca_core::keystore::KeyStore;
+use ca_core::quorum::OperationStore;
 use ca_core::revocation::publish::Publisher;
-use ca_core::store::CertCounts;
 use ca_core::store::StoreError;
+use ca_core::store::{AuditLog, CertCounts, CertificateQueries, StatusReader, Store};
+use ca_core::users::UserStore;
 
 /// One CA certificate in the forms `/ca/...` serves.
 #[derive(Debug, Clone)]
@@ -48,8 +50,19 @@ pub struct AppState {
     pub codesign: Arc<ca_core::codesign::Codesign>,
     /// Approvals sensitive operations need (`[quorum]` in keyhold.toml).
     pub quorum: ca_core::quorum::QuorumPolicy,
-    /// The database, for operations under quorum.
-    pub db: Arc<db::Db>,
+    /// Read-only certificate and request queries (lists, pages, the API).
+    pub certs: Arc<dyn CertificateQueries>,
+    /// The audit log.
+    pub audit_log: Arc<dyn AuditLog>,
+    /// Revocation statuses.
+    pub statuses: Arc<dyn StatusReader>,
+    /// People who sign in to the UI, and their sessions.
+    pub users: Arc<dyn UserStore>,
+    /// Operations under quorum.
+    pub operations: Arc<dyn OperationStore>,
+    /// The whole database, only where one act spans ports: approving an operation counts
+    /// the officers' accounts again, and carrying one out revokes and audits.
+    pub ledger: Arc<dyn Store>,
 }
 
 /// How long a signing probe's result is reused.
@@ -152,7 +165,7 @@ impl AppState {
             codesign: Arc::new(codesign),
             publisher: Arc::new(Publisher::new(
                 Arc::new(ocsp),
-                ca.store().clone(),
+                db.clone(),
                 issuers.to_vec(),
                 times.crl_validity,
             )),
@@ -161,7 +174,12 @@ impl AppState {
             sign_ins: Arc::new(Slots::new(SIGN_IN_SLOTS)),
             ca,
             quorum: ca_core::quorum::QuorumPolicy::default(),
-            db: db.clone(),
+            certs: db.clone(),
+            audit_log: db.clone(),
+            statuses: db.clone(),
+            users: db.clone(),
+            operations: db.clone(),
+            ledger: db.clone(),
             tokens: db.clone(),
             probes: Arc::new(Probes {
                 db,

@@ -197,8 +197,7 @@ async fn a_tls_server_certificate_is_issued_listed_and_fetched_over_the_api() {
     // The requester is the token's name, recorded in the database.
     let row = fx
         .state
-        .ca
-        .store()
+        .ledger
         .certificate(&ca_core::store::Serial::parse(&serial).unwrap());
     assert_eq!(row.unwrap().unwrap().requester, "deployer");
 
@@ -412,7 +411,7 @@ async fn client_mistakes_get_4xx_problems_and_nothing_is_written() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let head = fx.state.ca.store().audit_head().unwrap();
+    let head = fx.state.ledger.audit_head().unwrap();
     for uri in [
         "/api/v1/certificates?expiring_within=18446744073709551615s",
         "/api/v1/certificates?expiring_within=soon",
@@ -483,7 +482,7 @@ async fn client_mistakes_get_4xx_problems_and_nothing_is_written() {
         );
     }
     assert_eq!(
-        fx.state.ca.store().audit_head().unwrap(),
+        fx.state.ledger.audit_head().unwrap(),
         head,
         "nothing was written"
     );
@@ -827,8 +826,8 @@ async fn officers_revoke_any_certificate_and_requesters_only_their_own() {
     expected.sort();
     assert_eq!(listed, expected);
     // And the audit log names who revoked, and why.
-    let head = fx.state.ca.store().audit_head().unwrap().unwrap().0;
-    let entries = fx.state.ca.store().audit_entries(1, head).unwrap();
+    let head = fx.state.ledger.audit_head().unwrap().unwrap().0;
+    let entries = fx.state.ledger.audit_entries(1, head).unwrap();
     let revocations: Vec<_> = entries
         .iter()
         .filter(|e| e.action == Action::CertificateRevoked.as_str())
@@ -970,11 +969,10 @@ async fn a_code_signing_key_signs_only_for_its_owner_over_the_api_and_openssl_ve
     assert!(text.starts_with("-----BEGIN CMS-----"), "{text}");
 
     // Two signatures, each audited with the caller and the digest.
-    let head = fx.state.ca.store().audit_head().unwrap().unwrap().0;
+    let head = fx.state.ledger.audit_head().unwrap().unwrap().0;
     let signed: Vec<_> = fx
         .state
-        .ca
-        .store()
+        .ledger
         .audit_entries(1, head)
         .unwrap()
         .into_iter()
@@ -1225,11 +1223,10 @@ async fn a_token_s_use_is_audited_once_a_minute_per_address() {
     let res = test::call_service(&app, get("kh_0000", "/api/v1/certificates")).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
-    let head = fx.state.ca.store().audit_head().unwrap().unwrap().0;
+    let head = fx.state.ledger.audit_head().unwrap().unwrap().0;
     let used: Vec<_> = fx
         .state
-        .ca
-        .store()
+        .ledger
         .audit_entries(1, head)
         .unwrap()
         .into_iter()

@@ -98,7 +98,7 @@ fn unbind(token: &str, label: &str, who: &str) -> actix_http::Request {
 }
 
 fn signatures(fx: &Fixture) -> Vec<String> {
-    let store = fx.state.ca.store();
+    let store = &fx.state.ledger;
     let head = store.audit_head().unwrap().unwrap().0;
     store
         .audit_entries(1, head)
@@ -212,7 +212,7 @@ async fn a_token_an_admin_binds_signs_until_unbound_or_revoked_and_others_get_40
     assert_eq!(signatures(&fx), ["ci-release"], "nothing more was signed");
 
     // Every binding change is audited, naming the administrator.
-    let store = fx.state.ca.store();
+    let store = &fx.state.ledger;
     let head = store.audit_head().unwrap().unwrap().0;
     let changes: Vec<(String, String)> = store
         .audit_entries(1, head)

@@ -128,7 +128,7 @@ async fn an_officer_disabled_after_approving_no_longer_counts_toward_the_quorum(
     };
     assert_eq!(void.len(), 1, "{void:?}");
     assert!(void[0].contains("alice") && void[0].contains("disabled"));
-    let row = ca.store().request(id).unwrap().unwrap();
+    let row = fx.state.ledger.request(id).unwrap().unwrap();
     assert!(row.serial.is_none());
     assert_eq!(row.status.as_str(), "pending");
 
@@ -219,7 +219,7 @@ async fn an_administrator_account_cannot_approve_under_an_officer_role_claimed_o
         "{}",
         refused.stderr
     );
-    let row = ca.store().request(id).unwrap().unwrap();
+    let row = fx.state.ledger.request(id).unwrap().unwrap();
     assert_eq!(row.approvals.len(), 1, "nothing recorded for adam");
     let done = ca
         .approve(id, &officer(&fx, "bob"), "ok", "test", now)
@@ -234,7 +234,7 @@ async fn a_request_past_its_deadline_shows_expired_everywhere_and_cannot_be_appr
     let now = SystemTime::now();
     // Received eight days ago: the code-signing profile gives seven.
     let id = code_signing_request(&fx, "Old request", now - Duration::from_secs(8 * 86_400));
-    let row = fx.state.ca.store().request(id).unwrap().unwrap();
+    let row = fx.state.ledger.request(id).unwrap().unwrap();
     assert!(row.expires_at < now);
     // Nothing touched it since; its stored state is still pending.
     assert_eq!(row.status.as_str(), "pending");
@@ -281,7 +281,7 @@ async fn a_request_past_its_deadline_shows_expired_everywhere_and_cannot_be_appr
         "{}",
         refused.stderr
     );
-    let row = fx.state.ca.store().request(id).unwrap().unwrap();
+    let row = fx.state.ledger.request(id).unwrap().unwrap();
     assert!(row.approvals.is_empty(), "nothing was recorded");
 }
 
@@ -338,7 +338,7 @@ fn field(text: &str, label: &str) -> String {
 }
 
 fn audited(fx: &Fixture, object: &str) -> Vec<(String, String)> {
-    let store = fx.state.ca.store();
+    let store = &fx.state.ledger;
     let head = store.audit_head().unwrap().unwrap().0;
     store
         .audit_entries(1, head)
@@ -462,7 +462,10 @@ async fn destroying_a_code_signing_key_under_quorum_revokes_its_certificate_and_
     require_quorum(&fx, 0, 2);
     let label = crate::bindings::issued_key(&fx);
     let key = ca_core::keystore::KeyRef::new(label.as_str()).unwrap();
-    let cert = ca_core::codesign::CodesignStore::codesign_certificate(fx.state.db.as_ref(), &key)
+    let dir = fx.tmp.path().join("data");
+    let config = ca_web::config::Config::load(&dir).unwrap();
+    let db = db::Db::open(&config.database_url(&dir)).unwrap();
+    let cert = ca_core::codesign::CodesignStore::codesign_certificate(&db, &key)
         .unwrap()
         .unwrap();
     let sign = || {
@@ -511,8 +514,7 @@ async fn destroying_a_code_signing_key_under_quorum_revokes_its_certificate_and_
     let issuer = ca_core::issuer::IssuerId::new(&cert.issuer).unwrap();
     let status = fx
         .state
-        .ca
-        .store()
+        .ledger
         .revocation_status(&issuer, &cert.serial)
         .unwrap()
         .unwrap();

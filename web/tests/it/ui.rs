@@ -139,7 +139,7 @@ async fn body(res: ServiceResponse) -> String {
 }
 
 fn audit_actions(fx: &Fixture) -> Vec<(String, String, String)> {
-    let store = fx.state.ca.store();
+    let store = &fx.state.ledger;
     let (head, _) = store.audit_head().unwrap().unwrap();
     store
         .audit_entries(1, head)
@@ -725,7 +725,7 @@ async fn officers_approve_others_requests_never_their_own() {
                 .contains(&format!("Request {request_id} approved"))
         );
     }
-    let row = fx.state.ca.store().request(request_id).unwrap().unwrap();
+    let row = fx.state.ledger.request(request_id).unwrap().unwrap();
     assert!(row.serial.is_some(), "issued after two approvals");
 }
 
@@ -1475,7 +1475,7 @@ async fn the_audit_log_filters_by_actor_action_and_object_across_pages() {
                 .with("try", i.to_string())
         })
         .collect();
-    fx.state.ca.store().audit(&events).unwrap();
+    fx.state.ledger.audit(&events).unwrap();
     let app = app!(fx);
     let (aude, _) = login(&app, "aude").await;
     let count = |html: &str, action: &str| html.matches(&format!("<code>{action}</code>")).count();
@@ -1712,8 +1712,7 @@ async fn revoking_in_the_ui_makes_ocsp_answer_revoked_at_once() {
     let work = fx.tmp.path().to_owned();
     let row = fx
         .state
-        .ca
-        .store()
+        .ledger
         .certificate(&ca_core::store::Serial::parse(&s).unwrap())
         .unwrap()
         .unwrap();

@@ -107,7 +107,7 @@ pub async fn create_user(
     .filter_map(|(r, on)| on.then_some(r))
     .collect();
     let store = super::users(&state);
-    let (db, quorum) = (state.db.clone(), state.quorum);
+    let (db, quorum) = (state.operations.clone(), state.quorum);
     let (name, actor, src) = (
         f.name.trim().to_owned(),
         s.user.name.clone(),

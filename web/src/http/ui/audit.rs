@@ -80,7 +80,7 @@ pub async fn audit_log(
 ) -> Result<HttpResponse, UiError> {
     s.require(&[Role::Auditor, Role::Admin])?;
     let q = query.into_inner();
-    let ca = state.ca.clone();
+    let log = state.audit_log.clone();
     let filter = AuditQuery {
         before: q.before,
         actor: q.actor.trim().to_owned(),
@@ -91,8 +91,7 @@ pub async fn audit_log(
     // (matching entries newest first; the next page shows entries below `lowest`; how many
     // entries were looked through)
     let (rows, lowest, scanned) = web::block(move || {
-        let store = ca.store();
-        let Some((head, _)) = store.audit_head()? else {
+        let Some((head, _)) = log.audit_head()? else {
             return Ok((Vec::new(), 1, 0));
         };
         let mut to = f.before.map_or(head, |b| b.saturating_sub(1).min(head));
@@ -106,7 +105,7 @@ pub async fn audit_log(
                 AUDIT_PAGE
             };
             let from = (to - chunk + 1).max(1);
-            let mut entries = store.audit_entries(from, to)?;
+            let mut entries = log.audit_entries(from, to)?;
             entries.reverse();
             // Where the next page starts: after the last entry looked at.
             lowest = from;

@@ -163,14 +163,14 @@ pub async fn certificates_csv(
 ) -> Result<HttpResponse, UiError> {
     let now = SystemTime::now();
     let mut filter = cert_filter(&query, &s, now, db::MAX_PAGE)?;
-    let ca = state.ca.clone();
+    let certs = state.certs.clone();
     let csv = web::block(move || -> Result<String, ca_core::store::StoreError> {
         let mut out = String::from(
             "serial,status,subject,sans,profile,requester,not_before,not_after,issued_at\r\n",
         );
         let mut rows_out = 0;
         loop {
-            let rows = ca.store().certificates(&filter)?;
+            let rows = certs.certificates(&filter)?;
             for r in &rows {
                 let fields = [
                     r.serial.to_string(),
@@ -216,9 +216,9 @@ pub async fn certificates(
     let q = query.into_inner();
     let now = SystemTime::now();
     let filter = cert_filter(&q, &s, now, PAGE)?;
-    let ca = state.ca.clone();
+    let certs = state.certs.clone();
     let f = filter.clone();
-    let rows = web::block(move || ca.store().certificates(&f)).await??;
+    let rows = web::block(move || certs.certificates(&f)).await??;
     let next = rows
         .last()
         .filter(|_| rows.len() == PAGE as usize)
@@ -261,9 +261,9 @@ pub(super) async fn load_cert(
     serial: &str,
 ) -> Result<(ca_core::store::CertificateRow, Option<SignedCert>), UiError> {
     let serial = Serial::parse(serial).map_err(UiError::NotFound)?;
-    let ca = state.ca.clone();
+    let certs = state.certs.clone();
     let sr = serial.clone();
-    let row = web::block(move || ca.store().certificate(&sr))
+    let row = web::block(move || certs.certificate(&sr))
         .await??
         .filter(|r| !s.own_only() || r.requester == s.user.name)
         .ok_or_else(|| UiError::NotFound(format!("no certificate with serial {serial}")))?;
@@ -293,14 +293,13 @@ pub async fn certificate(
     let (row, cert) = load_cert(&state, &s, &serial).await?;
     let now = SystemTime::now();
     let revoked = if row.status == CertStatus::Revoked {
-        let ca = state.ca.clone();
+        let statuses = state.statuses.clone();
         let (issuer, sr) = (row.issuer.clone(), row.serial.clone());
         web::block(move || -> Result<_, ca_core::store::StoreError> {
             let Ok(id) = ca_core::issuer::IssuerId::new(&issuer) else {
                 return Ok(None);
             };
-            Ok(ca
-                .store()
+            Ok(statuses
                 .revocation_status(&id, &sr)?
                 .and_then(|st| st.revoked))
         })

@@ -55,23 +55,22 @@ pub(super) fn grouped(n: u64) -> String {
 pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpResponse, UiError> {
     let own = s.own_only().then(|| s.user.name.clone());
     let show_events = s.user.has_any(&[Role::Admin, Role::Auditor]);
-    let ca = state.ca.clone();
+    let (certs, audit_log) = (state.certs.clone(), state.audit_log.clone());
     let now = SystemTime::now();
     let probes = state.probes.clone();
     let counts_cache = state.dashboard_counts.clone();
     let (counts, events, health, per_day) = web::block(move || {
-        let store = ca.store();
         let health = vec![
             ("Database", probes.database().is_ok()),
             ("Key store", probes.key_store().is_ok()),
         ];
-        let per_day = store.issued_per_day(now - CHART_DAYS_SPAN, own.as_deref())?;
+        let per_day = certs.issued_per_day(now - CHART_DAYS_SPAN, own.as_deref())?;
         let counts = counts_cache.get(own.as_deref(), || {
-            store.counts(own.as_deref(), now + EXPIRING_WITHIN)
+            certs.counts(own.as_deref(), now + EXPIRING_WITHIN)
         })?;
         let events = if show_events {
-            match store.audit_head()? {
-                Some((head, _)) => store.audit_entries((head - 9).max(1), head)?,
+            match audit_log.audit_head()? {
+                Some((head, _)) => audit_log.audit_entries((head - 9).max(1), head)?,
                 None => Vec::new(),
             }
         } else {

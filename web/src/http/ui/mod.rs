@@ -141,7 +141,7 @@ async fn not_found() -> Result<HttpResponse, UiError> {
 
 /// The users and sessions. The database that holds the CA's tables holds them too.
 pub fn users(state: &AppState) -> Arc<dyn UserStore> {
-    state.probes.db.clone()
+    state.users.clone()
 }
 
 /// Renders `page` as a 200 HTML response.

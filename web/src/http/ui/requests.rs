@@ -94,9 +94,9 @@ pub async fn requests(
         limit: 200,
         ..RequestFilter::default()
     };
-    let ca = state.ca.clone();
+    let (certs, ca) = (state.certs.clone(), state.ca.clone());
     let rows = web::block(move || -> Result<_, ca_core::store::StoreError> {
-        let rows = ca.store().requests(&filter)?;
+        let rows = certs.requests(&filter)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let void = ca.void_approvals(&r)?;
@@ -132,7 +132,7 @@ pub async fn requests(
     let operations = if s.own_only() {
         Vec::new()
     } else {
-        let db = state.db.clone();
+        let db = state.operations.clone();
         let ops =
             web::block(move || ca_core::quorum::OperationStore::operations(db.as_ref(), true))
                 .await??;
@@ -224,7 +224,11 @@ pub async fn approve_operation(
     s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Officer])?;
     let id = id.into_inner();
-    let (db, codesign) = (state.db.clone(), state.codesign.clone());
+    let (ops, db, codesign) = (
+        state.operations.clone(),
+        state.ledger.clone(),
+        state.codesign.clone(),
+    );
     let (officer, src, comment) = (
         s.user.requester(),
         s.source.clone(),
@@ -233,7 +237,7 @@ pub async fn approve_operation(
     let done = web::block(move || -> Result<String, UiError> {
         let now = SystemTime::now();
         let quorum = ca_core::quorum::Quorum {
-            ops: db.as_ref(),
+            ops: ops.as_ref(),
             accounts: db.as_ref(),
         };
         match quorum.approve(id, &officer, comment.trim(), &src, now)? {
@@ -244,7 +248,7 @@ pub async fn approve_operation(
                         .destroy_key(db.as_ref(), label, why, &officer.name, &src, now)
                         .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
                 };
-                ca_core::quorum::carry_out(db.as_ref(), destroy, &row, &officer.name, &src)
+                ca_core::quorum::carry_out(ops.as_ref(), destroy, &row, &officer.name, &src)
                     .map_err(|e| UiError::server(ErrorKind::Unavailable, &format!("{e:#}")))?;
                 Ok("op-done".into())
             }
@@ -264,7 +268,7 @@ pub async fn reject_operation(
     s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Officer])?;
     let id = id.into_inner();
-    let db = state.db.clone();
+    let (ops, db) = (state.operations.clone(), state.ledger.clone());
     let (officer, src, reason) = (
         s.user.requester(),
         s.source.clone(),
@@ -272,7 +276,7 @@ pub async fn reject_operation(
     );
     web::block(move || {
         ca_core::quorum::Quorum {
-            ops: db.as_ref(),
+            ops: ops.as_ref(),
             accounts: db.as_ref(),
         }
         .reject(id, &officer, reason.trim(), &src)

@@ -76,14 +76,13 @@ pub async fn revoke(
     }
     let serial = Serial::parse(&serial).map_err(UiError::NotFound)?;
     let reason = Reason::parse(&f.reason)?;
-    let ca = state.ca.clone();
+    let certs = state.certs.clone();
     let app = state.clone();
     let user = s.clone();
     let sr = serial.clone();
     web::block(move || -> Result<(), UiError> {
         // A requester's own certificate only: someone else's looks like none at all.
-        let row = ca
-            .store()
+        let row = certs
             .certificate(&sr)?
             .ok_or_else(|| UiError::NotFound(format!("no certificate with serial {sr}")))?;
         let Some(revoker) = revoker(&user, &row.requester) else {

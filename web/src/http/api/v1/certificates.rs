@@ -216,12 +216,12 @@ pub async fn list(
         filter.after =
             Some(crate::text::parse_cursor(&c).map_err(|e| ApiError::invalid(e.to_string()))?);
     }
-    let ca = state.ca.clone();
+    let certs = state.certs.clone();
     let f = filter.clone();
     let metrics = state.metrics.clone();
     let rows = web::block(move || {
         let started = std::time::Instant::now();
-        let rows = ca.store().certificates(&f);
+        let rows = certs.certificates(&f);
         metrics.database("certificate_list", started.elapsed());
         rows
     })
@@ -253,12 +253,12 @@ pub async fn show(
     if !matches!(format.as_deref(), None | Some("json" | "pem" | "der")) {
         return Err(ApiError::invalid("format must be json, pem or der"));
     }
-    let ca = state.ca.clone();
+    let certs = state.certs.clone();
     let s = serial.clone();
     let metrics = state.metrics.clone();
     let row = web::block(move || {
         let started = std::time::Instant::now();
-        let row = ca.store().certificate(&s);
+        let row = certs.certificate(&s);
         metrics.database("certificate_get", started.elapsed());
         row
     })

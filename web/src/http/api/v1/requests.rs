@@ -53,13 +53,13 @@ pub async fn request(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::invalid(format!("{:?} is not a request id", id.as_str())))?;
-    let ca = state.ca.clone();
+    let (certs, ca) = (state.certs.clone(), state.ca.clone());
     let found = web::block(move || -> Result<_, ca_core::store::StoreError> {
-        let Some(row) = ca.store().request(id)? else {
+        let Some(row) = certs.request(id)? else {
             return Ok(None);
         };
         let cert = match &row.serial {
-            Some(s) => ca.store().certificate(s)?.and_then(|c| c.der),
+            Some(s) => certs.certificate(s)?.and_then(|c| c.der),
             None => None,
         };
         let void = ca.void_approvals(&row)?;
