@@ -379,12 +379,26 @@ impl Ca {
     ) -> Result<Issued, IssueError> {
         let profile = self.profile(profile)?;
         let issuer = self.issuer_for(profile)?;
-        let decision =
-            match policy::own_server_plan(profile, sans, lifetime, now, issuer.ca.cert.not_after())
-            {
-                Ok(plan) => self.with_issuer_constraints(Decision::Issue(plan), issuer),
-                Err(reasons) => Decision::Reject(reasons),
-            };
+        let family = {
+            use der::Decode;
+            match spki::SubjectPublicKeyInfoRef::from_der(public_key.as_bytes()) {
+                Ok(spki) if spki.algorithm.oid == const_oid::db::rfc5912::RSA_ENCRYPTION => {
+                    policy::KeyFamily::Rsa
+                }
+                _ => policy::KeyFamily::Ec,
+            }
+        };
+        let decision = match policy::own_server_plan(
+            profile,
+            family,
+            sans,
+            lifetime,
+            now,
+            issuer.ca.cert.not_after(),
+        ) {
+            Ok(plan) => self.with_issuer_constraints(Decision::Issue(plan), issuer),
+            Err(reasons) => Decision::Reject(reasons),
+        };
         match decision {
             Decision::Issue(plan) | Decision::NeedsApproval { plan, .. } => self.issue(
                 &plan,

@@ -114,7 +114,8 @@ pub struct Plan {
     pub subject: Vec<(String, String)>,
     /// SANs, normalised.
     pub sans: Vec<San>,
-    /// keyUsage bits by RFC 5280 name.
+    /// keyUsage bits by RFC 5280 name: those of the profile's list that fit the subject
+    /// key's type ([`usages_for_key`]).
     pub key_usage: Vec<String>,
     /// Extended key usages by name (serverAuth, clientAuth, codeSigning, ...).
     pub extended_key_usage: Vec<String>,
@@ -580,6 +581,46 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Profile>, PolicyError> {
     } else {
         Err(PolicyError(problems))
     }
+}
+
+/// What a subject key can do, as far as keyUsage is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    /// RSA: signs, and can encipher keys (RSA key transport, TLS 1.2 RSA key exchange).
+    Rsa,
+    /// Elliptic curve (ECDSA keys): signs, and can agree keys (ECDH); never enciphers.
+    Ec,
+}
+
+impl KeyFamily {
+    /// The family of a parsed subject key; keys Keyhold does not issue for count as EC,
+    /// which allows the fewest bits (they are refused before a plan exists anyway).
+    pub fn of(key: &SubjectKey) -> Self {
+        match key {
+            SubjectKey::Rsa { .. } => Self::Rsa,
+            SubjectKey::Ec(_) | SubjectKey::Other(_) => Self::Ec,
+        }
+    }
+}
+
+/// The keyUsage bits a certificate for a `family` key gets from a profile that allows
+/// `allowed`: the profile's list says what it allows, the key type what makes sense.
+///
+/// `keyEncipherment` and `dataEncipherment` need an RSA key (RFC 8813 section 3: they are
+/// wrong for EC keys), and `keyAgreement` an EC key (RFC 5480 section 3). NSS refuses an RSA
+/// TLS server certificate without `keyEncipherment`, so the shipped TLS server profile allows
+/// it and EC certificates from it carry `digitalSignature` alone. Never fails; the order of
+/// `allowed` is kept.
+pub fn usages_for_key(allowed: &[String], family: KeyFamily) -> Vec<String> {
+    allowed
+        .iter()
+        .filter(|ku| match ku.as_str() {
+            "keyEncipherment" | "dataEncipherment" => family == KeyFamily::Rsa,
+            "keyAgreement" => family == KeyFamily::Ec,
+            _ => true,
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

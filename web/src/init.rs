@@ -341,6 +341,24 @@ fn destroy_all(store: &dyn KeyStore, hierarchy: &Hierarchy) {
     }
 }
 
+/// The profiles shipped in the repository's `policies/`, built into the binary so `init`
+/// can write them into a data directory made anywhere.
+const SHIPPED_PROFILES: [(&str, &str); 4] = [
+    (
+        "code-signing.toml",
+        include_str!("../../policies/code-signing.toml"),
+    ),
+    ("sub-ca.toml", include_str!("../../policies/sub-ca.toml")),
+    (
+        "tls-client.toml",
+        include_str!("../../policies/tls-client.toml"),
+    ),
+    (
+        "tls-server.toml",
+        include_str!("../../policies/tls-server.toml"),
+    ),
+];
+
 fn write_outputs(
     req: &InitRequest,
     staging: &Path,
@@ -351,6 +369,20 @@ fn write_outputs(
     let ca_dir = staging.join("ca");
     fs::create_dir(&ca_dir).with_context(|| format!("cannot create {}", ca_dir.display()))?;
     let mut files = Vec::new();
+    // The shipped profiles, so every command finds them from the data directory wherever it
+    // runs; the operator edits these copies (`--policies DIR` still overrides). A profile
+    // directory the operator already put in the data directory is kept as it is.
+    if !req.data_dir.join(crate::wiring::POLICIES_DIR).exists() {
+        let policies = staging.join(crate::wiring::POLICIES_DIR);
+        fs::create_dir(&policies)
+            .with_context(|| format!("cannot create {}", policies.display()))?;
+        for (name, text) in SHIPPED_PROFILES {
+            let rel = PathBuf::from(crate::wiring::POLICIES_DIR).join(name);
+            write_file(&staging.join(&rel), text.as_bytes())?;
+            files.push(rel);
+        }
+    }
+
     let mut put = |name: String, contents: String| -> Result<PathBuf> {
         let rel = PathBuf::from("ca").join(name);
         write_file(&staging.join(&rel), contents.as_bytes())?;

@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("")
             .wrap(from_fn(request_context))
+            .service(get("/", http::public::home))
             .service(get("/healthz", http::public::healthz))
             .service(get("/readyz", http::public::readyz))
             .service(get("/metrics", http::public::metrics))
@@ -170,9 +171,15 @@ async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut req = req;
     let id = new_request_id();
     let span = tracing::info_span!("request", id = %id);
     let (method, path) = (req.method().clone(), req.path().to_owned());
+    // HEAD is GET without the body (RFC 9110 9.3.2), wherever GET is served: route it as
+    // GET. actix-http saw the HEAD before this point and sends the headers only.
+    if method == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     let metrics = req
         .app_data::<web::Data<http::state::AppState>>()
         .map(|s| s.metrics.clone());

@@ -142,20 +142,12 @@ async fn plain_http_gate(
             .map(ServiceResponse::map_into_left_body);
     }
     let https = gate.and_then(|g| g.https).map(|addr| {
-        let host = if addr.ip().is_unspecified() {
-            // Bound to every address: the client reached us by the name in Host.
-            let host = req.connection_info().host().to_owned();
-            strip_port(&host).to_owned()
-        } else if addr.is_ipv6() {
-            format!("[{}]", addr.ip())
-        } else {
-            addr.ip().to_string()
-        };
+        let host = req.connection_info().host().to_owned();
         let path = req
             .uri()
             .path_and_query()
             .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
-        format!("https://{host}:{}{path}", addr.port())
+        format!("{}{path}", https_base(&host, addr))
     });
     let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
     let res = match https {
@@ -174,6 +166,20 @@ async fn plain_http_gate(
     };
     tracing::info!(path = %req.path(), status = res.status().as_u16(), "refused on plain HTTP");
     Ok(req.into_response(res).map_into_right_body())
+}
+
+/// `https://host:port` of the HTTPS listener on `addr`, for a client that reached the plain
+/// listener as `host` (the Host header): the listener's own address, unless it is bound to
+/// every address, when the client's name for this machine is the one to use.
+pub fn https_base(host: &str, addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        strip_port(host).to_owned()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    format!("https://{host}:{}", addr.port())
 }
 
 /// `host` without a trailing `:port` (IPv6 literals keep their brackets).
@@ -208,7 +214,7 @@ pub fn load_state(paths: &Paths, config_file: Option<&std::path::Path>) -> Resul
             problems.extend(p);
             Vec::new()
         });
-    let profiles = ca_core::policy::load_dir(&paths.policies).unwrap_or_else(|e| {
+    let profiles = ca_core::policy::load_dir(&paths.policies_dir()).unwrap_or_else(|e| {
         problems.push(e.to_string());
         Vec::new()
     });

@@ -32,9 +32,30 @@ pub struct Paths {
     /// File holding the PKCS#11 user PIN (else KEYHOLD_PKCS11_PIN).
     #[arg(long, global = true, value_name = "FILE")]
     pub pin_file: Option<PathBuf>,
-    /// Directory of certificate profiles (one TOML file each).
-    #[arg(long, global = true, default_value = "./policies", value_name = "DIR")]
-    pub policies: PathBuf,
+    /// Directory of certificate profiles, one TOML file each (default: `policies/` in the
+    /// data directory, which `init` fills; else `./policies`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+}
+
+/// The profiles' directory inside a data directory, written by `init`.
+pub const POLICIES_DIR: &str = "policies";
+
+impl Paths {
+    /// Where the profiles are: `--policies` if given; else `policies/` in the data directory
+    /// (`init` writes the shipped profiles there, so any working directory will do); else
+    /// `./policies`, where data directories made before `init` wrote them found theirs.
+    pub fn policies_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.policies {
+            return dir.clone();
+        }
+        let own = self.data_dir.join(POLICIES_DIR);
+        if own.is_dir() {
+            own
+        } else {
+            PathBuf::from(".").join(POLICIES_DIR)
+        }
+    }
 }
 
 /// The configured key store, opened with the secret it needs.
@@ -95,7 +116,7 @@ pub fn open_db(paths: &Paths, config: &Config) -> Result<Arc<db::Db>> {
 /// Fails listing every problem that stops the CA from starting.
 pub fn load_ca(paths: &Paths) -> Result<Ca> {
     let (config, _keys, issuers) = load_issuers(paths)?;
-    let profiles = ca_core::policy::load_dir(&paths.policies)?;
+    let profiles = ca_core::policy::load_dir(&paths.policies_dir())?;
     let store: Arc<dyn Store> = open_db(paths, &config)?;
     Ca::new(issuers, profiles, store, &config.base_url)
         .map_err(|p| anyhow!("the CA cannot start:\n  - {}", p.join("\n  - ")))

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    Decision, KeyKind, OnExcess, Plan, Profile, ProfileFile, RequestFacts, Requester, San,
-    SubjectKey, names,
+    Decision, KeyFamily, KeyKind, OnExcess, Plan, Profile, ProfileFile, RequestFacts, Requester,
+    San, SubjectKey, names, usages_for_key,
 };
 
 /// Evaluates a request against a profile at `now`, for an issuer whose certificate ends at
@@ -110,7 +110,7 @@ pub fn evaluate(
         not_after,
         subject,
         sans,
-        key_usage: p.usage.key_usage.clone(),
+        key_usage: usages_for_key(&p.usage.key_usage, KeyFamily::of(&request.key)),
         extended_key_usage: p.usage.extended_key_usage.clone(),
     };
     match p.approval.approvals {
@@ -127,7 +127,8 @@ pub fn evaluate(
 /// the profile's allowed names (DNS suffixes, IP ranges) are not consulted, because the
 /// listener's own names (`localhost`, `127.0.0.1`, the host it listens on) are rarely among
 /// them. What the profile says the certificate *is* still applies: its fixed subject, key
-/// usage and extended key usage. The issuer's name constraints are applied by the caller
+/// usage (the bits that fit `key`, see [`usages_for_key`]) and extended key usage. The
+/// issuer's name constraints are applied by the caller
 /// ([`crate::issuance::Ca::issue_own_server_cert`]), so a constrained CA never issues
 /// outside its constraints this way either.
 ///
@@ -135,6 +136,7 @@ pub fn evaluate(
 /// (`serverAuth`), a name is malformed, there are no names, or the issuer has expired.
 pub fn own_server_plan(
     profile: &Profile,
+    key: KeyFamily,
     sans: &[San],
     lifetime: Duration,
     now: SystemTime,
@@ -201,7 +203,7 @@ pub fn own_server_plan(
         not_after,
         subject,
         sans: names,
-        key_usage: p.usage.key_usage.clone(),
+        key_usage: usages_for_key(&p.usage.key_usage, key),
         extended_key_usage: p.usage.extended_key_usage.clone(),
     })
 }

@@ -22,7 +22,7 @@ const TLS: &str = r#"
         from_csr = ["CN"]
         fixed = { O = "Example" }
         [usage]
-        key_usage = ["digitalSignature"]
+        key_usage = ["digitalSignature", "keyEncipherment"]
         extended_key_usage = ["serverAuth"]
     "#;
 
@@ -63,6 +63,51 @@ fn rejected(d: Decision) -> Vec<String> {
 }
 
 #[test]
+fn key_usage_follows_the_key_type_within_what_the_profile_allows() {
+    let plan = |r: &RequestFacts| match eval(&profile(TLS), r) {
+        Decision::Issue(plan) => plan,
+        other => panic!("expected issue, got {other:?}"),
+    };
+    // EC: keyEncipherment is wrong for an EC key, so digitalSignature alone.
+    assert_eq!(plan(&request()).key_usage, ["digitalSignature"]);
+    // RSA: NSS wants keyEncipherment on RSA server keys, and the profile allows it.
+    let rsa = RequestFacts {
+        key: SubjectKey::Rsa {
+            bits: 2048,
+            exponent: 65537,
+        },
+        ..request()
+    };
+    assert_eq!(
+        plan(&rsa).key_usage,
+        ["digitalSignature", "keyEncipherment"]
+    );
+    // A profile that does not allow encipherment never gets it, whatever the key.
+    let signing_only = profile(&TLS.replace(
+        r#"key_usage = ["digitalSignature", "keyEncipherment"]"#,
+        r#"key_usage = ["digitalSignature"]"#,
+    ));
+    match eval(&signing_only, &rsa) {
+        Decision::Issue(plan) => assert_eq!(plan.key_usage, ["digitalSignature"]),
+        other => panic!("expected issue, got {other:?}"),
+    }
+    // keyAgreement is for EC keys only.
+    let both = ["keyAgreement".to_string(), "dataEncipherment".to_string()];
+    assert_eq!(usages_for_key(&both, KeyFamily::Ec), ["keyAgreement"]);
+    assert_eq!(usages_for_key(&both, KeyFamily::Rsa), ["dataEncipherment"]);
+    let own = own_server_plan(
+        &profile(TLS),
+        KeyFamily::Rsa,
+        &[San::Dns("localhost".into())],
+        YEAR,
+        SystemTime::UNIX_EPOCH + NOW,
+        SystemTime::UNIX_EPOCH + NOW + YEAR,
+    )
+    .unwrap();
+    assert_eq!(own.key_usage, ["digitalSignature", "keyEncipherment"]);
+}
+
+#[test]
 fn own_server_plan_ignores_the_allowed_names_but_keeps_usages_and_validity_caps() {
     let now = SystemTime::UNIX_EPOCH + NOW;
     let sans = [
@@ -71,7 +116,15 @@ fn own_server_plan_ignores_the_allowed_names_but_keeps_usages_and_validity_caps(
         San::Dns("localhost".into()),
     ];
     let day = Duration::from_secs(86_400);
-    let plan = own_server_plan(&profile(TLS), &sans, 30 * day, now, now + YEAR).unwrap();
+    let plan = own_server_plan(
+        &profile(TLS),
+        KeyFamily::Ec,
+        &sans,
+        30 * day,
+        now,
+        now + YEAR,
+    )
+    .unwrap();
     assert_eq!(
         plan.sans,
         [
@@ -89,9 +142,9 @@ fn own_server_plan_ignores_the_allowed_names_but_keeps_usages_and_validity_caps(
     assert_eq!(plan.extended_key_usage, ["serverAuth"]);
     assert_eq!(plan.not_after, now + 30 * day);
     // Never past the profile's maximum or the issuer's notAfter.
-    let plan = own_server_plan(&profile(TLS), &sans, YEAR, now, now + YEAR).unwrap();
+    let plan = own_server_plan(&profile(TLS), KeyFamily::Ec, &sans, YEAR, now, now + YEAR).unwrap();
     assert_eq!(plan.not_after, now + 90 * day);
-    let plan = own_server_plan(&profile(TLS), &sans, YEAR, now, now + day).unwrap();
+    let plan = own_server_plan(&profile(TLS), KeyFamily::Ec, &sans, YEAR, now, now + day).unwrap();
     assert_eq!(plan.not_after, now + day);
 }
 
@@ -101,6 +154,7 @@ fn own_server_plan_refuses_non_server_profiles_bad_names_and_an_expired_issuer()
     let client = profile(&TLS.replace(r#"["serverAuth"]"#, r#"["clientAuth"]"#));
     let why = own_server_plan(
         &client,
+        KeyFamily::Ec,
         &[San::Dns("bad name".into()), San::Email("a@b.corp".into())],
         YEAR,
         now,
@@ -110,7 +164,8 @@ fn own_server_plan_refuses_non_server_profiles_bad_names_and_an_expired_issuer()
     assert_eq!(why.len(), 5, "{why:?}");
     assert!(why[0].contains("no serverAuth"), "{why:?}");
     assert!(why[4].contains("expired"), "{why:?}");
-    let why = own_server_plan(&profile(TLS), &[], YEAR, now, now + YEAR).unwrap_err();
+    let why =
+        own_server_plan(&profile(TLS), KeyFamily::Ec, &[], YEAR, now, now + YEAR).unwrap_err();
     assert!(why[0].contains("at least one"), "{why:?}");
 }
 

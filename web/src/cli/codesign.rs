@@ -418,7 +418,7 @@ struct Loaded {
 
 fn load(cli: &Cli) -> Result<Loaded> {
     let (config, keys, issuers) = load_issuers(&cli.paths)?;
-    let profiles = ca_core::policy::load_dir(&cli.paths.policies)?;
+    let profiles = ca_core::policy::load_dir(&cli.paths.policies_dir())?;
     let db = open_db(&cli.paths, &config)?;
     let codesign = Codesign::new(keys, db.clone(), profiles.clone(), issuers.clone());
     Ok(Loaded {

@@ -39,6 +39,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Command {
+    /// Whether this command runs the long-lived server (`serve`).
+    pub fn is_server(&self) -> bool {
+        matches!(self, Command::Serve(_))
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -128,7 +135,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ocsp(OcspCommand::Respond(args)) => crate::cli::revoke::ocsp_respond(&cli, args),
         Command::Policy(PolicyCommand::Check { dir }) => done(run_policy_check(
             &cli,
-            dir.as_deref().unwrap_or(&cli.paths.policies),
+            dir.as_deref().unwrap_or(&cli.paths.policies_dir()),
         )),
     }
 }

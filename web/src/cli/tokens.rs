@@ -58,7 +58,7 @@ pub fn run(cli: &Cli, cmd: &TokensCommand) -> Result<ExitCode> {
             let lifetime = expires.as_deref().map(parse_duration).transpose()?;
             // Profiles are read only when the token is limited to some.
             let known = if profiles.iter().any(|p| !p.trim().is_empty()) {
-                ca_core::policy::load_dir(&cli.paths.policies)?
+                ca_core::policy::load_dir(&cli.paths.policies_dir())?
             } else {
                 Vec::new()
             };

@@ -94,3 +94,57 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())
 }
+
+/// One CA on the plain listener's front page.
+#[derive(Debug)]
+pub struct HomeCa {
+    /// The issuer id (`root`, `issuing-ca`, ...): names its certificate and CRL files.
+    pub id: String,
+}
+
+/// `home.html`: what the plain HTTP listener publishes, and where the UI is.
+#[derive(Debug, askama::Template)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    /// `http://host:port` as the client reached this listener.
+    pub base: String,
+    /// Every CA, root first.
+    pub cas: Vec<HomeCa>,
+    /// The HTTPS UI's address, if there is an HTTPS listener.
+    pub ui: Option<String>,
+}
+
+/// `GET /`: where the UI serves (HTTPS, or plain HTTP with `--insecure-http-ui`), a
+/// redirect to `/ui/`; on the public plain HTTP listener, a short page naming the CA
+/// certificates, CRLs, OCSP and the HTTPS UI address.
+pub async fn home(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let plain = req.app_data::<web::Data<crate::serve::PlainHttp>>();
+    if req.app_config().secure() || plain.is_none_or(|p| p.ui) {
+        return Ok(HttpResponse::Found()
+            .insert_header((actix_web::http::header::LOCATION, "/ui/"))
+            .finish());
+    }
+    let host = req.connection_info().host().to_owned();
+    let page = HomePage {
+        base: format!("http://{host}"),
+        cas: state
+            .ca
+            .issuers()
+            .iter()
+            .map(|i| HomeCa {
+                id: i.id.as_str().to_owned(),
+            })
+            .collect(),
+        ui: plain
+            .and_then(|p| p.https)
+            .map(|addr| format!("{}/ui/", crate::serve::https_base(&host, addr))),
+    };
+    let html = askama::Template::render(&page)
+        .map_err(|e| ApiError::server(ca_core::error::ErrorKind::Internal, &e))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
+}

@@ -107,7 +107,7 @@ pub async fn ocsp_post(
     answer(state, body.to_vec()).await
 }
 
-/// `GET /ocsp/{base64 request}` (any other method: 405).
+/// `GET /ocsp/{base64 request}`, and HEAD (routed as GET); any other method: 405.
 pub async fn ocsp_get(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -36,7 +36,8 @@ impl Ca {
         with_pass(&self.dir, &all)
     }
 
-    /// An openssl CSR for `cn` with `sans` (`DNS:x,IP:y`), key type `curve`.
+    /// An openssl CSR for `cn` with `sans` (`DNS:x,IP:y`), key type `curve` (`P-256`,
+    /// `P-384`, or `RSA-<bits>`).
     fn csr(&self, name: &str, cn: &str, sans: &str, curve: &str) -> String {
         crate::support::csr_file(&self.work, name, &format!("/CN={cn}"), sans, curve)
     }
@@ -64,6 +65,37 @@ fn serial_of(pem: &str) -> String {
         .trim()
         .trim_start_matches("serial=")
         .to_owned()
+}
+
+#[test]
+fn rsa_server_keys_get_key_encipherment_and_ec_keys_digital_signature_only() {
+    let ca = Ca::new();
+    for (key, wanted) in [
+        ("RSA-2048", "Digital Signature, Key Encipherment"),
+        ("P-256", "Digital Signature\n"),
+    ] {
+        let csr = ca.csr(key, "web.internal", "DNS:web.internal", key);
+        let out = ca.out(&format!("{key}.pem"));
+        let r = ca.keyhold(&[
+            "issue",
+            "--profile",
+            "tls-server",
+            "--csr",
+            &csr,
+            "--out",
+            &out,
+        ]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let text = openssl_text(&out);
+        let usage = text
+            .split("X509v3 Key Usage: critical\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no key usage in:\n{text}"));
+        assert!(
+            usage.trim_start().starts_with(wanted),
+            "{key}: wanted {wanted:?} in:\n{text}"
+        );
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod cli;
 mod codesign;
 mod cycle;
 mod dbs;
+mod firstrun;
 mod flood;
 mod issue;
 mod ocsp;

@@ -13,10 +13,10 @@ use serde_json::Value;
 use crate::cli::{keyhold, run, shipped_policies};
 use crate::support::{free_port, openssl_in};
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
-    tls_port: u16,
+    pub(crate) port: u16,
+    pub(crate) tls_port: u16,
     dir: PathBuf,
     log: PathBuf,
     out: PathBuf,
@@ -37,7 +37,7 @@ impl Server {
 
     /// [`Server::start_with`], with the UI and API on plain HTTP only if `insecure_ui`, and
     /// HTTPS only if `tls`.
-    fn start_opts(
+    pub(crate) fn start_opts(
         work: &Path,
         dir: &Path,
         env: &[(&str, &str)],
@@ -102,7 +102,7 @@ impl Server {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         format!(
             "{}{}",
             fs::read_to_string(&self.out).unwrap_or_default(),
@@ -153,10 +153,10 @@ impl Drop for Server {
     }
 }
 
-struct Response {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Response {
@@ -168,7 +168,7 @@ impl Response {
 
 /// Sends one raw request and reads the answer to the end (`Connection: close`). `None` if
 /// the server closed the connection without a status line.
-fn http(port: u16, request: &[u8]) -> Option<Response> {
+pub(crate) fn http(port: u16, request: &[u8]) -> Option<Response> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     // The server may answer (413, 401) and close before reading everything we send.
@@ -978,7 +978,7 @@ fn with_the_key_store_gone_ocsp_and_the_crl_are_still_served_and_readyz_says_so(
 }
 
 /// Runs curl (installed by .ci/setup) with `args`; returns its standard output.
-fn curl(args: &[&str], dir: &Path) -> String {
+pub(crate) fn curl(args: &[&str], dir: &Path) -> String {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "60"])
         .args(args)

@@ -37,9 +37,15 @@ pub(crate) fn csr_file(dir: &Path, name: &str, subj: &str, sans: &str, curve: &s
     let key = dir.join(format!("{name}.key"));
     let csr = dir.join(format!("{name}.csr"));
     let mut cmd = Command::new("openssl");
-    cmd.args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
-        .arg(format!("ec_paramgen_curve:{curve}"))
-        .args(["-nodes", "-keyout"])
+    cmd.args(["req", "-new", "-newkey"]);
+    // `curve` is P-256, P-384 or RSA-<bits>.
+    match curve.strip_prefix("RSA-") {
+        Some(bits) => cmd.arg(format!("rsa:{bits}")),
+        None => cmd
+            .args(["ec", "-pkeyopt"])
+            .arg(format!("ec_paramgen_curve:{curve}")),
+    };
+    cmd.args(["-nodes", "-keyout"])
         .arg(&key)
         .args(["-subj", subj, "-out"])
         .arg(&csr);
