@@ -11,6 +11,7 @@ mod codesign;
 mod cycle;
 mod dbs;
 mod flood;
+mod harden;
 mod issue;
 mod ocsp;
 mod quorum;
