@@ -538,3 +538,36 @@ async fn a_password_typed_as_the_name_is_not_audited() {
     }
     assert_eq!(failed[0].object, users::UNKNOWN_USER_OBJECT);
 }
+
+/// Item 4: a CSR with two CNs (`/CN=web.internal/CN=admin`, `DNS:web.internal`) is refused
+/// under `tls-server` and `tls-client`, naming the repeated attribute; nothing is issued.
+#[std::prelude::v1::test]
+fn a_request_with_two_common_names_is_refused() {
+    let fx = Fixture::new();
+    fx.csr("two", "/CN=web.internal/CN=admin", "DNS:web.internal");
+    for profile in ["tls-server", "tls-client"] {
+        let r = crate::cli::run(
+            crate::cli::keyhold(&fx.tmp.path().join("data"))
+                .arg("--policies")
+                .arg(crate::cli::shipped_policies())
+                .args([
+                    "issue",
+                    "--profile",
+                    profile,
+                    "--requester",
+                    "carol",
+                    "--csr",
+                ])
+                .arg(fx.tmp.path().join("two.csr")),
+        );
+        assert!(!r.ok, "{profile}: issued {}", r.stdout);
+        assert!(
+            format!("{}{}", r.stdout, r.stderr).contains("subject attribute CN appears 2 times"),
+            "{profile}: {}{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+    let r = cli(&fx, &["certs", "list"]);
+    assert!(!r.stdout.contains("admin"), "{}", r.stdout);
+}
