@@ -131,7 +131,17 @@ async fn plain_http_gate(
     // The router matches the percent-decoded path (`/%75i/login` is `/ui/login`): gate on
     // that, and on the raw path too.
     let gated = ui_or_api(req.path()) || ui_or_api(req.match_info().as_str());
-    if req.app_config().secure() || !gated {
+    if req.app_config().secure() {
+        // HTTPS: browsers that saw it once never try plain HTTP for this host again (a
+        // year, RFC 6797), so a network attacker cannot downgrade a later visit.
+        let mut res = next.call(req).await?;
+        res.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static("max-age=31536000"),
+        );
+        return Ok(res.map_into_left_body());
+    }
+    if !gated {
         return next
             .call(req)
             .await

@@ -375,7 +375,7 @@ impl Conn {
             .next()?;
         let body = format!(
             "csrf={csrf}&name={name}&password={}",
-            ca_web::ui::views::query_value(password)
+            ca_web::http::ui::views::query_value(password)
         );
         self.send(&format!(
             "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nContent-Type: \
@@ -570,4 +570,33 @@ fn a_request_with_two_common_names_is_refused() {
     }
     let r = cli(&fx, &["certs", "list"]);
     assert!(!r.stdout.contains("admin"), "{}", r.stdout);
+}
+
+/// Item 11: HTTPS responses carry Strict-Transport-Security; plain HTTP ones do not.
+#[std::prelude::v1::test]
+fn https_responses_carry_strict_transport_security() {
+    let s = serve(&["--tls-listen", "TLS"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", s.tls_port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no HTTPS listener");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-D", "-"])
+        .arg(format!("https://127.0.0.1:{}/ui/login", s.tls_port))
+        .output()
+        .expect("curl must be installed (.ci/setup installs it)");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(
+        head.contains("strict-transport-security: max-age=31536000"),
+        "{head}"
+    );
+    let mut c = Conn::open([127, 0, 0, 1], s.port).unwrap();
+    let (_, text) = c
+        .send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    assert!(
+        !text.to_ascii_lowercase().contains("strict-transport"),
+        "{text}"
+    );
 }
