@@ -600,3 +600,20 @@ fn https_responses_carry_strict_transport_security() {
         "{text}"
     );
 }
+
+/// Item 3 (in part): a token named like Keyhold's own server requester, which would see the
+/// server's own certificates, or like the audit log's `system`, cannot be made.
+#[std::prelude::v1::test]
+fn tokens_cannot_take_reserved_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert!(crate::cli::init_embedded(&dir).ok);
+    for name in ["keyhold-server", "Keyhold-Server", "system", "anonymous"] {
+        let r = keyhold(
+            &dir,
+            &["tokens", "create", "--name", name, "--role", "requester"],
+        );
+        assert!(!r.ok, "{name}: {}", r.stdout);
+        assert!(r.stderr.contains("is reserved"), "{name}: {}", r.stderr);
+    }
+}
