@@ -155,6 +155,11 @@ impl TokenError {
     }
 }
 
+/// Names no token may take: the server's own requester (its HTTPS certificates), and the
+/// actors the audit log uses for the system and for unauthenticated callers.
+pub const RESERVED_NAMES: [&str; 3] =
+    [crate::issuance::OWN_SERVER_REQUESTER, "system", "anonymous"];
+
 /// Creates an API token: checks the request against one set of rules (a valid, unused name,
 /// a known role, profiles among `known_profiles`, a lifetime of at most [`MAX_LIFETIME`]),
 /// records its hash with its audit entry in one transaction, and returns the token itself,
@@ -172,6 +177,13 @@ pub fn create_token(
     if !valid_name(name) {
         return Err(TokenError::Invalid(format!(
             "invalid token name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 - _ ."
+        )));
+    }
+    // A token's name is the principal its requests act as: never one of Keyhold's own.
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(TokenError::Invalid(format!(
+            "token name {name:?} is reserved (Keyhold's own principals: {})",
+            RESERVED_NAMES.join(", ")
         )));
     }
     let role = Role::parse(request.role.trim()).ok_or_else(|| {

@@ -17,6 +17,12 @@ use sha2::{Digest, Sha256};
 
 use crate::keystore::{self, SigAlg, Signer, SpkiDer};
 
+pub mod anchor;
+mod seal;
+pub use seal::{
+    CheckpointError, Checkpointer, Evidence, checkpoint_object, sign_checkpoint, verify_complete,
+};
+
 /// The hash that the first entry points back to.
 pub const GENESIS: [u8; 32] = [0; 32];
 
@@ -374,6 +380,42 @@ pub enum Finding {
         /// The checkpoint's entry.
         seq: i64,
     },
+    /// The chain ends at `last` but the recorded head is entry `head`: entries were cut
+    /// from the end.
+    CutFromEnd {
+        /// The chain's last entry (0: none).
+        last: i64,
+        /// The recorded head.
+        head: i64,
+    },
+    /// Entries from `seq` on lie beyond the recorded head.
+    BeyondHead {
+        /// The first such entry.
+        seq: i64,
+    },
+    /// The chain's last entry `seq` has a different hash than the recorded head.
+    HeadMismatch {
+        /// The entry.
+        seq: i64,
+    },
+    /// A checkpoint at entry `seq` is recorded (by its `audit.checkpoint` entry or in the
+    /// anchor file) but its row is gone from the database.
+    CheckpointDeleted {
+        /// The checkpoint's entry.
+        seq: i64,
+    },
+    /// A checkpoint row at entry `seq` has no `audit.checkpoint` entry recording it.
+    CheckpointUnrecorded {
+        /// The checkpoint's entry.
+        seq: i64,
+    },
+    /// A checkpoint at entry `seq`, signed after the anchor file began, is not in it.
+    NotAnchored {
+        /// The checkpoint's entry.
+        seq: i64,
+    },
+    /// The database holds checkpoints but the anchor file outside it is gone.
+    AnchorMissing,
 }
 
 impl fmt::Display for Finding {
@@ -405,6 +447,39 @@ impl fmt::Display for Finding {
             Finding::Rewritten { seq } => write!(
                 f,
                 "the chain was rewritten: the signed checkpoint at entry {seq} names a different hash"
+            ),
+            Finding::CutFromEnd { last, head } => write!(
+                f,
+                "entries {}..{head} are missing from the end (the chain ends at entry {last}; \
+                 the recorded head is entry {head})",
+                last + 1
+            ),
+            Finding::BeyondHead { seq } => write!(
+                f,
+                "entries from {seq} on lie beyond the recorded head (inserted, or the head was moved back)"
+            ),
+            Finding::HeadMismatch { seq } => write!(
+                f,
+                "the recorded head names a different hash than entry {seq}: the end of the chain was rewritten"
+            ),
+            Finding::CheckpointDeleted { seq } => write!(
+                f,
+                "the checkpoint at entry {seq} was deleted (its audit.checkpoint entry or the \
+                 anchor file records it, the database no longer holds it)"
+            ),
+            Finding::CheckpointUnrecorded { seq } => write!(
+                f,
+                "the checkpoint at entry {seq} has no audit.checkpoint entry recording it"
+            ),
+            Finding::NotAnchored { seq } => write!(
+                f,
+                "the checkpoint at entry {seq} is missing from the anchor file {}",
+                anchor::FILE_NAME
+            ),
+            Finding::AnchorMissing => write!(
+                f,
+                "the anchor file {} is missing but the database holds checkpoints",
+                anchor::FILE_NAME
             ),
         }
     }

@@ -35,6 +35,9 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 /// The longest password accepted (Argon2 takes any length; this bounds the work per try).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+mod memory;
+pub use memory::{BLOCKS, Buffer, PasswordMemory};
+
 /// Every role, in the order they are shown.
 pub const ROLES: [Role; 4] = [Role::Admin, Role::Officer, Role::Auditor, Role::Requester];
 
@@ -559,17 +562,47 @@ pub fn login(
     source: &str,
     now: SystemTime,
 ) -> Result<Login, UserError> {
-    // Names from the form go into the audit log: bound them and keep them printable.
+    login_in(
+        store,
+        name,
+        password,
+        session,
+        source,
+        now,
+        &mut Buffer::standalone(),
+    )
+}
+
+/// [`login`], with Argon2id computing in `buffer` (from a [`PasswordMemory`], so that the
+/// server's password checks never hold more memory than its pool).
+///
+/// Fails only if storage fails.
+pub fn login_in(
+    store: &dyn UserStore,
+    name: &str,
+    password: &str,
+    session: &[u8; 32],
+    source: &str,
+    now: SystemTime,
+    buffer: &mut Buffer,
+) -> Result<Login, UserError> {
+    // Names from the form go into the audit log: bound them and keep them printable. A name
+    // that is no account's is not stored at all: people type their password into the name
+    // field, and the audit log keeps what it is given for good.
     let shown: String = name
         .chars()
         .take(64)
         .map(|c| if c.is_ascii_graphic() { c } else { '?' })
         .collect();
-    let object = format!("user:{shown}");
     let user = if valid_name(name) {
         store.user(name)?
     } else {
         None
+    };
+    let object = if user.is_some() {
+        format!("user:{shown}")
+    } else {
+        UNKNOWN_USER_OBJECT.to_owned()
     };
     let hash = match &user {
         Some(_) => store.password_hash(name)?,
@@ -577,17 +610,17 @@ pub fn login(
     };
     let refusal = match (&user, hash) {
         (Some(u), Some(h)) if !u.disabled && !u.is_locked(now) => {
-            (!h.verify(password)).then_some(Refusal::WrongPassword)
+            (!h.verify_in(password, buffer)).then_some(Refusal::WrongPassword)
         }
         (user, _) => {
             // Spend the time a real check takes, so timing tells nothing about the account.
-            let _ = dummy_hash().verify(password);
+            let _ = dummy_hash().verify_in(password, buffer);
             Some(match user {
                 Some(u) if u.disabled => match store.awaiting_approval(name)? {
                     Some(id)
                         if store
                             .password_hash(name)?
-                            .is_some_and(|h| h.verify(password)) =>
+                            .is_some_and(|h| h.verify_in(password, buffer)) =>
                     {
                         Refusal::AwaitingApproval(id)
                     }
@@ -624,6 +657,10 @@ pub fn login(
     }
     Ok(Login::Refused(refusal))
 }
+
+/// The audit object of a failed sign-in under a name that is no account's (the name itself
+/// is never stored: it may be a password typed into the wrong field).
+pub const UNKNOWN_USER_OBJECT: &str = "user:(unknown name)";
 
 /// A fixed hash to check against when the user does not exist.
 fn dummy_hash() -> PasswordHash {

@@ -111,6 +111,33 @@ pub(crate) fn pending_admin_op(
         .optional()?)
 }
 
+/// The last `create_admin` operation for user `name` if it did not end in `done`: its id,
+/// and why the account must stay disabled (`pending`, `expired`, `rejected`, `failed`).
+/// An account whose creation the officers refused, or let expire, is never usable.
+pub(crate) fn unfinished_admin_op(
+    conn: &mut AnyConnection,
+    name: &str,
+    now: SystemTime,
+) -> Result<Option<(i64, &'static str)>, OpError> {
+    let last: Option<(i64, String, i64)> = operations::table
+        .filter(operations::kind.eq(OperationKind::CreateAdmin.as_str()))
+        .filter(operations::target.eq(name))
+        .order(operations::id.desc())
+        .select((operations::id, operations::status, operations::expires_at))
+        .first(conn)
+        .optional()?;
+    let Some((id, status, expires_at)) = last else {
+        return Ok(None);
+    };
+    let status =
+        OperationStatus::parse(&status).ok_or_else(|| corrupt("operation status", &status))?;
+    Ok(match status {
+        OperationStatus::Done => None,
+        OperationStatus::Pending if unix_micros(now) >= expires_at => Some((id, "expired")),
+        s => Some((id, s.as_str())),
+    })
+}
+
 fn insert(tx: &mut Tx<'_>, op: &NewOperation, event: &AuditEvent) -> Result<i64, OpError> {
     let last: Option<i64> = operations::table
         .select(diesel::dsl::max(operations::id))

@@ -156,11 +156,21 @@ fn set_disabled(
         ))
         .into()),
         Some(_) => {
-            if !disabled && let Some(id) = crate::operations::pending_admin_op(tx.conn, name)? {
-                return Err(StoreError::Conflict(format!(
-                    "user {name:?} is an administrator waiting for officers' approval \
-                     (operation {id}): keyhold ops approve {id} --as OFFICER"
-                ))
+            if !disabled
+                && let Some((id, status)) =
+                    crate::operations::unfinished_admin_op(tx.conn, name, tx.now)?
+            {
+                return Err(StoreError::Conflict(if status == "pending" {
+                    format!(
+                        "user {name:?} is an administrator waiting for officers' approval \
+                         (operation {id}): keyhold ops approve {id} --as OFFICER"
+                    )
+                } else {
+                    format!(
+                        "user {name:?} is an administrator whose creation the officers did not \
+                         approve (operation {id} is {status}): the account stays disabled for good"
+                    )
+                })
                 .into());
             }
             diesel::update(users::table.find(name))

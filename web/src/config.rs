@@ -145,6 +145,30 @@ pub struct DatabaseConfig {
 pub struct AuditConfig {
     /// URI of the key (in the configured key store) that signs checkpoints.
     pub key: String,
+    /// How often the server signs a checkpoint when entries were appended since the last
+    /// one (default 1h; between 1m and 1d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<String>,
+}
+
+/// Default interval between the server's checkpoints.
+pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(3_600);
+
+impl AuditConfig {
+    /// The interval between the server's checkpoints.
+    ///
+    /// Fails if `checkpoint_every` is not a duration between 1m and 1d.
+    pub fn checkpoint_every(&self) -> Result<Duration> {
+        let Some(text) = &self.checkpoint_every else {
+            return Ok(DEFAULT_CHECKPOINT_EVERY);
+        };
+        let d = crate::text::parse_duration(text)
+            .with_context(|| format!("[audit] checkpoint_every = {text:?}"))?;
+        if d < Duration::from_secs(60) || d > Duration::from_secs(86_400) {
+            bail!("[audit] checkpoint_every = {text:?}: must be between 1m and 1d");
+        }
+        Ok(d)
+    }
 }
 
 /// The environment variable that overrides `[database] url`.

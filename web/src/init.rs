@@ -433,6 +433,7 @@ fn write_outputs(
             .map(|url| DatabaseConfig { url: url.clone() }),
         audit: Some(AuditConfig {
             key: hierarchy.audit_key_uri.clone(),
+            checkpoint_every: None,
         }),
         revocation: crate::config::RevocationConfig::default(),
         issuers,

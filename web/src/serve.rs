@@ -85,6 +85,9 @@ pub struct PlainHttp {
     pub ui: bool,
     /// The HTTPS listener, if any.
     pub https: Option<SocketAddr>,
+    /// The host name redirects name when the HTTPS listener is bound to every address:
+    /// the configured `base_url`'s host, never the client's `Host` header.
+    pub host: String,
 }
 
 /// Checks the listener flags together before anything starts.
@@ -125,7 +128,20 @@ async fn plain_http_gate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if req.app_config().secure() || !ui_or_api(req.path()) {
+    // The router matches the percent-decoded path (`/%75i/login` is `/ui/login`): gate on
+    // that, and on the raw path too.
+    let gated = ui_or_api(req.path()) || ui_or_api(req.match_info().as_str());
+    if req.app_config().secure() {
+        // HTTPS: browsers that saw it once never try plain HTTP for this host again (a
+        // year, RFC 6797), so a network attacker cannot downgrade a later visit.
+        let mut res = next.call(req).await?;
+        res.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static("max-age=31536000"),
+        );
+        return Ok(res.map_into_left_body());
+    }
+    if !gated {
         return next
             .call(req)
             .await
@@ -141,8 +157,10 @@ async fn plain_http_gate(
             .await
             .map(ServiceResponse::map_into_left_body);
     }
-    let https = gate.and_then(|g| g.https).map(|addr| {
-        let host = req.connection_info().host().to_owned();
+    let https = gate.as_ref().and_then(|g| g.https).map(|addr| {
+        // The configured host, never the Host header: that could send the browser, and its
+        // form posts, anywhere.
+        let host = gate.as_ref().map_or_else(String::new, |g| g.host.clone());
         let path = req
             .uri()
             .path_and_query()
@@ -151,9 +169,11 @@ async fn plain_http_gate(
     });
     let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
     let res = match https {
-        Some(url) if is_get && req.path().starts_with("/ui") => HttpResponse::PermanentRedirect()
-            .insert_header((header::LOCATION, url))
-            .finish(),
+        Some(url) if is_get && req.match_info().as_str().starts_with("/ui") => {
+            HttpResponse::PermanentRedirect()
+                .insert_header((header::LOCATION, url))
+                .finish()
+        }
         Some(url) => ApiError::misdirected(format!(
             "the UI and API are served over HTTPS only: use {url}"
         ))
@@ -180,6 +200,20 @@ pub fn https_base(host: &str, addr: SocketAddr) -> String {
         addr.ip().to_string()
     };
     format!("https://{host}:{}", addr.port())
+}
+
+/// The host of `base_url` (`https://pki.example:8443/x` -> `pki.example`; IPv6 keeps its
+/// brackets); `127.0.0.1` if there is none.
+fn base_url_host(base_url: &str) -> String {
+    let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = strip_port(authority);
+    if host.is_empty() {
+        "127.0.0.1".into()
+    } else {
+        host.to_owned()
+    }
 }
 
 /// `host` without a trailing `:port` (IPv6 literals keep their brackets).
@@ -256,8 +290,25 @@ pub fn load_state(paths: &Paths, config_file: Option<&std::path::Path>) -> Resul
         )
     })?;
     let times = config.revocation.times()?;
+    let checkpointer = match &config.audit {
+        None => None,
+        Some(audit) => {
+            let key = keys
+                .key_from_uri(&audit.key)
+                .with_context(|| format!("[audit] key = {:?}", audit.key))?;
+            Some(ca_core::audit::Checkpointer {
+                signer: keys
+                    .signer(&key)
+                    .with_context(|| format!("[audit] key = {:?}", audit.key))?,
+                key_uri: audit.key.clone(),
+                anchor: ca_core::audit::anchor::AnchorFile::in_dir(&paths.data_dir),
+                every: audit.checkpoint_every()?,
+            })
+        }
+    };
     let mut state = AppState::new(Arc::new(ca), db, keys, metrics, times)?;
     state.quorum = config.quorum.policy();
+    state.checkpointer = checkpointer;
     Ok(state)
 }
 
@@ -314,10 +365,13 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     let gate = web::Data::new(PlainHttp {
         ui: args.insecure_http_ui,
         https: tls.as_ref().map(|(addr, ..)| *addr),
+        host: base_url_host(state.ca.base_url()),
     });
     let stop_presigner = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let presigner = crate::http::revocation::spawn_presigner(&state, stop_presigner.clone())
         .context("cannot start the OCSP pre-signer")?;
+    let checkpoints = spawn_checkpointer(&state, stop_presigner.clone())
+        .context("cannot start the audit checkpointer")?;
     let data = web::Data::new(state);
     let app_data = data.clone();
     let mut server = HttpServer::new(move || {
@@ -411,10 +465,47 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     if presigner.join().is_err() {
         tracing::error!("the OCSP pre-signer panicked");
     }
+    if checkpoints.is_some_and(|t| t.join().is_err()) {
+        tracing::error!("the audit checkpointer panicked");
+    }
     drop(tls);
     drop(data);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Signs an audit checkpoint every `[audit] checkpoint_every` while entries keep coming
+/// (and once at start), logging each one (the log is a second copy outside the database)
+/// until `stop`.
+fn spawn_checkpointer(
+    state: &AppState,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    let Some(checkpointer) = state.checkpointer.clone() else {
+        return Ok(None);
+    };
+    let store = state.audit_log.clone();
+    std::thread::Builder::new()
+        .name("audit-checkpointer".into())
+        .spawn(move || {
+            let mut last: Option<std::time::Instant> = None;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if last.is_none_or(|t| t.elapsed() >= checkpointer.every) {
+                    last = Some(std::time::Instant::now());
+                    match checkpointer.tick(store.as_ref(), SystemTime::now()) {
+                        Ok(Some(cp)) => tracing::info!(
+                            anchor = %ca_core::audit::anchor::AnchorFile::line(&cp),
+                            "audit checkpoint signed at entry {}",
+                            cp.seq
+                        ),
+                        Ok(None) => {}
+                        Err(e) => tracing::error!("audit checkpoint: {e}"),
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        })
+        .map(Some)
 }
 
 /// An address as a URL host: unspecified becomes 127.0.0.1 (or ::1), IPv6 gets brackets.

@@ -52,6 +52,30 @@ pub fn parse_cursor(text: &str) -> Result<(SystemTime, Serial)> {
     Ok((audit::from_unix_micros(micros), serial))
 }
 
+/// `text` safe to print on a terminal: control characters (C0, DEL, C1: ESC starts terminal
+/// escape sequences, CR overwrites the line) and the Unicode format characters that reorder
+/// or hide text (bidirectional overrides and isolates, zero-width characters) become
+/// visible `\u{..}` escapes (shown as text, never interpreted by the terminal).
+/// Everything the CLI prints from data (subjects, names, comments, audit details) goes
+/// through it.
+pub fn plain(text: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    }
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +96,20 @@ mod tests {
         assert!(parse_duration("18446744073709551615s").is_err());
         assert!(parse_duration("36601d").is_err());
         assert!(parse_duration("36600d").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::plain;
+
+    #[test]
+    fn terminal_escapes_are_made_visible() {
+        assert_eq!(plain("CN=web.internal"), "CN=web.internal");
+        assert_eq!(
+            plain("Release\u{1b}[2K\rCN=Harmless test\u{1b}[8m"),
+            "Release\\u{1b}[2K\\u{d}CN=Harmless test\\u{1b}[8m"
+        );
+        assert_eq!(plain("\u{202e}gpj.exe"), "\\u{202e}gpj.exe");
     }
 }

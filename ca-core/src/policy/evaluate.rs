@@ -58,6 +58,21 @@ pub fn evaluate(
         if p.subject.fixed.contains_key(attr) {
             continue; // the profile decides; the CSR's value is ignored
         }
+        let times = request.subject.iter().filter(|(a, _)| a == attr).count();
+        if times > 1 {
+            // Two CNs: OpenSSL's usual lookup returns the last, a name check the first, so
+            // an mTLS server could map the certificate to a name nobody checked.
+            if !why
+                .iter()
+                .any(|w| w.starts_with(&format!("subject attribute {attr} appears")))
+            {
+                why.push(format!(
+                    "subject attribute {attr} appears {times} times in the request; at most once \
+                     is allowed"
+                ));
+            }
+            continue;
+        }
         if p.subject.from_csr.contains(attr) {
             subject.push((attr.clone(), value.clone()));
         } else {
@@ -67,7 +82,7 @@ pub fn evaluate(
             ));
         }
     }
-    if let Some((_, cn)) = subject.iter().find(|(a, _)| a == "CN") {
+    for (_, cn) in subject.iter().filter(|(a, _)| a == "CN") {
         // CA/B BR 7.1.4.3: a CN, if present, is one of the SANs.
         let lower = cn.to_ascii_lowercase();
         let in_sans = sans.iter().any(|s| match s {

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Result, bail};
-use ca_core::audit::{self, Action, AuditEvent, Checkpoint};
+use ca_core::audit;
+use ca_core::audit::anchor::AnchorFile;
 use ca_core::keystore::KeyStore;
 use ca_core::store::AuditLog;
 use clap::Subcommand;
 
 use crate::cli::Cli;
 use crate::cli::io::cli_actor;
-use crate::text::humantime;
+use crate::text::{humantime, plain};
 use crate::wiring::{open_db, open_store};
 
 use crate::config::Config;
@@ -23,7 +24,7 @@ pub enum AuditCommand {
     /// Walk the hash chain and check every checkpoint's signature with the audit key; report
     /// the first edited, deleted, inserted or reordered entry (exit 1 if any).
     Verify,
-    /// Sign the chain's head now with the audit key.
+    /// Sign the chain's head now with the audit key (also appended to audit-anchor.log).
     Checkpoint,
     /// Show the latest entries.
     List {
@@ -51,13 +52,13 @@ pub fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<ExitCode> {
                     "{:>6} {} {:<20} {:<18} {:<12} {}",
                     e.seq,
                     humantime(e.at()),
-                    e.action,
-                    e.actor,
-                    e.source,
-                    e.object
+                    plain(&e.action),
+                    plain(&e.actor),
+                    plain(&e.source),
+                    plain(&e.object)
                 );
                 for line in e.details.lines() {
-                    println!("{:>6}   {line}", "");
+                    println!("{:>6}   {}", "", plain(line));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -66,21 +67,23 @@ pub fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<ExitCode> {
             let (keys, uri) = audit_key(cli, &config)?;
             let key = keys.key_from_uri(&uri)?;
             let signer = keys.signer(&key)?;
-            let Some((seq, hash)) = db.audit_head()? else {
-                bail!("the audit log is empty: nothing to sign");
-            };
-            let cp = Checkpoint::sign(seq, hash, &uri, signer.as_ref(), SystemTime::now())?;
-            let event = AuditEvent::new(
-                Action::CheckpointSigned,
-                cli_actor(),
+            let anchor = AnchorFile::in_dir(&cli.paths.data_dir);
+            let cp = audit::sign_checkpoint(
+                db.as_ref(),
+                signer.as_ref(),
+                &uri,
+                &anchor,
+                &cli_actor(),
                 "cli",
-                format!("audit:{seq}"),
-            )
-            .with("head", hex::encode(hash));
-            db.add_checkpoint(&cp, &event)?;
+                false,
+                SystemTime::now(),
+            )?
+            .ok_or_else(|| anyhow::anyhow!("nothing to sign"))?;
             println!(
-                "signed checkpoint at entry {seq} (sha256 {})",
-                hex::encode(hash)
+                "signed checkpoint at entry {} (sha256 {}), anchored in {}",
+                cp.seq,
+                hex::encode(cp.head_hash),
+                anchor.path().display()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -88,12 +91,19 @@ pub fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<ExitCode> {
             let (keys, uri) = audit_key(cli, &config)?;
             let key = keys.key_from_uri(&uri)?;
             let signer = keys.signer(&key)?;
-            let head = db.audit_head()?.map_or(0, |(seq, _)| seq);
-            let entries = db.audit_entries(1, head)?;
+            let head_row = db.audit_head()?;
+            let head = head_row.map_or(0, |(seq, _)| seq);
+            // Every row, not only those up to the head: rows beyond it are a finding too.
+            let entries = db.audit_entries(1, i64::MAX)?;
             let checkpoints = db.checkpoints()?;
-            let report = audit::verify(
-                &entries,
-                &checkpoints,
+            let anchored = AnchorFile::in_dir(&cli.paths.data_dir).read()?;
+            let report = audit::verify_complete(
+                &audit::Evidence {
+                    entries: &entries,
+                    checkpoints: &checkpoints,
+                    head: head_row,
+                    anchored: &anchored,
+                },
                 signer.algorithm(),
                 signer.public_key(),
             );

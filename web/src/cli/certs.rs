@@ -12,7 +12,7 @@ use ca_core::x509::SignedCert;
 use clap::Subcommand;
 
 use crate::cli::Cli;
-use crate::text::{humantime, parse_cursor, parse_duration};
+use crate::text::{humantime, parse_cursor, parse_duration, plain};
 use crate::wiring::open_db;
 
 use crate::config::Config;
@@ -95,8 +95,8 @@ pub fn certs(cli: &Cli, cmd: &CertsCommand) -> Result<ExitCode> {
                     issuance::effective_status(r.status, r.not_after, now),
                     humantime(r.not_after),
                     r.profile,
-                    r.subject,
-                    r.sans
+                    plain(&r.subject),
+                    plain(&r.sans)
                 );
             }
             if let Some(last) = rows.last().filter(|_| rows.len() as u32 == filter.limit) {
@@ -144,21 +144,21 @@ fn print_details(cert: &SignedCert, row: &ca_core::store::CertificateRow, now: S
         "  Status:     {}",
         issuance::effective_status(row.status, row.not_after, now)
     );
-    println!("  Subject:    {}", d.subject);
-    println!("  Issuer:     {}", d.issuer);
+    println!("  Subject:    {}", plain(&d.subject.to_string()));
+    println!("  Issuer:     {}", plain(&d.issuer.to_string()));
     println!("  Not before: {}", humantime(d.not_before));
     println!("  Not after:  {} ({left})", humantime(d.not_after));
     println!("  Key:        {}", d.key);
     println!("  Signature:  {}", d.signature_algorithm);
     if !d.sans.is_empty() {
-        println!("  SANs:       {}", d.sans.join(", "));
+        println!("  SANs:       {}", plain(&d.sans.join(", ")));
     }
     println!("  Profile:    {}", row.profile);
-    println!("  Requester:  {}", row.requester);
+    println!("  Requester:  {}", plain(&row.requester));
     println!("  Extensions:");
     for (name, critical, value) in &d.extensions {
         let crit = if *critical { " (critical)" } else { "" };
-        println!("    {name}{crit}: {value}");
+        println!("    {name}{crit}: {}", plain(&value.to_string()));
     }
     println!("  SHA-256:    {}", d.sha256);
     println!("  SHA-1:      {}", d.sha1);

@@ -14,6 +14,7 @@ use crate::cli::Cli;
 use crate::cli::issue::EXIT_PENDING;
 use crate::config::Config;
 use crate::text::humantime;
+use crate::text::plain;
 use crate::wiring::open_db;
 
 /// `keyhold ops ...`.
@@ -86,8 +87,8 @@ pub fn run(cli: &Cli, cmd: &OpsCommand) -> Result<ExitCode> {
                     r.effective_status(now),
                     format!("{}/{}", r.approvals.len(), r.op.approvals_needed),
                     r.op.kind,
-                    r.op.target,
-                    r.op.requested_by
+                    plain(&r.op.target),
+                    plain(&r.op.requested_by)
                 );
             }
         }
@@ -98,8 +99,8 @@ pub fn run(cli: &Cli, cmd: &OpsCommand) -> Result<ExitCode> {
             println!("Operation {}", r.id);
             println!("  Status:       {}", r.effective_status(now));
             println!("  Kind:         {}", r.op.kind);
-            println!("  Target:       {}", r.op.target);
-            println!("  Requested by: {}", r.op.requested_by);
+            println!("  Target:       {}", plain(&r.op.target));
+            println!("  Requested by: {}", plain(&r.op.requested_by));
             println!("  Received:     {}", humantime(r.created_at));
             println!("  Deadline:     {}", humantime(r.op.expires_at));
             println!(
@@ -108,16 +109,21 @@ pub fn run(cli: &Cli, cmd: &OpsCommand) -> Result<ExitCode> {
                 r.op.approvals_needed
             );
             for a in &r.approvals {
-                println!("    {} at {}: {}", a.officer, humantime(a.at), a.comment);
+                println!(
+                    "    {} at {}: {}",
+                    plain(&a.officer),
+                    humantime(a.at),
+                    plain(&a.comment)
+                );
                 if let Some(why) = ca_core::issuance::approval_void(db.as_ref(), &a.officer)? {
                     println!("      no longer counts: {why}");
                 }
             }
             if let Some(by) = &r.decided_by {
-                println!("  Decided by:   {by}");
+                println!("  Decided by:   {}", plain(by));
             }
             if let Some(reason) = &r.reason {
-                println!("  Reason:       {reason}");
+                println!("  Reason:       {}", plain(reason));
             }
         }
         OpsCommand::Approve {

@@ -12,7 +12,7 @@ use clap::Subcommand;
 
 use crate::cli::Cli;
 use crate::cli::issue::report;
-use crate::text::humantime;
+use crate::text::{humantime, plain};
 use crate::wiring::{load_ca, open_db};
 
 use crate::config::Config;
@@ -94,9 +94,9 @@ pub fn requests(cli: &Cli, cmd: &RequestsCommand) -> Result<ExitCode> {
                     issuance::effective_request_status(&r, now),
                     format!("{}/{}", r.approvals.len(), r.approvals_needed),
                     r.profile,
-                    r.requester,
-                    r.subject,
-                    r.sans
+                    plain(&r.requester),
+                    plain(&r.subject),
+                    plain(&r.sans)
                 );
             }
         }
@@ -111,9 +111,9 @@ pub fn requests(cli: &Cli, cmd: &RequestsCommand) -> Result<ExitCode> {
                 issuance::effective_request_status(&r, now)
             );
             println!("  Profile:   {}", r.profile);
-            println!("  Requester: {}", r.requester);
-            println!("  Subject:   {}", r.subject);
-            println!("  SANs:      {}", r.sans);
+            println!("  Requester: {}", plain(&r.requester));
+            println!("  Subject:   {}", plain(&r.subject));
+            println!("  SANs:      {}", plain(&r.sans));
             println!("  Received:  {}", humantime(r.created_at));
             println!("  Deadline:  {}", humantime(r.expires_at));
             println!(
@@ -122,16 +122,21 @@ pub fn requests(cli: &Cli, cmd: &RequestsCommand) -> Result<ExitCode> {
                 r.approvals_needed
             );
             for a in &r.approvals {
-                println!("    {} at {}: {}", a.officer, humantime(a.at), a.comment);
+                println!(
+                    "    {} at {}: {}",
+                    plain(&a.officer),
+                    humantime(a.at),
+                    plain(&a.comment)
+                );
                 if let Some((_, why)) = void.iter().find(|(o, _)| *o == a.officer) {
                     println!("      no longer counts: {why}");
                 }
             }
             if let Some(by) = &r.decided_by {
-                println!("  Decided by: {by}");
+                println!("  Decided by: {}", plain(by));
             }
             if let Some(reason) = &r.reason {
-                println!("  Reason:    {reason}");
+                println!("  Reason:    {}", plain(reason));
             }
             if let Some(serial) = &r.serial {
                 println!("  Certificate: {serial}");

@@ -13,6 +13,7 @@ use crate::cli::Cli;
 use crate::cli::io::cli_actor;
 use crate::config::Config;
 use crate::text::humantime;
+use crate::text::plain;
 use crate::wiring::open_db;
 
 /// `keyhold users ...`.
@@ -96,7 +97,7 @@ pub fn run(cli: &Cli, cmd: &UsersCommand) -> Result<ExitCode> {
                     u.roles_text(),
                     state,
                     humantime(u.created_at),
-                    u.created_by
+                    plain(&u.created_by)
                 );
             }
         }

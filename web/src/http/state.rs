@@ -44,8 +44,8 @@ pub struct AppState {
     pub dashboard_counts: Arc<CountsCache>,
     /// When each API token's use was last audited.
     pub token_uses: Arc<TokenUses>,
-    /// Sign-in password checks running now, bounded.
-    pub sign_ins: Arc<Slots>,
+    /// Sign-in password checks: their fixed memory, and who is being checked now.
+    pub sign_ins: Arc<SignIns>,
     /// Code signing with keys held in the key store.
     pub codesign: Arc<ca_core::codesign::Codesign>,
     /// Approvals sensitive operations need (`[quorum]` in keyhold.toml).
@@ -63,6 +63,8 @@ pub struct AppState {
     /// The whole database, only where one act spans ports: approving an operation counts
     /// the officers' accounts again, and carrying one out revokes and audits.
     pub ledger: Arc<dyn Store>,
+    /// Signs audit checkpoints on a schedule (`[audit]` in keyhold.toml), if configured.
+    pub checkpointer: Option<ca_core::audit::Checkpointer>,
 }
 
 /// How long a signing probe's result is reused.
@@ -171,7 +173,7 @@ impl AppState {
             )),
             dashboard_counts: Arc::default(),
             token_uses: Arc::default(),
-            sign_ins: Arc::new(Slots::new(SIGN_IN_SLOTS)),
+            sign_ins: Arc::new(SignIns::new(SIGN_IN_SLOTS)),
             ca,
             quorum: ca_core::quorum::QuorumPolicy::default(),
             certs: db.clone(),
@@ -180,6 +182,7 @@ impl AppState {
             users: db.clone(),
             operations: db.clone(),
             ledger: db.clone(),
+            checkpointer: None,
             tokens: db.clone(),
             probes: Arc::new(Probes {
                 db,
@@ -274,8 +277,88 @@ impl CountsCache {
     }
 }
 
-/// How many sign-in password checks may run at once (each holds 19 MiB for Argon2id).
+/// How many sign-in password checks may run at once (each holds 19 MiB for Argon2id, from
+/// a pool allocated once).
 pub const SIGN_IN_SLOTS: usize = 4;
+
+/// Sign-in checks: at most [`SIGN_IN_SLOTS`] at once, each in a work buffer from a fixed
+/// pool, and at most one at a time per source address (IPv6: per /64) and per account name,
+/// so a flood from one place holds one slot and never denies sign-in to others.
+#[derive(Debug)]
+pub struct SignIns {
+    /// Argon2id's work buffers.
+    pub memory: Arc<ca_core::users::PasswordMemory>,
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// Why a sign-in was not checked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInBusy {
+    /// A sign-in from the same address, or for the same name, is being checked.
+    Same,
+    /// Every slot is in use.
+    Full,
+}
+
+/// A sign-in being checked: its keys and its buffer, given back when dropped.
+#[derive(Debug)]
+pub struct SignInTicket {
+    owner: Arc<SignIns>,
+    keys: [String; 2],
+    /// The buffer Argon2id computes in.
+    pub buffer: ca_core::users::Buffer,
+}
+
+impl SignIns {
+    /// A pool of `slots` buffers.
+    pub fn new(slots: usize) -> Self {
+        SignIns {
+            memory: ca_core::users::PasswordMemory::new(slots),
+            in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// A ticket to check a sign-in for `name` from `ip`, or why not now.
+    pub fn try_start(
+        self: &Arc<Self>,
+        ip: Option<std::net::IpAddr>,
+        name: &str,
+    ) -> Result<SignInTicket, SignInBusy> {
+        let source = match ip {
+            Some(std::net::IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("src:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            Some(ip) => format!("src:{ip}"),
+            None => "src:unknown".to_owned(),
+        };
+        let name: String = name.chars().take(64).collect::<String>().to_lowercase();
+        let keys = [source, format!("name:{name}")];
+        let mut in_flight = self.in_flight.lock().map_err(|_| SignInBusy::Full)?;
+        if keys.iter().any(|k| in_flight.contains(k)) {
+            return Err(SignInBusy::Same);
+        }
+        let buffer = self.memory.try_take().ok_or(SignInBusy::Full)?;
+        for k in &keys {
+            in_flight.insert(k.clone());
+        }
+        Ok(SignInTicket {
+            owner: self.clone(),
+            keys,
+            buffer,
+        })
+    }
+}
+
+impl Drop for SignInTicket {
+    fn drop(&mut self) {
+        if let Ok(mut in_flight) = self.owner.in_flight.lock() {
+            for k in &self.keys {
+                in_flight.remove(k);
+            }
+        }
+    }
+}
 
 /// A counter of things running at once, with a ceiling.
 #[derive(Debug)]

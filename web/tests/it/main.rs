@@ -12,6 +12,7 @@ mod cycle;
 mod dbs;
 mod firstrun;
 mod flood;
+mod harden;
 mod issue;
 mod ocsp;
 mod quorum;

@@ -26,11 +26,11 @@ macro_rules! app {
     };
 }
 
-fn users_of(fx: &Fixture) -> std::sync::Arc<dyn UserStore> {
+pub(crate) fn users_of(fx: &Fixture) -> std::sync::Arc<dyn UserStore> {
     ca_web::http::ui::users(&fx.state)
 }
 
-fn add_user(fx: &Fixture, name: &str, roles: &[Role]) {
+pub(crate) fn add_user(fx: &Fixture, name: &str, roles: &[Role]) {
     users::create_with_one_time_password(users_of(fx).as_ref(), name, roles, "test", "test")
         .unwrap();
 }
@@ -86,7 +86,7 @@ where
     test::read_body_json(res).await
 }
 
-fn cli(fx: &Fixture, args: &[&str]) -> crate::cli::Run {
+pub(crate) fn cli(fx: &Fixture, args: &[&str]) -> crate::cli::Run {
     let policies = shipped_policies();
     run(crate::cli::keyhold(&fx.tmp.path().join("data"))
         .arg("--policies")
@@ -320,7 +320,7 @@ async fn the_approval_deadline_comes_from_the_profile() {
 }
 
 /// Turns on `[quorum]` in the fixture's keyhold.toml (for the CLI, which reads it per run).
-fn require_quorum(fx: &Fixture, create_admin: u32, destroy_key: u32) {
+pub(crate) fn require_quorum(fx: &Fixture, create_admin: u32, destroy_key: u32) {
     let path = fx.tmp.path().join("data").join("keyhold.toml");
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str(&format!(
@@ -337,7 +337,7 @@ fn field(text: &str, label: &str) -> String {
         .to_owned()
 }
 
-fn audited(fx: &Fixture, object: &str) -> Vec<(String, String)> {
+pub(crate) fn audited(fx: &Fixture, object: &str) -> Vec<(String, String)> {
     let store = &fx.state.ledger;
     let head = store.audit_head().unwrap().unwrap().0;
     store

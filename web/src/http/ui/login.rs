@@ -78,12 +78,26 @@ pub async fn login(
         ));
     }
     // Each check costs an Argon2id hash (19 MiB, tens of ms) even for unknown names: a few
-    // at a time, so a flood of sign-ins cannot exhaust memory or the blocking pool that
-    // signing and the database share.
-    let Some(slot) = state.sign_ins.try_acquire() else {
-        return Err(UiError::Busy(
-            "too many sign-ins at once: try again in a moment".into(),
-        ));
+    // at a time in buffers allocated once, so a flood of sign-ins cannot grow memory or
+    // exhaust the blocking pool that signing and the database share; and one at a time per
+    // address and per name, so a flood from one place cannot crowd out everyone else.
+    let mut ticket = match state
+        .sign_ins
+        .try_start(req.peer_addr().map(|a| a.ip()), &form.name)
+    {
+        Ok(t) => t,
+        Err(crate::http::state::SignInBusy::Same) => {
+            return Err(UiError::Busy(
+                "a sign-in from your address or for this name is being checked: try again \
+                 in a moment"
+                    .into(),
+            ));
+        }
+        Err(crate::http::state::SignInBusy::Full) => {
+            return Err(UiError::Busy(
+                "too many sign-ins at once: try again in a moment".into(),
+            ));
+        }
     };
     let id = SessionId::generate()?;
     let hash = id.hash();
@@ -91,14 +105,14 @@ pub async fn login(
     let src = source(&req);
     let name = form.name.clone();
     let outcome = web::block(move || {
-        let _slot = slot;
-        users::login(
+        users::login_in(
             store.as_ref(),
             &form.name,
             &form.password,
             &hash,
             &src,
             SystemTime::now(),
+            &mut ticket.buffer,
         )
     })
     .await??;
