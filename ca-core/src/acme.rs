@@ -8,11 +8,15 @@
 //! - [`jws`]: flattened JWS requests (RFC 8555 6.2): algorithms, `kid` xor `jwk`, `url`.
 //! - [`eab`]: external account binding (RFC 8555 7.3.4).
 //! - [`ari`]: renewal information certificate identifiers (RFC 9773 4.1).
+//! - [`identifier`]: order identifiers (dns, ip) and the challenges each may use.
+//! - [`order`]: the order, authorization and challenge state machine (RFC 8555 7.1.6).
 
 pub mod ari;
 pub mod eab;
+pub mod identifier;
 pub mod jwk;
 pub mod jws;
+pub mod order;
 
 use crate::error::ErrorKind;
 
@@ -137,6 +141,9 @@ pub(crate) fn b64url_decode(text: &str, what: &str) -> Result<Vec<u8>, AcmeProbl
         .map_err(|_| AcmeProblem::malformed(format!("{what} is not base64url without padding")))
 }
 
+#[cfg(test)]
+#[path = "acme/state_tests.rs"]
+mod state_tests;
 #[cfg(test)]
 #[path = "acme/tests.rs"]
 mod tests;
