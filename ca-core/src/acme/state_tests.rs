@@ -178,3 +178,79 @@ fn answering_a_challenge_starts_validation_once() {
         ProblemKind::Malformed
     );
 }
+
+mod nonces {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use crate::acme::ProblemKind;
+    use crate::acme::nonce::{NONCE_TTL, NonceId, NonceKey, NonceLedger, RedeemError, redeem};
+    use crate::store::StoreError;
+
+    /// The ledger's contract in memory, standing in for the database here only; the db
+    /// crate's tests run the same contract on SQLite and PostgreSQL.
+    #[derive(Default)]
+    struct Ledger(Mutex<HashSet<NonceId>>);
+
+    impl NonceLedger for Ledger {
+        fn redeem_nonce(&self, id: &NonceId, _: SystemTime) -> Result<bool, StoreError> {
+            Ok(self.0.lock().unwrap().insert(*id))
+        }
+        fn sweep_nonces(&self, _: SystemTime) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    fn refused(r: Result<(), RedeemError>) -> ProblemKind {
+        match r {
+            Err(RedeemError::Refused(p)) => p.kind,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_nonce_minted_on_one_node_is_redeemed_once_on_another() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let node_a = NonceKey::from_secret(&[9; 32]).unwrap();
+        let node_b = NonceKey::from_secret(&[9; 32]).unwrap();
+        let ledger = Ledger::default();
+        let nonce = node_a.mint(now).unwrap();
+        redeem(&node_b, &ledger, &nonce, now + Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            refused(redeem(&node_a, &ledger, &nonce, now)),
+            ProblemKind::BadNonce
+        );
+    }
+
+    #[test]
+    fn forged_expired_and_foreign_nonces_are_bad_nonce() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let key = NonceKey::from_secret(&[9; 32]).unwrap();
+        let other = NonceKey::from_secret(&[8; 32]).unwrap();
+        let ledger = Ledger::default();
+        let nonce = key.mint(now).unwrap();
+        assert_eq!(
+            refused(redeem(&other, &ledger, &nonce, now)),
+            ProblemKind::BadNonce
+        );
+        let late = now + NONCE_TTL;
+        assert_eq!(
+            refused(redeem(&key, &ledger, &nonce, late)),
+            ProblemKind::BadNonce
+        );
+        let mut tampered = nonce.clone().into_bytes();
+        tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(
+            refused(redeem(&key, &ledger, &tampered, now)),
+            ProblemKind::BadNonce
+        );
+        assert_eq!(
+            refused(redeem(&key, &ledger, "short", now)),
+            ProblemKind::BadNonce
+        );
+        assert!(NonceKey::from_secret(&[1; 31]).is_err());
+        assert_eq!(format!("{key:?}"), "NonceKey(..)");
+    }
+}
