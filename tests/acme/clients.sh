@@ -42,6 +42,7 @@ cleanup_clients() {
   if [ -n "$owned_work" ]; then rm -rf "$owned_work"; fi
 }
 trap cleanup_clients EXIT
+export ACME_WORK
 D=$ACME_DOMAIN
 w=$ACME_WORK
 export REQUESTS_CA_BUNDLE=$ACME_CA_BUNDLE LEGO_CA_CERTIFICATES=$ACME_CA_BUNDLE
