@@ -9,6 +9,7 @@
 //! - [`eab`]: external account binding (RFC 8555 7.3.4).
 //! - [`ari`]: renewal information certificate identifiers (RFC 9773 4.1).
 //! - [`identifier`]: order identifiers (dns, ip) and the challenges each may use.
+//! - [`keychange`]: account key rollover (RFC 8555 7.3.5).
 //! - [`nonce`]: anti-replay nonces minted statelessly, redeemed once through the database.
 //! - [`order`]: the order, authorization and challenge state machine (RFC 8555 7.1.6).
 
@@ -17,6 +18,7 @@ pub mod eab;
 pub mod identifier;
 pub mod jwk;
 pub mod jws;
+pub mod keychange;
 pub mod nonce;
 pub mod order;
 

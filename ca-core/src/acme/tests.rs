@@ -369,3 +369,64 @@ fn ari_window_is_late_in_validity_and_in_the_past_when_revoked() {
     );
     assert!(revoked.start < revoked.end && revoked.end < now);
 }
+
+fn rollover(
+    old: &TestKey,
+    new: &TestKey,
+    account: &str,
+    old_jwk: Value,
+    inner_url: &str,
+) -> (Jws, Value) {
+    const KEY_CHANGE: &str = "https://ca.internal/acme/key-change";
+    let inner = signed(
+        new,
+        json!({"alg": new.alg(), "jwk": new.jwk(), "url": inner_url}),
+        Some(&json!({"account": account, "oldKey": old_jwk})),
+    );
+    let header = json!({"alg": old.alg(), "kid": ACCOUNT, "nonce": NONCE, "url": KEY_CHANGE});
+    let outer = parse(&signed(old, header, Some(&inner))).unwrap();
+    let payload = outer
+        .verify(&Jwk::from_json(&old.jwk()).unwrap())
+        .unwrap()
+        .unwrap();
+    (outer, payload)
+}
+
+const ACCOUNT: &str = "https://ca.internal/acme/acct/1";
+
+#[test]
+fn key_change_returns_the_new_key_only_when_every_binding_holds() {
+    use super::keychange::check_key_change;
+    const KEY_CHANGE: &str = "https://ca.internal/acme/key-change";
+    let (old, new) = (
+        TestKey::p256(),
+        TestKey::Ed(Ed25519KeyPair::generate().unwrap()),
+    );
+    let current = Jwk::from_json(&old.jwk()).unwrap();
+
+    let (outer, payload) = rollover(&old, &new, ACCOUNT, old.jwk(), KEY_CHANGE);
+    let got = check_key_change(&outer, &payload, ACCOUNT, &current).unwrap();
+    assert_eq!(got, Jwk::from_json(&new.jwk()).unwrap());
+
+    let (outer, payload) = rollover(
+        &old,
+        &new,
+        "https://ca.internal/acme/acct/2",
+        old.jwk(),
+        KEY_CHANGE,
+    );
+    let err = check_key_change(&outer, &payload, ACCOUNT, &current).unwrap_err();
+    assert_eq!(err.kind, ProblemKind::Unauthorized);
+
+    let (outer, payload) = rollover(&old, &new, ACCOUNT, TestKey::p256().jwk(), KEY_CHANGE);
+    let err = check_key_change(&outer, &payload, ACCOUNT, &current).unwrap_err();
+    assert_eq!(err.kind, ProblemKind::Unauthorized);
+
+    let (outer, payload) = rollover(&old, &new, ACCOUNT, old.jwk(), URL);
+    let err = check_key_change(&outer, &payload, ACCOUNT, &current).unwrap_err();
+    assert_eq!(err.kind, ProblemKind::Malformed);
+
+    let (outer, payload) = rollover(&old, &old, ACCOUNT, old.jwk(), KEY_CHANGE);
+    let err = check_key_change(&outer, &payload, ACCOUNT, &current).unwrap_err();
+    assert_eq!(err.kind, ProblemKind::BadPublicKey);
+}
