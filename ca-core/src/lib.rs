@@ -3,6 +3,7 @@
 //! This crate knows no HTTP, SQL or templates (CI proves it with `cargo tree`). It is
 //! synchronous; the server runs its calls on a blocking thread pool.
 
+pub mod acme;
 pub mod apitoken;
 pub mod approval;
 pub mod audit;

@@ -17,6 +17,7 @@
 //! Times are stored as unix microseconds (`BIGINT`) on both backends, serials as lowercase
 //! hex, DER as binary.
 
+mod acme;
 mod changes;
 mod codesign;
 mod conn;

@@ -216,3 +216,10 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(codesign_bindings, api_tokens);
+
+diesel::table! {
+    acme_nonces (id) {
+        id -> Binary,
+        expires_at -> BigInt,
+    }
+}

@@ -7,6 +7,7 @@
 #[macro_use]
 mod support;
 
+mod acme;
 mod approvals;
 mod audit;
 mod codesign;

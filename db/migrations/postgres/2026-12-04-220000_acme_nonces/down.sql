@@ -1,0 +1,2 @@
+DROP INDEX acme_nonces_by_expiry;
+DROP TABLE acme_nonces;
