@@ -79,12 +79,17 @@ pub fn parse_name(text: &str) -> Result<Name, X509Error> {
     if name.is_empty() {
         return Err(invalid("it is empty".into()));
     }
-    // The parser stores values without checking them against their string type, and
-    // `#hex` values carry arbitrary DER: check each against RFC 5280's rules here.
+    check_values(&name).map_err(invalid)?;
+    Ok(name)
+}
+
+/// Checks each attribute of `name` against its string type and RFC 5280's rules: the
+/// parser stores values unchecked, and `#hex` values carry arbitrary DER.
+fn check_values(name: &Name) -> Result<(), String> {
     for atv in name.iter() {
         let value = atv.value.value();
         if value.is_empty() {
-            return Err(invalid(format!("attribute {} is empty", atv.oid)));
+            return Err(format!("attribute {} is empty", atv.oid));
         }
         match atv.value.tag() {
             der::Tag::Utf8String if std::str::from_utf8(value).is_ok() => {}
@@ -93,23 +98,75 @@ pub fn parse_name(text: &str) -> Result<Name, X509Error> {
                     .iter()
                     .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(b)) => {}
             der::Tag::PrintableString => {
-                return Err(invalid(format!(
+                return Err(format!(
                     "attribute {} must be ASCII letters and digits",
                     atv.oid
-                )));
+                ));
             }
             _ => {
-                return Err(invalid(format!(
+                return Err(format!(
                     "attribute {} must be a plain string, not #hex DER",
                     atv.oid
-                )));
+                ));
             }
         }
         // X.520 / RFC 5280 A.1: countryName is exactly two letters.
         if atv.oid == const_oid::db::rfc4519::C && value.len() != 2 {
-            return Err(invalid("C must be a two-letter country code".into()));
+            return Err("C must be a two-letter country code".into());
         }
     }
+    Ok(())
+}
+
+/// A distinguished name from `(type, value)` attributes (`CN`, `O`, `C`... or a dotted OID),
+/// one attribute per RDN, in the order given (DER order: the most general first). Values are
+/// taken as they are, never re-parsed from text, so no character in them can move an
+/// attribute boundary. The string type follows RFC 5280 A.1 (countryName and serialNumber
+/// PrintableString, emailAddress and domainComponent IA5String, the rest UTF8String).
+///
+/// Fails with [`X509Error::InvalidName`] for an unknown attribute type, an empty value, or a
+/// value its string type cannot hold.
+pub fn name_from_attributes(attrs: &[(String, String)]) -> Result<Name, X509Error> {
+    use const_oid::db::{DB, rfc4519};
+    use der::asn1::{Any, SetOfVec};
+    use x509_cert::attr::AttributeTypeAndValue;
+    let text = || {
+        attrs
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let invalid = |reason: String| X509Error::InvalidName {
+        name: text(),
+        reason,
+    };
+    let mut rdns = Vec::with_capacity(attrs.len());
+    for (key, value) in attrs {
+        let oid = match DB.by_name(key) {
+            Some(oid) => *oid,
+            None => const_oid::ObjectIdentifier::new(key)
+                .map_err(|_| invalid(format!("unknown attribute type {key:?}")))?,
+        };
+        let tag = match oid {
+            rfc4519::C | rfc4519::SERIAL_NUMBER => der::Tag::PrintableString,
+            rfc4519::DOMAIN_COMPONENT | const_oid::db::rfc2985::PKCS_9_AT_EMAIL_ADDRESS => {
+                der::Tag::Ia5String
+            }
+            _ => der::Tag::Utf8String,
+        };
+        if tag == der::Tag::Ia5String && !value.is_ascii() {
+            return Err(invalid(format!("attribute {key} must be ASCII")));
+        }
+        let atv = AttributeTypeAndValue {
+            oid,
+            value: Any::new(tag, value.as_bytes()).map_err(|e| invalid(e.to_string()))?,
+        };
+        rdns.push(SetOfVec::try_from(vec![atv]).map_err(|e| invalid(e.to_string()))?);
+    }
+    let der = rdns.to_der().map_err(|e| invalid(e.to_string()))?;
+    let name = Name::from_der(&der).map_err(|e| invalid(e.to_string()))?;
+    check_values(&name).map_err(invalid)?;
     Ok(name)
 }
 
@@ -426,6 +483,30 @@ impl spki::DynSignatureAlgorithmIdentifier for SignerAdapter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_attributes_keep_every_character_of_a_value() {
+        for value in [
+            r"a\,b",
+            "a,b",
+            "a+b=c",
+            r"\",
+            " lead and trail ",
+            "\"quoted\"",
+        ] {
+            let name = name_from_attributes(&[
+                ("O".into(), "Keyhold".into()),
+                ("CN".into(), value.into()),
+            ])
+            .unwrap();
+            let rdns: Vec<_> = name.iter().collect();
+            assert_eq!(rdns.len(), 2, "{value:?}");
+            assert_eq!(rdns[1].value.value(), value.as_bytes(), "{value:?}");
+        }
+        assert!(name_from_attributes(&[("CN".into(), String::new())]).is_err());
+        assert!(name_from_attributes(&[("C".into(), "DEU".into())]).is_err());
+        assert!(name_from_attributes(&[("bogus".into(), "x".into())]).is_err());
+    }
 
     #[test]
     fn random_serials_are_positive_at_most_17_octets_and_differ() {

@@ -25,7 +25,7 @@ pub(super) fn facts_subject(subject: &[(String, String)]) -> String {
 }
 
 /// The DER order of subject attributes: country first, common name last.
-fn attr_rank(attr: &str) -> u8 {
+pub(super) fn attr_rank(attr: &str) -> u8 {
     match attr {
         "C" => 0,
         "ST" => 1,

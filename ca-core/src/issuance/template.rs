@@ -1,7 +1,6 @@
 //! The certificate template: what the plan says, as X.509 fields and extensions.
 
 use std::net::IpAddr;
-use std::time::SystemTime;
 
 use const_oid::ObjectIdentifier;
 use der::asn1::{Ia5String, OctetString};
@@ -11,9 +10,9 @@ use x509_cert::ext::pkix::{
 };
 use x509_cert::name::Name;
 
-use super::display::plan_subject;
+use super::display::attr_rank;
 use super::{Ca, IssueError};
-use crate::issuer::{Issuer, IssuerId};
+use crate::issuer::Issuer;
 use crate::keystore::SpkiDer;
 use crate::policy::{Plan, San};
 use crate::x509::{self, CertTemplate, X509Error};
@@ -80,20 +79,15 @@ impl Ca {
     }
 }
 
+/// The subject in DER order (country first, common name last), built from the attributes
+/// themselves: a value holding `,` `+` `\\` or `=` stays one value.
 fn subject_name(attrs: &[(String, String)]) -> Result<Name, IssueError> {
     if attrs.is_empty() {
         return Ok(Name::default());
     }
-    let plan = Plan {
-        issuer: IssuerId::new("x").map_err(IssueError::Forbidden)?,
-        not_before: SystemTime::UNIX_EPOCH,
-        not_after: SystemTime::UNIX_EPOCH,
-        subject: attrs.to_vec(),
-        sans: Vec::new(),
-        key_usage: Vec::new(),
-        extended_key_usage: Vec::new(),
-    };
-    Ok(x509::parse_name(&plan_subject(&plan))?)
+    let mut attrs = attrs.to_vec();
+    attrs.sort_by_key(|(k, _)| attr_rank(k));
+    Ok(x509::name_from_attributes(&attrs)?)
 }
 
 fn general_names(sans: &[San]) -> Result<Vec<GeneralName>, IssueError> {

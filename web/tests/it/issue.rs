@@ -244,6 +244,52 @@ fn bad_input_gets_one_clear_error_and_no_certificate() {
 }
 
 #[test]
+fn a_common_name_holding_an_escaped_comma_is_issued_after_its_approvals() {
+    // Issue 15, item 5: the subject used to be written as RFC 4514 text and parsed again, so
+    // a CN holding `\,` was split in the wrong place and the last approval answered 503,
+    // leaving the request pending at 2 of 2 for good.
+    let ca = Ca::new();
+    // openssl -subj: `\\` is one backslash, so the CN is `Release\,signing`.
+    let csr = ca.csr("comma", r"Release\\,signing", "", "P-384");
+    let r = ca.keyhold(&["issue", "--profile", "code-signing", "--csr", &csr]);
+    assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
+    let r = ca.keyhold(&["requests", "approve", "1", "--as", "alice"]);
+    assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
+    let out = ca.out("comma.pem");
+    let r = ca.keyhold(&["requests", "approve", "1", "--as", "bob", "--out", &out]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    openssl_verify(&ca.dir.join("ca"), &out);
+    let subject = |args: &[&str]| {
+        let text = String::from_utf8(crate::support::openssl(args).stdout).unwrap();
+        text.lines()
+            .find(|l| l.trim_start().starts_with("commonName"))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_else(|| panic!("no commonName in {text}"))
+    };
+    let asked = subject(&[
+        "req",
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "multiline",
+        "-in",
+        &csr,
+    ]);
+    let issued = subject(&[
+        "x509",
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "multiline",
+        "-in",
+        &out,
+    ]);
+    assert_eq!(asked, issued);
+    // openssl shows the backslash escaped: the value is `Release\,signing`, one attribute.
+    assert!(issued.ends_with(r"= Release\\,signing"), "{issued}");
+}
+
+#[test]
 fn code_signing_needs_two_distinct_officers_never_the_requester() {
     let ca = Ca::new();
     let csr = ca.csr("sign", "Release signing", "", "P-384");
