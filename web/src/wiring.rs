@@ -74,7 +74,7 @@ pub fn open_store(paths: &Paths, config: &Config) -> Result<Arc<dyn KeyStore>> {
             "embedded token passphrase",
             "--passphrase-file",
         )?,
-        KeyStoreConfig::Pkcs11 { .. } => secrets::read(
+        KeyStoreConfig::Pkcs11(_) => secrets::read(
             paths.pin_file.as_deref(),
             PIN_ENV,
             config

@@ -1,7 +1,10 @@
 //! The process-wide state of each loaded PKCS#11 module.
 //!
-//! Invariant: each module path is loaded and `C_Initialize`d once per process and never
-//! finalized, so every key store, signer and test in the process shares one context.
+//! Invariant: each module path is loaded once per process, so every key store, signer and
+//! test in the process shares one context. It is finalized only by
+//! [`Module::reinitialize`], which a key store member calls when the module itself failed
+//! (issue 18), while no other call through Keyhold is running on it; every session opened
+//! before is then forgotten (see the epoch).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -131,6 +134,42 @@ impl Module {
             }
             Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// C_Finalize then C_Initialize: the cure for a module whose device went away, whose
+    /// network HSM restarted, or which caches a token that is gone (SoftHSM2 re-reads its
+    /// token directory only at C_Initialize; p11-kit's client reconnects only there).
+    ///
+    /// Waits up to `wait` for calls through Keyhold to finish (a hung call is never waited
+    /// for longer) and fails with a message if they do not: finalizing under a running call
+    /// is undefined behaviour (PKCS#11 v2.40 5.4). Starts a new epoch even if C_Initialize
+    /// then fails, so sessions of the old one are never reused.
+    pub(super) fn reinitialize(&self, wait: std::time::Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + wait;
+        let _alone = loop {
+            match self.objects.try_write() {
+                Ok(guard) => break guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err("calls are still running on the module (a hung call?); \
+                                    not re-initialising under them"
+                            .into());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        };
+        match self.ctx.clone().finalize() {
+            // Not initialised is what a module that failed its last C_Initialize says.
+            Ok(()) | Err(Error::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
+            Err(e) => return Err(rv::describe(&e)),
+        }
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        match self.ctx.initialize(init_args()) {
+            Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+            Err(e) => Err(rv::describe(&e)),
         }
     }
 
