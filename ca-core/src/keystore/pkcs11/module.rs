@@ -31,6 +31,9 @@ pub(super) struct Module {
     /// C_Finalize. Sessions opened under an older epoch are dead, and their handle numbers
     /// may have been reused, so they must be forgotten, never closed.
     epoch: AtomicU64,
+    /// Whether Keyhold believes the module is initialised (see
+    /// [`Module::ensure_initialized`]).
+    initialized: std::sync::atomic::AtomicBool,
     /// SHA-256 of the user PIN each token last accepted in this process, by token label.
     accepted_pins: Mutex<HashMap<String, [u8; 32]>>,
     /// Calls that create or destroy token objects or tokens hold this exclusively, all
@@ -96,6 +99,7 @@ pub(super) fn load(path: &Path) -> Result<Arc<Module>, KeyStoreError> {
     let module = Arc::new(Module {
         ctx,
         epoch: AtomicU64::new(0),
+        initialized: std::sync::atomic::AtomicBool::new(true),
         accepted_pins: Mutex::new(HashMap::new()),
         objects: RwLock::new(()),
     });
@@ -126,15 +130,32 @@ fn init_failed(path: &Path, err: &Error) -> KeyStoreError {
 impl Module {
     /// Calls C_Initialize again if the library was finalized behind our back; returns
     /// whether it had to (and then starts a new epoch).
+    ///
+    /// Calls C_Initialize only when Keyhold believes the module is not initialised (it
+    /// failed to initialise, or a call answered CKR_CRYPTOKI_NOT_INITIALIZED, see
+    /// [`Module::not_initialized`]): p11-kit's client module (0.24) crashes on a second
+    /// C_Initialize, and on C_GetInfo, instead of answering.
     pub(super) fn ensure_initialized(&self) -> Result<bool, Error> {
+        if self.initialized.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         match self.ctx.initialize(init_args()) {
             Ok(()) => {
                 self.epoch.fetch_add(1, Ordering::SeqCst);
+                self.initialized.store(true, Ordering::SeqCst);
                 Ok(true)
             }
-            Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(false),
+            Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
+                self.initialized.store(true, Ordering::SeqCst);
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// Notes that a call answered CKR_CRYPTOKI_NOT_INITIALIZED: someone called C_Finalize.
+    pub(super) fn not_initialized(&self) {
+        self.initialized.store(false, Ordering::SeqCst);
     }
 
     /// C_Finalize then C_Initialize: the cure for a module whose device went away, whose
@@ -161,14 +182,18 @@ impl Module {
                 }
             }
         };
-        match self.ctx.clone().finalize() {
-            // Not initialised is what a module that failed its last C_Initialize says.
-            Ok(()) | Err(Error::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
-            Err(e) => return Err(rv::describe(&e)),
+        if self.initialized.swap(false, Ordering::SeqCst) {
+            match self.ctx.clone().finalize() {
+                Ok(()) | Err(Error::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
+                Err(e) => return Err(rv::describe(&e)),
+            }
         }
         self.epoch.fetch_add(1, Ordering::SeqCst);
         match self.ctx.initialize(init_args()) {
-            Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+            Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
+                self.initialized.store(true, Ordering::SeqCst);
+                Ok(())
+            }
             Err(e) => Err(rv::describe(&e)),
         }
     }

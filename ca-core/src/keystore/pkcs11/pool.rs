@@ -380,6 +380,9 @@ impl Connection {
                 error,
             },
         };
+        if let Err(OpError::Call(Error::Pkcs11(RvError::CryptokiNotInitialized, _))) = &first {
+            self.module.not_initialized();
+        }
         match first {
             Err(OpError::Call(err)) if rv::needs_reconnect(&err) => {
                 self.reconnect(generation).map_err(Failure::module)?;
