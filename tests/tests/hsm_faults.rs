@@ -225,7 +225,11 @@ fn cluster_child() {
         .filter(|s| s.at > Duration::from_millis(700) + DEADLINE)
         .collect();
     assert!(late.len() > 20, "{}", late.len());
-    assert!(late.iter().all(|s| s.error.is_none()), "{:?}", late.iter().find(|s| s.error.is_some()));
+    assert!(
+        late.iter().all(|s| s.error.is_none()),
+        "{:?}",
+        late.iter().find(|s| s.error.is_some())
+    );
     assert_eq!(state(&store, "hsm-a"), MemberState::Out);
     a.resume().unwrap();
     let back = wait_for(Duration::from_secs(15), || {

@@ -262,6 +262,7 @@ pub fn load_state(paths: &Paths, config_file: Option<&std::path::Path>) -> Resul
             problems.join("\n  - ")
         ));
     }
+    keys.watch_members(Arc::new(crate::wiring::MemberAudit::new(db.clone())));
     // Every CA and responder signature is timed for /metrics, by key store.
     let metrics = Arc::new(crate::http::metrics::Metrics::default());
     let backend = match config.keystore {
