@@ -20,6 +20,7 @@ mod module;
 mod pool;
 mod rv;
 pub mod uri;
+mod workers;
 
 use std::cell::Cell;
 use std::path::Path;

@@ -22,6 +22,7 @@ use super::config::{MemberConfig, Pkcs11Config};
 use super::module::{self, Module};
 use super::pool::{Connection, Failure};
 use super::rv::Fault;
+use super::workers::Workers;
 use super::{FoundKey, ec, find_key};
 use crate::keystore::{
     KeySpec, KeyStoreError, MemberObserver, MemberState, MemberStatus, SpkiDer, verify,
@@ -99,6 +100,8 @@ pub(super) struct Members {
     observer: Mutex<Option<Arc<dyn MemberObserver>>>,
     /// Events from before an observer was set.
     pending: Mutex<Vec<Event>>,
+    /// Threads signing calls run on.
+    workers: Workers,
 }
 
 impl std::fmt::Debug for Members {
@@ -163,6 +166,7 @@ impl Members {
             slots: (Mutex::new(()), Condvar::new()),
             observer: Mutex::new(None),
             pending: Mutex::new(Vec::new()),
+            workers: Workers::new(),
         });
         let mut unreachable = Vec::new();
         for (i, member) in set.members.iter().enumerate() {
@@ -482,18 +486,16 @@ impl Members {
         let (tx, rx) = sync_channel(1);
         let label = key.label.clone();
         let digest = digest.to_vec();
-        let spawned = std::thread::Builder::new()
-            .name("keyhold-hsm-sign".into())
-            .spawn(move || {
-                let result = sign_raw(&connection, &label, &id, &digest);
-                done(&set);
-                // Let go of the store before answering: a caller that drops it next must
-                // find its sessions closed (the token logs the application out).
-                drop(connection);
-                drop(set);
-                // The caller may have given up (deadline): then nobody listens.
-                let _ = tx.send(result);
-            });
+        let spawned = self.workers.run(move || {
+            let result = sign_raw(&connection, &label, &id, &digest);
+            done(&set);
+            // Let go of the store before answering: a caller that drops it next must
+            // find its sessions closed (the token logs the application out).
+            drop(connection);
+            drop(set);
+            // The caller may have given up (deadline): then nobody listens.
+            let _ = tx.send(result);
+        });
         if let Err(e) = spawned {
             self.members[i].in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err(Outcome::Failed(Failure {
