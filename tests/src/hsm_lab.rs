@@ -276,8 +276,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.resume();
-        let _ = self.kill();
+        if !self.killed {
+            let _ = self.resume();
+            let _ = self.kill();
+        }
     }
 }
 
