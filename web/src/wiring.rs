@@ -158,8 +158,8 @@ impl MemberAudit {
     }
 
     fn audit(&self, event: ca_core::audit::AuditEvent) {
-        use ca_core::store::Store as _;
-        if let Err(e) = self.db.audit_ordered(&[event]) {
+        use ca_core::store::AuditLog as _;
+        if let Err(e) = self.db.audit(&[event]) {
             tracing::error!(error = %e, "cannot audit an hsm member change");
         }
     }
