@@ -3,8 +3,8 @@
 //! Invariant: each module path is loaded once per process, so every key store, signer and
 //! test in the process shares one context. It is finalized only by
 //! [`Module::reinitialize`], which a key store member calls when the module itself failed
-//! (issue 18), while no other call through Keyhold is running on it; every session opened
-//! before is then forgotten (see the epoch).
+//! (issue 18), once calls through Keyhold have finished or were abandoned at their deadline;
+//! every session opened before is then forgotten (see the epoch).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -162,21 +162,22 @@ impl Module {
     /// network HSM restarted, or which caches a token that is gone (SoftHSM2 re-reads its
     /// token directory only at C_Initialize; p11-kit's client reconnects only there).
     ///
-    /// Waits up to `wait` for calls through Keyhold to finish (a hung call is never waited
-    /// for longer) and fails with a message if they do not: finalizing under a running call
-    /// is undefined behaviour (PKCS#11 v2.40 5.4). Starts a new epoch even if C_Initialize
-    /// then fails, so sessions of the old one are never reused.
+    /// Waits up to `wait` (the signing deadline) for calls through Keyhold to finish. Calls
+    /// still running after that are past their deadline and were abandoned by their
+    /// callers: a module whose calls hang is the very failure being cured, so it is
+    /// finalized under them (p11-kit's client then closes its socket and they return with
+    /// an error; their sessions belong to the old epoch and are forgotten, never closed).
+    /// Starts a new epoch even if C_Initialize then fails, so sessions of the old one are
+    /// never reused.
     pub(super) fn reinitialize(&self, wait: std::time::Duration) -> Result<(), String> {
         let deadline = std::time::Instant::now() + wait;
         let _alone = loop {
             match self.objects.try_write() {
-                Ok(guard) => break guard,
-                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Ok(guard) => break Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
                 Err(std::sync::TryLockError::WouldBlock) => {
                     if std::time::Instant::now() >= deadline {
-                        return Err("calls are still running on the module (a hung call?); \
-                                    not re-initialising under them"
-                            .into());
+                        break None;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
