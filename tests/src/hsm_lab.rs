@@ -208,7 +208,9 @@ impl Lab {
         let socket = self.socket(name);
         let _ = std::fs::remove_file(&socket);
         let child = Command::new(SERVER)
-            .args(["-f", "-q", "--provider", SOFTHSM, "-n"])
+            // -t: a server outlives its test only briefly if the test process crashes
+            // (Drop does not run then): it exits after 120 s without connections.
+            .args(["-f", "-q", "-t", "120", "--provider", SOFTHSM, "-n"])
             .arg(&socket)
             .arg(format!("pkcs11:token={TOKEN}"))
             .env("SOFTHSM2_CONF", self.conf(name))
