@@ -105,6 +105,10 @@ pub enum Action {
     OperationFailed,
     /// An issuing CA's certificate was revoked (its parent's CRL lists it).
     CaRevoked,
+    /// An HSM member of the key store was taken out of service (once per outage).
+    HsmMemberOut,
+    /// An HSM member was taken back after a probe signature verified.
+    HsmMemberBack,
 }
 
 impl Action {
@@ -146,6 +150,8 @@ impl Action {
             Action::OperationDone => "operation.done",
             Action::OperationFailed => "operation.failed",
             Action::CaRevoked => "ca.revoked",
+            Action::HsmMemberOut => "hsm.member_out",
+            Action::HsmMemberBack => "hsm.member_back",
         }
     }
 }

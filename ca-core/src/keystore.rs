@@ -238,6 +238,72 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
             ))),
         }
     }
+
+    /// The state of each member (HSM) behind this store, in configured order; empty for a
+    /// store that has no members (the embedded token).
+    fn members(&self) -> Vec<MemberStatus> {
+        Vec::new()
+    }
+
+    /// Tells `observer` of every member going out or coming back, once per change (and of
+    /// changes that happened before it was set). Stores without members ignore it.
+    fn watch_members(&self, observer: Arc<dyn MemberObserver>) {
+        let _ = observer;
+    }
+}
+
+/// Whether a member signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// Healthy: requests go to it.
+    In,
+    /// Taken out after a failure or a missed deadline; probed in the background.
+    Out,
+}
+
+impl MemberState {
+    /// `"in"` or `"out"`, for pages, JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::In => "in",
+            MemberState::Out => "out",
+        }
+    }
+}
+
+/// What a key store says about one of its members (an HSM holding the same keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberStatus {
+    /// The member's name from `keyhold.toml`.
+    pub name: String,
+    /// In or out.
+    pub state: MemberState,
+    /// The last failure, naming the PKCS#11 call and code; kept after it comes back.
+    pub last_error: Option<String>,
+    /// How long the last successful signature (request or probe) took.
+    pub last_latency: Option<std::time::Duration>,
+    /// Signing calls running on it now (abandoned, hung calls included).
+    pub in_flight: usize,
+    /// Its concurrency cap.
+    pub max_in_flight: usize,
+    /// Signatures it made (probes included).
+    pub signatures: u64,
+    /// Signing calls that failed or missed the deadline on it.
+    pub errors: u64,
+    /// Signing latency histogram: (upper bound in seconds, cumulative count), the last bound
+    /// being infinity; and the sum of all latencies in seconds.
+    pub latency_buckets: Vec<(f64, u64)>,
+    /// Sum of signing latencies, in seconds.
+    pub latency_sum: f64,
+}
+
+/// Hears of members going out and coming back. Called from a key store's threads, never
+/// while it holds a lock; it must not block for long.
+pub trait MemberObserver: Send + Sync {
+    /// `member` was taken out; `reason` names the failure (no secrets).
+    fn member_out(&self, member: &str, reason: &str);
+    /// `member` was taken back after a probe signature verified, `after` it went out.
+    fn member_back(&self, member: &str, after: std::time::Duration);
 }
 
 /// One private key, ready to sign.
@@ -267,16 +333,9 @@ pub enum KeyStoreConfig {
         #[serde(default = "default_embedded_dir")]
         dir: std::path::PathBuf,
     },
-    /// A PKCS#11 module (SoftHSM2, CloudHSM, Luna, YubiHSM ...).
-    Pkcs11 {
-        /// Path of the module's shared library.
-        module: std::path::PathBuf,
-        /// The token's label (slot IDs change; labels do not).
-        token: String,
-        /// How many sessions to keep open for signing (default: one per CPU, at least 2).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sessions: Option<usize>,
-    },
+    /// One or several PKCS#11 members (SoftHSM2, CloudHSM, Luna, YubiHSM ...) holding the
+    /// same keys.
+    Pkcs11(pkcs11::Pkcs11Toml),
 }
 
 fn default_embedded_dir() -> std::path::PathBuf {
@@ -298,15 +357,8 @@ pub fn open(
             &base.join(dir),
             secret,
         )?)),
-        KeyStoreConfig::Pkcs11 {
-            module,
-            token,
-            sessions,
-        } => {
-            let mut cfg = pkcs11::Pkcs11Config::new(module.clone(), token.clone());
-            if let Some(n) = sessions {
-                cfg.sessions = *n;
-            }
+        KeyStoreConfig::Pkcs11(toml) => {
+            let cfg = toml.resolve(base, secret)?;
             Ok(Arc::new(pkcs11::Pkcs11KeyStore::open(&cfg, secret)?))
         }
     }

@@ -114,3 +114,4 @@ pub mod report {
         }
     }
 }
+pub mod hsm_lab;

@@ -257,7 +257,7 @@ mod tests {
         let text = include_str!("../../keyhold.example.toml");
         let config = Config::parse(text).unwrap();
         assert_eq!(config.issuers.len(), 2);
-        assert!(matches!(config.keystore, KeyStoreConfig::Pkcs11 { .. }));
+        assert!(matches!(config.keystore, KeyStoreConfig::Pkcs11(_)));
         assert_eq!(
             config.quorum,
             QuorumConfig {

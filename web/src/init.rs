@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use ca_core::ceremony::{self, CeremonySpec, Hierarchy};
 use ca_core::issuer::{IssuerConfig, IssuerId, KeyedCertConfig};
 use ca_core::keystore::embedded::{EmbeddedKeyStore, KdfParams};
-use ca_core::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore};
+use ca_core::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, Pkcs11Toml};
 use ca_core::keystore::{KeyStore, KeyStoreConfig};
 use ca_core::secret::Secret;
 
@@ -247,11 +247,7 @@ fn stage_and_commit(req: &InitRequest, staging: &Path, now: SystemTime) -> Resul
             let store = Pkcs11KeyStore::open(&config, pin)?;
             (
                 Arc::new(store),
-                KeyStoreConfig::Pkcs11 {
-                    module: module.clone(),
-                    token: token.clone(),
-                    sessions: None,
-                },
+                KeyStoreConfig::Pkcs11(Pkcs11Toml::single(module.clone(), token.clone())),
             )
         }
     };

@@ -262,11 +262,12 @@ pub fn load_state(paths: &Paths, config_file: Option<&std::path::Path>) -> Resul
             problems.join("\n  - ")
         ));
     }
+    keys.watch_members(Arc::new(crate::wiring::MemberAudit::new(db.clone())));
     // Every CA and responder signature is timed for /metrics, by key store.
     let metrics = Arc::new(crate::http::metrics::Metrics::default());
     let backend = match config.keystore {
         ca_core::keystore::KeyStoreConfig::Embedded { .. } => "embedded",
-        ca_core::keystore::KeyStoreConfig::Pkcs11 { .. } => "pkcs11",
+        ca_core::keystore::KeyStoreConfig::Pkcs11(_) => "pkcs11",
     };
     let timed = |signer: &Arc<dyn ca_core::keystore::Signer>| {
         crate::http::metrics::TimedSigner::wrap(signer.clone(), backend, metrics.clone())

@@ -74,7 +74,7 @@ pub fn open_store(paths: &Paths, config: &Config) -> Result<Arc<dyn KeyStore>> {
             "embedded token passphrase",
             "--passphrase-file",
         )?,
-        KeyStoreConfig::Pkcs11 { .. } => secrets::read(
+        KeyStoreConfig::Pkcs11(_) => secrets::read(
             paths.pin_file.as_deref(),
             PIN_ENV,
             config
@@ -141,5 +141,58 @@ pub fn os_actor() -> String {
     match name {
         Some(name) => format!("cli:{name}"),
         None => format!("cli:uid {uid}"),
+    }
+}
+
+/// Logs and audits every HSM member going out of service or coming back, once per change
+/// (the key store reports each change once, not each failed call).
+#[derive(Debug)]
+pub struct MemberAudit {
+    db: Arc<db::Db>,
+}
+
+impl MemberAudit {
+    /// Audits into `db`.
+    pub fn new(db: Arc<db::Db>) -> Self {
+        MemberAudit { db }
+    }
+
+    fn audit(&self, event: ca_core::audit::AuditEvent) {
+        use ca_core::store::AuditLog as _;
+        if let Err(e) = self.db.audit(&[event]) {
+            tracing::error!(error = %e, "cannot audit an hsm member change");
+        }
+    }
+}
+
+impl ca_core::keystore::MemberObserver for MemberAudit {
+    fn member_out(&self, member: &str, reason: &str) {
+        tracing::error!(member, reason, "hsm member taken out of service");
+        self.audit(
+            ca_core::audit::AuditEvent::new(
+                ca_core::audit::Action::HsmMemberOut,
+                "system",
+                "keystore",
+                format!("hsm-member:{member}"),
+            )
+            .with("reason", reason),
+        );
+    }
+
+    fn member_back(&self, member: &str, after: std::time::Duration) {
+        tracing::warn!(
+            member,
+            out_for_ms = after.as_millis() as u64,
+            "hsm member back in service"
+        );
+        self.audit(
+            ca_core::audit::AuditEvent::new(
+                ca_core::audit::Action::HsmMemberBack,
+                "system",
+                "keystore",
+                format!("hsm-member:{member}"),
+            )
+            .with("out_for_ms", after.as_millis().to_string()),
+        );
     }
 }

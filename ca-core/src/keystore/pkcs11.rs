@@ -8,17 +8,22 @@
 //!   [`init_token`];
 //! - keys are found by label (CKA_LABEL) and named by RFC 7512 URIs; tokens by label, never
 //!   by slot ID;
-//! - each module is loaded and initialised once per process and never finalized (see
-//!   [`module_context`]).
+//! - each module is loaded once per process (see [`module_context`]), and finalized only to
+//!   re-initialise a member whose module failed;
+//! - a key store has one or more members (HSMs) holding the same keys; a signer's key is
+//!   checked on every member that is in, and signs on one of them (see `members`).
 
+mod config;
 mod ec;
+mod members;
 mod module;
 mod pool;
 mod rv;
 pub mod uri;
+mod workers;
 
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use cryptoki::context::Pkcs11;
@@ -28,37 +33,15 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 
+pub use self::config::{
+    DEFAULT_KEEPALIVE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SIGN_TIMEOUT, MemberConfig, MemberToml,
+    Pkcs11Config, Pkcs11Toml,
+};
+use self::members::{KnownKey, Members};
 use self::pool::{Connection, OpError};
 pub use self::uri::{ObjectType, Pkcs11Uri, UriError};
 use super::{KeyInfo, KeyRef, KeySpec, KeyStore, KeyStoreError, SigAlg, Signer, SpkiDer};
 use crate::secret::Secret;
-
-/// How to reach a PKCS#11 token. Holds no PIN, so its `Debug` is safe to log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pkcs11Config {
-    /// Path of the module's shared library (e.g. `/usr/lib/softhsm/libsofthsm2.so`).
-    pub module: PathBuf,
-    /// The token's label.
-    pub token: String,
-    /// How many idle sessions to keep for signing; more threads than this still sign in
-    /// parallel, on sessions opened for the occasion. Zero counts as one.
-    pub sessions: usize,
-}
-
-impl Pkcs11Config {
-    /// A config with the default pool size: one session per CPU, at least 2.
-    pub fn new(module: PathBuf, token: String) -> Self {
-        let sessions = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .max(2);
-        Pkcs11Config {
-            module,
-            token,
-            sessions,
-        }
-    }
-}
 
 /// The process-wide cryptoki context for `module`, loading and initialising it on first use.
 ///
@@ -72,38 +55,77 @@ pub fn module_context(module: &Path) -> Result<Pkcs11, KeyStoreError> {
     Ok(module::load(module)?.ctx.clone())
 }
 
-/// Keys in one PKCS#11 token, reached through a pool of logged-in sessions.
+/// Keys in one PKCS#11 token, held by one or more members (HSMs) and reached through a
+/// pool of logged-in sessions per member.
 #[derive(Debug)]
 pub struct Pkcs11KeyStore {
-    connection: Arc<Connection>,
+    members: Arc<Members>,
 }
 
 impl Pkcs11KeyStore {
-    /// Loads the module, finds the token by label, checks that it offers
-    /// CKM_EC_KEY_PAIR_GEN and CKM_ECDSA, and logs in as the user.
+    /// For each member: loads the module, finds the token by label (and serial), checks that
+    /// it offers CKM_EC_KEY_PAIR_GEN and CKM_ECDSA, and logs in as the user. A member that
+    /// cannot be reached starts out of service and is probed in the background.
     ///
     /// Fails with [`KeyStoreError::Unavailable`] for a missing or unloadable module or an
-    /// unknown token, [`KeyStoreError::Unsupported`] for a token without ECDSA, and
-    /// [`KeyStoreError::WrongSecret`] if the PIN is refused or locked. No error contains the
-    /// PIN.
+    /// unknown token when no member can be reached, [`KeyStoreError::Unsupported`] for a
+    /// token without ECDSA, and [`KeyStoreError::WrongSecret`] if a PIN is refused or
+    /// locked; errors name the member. No error contains a PIN.
     pub fn open(config: &Pkcs11Config, user_pin: &Secret) -> Result<Self, KeyStoreError> {
-        let module = module::load(&config.module)?;
-        let connection = Connection::open(
-            module,
-            config.module.clone(),
-            config.token.clone(),
-            user_pin.clone(),
-            config.sessions,
-        )?;
         Ok(Pkcs11KeyStore {
-            connection: Arc::new(connection),
+            members: Members::open(config, user_pin)?,
         })
     }
 
     /// The token's label.
     pub fn token(&self) -> &str {
-        self.connection.token()
+        &self.members.token
     }
+
+    fn connection(&self) -> Result<Arc<Connection>, KeyStoreError> {
+        self.members.first()
+    }
+}
+
+/// A key as one member holds it: type, CKA_ID, public key.
+type FoundKey = (KeySpec, Vec<u8>, SpkiDer);
+
+/// The private key labelled `label` on one member: its type, CKA_ID and public key.
+///
+/// Fails with [`KeyStoreError::NotFound`] if the member has none, and
+/// [`KeyStoreError::Corrupt`] if several private keys carry the label or the public half is
+/// missing.
+fn find_key(connection: &Connection, label: &str) -> Result<FoundKey, KeyStoreError> {
+    connection.run(|lease| {
+        let session = lease.session;
+        let found = session.find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])?;
+        let handle = match found.as_slice() {
+            [] => return Err(KeyStoreError::NotFound(label.to_owned()).into()),
+            [one] => *one,
+            many => {
+                return Err(KeyStoreError::Corrupt(format!(
+                    "{} private keys are labelled {label:?} in pkcs#11 token {:?}; \
+                     keyhold needs labels to be unique",
+                    many.len(),
+                    connection.token()
+                ))
+                .into());
+            }
+        };
+        let read = private_key_attributes(session, handle)?;
+        let spec = read.spec?;
+        let public = public_key(session, label, &read.id, spec)?.ok_or_else(|| {
+            KeyStoreError::Corrupt(format!(
+                "private key {label:?} in pkcs#11 token {:?} has no public key object \
+                 with the same label and CKA_ID",
+                connection.token()
+            ))
+        })?;
+        Ok((spec, read.id, public))
+    })
 }
 
 /// The public key of the EC private key with this label and CKA_ID, if its public half is on
@@ -246,9 +268,10 @@ impl KeyStore for Pkcs11KeyStore {
         // Set while a pair this call generated is on the token but not yet accounted for:
         // a retry after a reconnect, or the clean-up below, destroys it.
         let pending = Cell::new(false);
-        let exclusive = self.connection.write_guard();
+        let connection = self.connection()?;
+        let exclusive = connection.write_guard();
 
-        let result = self.connection.run_exclusive(&exclusive, |lease| {
+        let result = connection.run_exclusive(&exclusive, |lease| {
             let session = lease.session;
             if pending.get() {
                 destroy_pair(session, label, &id)?;
@@ -290,8 +313,7 @@ impl KeyStore for Pkcs11KeyStore {
         match result {
             Ok(spki) => Ok(spki),
             // No orphan keys: a pair that exists without a usable public key goes again.
-            Err(err) if pending.get() => match self
-                .connection
+            Err(err) if pending.get() => match connection
                 .run_exclusive(&exclusive, |lease| destroy_pair(lease.session, label, &id))
             {
                 Ok(()) => Err(err),
@@ -303,44 +325,15 @@ impl KeyStore for Pkcs11KeyStore {
         }
     }
 
+    /// Finds the key on every member that is in; fails with [`KeyStoreError::Corrupt`]
+    /// naming a member that lacks it or holds a different key under the label.
     fn signer(&self, key: &KeyRef) -> Result<Arc<dyn Signer>, KeyStoreError> {
-        let label = key.label();
-        let (spec, id, public) = self.connection.run(|lease| {
-            let session = lease.session;
-            let found = session.find_objects(&[
-                Attribute::Class(ObjectClass::PRIVATE_KEY),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ])?;
-            let handle = match found.as_slice() {
-                [] => return Err(KeyStoreError::NotFound(label.to_owned()).into()),
-                [one] => *one,
-                many => {
-                    return Err(KeyStoreError::Corrupt(format!(
-                        "{} private keys are labelled {label:?} in pkcs#11 token {:?}; \
-                         keyhold needs labels to be unique",
-                        many.len(),
-                        self.connection.token()
-                    ))
-                    .into());
-                }
-            };
-            let read = private_key_attributes(session, handle)?;
-            let spec = read.spec?;
-            let public = public_key(session, label, &read.id, spec)?.ok_or_else(|| {
-                KeyStoreError::Corrupt(format!(
-                    "private key {label:?} in pkcs#11 token {:?} has no public key object \
-                     with the same label and CKA_ID",
-                    self.connection.token()
-                ))
-            })?;
-            Ok((spec, read.id, public))
-        })?;
+        let known = self.members.key(key.label())?;
         Ok(Arc::new(Pkcs11Signer {
-            connection: Arc::clone(&self.connection),
-            key: key.clone(),
-            id,
-            algorithm: spec.signature_algorithm(),
-            public_key: public,
+            members: Arc::clone(&self.members),
+            algorithm: known.spec.signature_algorithm(),
+            public_key: known.public.clone(),
+            key: known,
         }))
     }
 
@@ -348,7 +341,8 @@ impl KeyStore for Pkcs11KeyStore {
     /// and P-384, with their public half on the token. Other objects (keys of other
     /// applications sharing the token) are left out.
     fn list(&self) -> Result<Vec<KeyInfo>, KeyStoreError> {
-        let mut keys = self.connection.run(|lease| {
+        let connection = self.connection()?;
+        let mut keys = connection.run(|lease| {
             let session = lease.session;
             let mut keys = Vec::new();
             for handle in session.find_objects(&[
@@ -380,8 +374,9 @@ impl KeyStore for Pkcs11KeyStore {
 
     fn destroy(&self, key: &KeyRef) -> Result<(), KeyStoreError> {
         let label = key.label();
-        let exclusive = self.connection.write_guard();
-        self.connection.run_exclusive(&exclusive, |lease| {
+        let connection = self.connection()?;
+        let exclusive = connection.write_guard();
+        connection.run_exclusive(&exclusive, |lease| {
             let session = lease.session;
             let find = |class| {
                 session.find_objects(&[
@@ -401,12 +396,13 @@ impl KeyStore for Pkcs11KeyStore {
             }
             Ok(())
         })?;
-        self.connection.forget_key(label);
+        connection.forget_key(label);
+        self.members.forget(label);
         Ok(())
     }
 
     fn uri(&self, key: &KeyRef) -> String {
-        Pkcs11Uri::private_key(self.connection.token(), key.label()).to_string()
+        Pkcs11Uri::private_key(self.token(), key.label()).to_string()
     }
 
     fn key_from_uri(&self, uri: &str) -> Result<KeyRef, KeyStoreError> {
@@ -420,14 +416,10 @@ impl KeyStore for Pkcs11KeyStore {
             ));
         }
         // RFC 7512 2.3: an absent attribute matches any value; a present one must match.
-        if let Some(token) = parsed
-            .token
-            .as_ref()
-            .filter(|t| *t != self.connection.token())
-        {
+        if let Some(token) = parsed.token.as_ref().filter(|t| *t != self.token()) {
             return Err(KeyStoreError::Unsupported(format!(
                 "key {uri:?} names token {token:?}, but the key store is token {:?}",
-                self.connection.token()
+                self.token()
             )));
         }
         let object = parsed.object.ok_or_else(|| {
@@ -435,18 +427,34 @@ impl KeyStore for Pkcs11KeyStore {
         })?;
         KeyRef::new(object)
     }
+
+    fn members(&self) -> Vec<crate::keystore::MemberStatus> {
+        self.members.status()
+    }
+
+    fn watch_members(&self, observer: Arc<dyn crate::keystore::MemberObserver>) {
+        self.members.watch(observer);
+    }
 }
 
-/// A private key in a PKCS#11 token, signing through the key store's session pool.
-#[derive(Debug)]
+/// A private key in a PKCS#11 token, signing on one of the key store's members.
 pub struct Pkcs11Signer {
-    connection: Arc<Connection>,
-    key: KeyRef,
-    /// CKA_ID of the key this signer was made for: a key generated later under the same
-    /// label is a different key.
-    id: Vec<u8>,
+    members: Arc<Members>,
+    /// The key, with its CKA_ID on each member: a key generated later under the same label
+    /// is a different key.
+    key: Arc<KnownKey>,
     algorithm: SigAlg,
     public_key: SpkiDer,
+}
+
+impl std::fmt::Debug for Pkcs11Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Signer")
+            .field("key", &self.key.label)
+            .field("algorithm", &self.algorithm)
+            .field("public_key", &self.public_key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Signer for Pkcs11Signer {
@@ -463,12 +471,7 @@ impl Signer for Pkcs11Signer {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
         let spec = self.algorithm.key_spec();
         let digest = ec::digest(spec, message);
-        let raw = self.connection.run(|lease| {
-            let handle = self
-                .connection
-                .private_key(lease, self.key.label(), &self.id)?;
-            Ok(lease.session.sign(&Mechanism::Ecdsa, handle, &digest)?)
-        })?;
+        let raw = self.members.sign(&self.key, &digest)?;
         ec::raw_signature_to_der(&raw, spec)
     }
 }
@@ -562,8 +565,10 @@ mod tests {
 
     #[test]
     fn config_debug_has_no_secret_and_a_sane_pool() {
-        let config = Pkcs11Config::new("/usr/lib/softhsm/libsofthsm2.so".into(), "ca".into());
+        let mut config = Pkcs11Config::new("/usr/lib/softhsm/libsofthsm2.so".into(), "ca".into());
+        config.members[0].pin = Some(Secret::new("hunter2".into()));
         assert!(config.sessions >= 2);
+        assert!(!format!("{config:?}").contains("hunter2"));
         let debug = format!("{config:?}");
         assert!(debug.contains("libsofthsm2.so") && debug.contains("\"ca\""));
     }

@@ -171,6 +171,67 @@ impl Metrics {
     }
 }
 
+/// Per HSM member: state, calls in flight, errors and signing latency (issue 18).
+pub fn render_members(out: &mut String, members: &[ca_core::keystore::MemberStatus]) {
+    if members.is_empty() {
+        return;
+    }
+    out.push_str(
+        "# HELP keyhold_hsm_member_up Whether the HSM member is in service (1) or out (0).\n\
+         # TYPE keyhold_hsm_member_up gauge\n",
+    );
+    for m in members {
+        let up = u8::from(m.state == ca_core::keystore::MemberState::In);
+        let _ = writeln!(out, "keyhold_hsm_member_up{{member=\"{}\"}} {up}", m.name);
+    }
+    out.push_str(
+        "# HELP keyhold_hsm_member_in_flight Signing calls running on the member.\n\
+         # TYPE keyhold_hsm_member_in_flight gauge\n",
+    );
+    for m in members {
+        let _ = writeln!(
+            out,
+            "keyhold_hsm_member_in_flight{{member=\"{}\"}} {}",
+            m.name, m.in_flight
+        );
+    }
+    out.push_str(
+        "# HELP keyhold_hsm_member_errors_total Signing calls that failed or missed the deadline on the member.\n\
+         # TYPE keyhold_hsm_member_errors_total counter\n",
+    );
+    for m in members {
+        let _ = writeln!(
+            out,
+            "keyhold_hsm_member_errors_total{{member=\"{}\"}} {}",
+            m.name, m.errors
+        );
+    }
+    out.push_str(
+        "# HELP keyhold_hsm_member_signing_duration_seconds Signatures made by the member (probes included).\n\
+         # TYPE keyhold_hsm_member_signing_duration_seconds histogram\n",
+    );
+    for m in members {
+        for (le, n) in &m.latency_buckets {
+            let le = if le.is_finite() {
+                le.to_string()
+            } else {
+                "+Inf".into()
+            };
+            let _ = writeln!(
+                out,
+                "keyhold_hsm_member_signing_duration_seconds_bucket{{member=\"{}\",le=\"{le}\"}} {n}",
+                m.name
+            );
+        }
+        let _ = writeln!(
+            out,
+            "keyhold_hsm_member_signing_duration_seconds_sum{{member=\"{}\"}} {}\n\
+             keyhold_hsm_member_signing_duration_seconds_count{{member=\"{}\"}} {}",
+            m.name, m.latency_sum, m.name, m.signatures
+        );
+    }
+}
+
 /// A [`Signer`] that records how long each signature takes.
 #[derive(Debug)]
 pub struct TimedSigner {

@@ -68,6 +68,23 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         "database": show(&db, "database"),
         "key_store": show(&keys, "key store"),
     });
+    // Each HSM member: in or out, its last error and latency (issue 18).
+    let members = state.probes.keys.members();
+    if !members.is_empty() {
+        body["hsm_members"] = members
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.name,
+                    "state": m.state.as_str(),
+                    "last_error": m.last_error,
+                    "last_latency_ms": m.last_latency.map(|d| d.as_secs_f64() * 1000.0),
+                    "in_flight": m.in_flight,
+                    "max_in_flight": m.max_in_flight,
+                })
+            })
+            .collect();
+    }
     // What still works without the key store, so that an operator knows what is degraded.
     if keys.is_err() {
         body["degraded"] = json!([
@@ -90,9 +107,11 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// `GET /metrics`.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut out = state.metrics.render();
+    crate::http::metrics::render_members(&mut out, &state.probes.keys.members());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(out)
 }
 
 /// One CA on the plain listener's front page.

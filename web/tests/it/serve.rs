@@ -942,6 +942,10 @@ fn with_the_key_store_gone_ocsp_and_the_crl_are_still_served_and_readyz_says_so(
         body["degraded"].as_array().is_some_and(|d| d.len() == 3),
         "{body}"
     );
+    // Issue 18: the one HSM member is listed as out, with its last error.
+    assert_eq!(body["hsm_members"][0]["name"], "hsm", "{body}");
+    assert_eq!(body["hsm_members"][0]["state"], "out", "{body}");
+    assert!(body["hsm_members"][0]["last_error"].is_string(), "{body}");
 
     // OCSP answers from what was signed before; the CRL is still served.
     let r = server.get(&path, None);
@@ -971,9 +975,51 @@ fn with_the_key_store_gone_ocsp_and_the_crl_are_still_served_and_readyz_says_so(
     let csr = fs::read_to_string(work.join("web.csr")).unwrap();
     let body = serde_json::json!({"profile": "tls-server", "csr": csr}).to_string();
     let r = server.post_json("/api/v1/certificates", &token, &body);
-    assert!(r.status >= 500, "{}", r.status);
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.head.to_ascii_lowercase().contains("retry-after: 2"),
+        "{}",
+        r.head
+    );
     assert_eq!(server.get("/healthz", None).status, 200);
+
+    // Issue 18: the token comes back; issuance recovers by itself within seconds (the
+    // member's module is re-initialised in the background), without a restart.
+    fs::remove_dir(&tokens).unwrap();
+    fs::rename(work.join("tokens.away"), &tokens).unwrap();
+    let back = std::time::Instant::now();
+    let mut r = server.post_json("/api/v1/certificates", &token, &body);
+    while r.status != 201 && r.status != 200 && back.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+        r = server.post_json("/api/v1/certificates", &token, &body);
+    }
+    assert!(
+        r.status == 201 || r.status == 200,
+        "issuance did not recover: {} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+    println!(
+        "issuance recovered {:?} after the token came back",
+        back.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let ready = server.get("/readyz", None);
+    let body = ready.json();
+    assert_eq!(ready.status, 200, "{body}");
+    assert_eq!(body["hsm_members"][0]["state"], "in", "{body}");
+    let metrics = String::from_utf8_lossy(&server.get("/metrics", None).body).into_owned();
+    assert!(
+        metrics.contains("keyhold_hsm_member_up{member=\"hsm\"} 1"),
+        "{metrics}"
+    );
     let logs = server.terminate();
+    assert_eq!(
+        logs.matches("hsm member taken out of service").count(),
+        1,
+        "out is logged once, not per failed call:\n{logs}"
+    );
+    assert!(logs.contains("hsm member back in service"), "{logs}");
     assert!(!logs.contains(crate::cli::USER_PIN), "the PIN was logged");
 }
 

@@ -1,7 +1,10 @@
 //! The process-wide state of each loaded PKCS#11 module.
 //!
-//! Invariant: each module path is loaded and `C_Initialize`d once per process and never
-//! finalized, so every key store, signer and test in the process shares one context.
+//! Invariant: each module path is loaded once per process, so every key store, signer and
+//! test in the process shares one context. It is finalized only by
+//! [`Module::reinitialize`], which a key store member calls when the module itself failed
+//! (issue 18), once calls through Keyhold have finished or were abandoned at their deadline;
+//! every session opened before is then forgotten (see the epoch).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,9 @@ pub(super) struct Module {
     /// C_Finalize. Sessions opened under an older epoch are dead, and their handle numbers
     /// may have been reused, so they must be forgotten, never closed.
     epoch: AtomicU64,
+    /// Whether Keyhold believes the module is initialised (see
+    /// [`Module::ensure_initialized`]).
+    initialized: std::sync::atomic::AtomicBool,
     /// SHA-256 of the user PIN each token last accepted in this process, by token label.
     accepted_pins: Mutex<HashMap<String, [u8; 32]>>,
     /// Calls that create or destroy token objects or tokens hold this exclusively, all
@@ -93,6 +99,7 @@ pub(super) fn load(path: &Path) -> Result<Arc<Module>, KeyStoreError> {
     let module = Arc::new(Module {
         ctx,
         epoch: AtomicU64::new(0),
+        initialized: std::sync::atomic::AtomicBool::new(true),
         accepted_pins: Mutex::new(HashMap::new()),
         objects: RwLock::new(()),
     });
@@ -123,14 +130,72 @@ fn init_failed(path: &Path, err: &Error) -> KeyStoreError {
 impl Module {
     /// Calls C_Initialize again if the library was finalized behind our back; returns
     /// whether it had to (and then starts a new epoch).
+    ///
+    /// Calls C_Initialize only when Keyhold believes the module is not initialised (it
+    /// failed to initialise, or a call answered CKR_CRYPTOKI_NOT_INITIALIZED, see
+    /// [`Module::not_initialized`]): p11-kit's client module (0.24) crashes on a second
+    /// C_Initialize, and on C_GetInfo, instead of answering.
     pub(super) fn ensure_initialized(&self) -> Result<bool, Error> {
+        if self.initialized.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         match self.ctx.initialize(init_args()) {
             Ok(()) => {
                 self.epoch.fetch_add(1, Ordering::SeqCst);
+                self.initialized.store(true, Ordering::SeqCst);
                 Ok(true)
             }
-            Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(false),
+            Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
+                self.initialized.store(true, Ordering::SeqCst);
+                Ok(false)
+            }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Notes that a call answered CKR_CRYPTOKI_NOT_INITIALIZED: someone called C_Finalize.
+    pub(super) fn not_initialized(&self) {
+        self.initialized.store(false, Ordering::SeqCst);
+    }
+
+    /// C_Finalize then C_Initialize: the cure for a module whose device went away, whose
+    /// network HSM restarted, or which caches a token that is gone (SoftHSM2 re-reads its
+    /// token directory only at C_Initialize; p11-kit's client reconnects only there).
+    ///
+    /// Waits up to `wait` (the signing deadline) for calls through Keyhold to finish. Calls
+    /// still running after that are past their deadline and were abandoned by their
+    /// callers: a module whose calls hang is the very failure being cured, so it is
+    /// finalized under them (p11-kit's client then closes its socket and they return with
+    /// an error; their sessions belong to the old epoch and are forgotten, never closed).
+    /// Starts a new epoch even if C_Initialize then fails, so sessions of the old one are
+    /// never reused.
+    pub(super) fn reinitialize(&self, wait: std::time::Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + wait;
+        let _alone = loop {
+            match self.objects.try_write() {
+                Ok(guard) => break Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() >= deadline {
+                        break None;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        };
+        if self.initialized.swap(false, Ordering::SeqCst) {
+            match self.ctx.clone().finalize() {
+                Ok(()) | Err(Error::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
+                Err(e) => return Err(rv::describe(&e)),
+            }
+        }
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        match self.ctx.initialize(init_args()) {
+            Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
+                self.initialized.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => Err(rv::describe(&e)),
         }
     }
 

@@ -25,7 +25,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
 use super::module::Module;
-use super::rv;
+use super::rv::{self, Fault};
 use crate::keystore::KeyStoreError;
 use crate::secret::Secret;
 
@@ -49,12 +49,21 @@ impl From<KeyStoreError> for OpError {
     }
 }
 
-impl OpError {
-    fn into_store(self) -> KeyStoreError {
-        match self {
-            OpError::Call(err) => rv::failed(&err),
-            OpError::Store(err) => err,
-        }
+/// A failed operation, and what the failure says about the member (see [`rv::fault`]).
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub(super) fault: Fault,
+    pub(super) error: KeyStoreError,
+}
+
+impl Failure {
+    fn module(error: KeyStoreError) -> Self {
+        let fault = match error {
+            // A PIN refused after a reconnect is the operator's problem, not the module's.
+            KeyStoreError::WrongSecret(_) => Fault::Call,
+            _ => Fault::Module,
+        };
+        Failure { fault, error }
     }
 }
 
@@ -84,6 +93,8 @@ pub(super) struct Connection {
     /// The module path as configured, for messages.
     module_path: PathBuf,
     token: String,
+    /// The token's serial number, if the member names one (CK_TOKEN_INFO.serialNumber).
+    serial: Option<String>,
     /// Kept to log in again after a reconnect; `Secret` redacts itself in `Debug`.
     pin: Secret,
     max_idle: usize,
@@ -112,6 +123,16 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// labels are (PKCS#11 v2.40 3.2 CK_TOKEN_INFO). Fails only if the module cannot list its
 /// slots.
 pub(super) fn slot_by_label(module: &Module, token: &str) -> Result<Option<Slot>, KeyStoreError> {
+    slot_by_label_and_serial(module, token, None)
+}
+
+/// [`slot_by_label`], also matching the token's serial number when `serial` is given (two
+/// members of one module may carry the same label).
+pub(super) fn slot_by_label_and_serial(
+    module: &Module,
+    token: &str,
+    serial: Option<&str>,
+) -> Result<Option<Slot>, KeyStoreError> {
     let slots = module
         .ctx
         .get_slots_with_token()
@@ -121,7 +142,10 @@ pub(super) fn slot_by_label(module: &Module, token: &str) -> Result<Option<Slot>
             .ctx
             .get_token_info(slot)
             .map_err(|e| rv::failed(&e))?;
-        if info.token_initialized() && info.label() == token {
+        if info.token_initialized()
+            && info.label() == token
+            && serial.is_none_or(|s| info.serial_number() == s)
+        {
             return Ok(Some(slot));
         }
     }
@@ -147,22 +171,44 @@ pub(super) fn find_token(
 /// Fails early, at open, if the token lacks a mechanism Keyhold needs: CKM_EC_KEY_PAIR_GEN
 /// to generate keys and CKM_ECDSA to sign (Keyhold hashes on the host, so it needs neither
 /// CKM_ECDSA_SHA256 nor CKM_ECDSA_SHA384, which SoftHSM2 2.6 lacks).
+///
+/// Asks C_GetMechanismInfo for just these two: C_GetMechanismList would make cryptoki log an
+/// `ERROR cryptoki::mechanism` line for each of the ~30 mechanisms SoftHSM2 offers that it
+/// has no name for (issue 18), which teaches operators to ignore errors.
 fn check_mechanisms(module: &Module, slot: Slot, token: &str) -> Result<(), KeyStoreError> {
-    let offered = module
-        .ctx
-        .get_mechanism_list(slot)
-        .map_err(|e| rv::failed(&e))?;
     for (needed, name) in [
         (MechanismType::ECC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN"),
         (MechanismType::ECDSA, "CKM_ECDSA"),
     ] {
-        if !offered.contains(&needed) {
-            return Err(KeyStoreError::Unsupported(format!(
-                "pkcs#11 token {token:?} does not offer {name}, which keyhold needs for ecdsa keys"
-            )));
+        match module.ctx.get_mechanism_info(slot, needed) {
+            Ok(_) => {}
+            Err(Error::Pkcs11(RvError::MechanismInvalid, _)) => {
+                return Err(KeyStoreError::Unsupported(format!(
+                    "pkcs#11 token {token:?} does not offer {name}, which keyhold needs for ecdsa keys"
+                )));
+            }
+            Err(e) => return Err(rv::failed(&e)),
         }
     }
     Ok(())
+}
+
+/// The slot of a member's token: by label, and by serial number if the member names one.
+fn find_member_token(
+    module: &Module,
+    module_path: &std::path::Path,
+    token: &str,
+    serial: Option<&str>,
+) -> Result<Slot, KeyStoreError> {
+    match serial {
+        None => find_token(module, module_path, token),
+        Some(serial) => slot_by_label_and_serial(module, token, Some(serial))?.ok_or_else(|| {
+            KeyStoreError::Unavailable(format!(
+                "no pkcs#11 token labelled {token:?} with serial {serial:?} in module {}",
+                module_path.display()
+            ))
+        }),
+    }
 }
 
 impl Connection {
@@ -176,12 +222,13 @@ impl Connection {
         module: Arc<Module>,
         module_path: PathBuf,
         token: String,
+        serial: Option<String>,
         pin: Secret,
         max_idle: usize,
     ) -> Result<Self, KeyStoreError> {
         let (slot, login) = {
             let _shared = module.read_guard();
-            let slot = find_token(&module, &module_path, &token)?;
+            let slot = find_member_token(&module, &module_path, &token, serial.as_deref())?;
             check_mechanisms(&module, slot, &token)?;
             let login = module
                 .ctx
@@ -201,6 +248,7 @@ impl Connection {
             module,
             module_path,
             token,
+            serial,
             pin,
             max_idle: max_idle.max(1),
         };
@@ -286,6 +334,15 @@ impl Connection {
         &self,
         op: impl Fn(&Lease<'_>) -> Result<T, OpError>,
     ) -> Result<T, KeyStoreError> {
+        self.run_sorted(op).map_err(|f| f.error)
+    }
+
+    /// [`Connection::run`], saying what kind of fault a failure was, so that a key store
+    /// with several members can decide to take this one out.
+    pub(super) fn run_sorted<T>(
+        &self,
+        op: impl Fn(&Lease<'_>) -> Result<T, OpError>,
+    ) -> Result<T, Failure> {
         let _shared = self.module.read_guard();
         self.run_unguarded(op)
     }
@@ -297,24 +354,42 @@ impl Connection {
         _exclusive: &RwLockWriteGuard<'_, ()>,
         op: impl Fn(&Lease<'_>) -> Result<T, OpError>,
     ) -> Result<T, KeyStoreError> {
-        self.run_unguarded(op)
+        self.run_unguarded(op).map_err(|f| f.error)
     }
 
+    /// Steps: 1. try on a pooled session; 2. if the session, login or module went away,
+    /// reconnect (a new session and login) and try once more; 3. sort what is left.
     fn run_unguarded<T>(
         &self,
         op: impl Fn(&Lease<'_>) -> Result<T, OpError>,
-    ) -> Result<T, KeyStoreError> {
-        let (generation, first) = self.attempt(&op)?;
+    ) -> Result<T, Failure> {
+        let (generation, first) = self.attempt(&op).map_err(Failure::module)?;
+        let sort = |e: OpError| match e {
+            OpError::Call(err) => match rv::fault(&err) {
+                Fault::Call => Failure {
+                    fault: Fault::Call,
+                    error: rv::failed(&err),
+                },
+                fault => Failure {
+                    fault,
+                    error: self.unreachable(&err),
+                },
+            },
+            OpError::Store(error) => Failure {
+                fault: Fault::Call,
+                error,
+            },
+        };
+        if let Err(OpError::Call(Error::Pkcs11(RvError::CryptokiNotInitialized, _))) = &first {
+            self.module.not_initialized();
+        }
         match first {
             Err(OpError::Call(err)) if rv::needs_reconnect(&err) => {
-                self.reconnect(generation)?;
-                let (_, second) = self.attempt(&op)?;
-                second.map_err(|e| match e {
-                    OpError::Call(err) if rv::needs_reconnect(&err) => self.unreachable(&err),
-                    other => other.into_store(),
-                })
+                self.reconnect(generation).map_err(Failure::module)?;
+                let (_, second) = self.attempt(&op).map_err(Failure::module)?;
+                second.map_err(sort)
             }
-            other => other.map_err(OpError::into_store),
+            other => other.map_err(sort),
         }
     }
 
@@ -404,8 +479,13 @@ impl Connection {
             std::mem::forget(login);
         }
         // 3. Slot IDs may have changed: find the token by label.
-        let slot = find_token(&self.module, &self.module_path, &self.token)
-            .map_err(|e| self.unreachable_because(&e.to_string()))?;
+        let slot = find_member_token(
+            &self.module,
+            &self.module_path,
+            &self.token,
+            self.serial.as_deref(),
+        )
+        .map_err(|e| self.unreachable_because(&e.to_string()))?;
         // 4. A fresh session, logged in. The old login session (if it still lives) is
         //    replaced only now, so an application that is still logged in stays so.
         let session = self

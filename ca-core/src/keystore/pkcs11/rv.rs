@@ -76,6 +76,54 @@ pub(super) fn needs_reconnect(err: &Error) -> bool {
     )
 }
 
+/// What a failed call says about where the fault is, which decides the recovery (issue 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fault {
+    /// The session or its login went away: replace the session and retry once.
+    Session,
+    /// The module or the device behind it failed: take the member out and re-initialise the
+    /// module (C_Finalize, C_Initialize) in the background, with back-off.
+    Module,
+    /// The call was refused for its own reasons (bad data, unknown mechanism ...): neither
+    /// a new session nor a new module would help.
+    Call,
+}
+
+/// Sorts a failed call by [`Fault`].
+///
+/// PKCS#11 v2.40 5.1 and 11.1: CKR_SESSION_HANDLE_INVALID and CKR_SESSION_CLOSED mean the
+/// session died; CKR_USER_NOT_LOGGED_IN that the login did (and with it the handles of
+/// private objects, CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID).
+/// CKR_CRYPTOKI_NOT_INITIALIZED, CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT
+/// and CKR_GENERAL_ERROR say the module or the device is in trouble; cryptoki's own errors
+/// before the call (a missing function) are [`Fault::Call`]. Vendor-defined codes are
+/// [`Fault::Module`]: their meaning is unknown, and a member that answers with them should
+/// prove itself with a probe signature before it signs again.
+pub(super) fn fault(err: &Error) -> Fault {
+    match rv_of(err) {
+        Some(
+            RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::UserNotLoggedIn
+            | RvError::ObjectHandleInvalid
+            | RvError::KeyHandleInvalid,
+        ) => Fault::Session,
+        Some(
+            RvError::CryptokiNotInitialized
+            | RvError::DeviceError
+            | RvError::DeviceRemoved
+            | RvError::DeviceMemory
+            | RvError::TokenNotPresent
+            | RvError::TokenNotRecognized
+            | RvError::GeneralError
+            | RvError::SlotIdInvalid
+            | RvError::VendorDefined(_)
+            | RvError::UnknownErrorCode(_),
+        ) => Fault::Module,
+        _ => Fault::Call,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use cryptoki::context::Function;
@@ -114,5 +162,29 @@ mod tests {
         assert!(needs_reconnect(&logged_out));
         assert!(!needs_reconnect(&bad_data));
         assert!(!needs_reconnect(&Error::NotSupported));
+    }
+
+    #[test]
+    fn sorts_faults_as_issue_18_asks() {
+        let f = |rv| fault(&Error::Pkcs11(rv, Function::Sign));
+        for rv in [
+            RvError::SessionHandleInvalid,
+            RvError::SessionClosed,
+            RvError::UserNotLoggedIn,
+        ] {
+            assert_eq!(f(rv), Fault::Session, "{rv:?}");
+        }
+        for rv in [
+            RvError::CryptokiNotInitialized,
+            RvError::DeviceError,
+            RvError::DeviceRemoved,
+            RvError::TokenNotPresent,
+            RvError::GeneralError,
+            RvError::VendorDefined(0x8000_0001),
+        ] {
+            assert_eq!(f(rv), Fault::Module, "{rv:?}");
+        }
+        assert_eq!(f(RvError::DataLenRange), Fault::Call);
+        assert_eq!(fault(&Error::NotSupported), Fault::Call);
     }
 }

@@ -75,9 +75,26 @@ pub async fn ca(state: web::Data<AppState>, s: SignedIn) -> Result<HttpResponse,
         })
         .collect();
     issuers.sort_by_key(|i| i.parent.is_some());
+    let members = state
+        .probes
+        .keys
+        .members()
+        .into_iter()
+        .map(|m| super::views::MemberView {
+            name: m.name,
+            state: m.state.as_str(),
+            last_error: m.last_error.unwrap_or_else(|| "-".into()),
+            latency: m.last_latency.map_or_else(
+                || "-".into(),
+                |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
+            ),
+            load: format!("{} / {}", m.in_flight, m.max_in_flight),
+        })
+        .collect();
     render(&CaPage {
         layout: Layout::new(&s, "ca"),
         issuers,
+        members,
     })
 }
 

@@ -466,6 +466,23 @@ pub struct CaPage {
     pub layout: Layout,
     /// Issuers, roots first.
     pub issuers: Vec<IssuerView>,
+    /// The key store's HSM members, if it has any.
+    pub members: Vec<MemberView>,
+}
+
+/// One HSM member on the CA page, display-ready.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// Its name.
+    pub name: String,
+    /// `in` or `out`.
+    pub state: &'static str,
+    /// The last error, or a dash.
+    pub last_error: String,
+    /// The last signature's latency, e.g. `1.2 ms`, or a dash.
+    pub latency: String,
+    /// `3 / 30` calls in flight.
+    pub load: String,
 }
 
 /// One profile on the policies page.
