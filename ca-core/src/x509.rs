@@ -177,9 +177,14 @@ pub fn name_from_attributes(attrs: &[(String, String)]) -> Result<Name, X509Erro
 pub fn random_serial() -> Result<SerialNumber, X509Error> {
     use aws_lc_rs::rand::SecureRandom;
     let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| KeyStoreError::Unavailable("the system random generator failed".into()))?;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    // A zero first octet would make the serial shorter (DER drops it); drawing again keeps
+    // every serial 16 or 17 octets long, as 1 in 256 would otherwise not be, at a cost of
+    // under 0.006 bits of entropy.
+    while bytes[0] == 0 {
+        rng.fill(&mut bytes)
+            .map_err(|_| KeyStoreError::Unavailable("the system random generator failed".into()))?;
+    }
     Ok(SerialNumber::new(&bytes)?)
 }
 
