@@ -289,7 +289,7 @@ pub fn generate(
     now: SystemTime,
     validity: Duration,
 ) -> Result<SignedCrl, RevocationError> {
-    let number = store.next_crl_number(&issuer.id)?;
+    let number = store.next_crl_number(&issuer.id, now)?;
     let CrlList {
         mut entries,
         counted,
