@@ -18,6 +18,7 @@
 //! hex, DER as binary.
 
 mod acme;
+pub mod backup;
 mod changes;
 mod codesign;
 mod conn;
