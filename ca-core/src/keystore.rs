@@ -276,6 +276,10 @@ pub enum KeyStoreConfig {
         /// How many sessions to keep open for signing (default: one per CPU, at least 2).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sessions: Option<usize>,
+        /// The mechanism `keyhold keys export` and `import` wrap with (default
+        /// `CKM_AES_KEY_WRAP_PAD`, SoftHSM2's RFC 5649; see [`pkcs11::wrap::WrapMechanism`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wrap_mechanism: Option<String>,
     },
 }
 
@@ -302,6 +306,7 @@ pub fn open(
             module,
             token,
             sessions,
+            ..
         } => {
             let mut cfg = pkcs11::Pkcs11Config::new(module.clone(), token.clone());
             if let Some(n) = sessions {

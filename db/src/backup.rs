@@ -397,3 +397,16 @@ fn reset_sequences(conn: &mut PgConnection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+impl ca_core::backup::Exporter for Db {
+    fn export(&self, dir: &Path) -> Result<ca_core::backup::DbExport, StoreError> {
+        let s = self.snapshot(dir)?;
+        Ok(ca_core::backup::DbExport {
+            backend: s.backend.to_owned(),
+            schema_version: s.schema_version,
+            audit_head: s.audit_head,
+            taken_at: s.taken_at,
+            files: s.files,
+        })
+    }
+}

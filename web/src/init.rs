@@ -251,6 +251,7 @@ fn stage_and_commit(req: &InitRequest, staging: &Path, now: SystemTime) -> Resul
                     module: module.clone(),
                     token: token.clone(),
                     sessions: None,
+                    wrap_mechanism: None,
                 },
             )
         }
@@ -438,6 +439,7 @@ fn write_outputs(
         revocation: crate::config::RevocationConfig::default(),
         issuers,
         quorum: Default::default(),
+        backup: None,
     };
     let text = format!(
         "# Written by `keyhold init`. Secrets are never stored here.\n{}",
@@ -521,5 +523,5 @@ fn generate_passphrase() -> Result<Secret> {
     aws_lc_rs::rand::SystemRandom::new()
         .fill(bytes.as_mut())
         .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
-    Ok(Secret::new(hex::encode(bytes.as_ref())))
+    Ok(Secret::new(hex::encode(&bytes[..])))
 }

@@ -17,6 +17,7 @@
 
 pub mod archive;
 pub mod manifest;
+pub mod plan;
 
 use std::path::Path;
 
@@ -25,6 +26,7 @@ use crate::keystore::KeyStoreError;
 
 pub use archive::{ArchiveWriter, Extracted, extract, verify};
 pub use manifest::{AuditHead, KeyNote, Manifest, ManifestInfo, Part, SignerInfo};
+pub use plan::{DbExport, Exporter, Sources, create};
 
 /// Why a backup could not be made, read or checked. Messages name what is wrong and never
 /// carry key bytes or identities.

@@ -2,6 +2,7 @@
 //! only here: the server never reaches them.
 
 pub mod audit;
+pub mod backup;
 pub mod ca;
 pub mod certs;
 pub mod codesign;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Requests waiting for approval, and the officers' decisions.
     #[command(subcommand)]
     Requests(crate::cli::requests::RequestsCommand),
+    /// Encrypted, signed backups of the CA: create, verify, restore.
+    #[command(subcommand)]
+    Backup(crate::cli::backup::BackupCommand),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(crate::cli::audit::AuditCommand),
@@ -113,6 +117,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Certs(cmd) => crate::cli::certs::certs(&cli, cmd),
         Command::Requests(cmd) => crate::cli::requests::requests(&cli, cmd),
         Command::Audit(cmd) => crate::cli::audit::audit(&cli, cmd),
+        Command::Backup(cmd) => crate::cli::backup::run(&cli, cmd),
         Command::Serve(args) => crate::serve::run(&cli.paths, args),
         Command::Tokens(cmd) => crate::cli::tokens::run(&cli, cmd),
         Command::Revoke(args) => crate::cli::revoke::revoke(&cli, args),
