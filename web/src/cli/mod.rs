@@ -133,6 +133,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             label,
             so_pin_file,
         }) => done(run_init_token(&cli, module, label, so_pin_file.as_deref())),
+        Command::Hsm(HsmCommand::InstallWrappingKey {
+            module,
+            token,
+            label,
+            value_file,
+            so_pin_file,
+        }) => done(crate::cli::init::run_install_wrapping_key(
+            module,
+            token,
+            label,
+            value_file,
+            so_pin_file.as_deref(),
+        )),
         Command::Ca(CaCommand::Check) => done(run_ca_check(&cli)),
         Command::Ocsp(OcspCommand::Renew { issuer, days }) => {
             done(run_ocsp_renew(&cli, issuer, *days))
