@@ -142,7 +142,46 @@ fn a_restore_never_writes_over_a_ca_a_newer_schema_or_the_other_backend(b: &Back
     assert!(!dir.path().join("x.db").exists());
 }
 
+#[derive(diesel::QueryableByName)]
+struct Name {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+/// A table added by a later migration must be added to the backup's list too.
+fn every_table_of_the_schema_is_in_the_backup(b: &Backend) {
+    use diesel::{Connection, RunQueryDsl};
+    let mut names: Vec<String> = if b.is_postgres() {
+        let mut c = diesel::PgConnection::establish(&b.url).unwrap();
+        diesel::sql_query(
+            "SELECT table_name::text AS name FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+        )
+        .load::<Name>(&mut c)
+        .unwrap()
+    } else {
+        let mut c =
+            diesel::SqliteConnection::establish(b.url.trim_start_matches("sqlite://")).unwrap();
+        diesel::sql_query(
+            // The full-text index and its shadow tables live in the file VACUUM INTO copies.
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             AND name NOT LIKE 'certificates_search%'",
+        )
+        .load::<Name>(&mut c)
+        .unwrap()
+    }
+    .into_iter()
+    .map(|n| n.name)
+    .filter(|n| n != "__diesel_schema_migrations")
+    .collect();
+    names.sort();
+    let mut listed: Vec<String> = backup::TABLES.iter().map(|t| t.to_string()).collect();
+    listed.sort();
+    assert_eq!(names, listed);
+}
+
 on_both_backends!(
+    every_table_of_the_schema_is_in_the_backup,
     a_snapshot_restores_its_instant_and_nothing_after_it,
     a_restore_never_writes_over_a_ca_a_newer_schema_or_the_other_backend,
 );
