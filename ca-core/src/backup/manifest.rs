@@ -211,7 +211,7 @@ impl Manifest {
 
     /// The signer's public key.
     ///
-    /// Fails if it does not parse (impossible for a manifest [`Manifest::check`] returned).
+    /// Fails if it does not parse (impossible for a manifest [`super::verify`] returned).
     pub fn signer_key(&self) -> Result<SpkiDer, BackupError> {
         let der = hex::decode(&self.signer.public_key)
             .map_err(|_| BackupError::Tampered("the signer's public key is not hex".into()))?;
