@@ -47,6 +47,7 @@ pub const TABLES: &[&str] = &[
     "operations",
     "operation_approvals",
     "issued_daily",
+    "acme_nonces",
 ];
 
 /// Rows per PostgreSQL FETCH on export and per INSERT on import.

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use ca_core::audit::Action;
 use ca_core::revocation::Reason;
-use ca_core::store::{CertStatus, Revocation, Store, StoreError};
+use ca_core::store::{
+    AuditLog, CertStatus, CertificateQueries, IssuanceLedger, Revocation, RevocationLedger,
+    StoreError,
+};
 use db::Db;
 use db::backup::{self, Snapshot};
 
