@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ca_core::audit::{Action, AuditEvent};
 use ca_core::backup::{self, Identity, Manifest, Recipient, plan};
 use ca_core::keystore::{KeyStoreConfig, SpkiDer};
-use ca_core::store::Store;
+use ca_core::store::AuditLog;
 use clap::Subcommand;
 
 use crate::cli::Cli;
@@ -225,10 +225,11 @@ pub fn write_backup(
             KeyStoreConfig::Pkcs11 { .. } => None,
         };
         let refs = key_references(config);
+        let policies = paths.policies_dir();
         let sources = plan::Sources {
             config: &data.join(CONFIG_FILE),
             ca_dir: &data.join("ca"),
-            policies: paths.policies.is_dir().then_some(paths.policies.as_path()),
+            policies: policies.is_dir().then_some(policies.as_path()),
             token_dir: token_dir.as_deref(),
             keys: if token_dir.is_some() {
                 plan::embedded_note(refs)
@@ -349,8 +350,7 @@ fn restore(paths: &Paths, file: &Path, identity: &Path) -> Result<()> {
     println!("restored into {}", dest.display());
     if dest.join("policies").is_dir() {
         println!(
-            "profiles restored into {}: pass --policies {} (or copy them where --policies points)",
-            dest.join("policies").display(),
+            "profiles restored into {} (where this data directory's commands read them)",
             dest.join("policies").display()
         );
     }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use ca_core::audit::{Action, AuditEvent};
 use ca_core::keystore::KeyRef;
 use ca_core::keystore::pkcs11::wrap::WrappedKey;
-use ca_core::store::Store;
+use ca_core::store::AuditLog;
 
 use crate::cli::Cli;
 use crate::cli::io::{cli_actor, write_new};
