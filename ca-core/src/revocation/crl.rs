@@ -62,7 +62,7 @@ impl SignedCrl {
 /// What a CRL says besides its entries.
 #[derive(Debug, Clone, Copy)]
 pub struct CrlParams {
-    /// Its CRL number (from [`Store::next_crl_number`]).
+    /// Its CRL number (from [`crate::store::RevocationLedger::next_crl_number`]).
     pub number: u64,
     /// thisUpdate.
     pub this_update: SystemTime,
