@@ -38,6 +38,16 @@ pub enum Action {
     KeyGenerated,
     /// A key was destroyed in the key store.
     KeyDestroyed,
+    /// A key left the key store wrapped under a trusted wrapping key (`keyhold keys export`).
+    KeyExported,
+    /// A wrapped key was unwrapped into the key store (`keyhold keys import`).
+    KeyImported,
+    /// A backup archive was written.
+    BackupCreated,
+    /// A backup failed (scheduled backups record their failures).
+    BackupFailed,
+    /// The CA was restored from a backup archive (recorded in the restored log).
+    BackupRestored,
     /// A request was received and recorded for approval.
     RequestReceived,
     /// A request was refused by policy (nothing else was recorded).
@@ -118,6 +128,11 @@ impl Action {
             Action::CaInitialised => "ca.initialised",
             Action::KeyGenerated => "key.generated",
             Action::KeyDestroyed => "key.destroyed",
+            Action::KeyExported => "key.exported",
+            Action::KeyImported => "key.imported",
+            Action::BackupCreated => "backup.created",
+            Action::BackupFailed => "backup.failed",
+            Action::BackupRestored => "backup.restored",
             Action::RequestReceived => "request.received",
             Action::RequestRefused => "request.refused",
             Action::RequestApproved => "request.approved",

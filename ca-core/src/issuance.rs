@@ -7,7 +7,8 @@
 //! then return it. A crash between reservation and recording leaves a `Reserved` row that
 //! [`Ca::recover`] closes, or, if the reservation had not reached the disk yet, no trace:
 //! either way the certificate was never returned to anyone, and its serial is not reused.
-//! The reservation is not flushed on its own (see [`Store::reserve`]): the database orders
+//! The reservation is not flushed on its own (see
+//! [`IssuanceLedger::reserve`](crate::store::IssuanceLedger::reserve)): the database orders
 //! it before the recording, whose flush covers both.
 
 use std::fmt;

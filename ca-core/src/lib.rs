@@ -7,6 +7,7 @@ pub mod acme;
 pub mod apitoken;
 pub mod approval;
 pub mod audit;
+pub mod backup;
 pub mod ceremony;
 pub mod cms;
 pub mod codesign;

@@ -2,7 +2,8 @@
 //! CRLs ([`crl`]) and OCSP responses ([`ocsp`]).
 //!
 //! Invariant: a revocation is recorded together with its audit entry (one transaction, see
-//! [`Store::revoke`]) before any CRL or OCSP response can say so, and a reason the CA/Browser
+//! [`RevocationLedger::revoke`](crate::store::RevocationLedger::revoke)) before any CRL or
+//! OCSP response can say so, and a reason the CA/Browser
 //! Forum forbids (`certificateHold`) is never recorded.
 
 pub mod crl;

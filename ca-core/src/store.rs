@@ -542,10 +542,22 @@ pub trait RevocationLedger: Send + Sync + fmt::Debug {
         serial: &Serial,
     ) -> Result<Option<SerialStatus>, StoreError>;
 
-    /// Allocates `issuer`'s next CRL number, durably: every call returns a number larger than
-    /// any returned before, by any process sharing the database (numbers may be skipped, never
-    /// reused).
-    fn next_crl_number(&self, issuer: &IssuerId) -> Result<u64, StoreError>;
+    /// Allocates `issuer`'s next CRL number for a CRL whose thisUpdate is `this_update`,
+    /// durably: every call returns a number larger than any returned before, by any process
+    /// sharing the database (numbers may be skipped, never reused), and at least
+    /// `this_update` in microseconds since the Unix epoch.
+    ///
+    /// The second floor is what keeps numbers from going backwards when the database itself
+    /// does: after a restore of an old backup, or an asynchronous failover, the stored
+    /// counter is behind what was published, but thisUpdate has moved on (one CRL takes far
+    /// more than a microsecond to sign, so a published number is never ahead of its own
+    /// thisUpdate by more than the CRLs signed within one microsecond). RFC 5280 5.2.3
+    /// allows up to 20 octets; this uses 8.
+    fn next_crl_number(
+        &self,
+        issuer: &IssuerId,
+        this_update: SystemTime,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The CA's database: every port at once. Implemented by the `db` crate for SQLite and

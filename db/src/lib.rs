@@ -18,6 +18,7 @@
 //! hex, DER as binary.
 
 mod acme;
+pub mod backup;
 mod changes;
 mod codesign;
 mod conn;
@@ -392,9 +393,14 @@ impl RevocationLedger for Db {
         self.read(|conn| revocation::status(conn, issuer.as_str(), serial))
     }
 
-    fn next_crl_number(&self, issuer: &IssuerId) -> Result<u64, StoreError> {
+    fn next_crl_number(
+        &self,
+        issuer: &IssuerId,
+        this_update: SystemTime,
+    ) -> Result<u64, StoreError> {
         let issuer = issuer.as_str().to_owned();
+        let floor = unix_micros(this_update);
         self.writer
-            .write(move |tx| revocation::next_crl_number(tx, &issuer))
+            .write(move |tx| revocation::next_crl_number(tx, &issuer, floor))
     }
 }

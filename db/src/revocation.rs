@@ -70,10 +70,12 @@ pub(crate) fn revoke(
     tx.audit(event)
 }
 
-/// Allocates the issuer's next CRL number. The writer's transaction holds the audit chain
-/// lock (SQLite: the file's write lock; PostgreSQL: the `audit_head` row), and the UPDATE
-/// takes the `crl_numbers` row lock as well, so no two processes get the same number.
-pub(crate) fn next_crl_number(tx: &mut Tx<'_>, issuer: &str) -> Result<u64, OpError> {
+/// Allocates the issuer's next CRL number: the stored number plus one, or `floor` (the
+/// CRL's thisUpdate in unix microseconds) if that is larger. The writer's transaction holds
+/// the audit chain lock (SQLite: the file's write lock; PostgreSQL: the `audit_head` row),
+/// and the first UPDATE takes the `crl_numbers` row lock as well, so no two processes get
+/// the same number.
+pub(crate) fn next_crl_number(tx: &mut Tx<'_>, issuer: &str, floor: i64) -> Result<u64, OpError> {
     let updated = diesel::update(crl_numbers::table.find(issuer))
         .set(crl_numbers::last.eq(crl_numbers::last + 1))
         .execute(tx.conn)?;
@@ -82,10 +84,16 @@ pub(crate) fn next_crl_number(tx: &mut Tx<'_>, issuer: &str) -> Result<u64, OpEr
             .values((crl_numbers::issuer.eq(issuer), crl_numbers::last.eq(1_i64)))
             .execute(tx.conn)?;
     }
-    let last: i64 = crl_numbers::table
+    let mut last: i64 = crl_numbers::table
         .find(issuer)
         .select(crl_numbers::last)
         .get_result(tx.conn)?;
+    if last < floor {
+        diesel::update(crl_numbers::table.find(issuer))
+            .set(crl_numbers::last.eq(floor))
+            .execute(tx.conn)?;
+        last = floor;
+    }
     u64::try_from(last).map_err(|e| corrupt("crl number", e).into())
 }
 

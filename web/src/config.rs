@@ -38,6 +38,27 @@ pub struct Config {
     /// Approvals from distinct officers that sensitive operations need (none by default).
     #[serde(default, skip_serializing_if = "QuorumConfig::is_off")]
     pub quorum: QuorumConfig,
+    /// Backups: default recipients (and the schedule of `keyhold serve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupConfig>,
+}
+
+/// `[backup]`: who backups are encrypted to, and where `keyhold serve` writes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// age X25519 public keys (`age1...`); the identities stay offline.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// How often `keyhold serve` makes a backup, as a duration (`"24h"`); none: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Where scheduled backups go (relative to the data directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// How many scheduled backups to keep (default 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
 }
 
 /// `[quorum]`: how many officers must approve each sensitive operation; 0 (the default)
@@ -51,6 +72,9 @@ pub struct QuorumConfig {
     /// `keyhold codesign destroy-key LABEL`.
     #[serde(default)]
     pub destroy_key: u32,
+    /// `keyhold keys export` and `keyhold keys import`.
+    #[serde(default)]
+    pub export_key: u32,
 }
 
 impl QuorumConfig {
@@ -262,7 +286,8 @@ mod tests {
             config.quorum,
             QuorumConfig {
                 create_admin: 2,
-                destroy_key: 2
+                destroy_key: 2,
+                export_key: 0,
             }
         );
     }

@@ -434,6 +434,7 @@ fn write_outputs(
         revocation: crate::config::RevocationConfig::default(),
         issuers,
         quorum: Default::default(),
+        backup: None,
     };
     let text = format!(
         "# Written by `keyhold init`. Secrets are never stored here.\n{}",
@@ -517,5 +518,5 @@ fn generate_passphrase() -> Result<Secret> {
     aws_lc_rs::rand::SystemRandom::new()
         .fill(bytes.as_mut())
         .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
-    Ok(Secret::new(hex::encode(bytes.as_ref())))
+    Ok(Secret::new(hex::encode(&bytes[..])))
 }

@@ -90,6 +90,46 @@ pub fn open_store(paths: &Paths, config: &Config) -> Result<Arc<dyn KeyStore>> {
     Ok(keystore::open(&config.keystore, base, &secret)?)
 }
 
+/// The configured PKCS#11 key store as itself (for wrapped export and import), with the
+/// wrapping mechanism `[keystore] wrap_mechanism` names (default CKM_AES_KEY_WRAP_PAD).
+///
+/// Fails if the key store is not PKCS#11, the mechanism is not one Keyhold can use, or the
+/// token cannot be opened.
+pub fn open_pkcs11(
+    paths: &Paths,
+    config: &Config,
+) -> Result<(
+    keystore::pkcs11::Pkcs11KeyStore,
+    keystore::pkcs11::wrap::WrapMechanism,
+)> {
+    let KeyStoreConfig::Pkcs11(toml) = &config.keystore else {
+        anyhow::bail!(
+            "wrapped export and import need a PKCS#11 key store; this CA uses the embedded token"
+        );
+    };
+    let mechanism = match &toml.wrap_mechanism {
+        Some(m) => m.parse().context("[keystore] wrap_mechanism")?,
+        None => keystore::pkcs11::wrap::WrapMechanism::default(),
+    };
+    let pin = secrets::read(
+        paths.pin_file.as_deref(),
+        PIN_ENV,
+        config
+            .secrets
+            .pin_file
+            .as_ref()
+            .map(|p| paths.data_dir.join(p))
+            .as_deref(),
+        "pkcs#11 user PIN",
+        "--pin-file",
+    )?;
+    let cfg = toml.resolve(&paths.data_dir, &pin)?;
+    Ok((
+        keystore::pkcs11::Pkcs11KeyStore::open(&cfg, &pin)?,
+        mechanism,
+    ))
+}
+
 /// The config, the key store and every issuer, each checked against its key.
 ///
 /// Fails listing every issuer problem.

@@ -247,7 +247,7 @@ impl RevocationLedger for FakeLedger {
         not_here()
     }
 
-    fn next_crl_number(&self, _: &IssuerId) -> Result<u64, StoreError> {
+    fn next_crl_number(&self, _: &IssuerId, _: SystemTime) -> Result<u64, StoreError> {
         not_here()
     }
 }

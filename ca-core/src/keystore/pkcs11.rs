@@ -21,6 +21,7 @@ mod pool;
 mod rv;
 pub mod uri;
 mod workers;
+pub mod wrap;
 
 use std::cell::Cell;
 use std::path::Path;
@@ -229,12 +230,15 @@ fn new_key_id() -> Result<Vec<u8>, KeyStoreError> {
     Ok(id)
 }
 
-impl KeyStore for Pkcs11KeyStore {
-    fn backend(&self) -> &'static str {
-        "pkcs11"
-    }
-
-    fn generate(&self, key: &KeyRef, spec: KeySpec) -> Result<SpkiDer, KeyStoreError> {
+impl Pkcs11KeyStore {
+    /// [`KeyStore::generate`], and with `exportable` a key that can leave the token wrapped
+    /// (see [`wrap`]).
+    fn generate_pair(
+        &self,
+        key: &KeyRef,
+        spec: KeySpec,
+        exportable: bool,
+    ) -> Result<SpkiDer, KeyStoreError> {
         let label = key.label();
         let label_bytes = label.as_bytes().to_vec();
         let params = ec::ec_params(spec)?;
@@ -251,13 +255,15 @@ impl KeyStore for Pkcs11KeyStore {
             Attribute::Label(label_bytes.clone()),
             Attribute::Id(id.clone()),
         ];
-        // PKCS#11 v2.40 4.9: sensitive and non-extractable from birth, so the token also sets
-        // CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE; signing is its only use.
-        let private_template = [
+        // PKCS#11 v2.40 4.9: sensitive from birth, and non-extractable unless asked, so the
+        // token also sets CKA_ALWAYS_SENSITIVE (and CKA_NEVER_EXTRACTABLE); signing is its
+        // only use. An exportable key can leave only wrapped under a key the security
+        // officer marked CKA_TRUSTED (CKA_WRAP_WITH_TRUSTED, read-only once true).
+        let mut private_template = vec![
             Attribute::Token(true),
             Attribute::Private(true),
             Attribute::Sensitive(true),
-            Attribute::Extractable(false),
+            Attribute::Extractable(exportable),
             Attribute::Sign(true),
             Attribute::Decrypt(false),
             Attribute::Derive(false),
@@ -265,6 +271,9 @@ impl KeyStore for Pkcs11KeyStore {
             Attribute::Label(label_bytes.clone()),
             Attribute::Id(id.clone()),
         ];
+        if exportable {
+            private_template.push(Attribute::WrapWithTrusted(true));
+        }
         // Set while a pair this call generated is on the token but not yet accounted for:
         // a retry after a reconnect, or the clean-up below, destroys it.
         let pending = Cell::new(false);
@@ -323,6 +332,16 @@ impl KeyStore for Pkcs11KeyStore {
             },
             Err(err) => Err(err),
         }
+    }
+}
+
+impl KeyStore for Pkcs11KeyStore {
+    fn backend(&self) -> &'static str {
+        "pkcs11"
+    }
+
+    fn generate(&self, key: &KeyRef, spec: KeySpec) -> Result<SpkiDer, KeyStoreError> {
+        self.generate_pair(key, spec, false)
     }
 
     /// Finds the key on every member that is in; fails with [`KeyStoreError::Corrupt`]

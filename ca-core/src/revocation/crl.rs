@@ -62,7 +62,7 @@ impl SignedCrl {
 /// What a CRL says besides its entries.
 #[derive(Debug, Clone, Copy)]
 pub struct CrlParams {
-    /// Its CRL number (from [`Store::next_crl_number`]).
+    /// Its CRL number (from [`crate::store::RevocationLedger::next_crl_number`]).
     pub number: u64,
     /// thisUpdate.
     pub this_update: SystemTime,
@@ -289,7 +289,7 @@ pub fn generate(
     now: SystemTime,
     validity: Duration,
 ) -> Result<SignedCrl, RevocationError> {
-    let number = store.next_crl_number(&issuer.id)?;
+    let number = store.next_crl_number(&issuer.id, now)?;
     let CrlList {
         mut entries,
         counted,

@@ -696,3 +696,5 @@ fn module_context_is_shared_and_initialised() {
     assert!(!b.get_all_slots().unwrap().is_empty());
     assert!(a.get_library_info().unwrap().cryptoki_version().major() >= 2);
 }
+
+mod wrap;

@@ -10,6 +10,7 @@ mod support;
 mod acme;
 mod approvals;
 mod audit;
+mod backup;
 mod codesign;
 mod concurrency;
 mod open;

@@ -164,9 +164,11 @@ fn crl_numbers_strictly_increase_per_issuer_across_processes(b: &Backend) {
     with_issuer(b);
     let ca = issuer_id();
     let other = IssuerId::new("other-ca").unwrap();
-    assert_eq!(b.db.next_crl_number(&ca).unwrap(), 1);
-    assert_eq!(b.db.next_crl_number(&ca).unwrap(), 2);
-    assert_eq!(b.db.next_crl_number(&other).unwrap(), 1);
+    // The first number is thisUpdate in microseconds; within one microsecond, one more.
+    let first = ca_core::audit::unix_micros(t0()) as u64;
+    assert_eq!(b.db.next_crl_number(&ca, t0()).unwrap(), first);
+    assert_eq!(b.db.next_crl_number(&ca, t0()).unwrap(), first + 1);
+    assert_eq!(b.db.next_crl_number(&other, t0()).unwrap(), first);
 
     // A second process, and both at once from several threads: never the same number.
     let second = b.reopen();
@@ -178,7 +180,8 @@ fn crl_numbers_strictly_increase_per_issuer_across_processes(b: &Backend) {
                 scope.spawn(move || {
                     (0..10)
                         .map(|_| {
-                            ca_core::store::RevocationLedger::next_crl_number(db, &ca).unwrap()
+                            ca_core::store::RevocationLedger::next_crl_number(db, &ca, t0())
+                                .unwrap()
                         })
                         .collect::<Vec<_>>()
                 })
@@ -190,14 +193,29 @@ fn crl_numbers_strictly_increase_per_issuer_across_processes(b: &Backend) {
             .collect::<Vec<_>>()
     });
     seen.sort_unstable();
-    assert_eq!(seen, (3..43).collect::<Vec<u64>>());
+    assert_eq!(seen, (first + 2..first + 42).collect::<Vec<u64>>());
     drop(second);
     // And after a restart it goes on from there.
     let reopened = b.reopen();
     assert_eq!(
-        ca_core::store::RevocationLedger::next_crl_number(&reopened, &ca).unwrap(),
-        43
+        ca_core::store::RevocationLedger::next_crl_number(&reopened, &ca, t0()).unwrap(),
+        first + 42
     );
+}
+
+fn a_crl_number_never_goes_backwards_when_the_stored_counter_does(b: &Backend) {
+    with_issuer(b);
+    let ca = issuer_id();
+    let published = b.db.next_crl_number(&ca, t0()).unwrap();
+    // What a restore of an old backup (or an asynchronous failover) does to the counter.
+    b.exec(&format!(
+        "UPDATE crl_numbers SET last = 3 WHERE issuer = {}",
+        text(ISSUER)
+    ));
+    let later = t0() + Duration::from_secs(1);
+    let next = b.db.next_crl_number(&ca, later).unwrap();
+    assert!(next > published, "{next} <= {published}");
+    assert_eq!(next, ca_core::audit::unix_micros(later) as u64);
 }
 
 fn a_requester_revokes_only_its_own_certificates_and_never_for_ca_compromise(b: &Backend) {
@@ -288,4 +306,5 @@ on_both_backends!(
     revoking_twice_unknown_reserved_or_failed_serials_is_refused_and_not_audited,
     status_lookups_know_the_issuer,
     crl_numbers_strictly_increase_per_issuer_across_processes,
+    a_crl_number_never_goes_backwards_when_the_stored_counter_does,
 );

@@ -127,6 +127,61 @@ pub enum HsmCommand {
         #[arg(long, value_name = "FILE")]
         so_pin_file: Option<PathBuf>,
     },
+    /// Install an AES-256 wrapping key, marked CKA_TRUSTED, for `keys export` and `import`
+    /// (security officer). The same value goes into every token that exchanges keys.
+    InstallWrappingKey {
+        /// PKCS#11 module.
+        #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+        module: PathBuf,
+        /// The token's label.
+        #[arg(long)]
+        token: String,
+        /// The wrapping key's label.
+        #[arg(long)]
+        label: String,
+        /// File (mode 0600) holding the key as 64 hex digits, from the key ceremony.
+        #[arg(long, value_name = "FILE")]
+        value_file: PathBuf,
+        /// File holding the SO PIN (else KEYHOLD_PKCS11_SO_PIN).
+        #[arg(long, value_name = "FILE")]
+        so_pin_file: Option<PathBuf>,
+    },
+}
+
+/// `keyhold hsm install-wrapping-key`.
+///
+/// Fails if a secret cannot be read, the value is not 64 hex digits, or the token refuses.
+pub fn run_install_wrapping_key(
+    module: &Path,
+    token: &str,
+    label: &str,
+    value_file: &Path,
+    so_pin_file: Option<&Path>,
+) -> Result<()> {
+    let so_pin = secrets::read(
+        so_pin_file,
+        SO_PIN_ENV,
+        None,
+        "pkcs#11 SO PIN",
+        "--so-pin-file",
+    )?;
+    let text = secrets::read(
+        Some(value_file),
+        "KEYHOLD_WRAPPING_KEY",
+        None,
+        "wrapping key",
+        "--value-file",
+    )?;
+    let mut value = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.expose().trim(), value.as_mut()).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: the wrapping key must be 64 hex digits",
+            value_file.display()
+        )
+    })?;
+    keystore::pkcs11::wrap::install_wrapping_key(module, token, &so_pin, label, &value)?;
+    println!("installed trusted wrapping key {label:?} in token {token:?}");
+    Ok(())
 }
 
 pub fn run_init_token(

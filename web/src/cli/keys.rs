@@ -1,6 +1,8 @@
 //! `keyhold keys`: list, generate and destroy keys in the configured key store.
 
-use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
 use ca_core::audit::{Action, AuditEvent};
 use ca_core::keystore::{KeyRef, KeySpec};
 use ca_core::store::AuditLog;
@@ -23,6 +25,40 @@ pub enum KeysCommand {
         /// Key type: p384 or p256.
         #[arg(long = "type", default_value = "p384")]
         key_type: KeySpec,
+        /// PKCS#11 only: a key that can leave the token, but only wrapped under a key the
+        /// security officer marked trusted (CKA_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED; still
+        /// sensitive). Keys are non-exportable by default.
+        #[arg(long)]
+        exportable: bool,
+    },
+    /// Write an exportable key wrapped (C_WrapKey, RFC 5649) under a trusted wrapping key,
+    /// with its public key. Never plaintext.
+    Export {
+        /// The key's label.
+        #[arg(long)]
+        label: String,
+        /// The trusted wrapping key's label (an AES key in the token).
+        #[arg(long)]
+        wrapping_key: String,
+        /// The file to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Unwrap a key written by `keys export` into this token (sensitive; non-extractable
+    /// unless --extractable).
+    Import {
+        /// The file `keys export` wrote.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The wrapping key's label in this token (the same secret as at export).
+        #[arg(long)]
+        wrapping_key: String,
+        /// The label here (default: the label at export).
+        #[arg(long)]
+        label: Option<String>,
+        /// Keep the imported key exportable (again only under trusted keys).
+        #[arg(long)]
+        extractable: bool,
     },
     /// Destroy a key for good.
     Destroy {
@@ -34,6 +70,9 @@ pub enum KeysCommand {
         yes: bool,
     },
 }
+
+#[path = "keys_wrapped.rs"]
+mod wrapped;
 
 pub fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
     let config = Config::load(&cli.paths.data_dir)?;
@@ -52,10 +91,38 @@ pub fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
                 );
             }
         }
-        KeysCommand::Generate { label, key_type } => {
+        KeysCommand::Export {
+            label,
+            wrapping_key,
+            out,
+        } => wrapped::export(cli, &config, label, wrapping_key, out)?,
+        KeysCommand::Import {
+            input,
+            wrapping_key,
+            label,
+            extractable,
+        } => wrapped::import(
+            cli,
+            &config,
+            input,
+            wrapping_key,
+            label.as_deref(),
+            *extractable,
+        )?,
+        KeysCommand::Generate {
+            label,
+            key_type,
+            exportable,
+        } => {
             let key = KeyRef::new(label.as_str())?;
             let db = crate::wiring::open_db(&cli.paths, &config)?;
-            let spki = store.generate(&key, *key_type)?;
+            let spki = if *exportable {
+                let (pkcs11, _) =
+                    crate::wiring::open_pkcs11(&cli.paths, &config).context("--exportable")?;
+                pkcs11.generate_exportable(&key, *key_type)?
+            } else {
+                store.generate(&key, *key_type)?
+            };
             let event = AuditEvent::new(
                 Action::KeyGenerated,
                 crate::cli::io::cli_actor(),
@@ -63,6 +130,7 @@ pub fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
                 format!("key:{}", store.uri(&key)),
             )
             .with("type", key_type.as_str())
+            .with("exportable", exportable.to_string())
             .with("sha256", spki.fingerprint());
             if let Err(e) = db.audit(&[event]) {
                 // Fail closed: a key the audit log does not know must not exist.

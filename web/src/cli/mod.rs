@@ -2,6 +2,7 @@
 //! only here: the server never reaches them.
 
 pub mod audit;
+pub mod backup;
 pub mod ca;
 pub mod certs;
 pub mod codesign;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Requests waiting for approval, and the officers' decisions.
     #[command(subcommand)]
     Requests(crate::cli::requests::RequestsCommand),
+    /// Encrypted, signed backups of the CA: create, verify, restore.
+    #[command(subcommand)]
+    Backup(crate::cli::backup::BackupCommand),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(crate::cli::audit::AuditCommand),
@@ -113,6 +117,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Certs(cmd) => crate::cli::certs::certs(&cli, cmd),
         Command::Requests(cmd) => crate::cli::requests::requests(&cli, cmd),
         Command::Audit(cmd) => crate::cli::audit::audit(&cli, cmd),
+        Command::Backup(cmd) => crate::cli::backup::run(&cli, cmd),
         Command::Serve(args) => crate::serve::run(&cli.paths, args),
         Command::Tokens(cmd) => crate::cli::tokens::run(&cli, cmd),
         Command::Revoke(args) => crate::cli::revoke::revoke(&cli, args),
@@ -128,6 +133,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             label,
             so_pin_file,
         }) => done(run_init_token(&cli, module, label, so_pin_file.as_deref())),
+        Command::Hsm(HsmCommand::InstallWrappingKey {
+            module,
+            token,
+            label,
+            value_file,
+            so_pin_file,
+        }) => done(crate::cli::init::run_install_wrapping_key(
+            module,
+            token,
+            label,
+            value_file,
+            so_pin_file.as_deref(),
+        )),
         Command::Ca(CaCommand::Check) => done(run_ca_check(&cli)),
         Command::Ocsp(OcspCommand::Renew { issuer, days }) => {
             done(run_ocsp_renew(&cli, issuer, *days))

@@ -42,6 +42,10 @@ pub struct Pkcs11Toml {
     /// The members, in order of preference when equally busy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberToml>,
+    /// The mechanism `keyhold keys export` and `import` wrap with (default
+    /// `CKM_AES_KEY_WRAP_PAD`, SoftHSM2's RFC 5649; see [`super::wrap::WrapMechanism`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap_mechanism: Option<String>,
 }
 
 /// One `[[keystore.members]]` entry.
@@ -77,6 +81,7 @@ impl Pkcs11Toml {
             sign_timeout: None,
             keepalive: None,
             members: Vec::new(),
+            wrap_mechanism: None,
         }
     }
 
