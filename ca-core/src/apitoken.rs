@@ -155,10 +155,12 @@ impl TokenError {
     }
 }
 
+/// The requester recorded for the certificates Keyhold issues to its own HTTPS listener.
+pub const OWN_SERVER_REQUESTER: &str = "keyhold-server";
+
 /// Names no token may take: the server's own requester (its HTTPS certificates), and the
 /// actors the audit log uses for the system and for unauthenticated callers.
-pub const RESERVED_NAMES: [&str; 3] =
-    [crate::issuance::OWN_SERVER_REQUESTER, "system", "anonymous"];
+pub const RESERVED_NAMES: [&str; 3] = [OWN_SERVER_REQUESTER, "system", "anonymous"];
 
 /// Creates an API token: checks the request against one set of rules (a valid, unused name,
 /// a known role, profiles among `known_profiles`, a lifetime of at most [`MAX_LIFETIME`]),

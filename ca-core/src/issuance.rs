@@ -41,8 +41,9 @@ pub use crate::policy::sans_text;
 /// milliseconds; the margin covers a slow HSM and clock skew between processes).
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(300);
 
-/// The requester recorded for the certificates Keyhold issues to its own HTTPS listener.
-pub const OWN_SERVER_REQUESTER: &str = "keyhold-server";
+/// The requester recorded for the certificates Keyhold issues to its own HTTPS listener (a
+/// name no API token may take).
+pub use crate::apitoken::OWN_SERVER_REQUESTER;
 
 /// Where a request came from, which decides the profiles it may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -617,3 +617,48 @@ fn tokens_cannot_take_reserved_names() {
         assert!(r.stderr.contains("is reserved"), "{name}: {}", r.stderr);
     }
 }
+
+#[actix_web::test]
+async fn a_sign_in_form_posted_from_another_site_is_refused() {
+    // Item 11: the sign-in form's anti-CSRF token was a plain double submit (cookie equals
+    // form field), which a page able to plant a cookie for this host could satisfy. The
+    // browser's Origin and Sec-Fetch-Site headers, which no page can set, now decide too.
+    let fx = Fixture::new();
+    let app = app!(fx);
+    user(&fx, "alice", &[Role::Auditor]);
+    let page =
+        test::call_service(&app, test::TestRequest::get().uri("/ui/login").to_request()).await;
+    let csrf = crate::ui::cookie_value(&page, "kh_login").unwrap();
+    let attempt = |extra: Option<(&'static str, &'static str)>| {
+        let mut req = post(
+            "/ui/login",
+            &format!("kh_login={csrf}"),
+            form(&[
+                ("csrf", &csrf),
+                ("name", "alice"),
+                ("password", crate::ui::PASSWORD),
+            ]),
+        )
+        .insert_header(("Host", "keyhold.internal"));
+        if let Some(h) = extra {
+            req = req.insert_header(h);
+        }
+        req.to_request()
+    };
+    for forged in [
+        ("Origin", "https://evil.example"),
+        ("Origin", "null"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let res = test::call_service(&app, attempt(Some(forged))).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{forged:?}");
+        assert!(
+            crate::ui::cookie_value(&res, "kh_session").is_none(),
+            "{forged:?}"
+        );
+    }
+    // From Keyhold's own page the same form signs in.
+    let res = test::call_service(&app, attempt(Some(("Origin", "https://keyhold.internal")))).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(crate::ui::cookie_value(&res, "kh_session").is_some());
+}

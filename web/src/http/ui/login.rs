@@ -62,6 +62,34 @@ pub(super) fn login_page(
     Ok(res)
 }
 
+/// Why a sign-in POST came from another site, if it did. The anti-CSRF cookie alone is a
+/// double submit, which a page that can plant cookies for this host (a sibling subdomain, a
+/// plain-HTTP answer on the path) could satisfy; the `Origin` and `Sec-Fetch-Site` headers
+/// are set by the browser and no page can forge them. Requests without either (scripts,
+/// old browsers) fall back to the cookie check alone.
+fn cross_site(req: &HttpRequest) -> Option<String> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Some(site) = header("sec-fetch-site")
+        && site.eq_ignore_ascii_case("cross-site")
+    {
+        return Some("the form was sent from another site (Sec-Fetch-Site: cross-site)".into());
+    }
+    let origin = header("origin")?;
+    // `null` is what a sandboxed or file: page sends: never ours.
+    let host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'))
+        .unwrap_or("");
+    let ours = req.connection_info().host().to_owned();
+    (!host.eq_ignore_ascii_case(&ours))
+        .then(|| format!("the form was sent from {origin:?}, not from {ours}"))
+}
+
 /// `POST /ui/login`.
 pub async fn login(
     req: HttpRequest,
@@ -69,6 +97,11 @@ pub async fn login(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, UiError> {
     let form = form.into_inner();
+    if let Some(why) = cross_site(&req) {
+        return Err(UiError::Forbidden(format!(
+            "sign-in refused: {why}. Sign in from Keyhold's own sign-in page"
+        )));
+    }
     let expected = cookie(&req, LOGIN_COOKIE).unwrap_or_default();
     if form.csrf.is_empty() || expected.is_empty() || !same_token(&form.csrf, &expected) {
         return Err(UiError::Forbidden(
