@@ -74,13 +74,20 @@ fn cross_site(req: &HttpRequest) -> Option<String> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    // A sibling subdomain (`same-site`) is exactly the page that can plant cookies here.
     if let Some(site) = header("sec-fetch-site")
-        && site.eq_ignore_ascii_case("cross-site")
+        && !(site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none"))
     {
-        return Some("the form was sent from another site (Sec-Fetch-Site: cross-site)".into());
+        return Some(format!(
+            "the form was sent from another site (Sec-Fetch-Site: {site})"
+        ));
     }
     let origin = header("origin")?;
-    // `null` is what a sandboxed or file: page sends: never ours.
+    // `null` says nothing: browsers send it for any POST from a page whose referrer policy
+    // is `no-referrer`, as Keyhold's pages are; Sec-Fetch-Site above has decided then.
+    if origin == "null" {
+        return None;
+    }
     let host = origin
         .split_once("://")
         .map(|(_, rest)| rest.trim_end_matches('/'))
