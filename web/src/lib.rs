@@ -1,6 +1,7 @@
 //! Keyhold's outer layer: the `keyhold` command line, its config file, and the HTTP server
 //! ([`configure`] is the one route table, used by `keyhold serve` and by the tests).
 
+pub mod backups;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -228,19 +228,26 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// The config: `config_file` if given, else the data directory's keyhold.toml.
+///
+/// Fails naming the file if it cannot be read or is invalid.
+fn load_config(paths: &Paths, config_file: Option<&std::path::Path>) -> Result<Config> {
+    match config_file {
+        None => Config::load(&paths.data_dir),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config {}", p.display()))?;
+            Config::parse(&text).with_context(|| format!("invalid config {}", p.display()))
+        }
+    }
+}
+
 /// Loads everything the server needs, checking it all.
 ///
 /// Fails listing every problem with the config, key store, issuers, profiles or database.
 pub fn load_state(paths: &Paths, config_file: Option<&std::path::Path>) -> Result<AppState> {
     let path = config_file.map_or_else(|| paths.data_dir.join(CONFIG_FILE), PathBuf::from);
-    let config = match config_file {
-        None => Config::load(&paths.data_dir)?,
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read config {}", p.display()))?;
-            Config::parse(&text).with_context(|| format!("invalid config {}", p.display()))?
-        }
-    };
+    let config = load_config(paths, config_file)?;
     let keys = open_store(paths, &config)?;
     let mut problems = Vec::new();
     let issuers =
@@ -322,7 +329,7 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     if args.config.is_none() && !paths.data_dir.join(CONFIG_FILE).exists() {
         init_demo(paths, args)?;
     }
-    let state = load_state(paths, args.config.as_deref())?;
+    let mut state = load_state(paths, args.config.as_deref())?;
     let closed = state
         .ca
         .recover(SystemTime::now())
@@ -373,6 +380,20 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
         .context("cannot start the OCSP pre-signer")?;
     let checkpoints = spawn_checkpointer(&state, stop_presigner.clone())
         .context("cannot start the audit checkpointer")?;
+    let config = load_config(paths, args.config.as_deref())?;
+    let backups = match crate::backups::schedule(paths, &config)? {
+        Some(plan) => {
+            let (status, handle) = crate::backups::spawn_schedule(
+                paths.clone(),
+                config,
+                plan,
+                stop_presigner.clone(),
+            )?;
+            state.backups = Some(status);
+            Some(handle)
+        }
+        None => None,
+    };
     let data = web::Data::new(state);
     let app_data = data.clone();
     let mut server = HttpServer::new(move || {
@@ -468,6 +489,9 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     }
     if checkpoints.is_some_and(|t| t.join().is_err()) {
         tracing::error!("the audit checkpointer panicked");
+    }
+    if backups.is_some_and(|t| t.join().is_err()) {
+        tracing::error!("the backup thread panicked");
     }
     drop(tls);
     drop(data);

@@ -5,15 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ca_core::audit::{Action, AuditEvent};
-use ca_core::backup::{self, Identity, Manifest, Recipient, plan};
-use ca_core::keystore::{KeyStoreConfig, SpkiDer};
+use ca_core::backup::{self, Identity, Manifest, plan};
+use ca_core::keystore::SpkiDer;
 use ca_core::store::AuditLog;
 use clap::Subcommand;
 
+use crate::backups::{create_private_file, write_backup};
 use crate::cli::Cli;
 use crate::cli::io::cli_actor;
-use crate::config::{CONFIG_FILE, Config};
-use crate::wiring::{Paths, open_db, open_store};
+use crate::config::Config;
+use crate::wiring::{Paths, open_store};
 
 /// `keyhold backup ...`.
 #[derive(Debug, Subcommand)]
@@ -66,7 +67,8 @@ pub fn run(cli: &Cli, cmd: &BackupCommand) -> Result<ExitCode> {
     match cmd {
         BackupCommand::Create { out, recipients } => {
             let config = Config::load(&cli.paths.data_dir)?;
-            let (manifest, size) = write_backup(&cli.paths, &config, out, recipients)?;
+            let (manifest, size) =
+                write_backup(&cli.paths, &config, out, recipients, &cli_actor(), "cli")?;
             println!(
                 "wrote backup {} ({size} bytes, {} parts, database {} schema {}, audit head {})",
                 out.display(),
@@ -152,133 +154,6 @@ fn describe(file: &Path, m: &Manifest) {
             "references only"
         }
     );
-}
-
-/// The recipients: `flags`, else `[backup] recipients`.
-fn recipients(config: &Config, flags: &[String]) -> Result<Vec<Recipient>> {
-    let texts: Vec<&String> = if flags.is_empty() {
-        config
-            .backup
-            .iter()
-            .flat_map(|b| b.recipients.iter())
-            .collect()
-    } else {
-        flags.iter().collect()
-    };
-    Ok(texts
-        .into_iter()
-        .map(|t| Recipient::parse(t))
-        .collect::<Result<_, _>>()?)
-}
-
-/// Every key reference the CA uses.
-fn key_references(config: &Config) -> Vec<String> {
-    let mut refs: Vec<String> = config
-        .issuers
-        .iter()
-        .flat_map(|i| std::iter::once(i.ca.key.clone()).chain(i.ocsp.iter().map(|o| o.key.clone())))
-        .collect();
-    refs.extend(config.audit.iter().map(|a| a.key.clone()));
-    refs
-}
-
-/// Makes one backup of the CA in `paths` at `out` (written atomically: a sibling file,
-/// fsynced, renamed) and audits it. Returns the manifest and the archive's size.
-///
-/// Fails naming what is missing (recipients, the audit key) or what could not be read or
-/// written; nothing is left at `out` then.
-pub fn write_backup(
-    paths: &Paths,
-    config: &Config,
-    out: &Path,
-    recipient_flags: &[String],
-) -> Result<(Manifest, u64)> {
-    let recipients = recipients(config, recipient_flags)?;
-    let audit = config
-        .audit
-        .as_ref()
-        .ok_or_else(|| anyhow!("keyhold.toml has no [audit] key: backups are signed with it"))?;
-    if out.exists() {
-        bail!("{} exists already: name a new file", out.display());
-    }
-    let keys = open_store(paths, config)?;
-    let signer = keys.signer(&keys.key_from_uri(&audit.key)?)?;
-    let db = open_db(paths, config)?;
-
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .ok_or_else(|| anyhow!("{} is not a file name", out.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let partial = parent.join(format!(".{name}.partial"));
-    let scratch = parent.join(format!(".{name}.parts"));
-    let result = (|| -> Result<(Manifest, u64)> {
-        create_private_dir(&scratch)?;
-        let file = create_private_file(&partial)?;
-        let data = &paths.data_dir;
-        let token_dir = match &config.keystore {
-            KeyStoreConfig::Embedded { dir } => Some(data.join(dir)),
-            KeyStoreConfig::Pkcs11 { .. } => None,
-        };
-        let refs = key_references(config);
-        let policies = paths.policies_dir();
-        let sources = plan::Sources {
-            config: &data.join(CONFIG_FILE),
-            ca_dir: &data.join("ca"),
-            policies: policies.is_dir().then_some(policies.as_path()),
-            token_dir: token_dir.as_deref(),
-            keys: if token_dir.is_some() {
-                plan::embedded_note(refs)
-            } else {
-                plan::pkcs11_note(refs)
-            },
-        };
-        let (manifest, writer) = backup::create(
-            std::io::BufWriter::new(file),
-            &recipients,
-            &sources,
-            db.as_ref(),
-            &scratch,
-            &audit.key,
-            signer.as_ref(),
-            env!("CARGO_PKG_VERSION"),
-        )?;
-        let file = writer
-            .into_inner()
-            .map_err(|e| anyhow!("writing {}: {e}", partial.display()))?;
-        file.sync_all()
-            .with_context(|| format!("writing {}", partial.display()))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or_default();
-        std::fs::rename(&partial, out)
-            .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
-        Ok((manifest, size))
-    })();
-    let _ = std::fs::remove_dir_all(&scratch);
-    let _ = std::fs::remove_file(&partial);
-    let (manifest, size) = result?;
-    let event = AuditEvent::new(
-        Action::BackupCreated,
-        cli_actor(),
-        "cli",
-        format!("backup:{name}"),
-    )
-    .with("bytes", size.to_string())
-    .with("parts", manifest.parts.len().to_string())
-    .with(
-        "audit_head",
-        manifest
-            .audit_head
-            .as_ref()
-            .map_or(0, |h| h.seq)
-            .to_string(),
-    );
-    db.audit(&[event])
-        .context("the backup was written, but its audit entry was not")?;
-    Ok((manifest, size))
 }
 
 fn restore(paths: &Paths, file: &Path, identity: &Path) -> Result<()> {
@@ -376,24 +251,6 @@ fn wipe(dir: &Path) {
             };
         }
     }
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
-}
-
-fn create_private_file(path: &Path) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -97,6 +97,18 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             "CRLs are served from the last one signed, until its nextUpdate",
         ]);
     }
+    // Backups (issue 19): overdue when none succeeded within twice `[backup] every`. Serving
+    // is unaffected, so this degrades without making the node unready.
+    if let Some(backups) = &state.backups {
+        let overdue = backups.overdue(std::time::SystemTime::now());
+        body["backup"] = json!(if overdue.is_some() { "overdue" } else { "ok" });
+        if let Some(why) = overdue {
+            match body["degraded"].as_array_mut() {
+                Some(list) => list.push(json!(why)),
+                None => body["degraded"] = json!([why]),
+            }
+        }
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -109,6 +121,28 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut out = state.metrics.render();
     crate::http::metrics::render_members(&mut out, &state.probes.keys.members());
+    if let Some(backups) = &state.backups {
+        use std::fmt::Write;
+        let secs = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        let _ = writeln!(
+            out,
+            "# HELP keyhold_backup_last_success_timestamp_seconds When the last scheduled backup succeeded (0: none yet).\n\
+             # TYPE keyhold_backup_last_success_timestamp_seconds gauge\n\
+             keyhold_backup_last_success_timestamp_seconds {}\n\
+             # HELP keyhold_backup_last_failure_timestamp_seconds When the last scheduled backup failed (0: never).\n\
+             # TYPE keyhold_backup_last_failure_timestamp_seconds gauge\n\
+             keyhold_backup_last_failure_timestamp_seconds {}\n\
+             # HELP keyhold_backup_last_bytes Size of the last scheduled backup.\n\
+             # TYPE keyhold_backup_last_bytes gauge\n\
+             keyhold_backup_last_bytes {}",
+            backups.last_success().map_or(0, |(t, ..)| secs(t)),
+            backups.last_failure().map_or(0, |(t, _)| secs(t)),
+            backups.last_success().map_or(0, |(.., n)| n),
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)

@@ -65,6 +65,8 @@ pub struct AppState {
     pub ledger: Arc<dyn Store>,
     /// Signs audit checkpoints on a schedule (`[audit]` in keyhold.toml), if configured.
     pub checkpointer: Option<ca_core::audit::Checkpointer>,
+    /// What scheduled backups did last (`[backup] every`), if they are scheduled.
+    pub backups: Option<Arc<crate::backups::Status>>,
 }
 
 /// How long a signing probe's result is reused.
@@ -183,6 +185,7 @@ impl AppState {
             operations: db.clone(),
             ledger: db.clone(),
             checkpointer: None,
+            backups: None,
             tokens: db.clone(),
             probes: Arc::new(Probes {
                 db,

@@ -1364,3 +1364,73 @@ fn serve_refuses_insecure_http_ui_off_loopback_and_bad_tls_settings() {
     ]);
     crate::cli::fails_with(&r, "does not issue TLS server certificates");
 }
+
+#[test]
+fn the_server_makes_backups_on_its_schedule_and_keeps_the_newest() {
+    // Issue 19: `[backup] every` makes `keyhold serve` back the CA up by itself, keeping the
+    // newest `keep`, and says so on /metrics and /readyz.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let r = run(keyhold(&dir).args(["init", "--demo"]));
+    assert!(r.ok, "{}", r.stderr);
+    let identity = tmp.path().join("backup-identity.txt");
+    let r = run(keyhold(&dir).args(["backup", "keygen", "--out", identity.to_str().unwrap()]));
+    assert!(r.ok, "{}", r.stderr);
+    let recipient = r.stdout.trim().to_owned();
+    let config = dir.join("keyhold.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(!text.contains("[backup]"), "{text}");
+    fs::write(
+        &config,
+        format!("{text}\n[backup]\nrecipients = [\"{recipient}\"]\nevery = \"1s\"\nkeep = 2\n"),
+    )
+    .unwrap();
+    let server = Server::start(tmp.path(), &dir);
+    let backups = dir.join("backups");
+    let made = |s: &Server| {
+        String::from_utf8_lossy(
+            &http(
+                s.port,
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap()
+            .body,
+        )
+        .lines()
+        .find_map(|l| l.strip_prefix("keyhold_backup_last_success_timestamp_seconds "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while made(&server) == 0 {
+        assert!(Instant::now() < deadline, "no backup:\n{}", server.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A few more intervals: at least four backups made, two kept.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut files: Vec<PathBuf> = fs::read_dir(&backups)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "age"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}\n{}", server.logs());
+    let ready = http(
+        server.port,
+        b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let body: Value = serde_json::from_slice(&ready.body).unwrap();
+    assert_eq!(body["backup"], "ok", "{body}");
+    // What the schedule wrote is a whole, signed, readable backup.
+    let r = run(keyhold(&dir).args([
+        "backup",
+        "verify",
+        files[1].to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+    ]));
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    drop(server);
+}
