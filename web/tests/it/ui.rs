@@ -1873,3 +1873,55 @@ async fn officers_approve_a_new_administrator_in_the_ui_who_may_then_sign_in() {
     .await;
     assert!(res.status().is_client_error(), "{}", res.status());
 }
+
+#[actix_web::test]
+async fn the_dashboard_shows_scheduled_backups() {
+    // Issue 19: what `[backup] every` did last is on the dashboard, beside /metrics and
+    // /readyz.
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("identity.txt");
+    let r = crate::cli::run(crate::cli::keyhold(&keys.path().join("data")).args([
+        "backup",
+        "keygen",
+        "--out",
+        identity.to_str().unwrap(),
+    ]));
+    assert!(r.ok, "{}", r.stderr);
+    let recipient = r.stdout.trim().to_owned();
+    let mut fx = Fixture::with_config(&format!(
+        "[backup]\nrecipients = [\"{recipient}\"]\nevery = \"1h\"\n"
+    ));
+    let dir = fx.tmp.path().join("data");
+    let paths = ca_web::wiring::Paths {
+        data_dir: dir.clone(),
+        passphrase_file: None,
+        pin_file: None,
+        policies: Some(crate::cli::shipped_policies()),
+    };
+    let config = ca_web::config::Config::load(&dir).unwrap();
+    let plan = ca_web::backups::schedule(&paths, &config).unwrap().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (status, handle) =
+        ca_web::backups::spawn_schedule(paths, config, plan, stop.clone()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while status.last_success().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            status.last_failure()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    fx.state.backups = Some(status);
+    user(&fx, "aude", &[Role::Auditor]);
+    let app = app!(fx);
+    let (aude, _) = login(&app, "aude").await;
+    let html = body(test::call_service(&app, get("/ui/", &aude).to_request()).await).await;
+    assert!(html.contains("id=\"backup-status\""), "{html}");
+    assert!(
+        html.contains("on schedule") && html.contains("last backup"),
+        "{html}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.join().unwrap();
+}

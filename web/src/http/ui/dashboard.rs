@@ -17,6 +17,26 @@ use crate::http::ui::views::{DashboardPage, IssuanceChart, Layout};
 use crate::http::ui::{UiError, render};
 use crate::text::humantime;
 
+/// What the dashboard says of scheduled backups: the last success (or failure), and whether
+/// they are overdue.
+fn backup_line(state: &AppState, now: SystemTime) -> Option<(String, bool)> {
+    let b = state.backups.as_ref()?;
+    let mut line = match b.last_success() {
+        Some((at, file, bytes)) => format!(
+            "last backup {} ({}, {} bytes)",
+            humantime(at),
+            file.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            grouped(bytes)
+        ),
+        None => "no backup made yet".into(),
+    };
+    if let Some((at, why)) = b.last_failure() {
+        line.push_str(&format!("; last failure {}: {why}", humantime(at)));
+    }
+    Some((line, b.overdue(now).is_some()))
+}
+
 /// For each issuer, when its CRL is next due, from the last CRL this server made.
 pub(crate) fn crl_lines(state: &AppState) -> Vec<(String, String)> {
     state
@@ -90,6 +110,7 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
         show_events,
         health,
         crls: crl_lines(&state),
+        backup: backup_line(&state, now),
         chart: IssuanceChart::new(&per_day, now),
     })
 }

@@ -124,6 +124,9 @@ pub struct DashboardPage {
     pub health: Vec<(&'static str, bool)>,
     /// Each issuer's CRL: (issuer, what its last CRL says of the next one).
     pub crls: Vec<(String, String)>,
+    /// Scheduled backups: the last one and whether they are overdue; `None` when none are
+    /// scheduled.
+    pub backup: Option<(String, bool)>,
     /// Certificates issued per day, drawn as inline SVG on the server (no script).
     pub chart: IssuanceChart,
 }
