@@ -50,8 +50,9 @@ wants() { [[ " $ACME_ONLY " == *" $1 "* ]]; }
 
 eab_certbot=() eab_lego=()
 if [ -n "${ACME_EAB_KID:-}" ]; then
-  eab_certbot=(--eab-kid "$ACME_EAB_KID" --eab-hmac-key "$ACME_EAB_HMAC")
-  eab_lego=(--eab --kid "$ACME_EAB_KID" --hmac "$ACME_EAB_HMAC")
+  # `--opt=value`: a base64url key may start with `-`, which would read as an option.
+  eab_certbot=("--eab-kid=$ACME_EAB_KID" "--eab-hmac-key=$ACME_EAB_HMAC")
+  eab_lego=(--eab "--kid=$ACME_EAB_KID" "--hmac=$ACME_EAB_HMAC")
 fi
 
 # verify_cert LEAF CHAIN NAME...: the leaf chains to the issuing root through CHAIN (the
@@ -164,7 +165,7 @@ if wants certbot; then
     wrong=$("$ACME_PY" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))')
     expect_log=$w/certbot-wrongeab/logs/letsencrypt.log
     expect_failure "certbot with a wrong EAB HMAC" 'unauthorized|malformed|verification|external account' \
-      certbot_in "$w/certbot-wrongeab" register --eab-kid "$ACME_EAB_KID" --eab-hmac-key "$wrong"
+      certbot_in "$w/certbot-wrongeab" register "--eab-kid=$ACME_EAB_KID" "--eab-hmac-key=$wrong"
     pass "certbot: EAB with a wrong HMAC key is refused"
   fi
 
