@@ -1023,19 +1023,7 @@ async fn crl_and_ocsp_validity_come_from_the_revocation_config() {
     let fx = Fixture::with_config("[revocation]\ncrl_validity = \"2d\"\nocsp_validity = \"36h\"");
     let app = app!(fx);
     let work = fx.tmp.path();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(work)
-            .output()
-            .expect("openssl must be installed");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let openssl = |args: &[&str]| crate::support::openssl_in(work, args);
     let res = test::call_service(
         &app,
         test::TestRequest::get()
@@ -1129,19 +1117,7 @@ async fn ocsp_answers_are_reused_until_a_revocation_through_the_api() {
     )
     .await;
     std::fs::write(work.join("issuer.pem"), test::read_body(res).await).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(work)
-            .output()
-            .expect("openssl must be installed (.ci/setup installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let openssl = |args: &[&str]| crate::support::openssl_in(work, args);
     let request = |name: &str, nonce: &str| {
         openssl(&[
             "ocsp",

@@ -4,8 +4,6 @@
 //! certificates, and the next question about a certificate issued a moment earlier got
 //! `tryLater` (which soft-failing clients read as good).
 
-use std::process::Command;
-
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
 use ca_core::apitoken::Role;
@@ -18,12 +16,13 @@ use crate::api::Fixture;
 fn status_of(dir: &std::path::Path, der: &[u8]) -> String {
     let path = dir.join("answer.der");
     std::fs::write(&path, der).unwrap();
-    let out = Command::new("openssl")
-        .args(["ocsp", "-respin"])
-        .arg(&path)
-        .args(["-resp_text", "-noverify"])
-        .output()
-        .expect("openssl must be installed (.ci/setup installs it)");
+    let out = crate::support::openssl(&[
+        "ocsp",
+        "-respin",
+        path.to_str().unwrap(),
+        "-resp_text",
+        "-noverify",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.lines()
         .find_map(|l| l.trim().strip_prefix("Cert Status: "))
@@ -38,18 +37,18 @@ fn status_of(dir: &std::path::Path, der: &[u8]) -> String {
 /// An OCSP request (no nonce) about `serial` of the issuing CA, made by openssl.
 fn request_for(dir: &std::path::Path, serial: &str) -> Vec<u8> {
     let out = dir.join(format!("req-{serial}.der"));
-    let status = Command::new("openssl")
-        .current_dir(dir)
-        .args(["ocsp", "-issuer", "issuer.pem", "-serial"])
-        .arg(format!("0x{serial}"))
-        .args(["-no_nonce", "-reqout"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    crate::support::openssl_in(
+        dir,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuer.pem",
+            "-serial",
+            &format!("0x{serial}"),
+            "-no_nonce",
+            "-reqout",
+            out.to_str().unwrap(),
+        ],
     );
     std::fs::read(out).unwrap()
 }
