@@ -127,10 +127,11 @@ impl Publisher {
     /// when it signs: call it off an async executor. Never fails: problems become
     /// unsuccessful OCSP responses.
     pub fn answer(&self, request: &[u8], now: SystemTime) -> OcspReply {
-        if let Some(reply) = self.held(request, now) {
+        // The request is parsed for its key once: this path also serves floods.
+        let key = self.responder.cache_key(request);
+        if let Some(reply) = key.as_ref().and_then(|k| self.lookup(k, now)) {
             return reply;
         }
-        let key = self.responder.cache_key(request);
         let ours = match self.asks_about_ours(request) {
             Ok(ours) => ours,
             Err(e) => return OcspReply::try_later(&format!("cannot read statuses: {e}")),
@@ -175,10 +176,14 @@ impl Publisher {
     /// The answer to a DER OCSPRequest if one signed earlier is held: memory only, never
     /// the database or the key store, so it may run on an async executor.
     pub fn held(&self, request: &[u8], now: SystemTime) -> Option<OcspReply> {
-        let key = self.responder.cache_key(request)?;
+        self.lookup(&self.responder.cache_key(request)?, now)
+    }
+
+    /// The held answer under `key`: this CA's first, then strangers'.
+    fn lookup(&self, key: &ocsp::CacheKey, now: SystemTime) -> Option<OcspReply> {
         self.answers
-            .get(&key, now)
-            .or_else(|| self.strangers.get(&key, now))
+            .get(key, now)
+            .or_else(|| self.strangers.get(key, now))
             .map(OcspReply::held)
     }
 
