@@ -1,5 +1,5 @@
-//! Quorum for sensitive operations besides issuance: creating an administrator and
-//! destroying a code-signing key.
+//! Quorum for sensitive operations besides issuance: creating an administrator,
+//! destroying a code-signing key, and exporting or importing a wrapped key.
 //!
 //! Invariants:
 //! - an operation needing M approvals is recorded `pending` with its audit entry before
@@ -13,7 +13,8 @@
 //! Carrying the operation out is the caller's ([`Quorum::approve`] says when): creating an
 //! administrator activates the account in the same transaction that closes the operation
 //! ([`OperationStore::activate_admin`]); destroying a key is
-//! [`crate::codesign::Codesign::destroy_key`].
+//! [`crate::codesign::Codesign::destroy_key`]; exporting or importing a key is the key
+//! store's, with the parameters recorded at the request ([`KeyTransfer`]).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -44,6 +45,10 @@ pub enum OperationKind {
     CreateAdmin,
     /// Destroy the code-signing key labelled by the target.
     DestroyKey,
+    /// Export a key wrapped, as the target's [`KeyTransfer`] says.
+    ExportKey,
+    /// Import a wrapped key, as the target's [`KeyTransfer`] says.
+    ImportKey,
 }
 
 impl OperationKind {
@@ -52,6 +57,8 @@ impl OperationKind {
         match self {
             OperationKind::CreateAdmin => "create_admin",
             OperationKind::DestroyKey => "destroy_key",
+            OperationKind::ExportKey => "export_key",
+            OperationKind::ImportKey => "import_key",
         }
     }
 
@@ -60,6 +67,8 @@ impl OperationKind {
         match s {
             "create_admin" => Some(OperationKind::CreateAdmin),
             "destroy_key" => Some(OperationKind::DestroyKey),
+            "export_key" => Some(OperationKind::ExportKey),
+            "import_key" => Some(OperationKind::ImportKey),
             _ => None,
         }
     }
@@ -68,6 +77,42 @@ impl OperationKind {
 impl fmt::Display for OperationKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a key export or import operation will do, fixed when it is requested and kept as
+/// the operation's target (JSON), so that the officers approve exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyTransfer {
+    /// The key's label (export: in this key store; import: the label it gets here).
+    pub label: String,
+    /// The wrapping key's label (PKCS#11) or the age recipient (embedded token).
+    pub wrapping_key: String,
+    /// The wrapped key file (absolute): written by an export, read by an import.
+    pub file: String,
+    /// Import only: the SHA-256 (hex) of the file as it was when the import was requested;
+    /// a file changed since is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
+    /// Import only: keep the imported key exportable.
+    #[serde(default)]
+    pub extractable: bool,
+}
+
+impl KeyTransfer {
+    /// The operation target that records it.
+    ///
+    /// Fails only if serialisation fails (it does not for these fields).
+    pub fn to_target(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    /// The transfer an operation's target records.
+    ///
+    /// Fails if the target is not one.
+    pub fn from_target(target: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(target)
     }
 }
 
@@ -254,6 +299,15 @@ pub enum CarriedOut {
         /// Its certificate, revoked (cessationOfOperation), if it had a valid one.
         revoked: Option<Serial>,
     },
+    /// A key was exported or imported wrapped.
+    KeyTransferred {
+        /// The operation.
+        id: i64,
+        /// Export or import.
+        kind: OperationKind,
+        /// What the key store did, as its caller tells it.
+        done: String,
+    },
 }
 
 impl fmt::Display for CarriedOut {
@@ -274,6 +328,9 @@ impl fmt::Display for CarriedOut {
                     }
                     None => write!(f, " (it had no valid certificate)"),
                 }
+            }
+            CarriedOut::KeyTransferred { id, done, .. } => {
+                write!(f, "operation {id}: quorum reached; {done}")
             }
         }
     }
@@ -297,14 +354,16 @@ pub enum CarryOutError<E: fmt::Display + fmt::Debug> {
 
 /// Carries out an operation whose quorum was reached, closing it `done` or `failed` with its
 /// audit entry. `destroy` destroys a code-signing key (label, why) and returns the serial of
-/// the certificate it revoked. The one place every interface (CLI, UI) carries operations
-/// out, so none can forget to close one.
+/// the certificate it revoked; `transfer` exports or imports a key as the operation
+/// recorded it (kind, what, the operation's id) and says what it did. The one place every
+/// interface (CLI, UI) carries operations out, so none can forget to close one.
 ///
 /// Fails if carrying it out fails (the operation is then closed `failed` with the reason)
 /// or the database fails.
 pub fn carry_out<E: fmt::Display + fmt::Debug>(
     ops: &dyn OperationStore,
     destroy: impl FnOnce(&str, &str) -> Result<Option<Serial>, E>,
+    transfer: impl FnOnce(OperationKind, &KeyTransfer, i64) -> Result<String, E>,
     row: &OperationRow,
     by: &str,
     source: &str,
@@ -324,28 +383,60 @@ pub fn carry_out<E: fmt::Display + fmt::Debug>(
         }
         OperationKind::DestroyKey => {
             let why = format!("operation {} approved", row.id);
-            match destroy(&row.op.target, &why) {
-                Ok(revoked) => {
-                    ops.finish_operation(row.id, None, &done(Action::OperationDone))?;
-                    Ok(CarriedOut::KeyDestroyed {
-                        id: row.id,
-                        label: row.op.target.clone(),
-                        revoked,
-                    })
-                }
+            let result = destroy(&row.op.target, &why).map(|revoked| CarriedOut::KeyDestroyed {
+                id: row.id,
+                label: row.op.target.clone(),
+                revoked,
+            });
+            close(ops, row, result, done)
+        }
+        kind @ (OperationKind::ExportKey | OperationKind::ImportKey) => {
+            let result = match KeyTransfer::from_target(&row.op.target) {
+                Ok(what) => transfer(kind, &what, row.id),
                 Err(e) => {
-                    let reason = e.to_string();
+                    // Only a target Keyhold did not write gets here: close it failed.
+                    let reason = format!("the operation's target is not a key transfer: {e}");
                     ops.finish_operation(
                         row.id,
                         Some(&reason),
                         &done(Action::OperationFailed).with("reason", reason.as_str()),
                     )?;
-                    Err(CarryOutError::Failed {
-                        id: row.id,
-                        source: e,
-                    })
+                    return Err(CarryOutError::Store(StoreError::Conflict(reason)));
                 }
-            }
+            };
+            let result = result.map(|what| CarriedOut::KeyTransferred {
+                id: row.id,
+                kind,
+                done: what,
+            });
+            close(ops, row, result, done)
+        }
+    }
+}
+
+/// Closes an operation `done` or `failed` as its result says.
+fn close<E: fmt::Display + fmt::Debug>(
+    ops: &dyn OperationStore,
+    row: &OperationRow,
+    result: Result<CarriedOut, E>,
+    done: impl Fn(Action) -> AuditEvent,
+) -> Result<CarriedOut, CarryOutError<E>> {
+    match result {
+        Ok(carried) => {
+            ops.finish_operation(row.id, None, &done(Action::OperationDone))?;
+            Ok(carried)
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            ops.finish_operation(
+                row.id,
+                Some(&reason),
+                &done(Action::OperationFailed).with("reason", reason.as_str()),
+            )?;
+            Err(CarryOutError::Failed {
+                id: row.id,
+                source: e,
+            })
         }
     }
 }
@@ -506,7 +597,12 @@ mod tests {
 
     #[test]
     fn kinds_and_statuses_round_trip() {
-        for k in [OperationKind::CreateAdmin, OperationKind::DestroyKey] {
+        for k in [
+            OperationKind::CreateAdmin,
+            OperationKind::DestroyKey,
+            OperationKind::ExportKey,
+            OperationKind::ImportKey,
+        ] {
             assert_eq!(OperationKind::parse(k.as_str()), Some(k));
         }
         for s in [

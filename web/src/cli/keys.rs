@@ -1,6 +1,7 @@
 //! `keyhold keys`: list, generate and destroy keys in the configured key store.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use ca_core::audit::{Action, AuditEvent};
@@ -72,9 +73,9 @@ pub enum KeysCommand {
 }
 
 #[path = "keys_wrapped.rs"]
-mod wrapped;
+pub(crate) mod wrapped;
 
-pub fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
+pub fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<ExitCode> {
     let config = Config::load(&cli.paths.data_dir)?;
     let store = open_store(&cli.paths, &config)?;
     match cmd {
@@ -95,20 +96,22 @@ pub fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
             label,
             wrapping_key,
             out,
-        } => wrapped::export(cli, &config, label, wrapping_key, out)?,
+        } => return wrapped::export(cli, &config, label, wrapping_key, out),
         KeysCommand::Import {
             input,
             wrapping_key,
             label,
             extractable,
-        } => wrapped::import(
-            cli,
-            &config,
-            input,
-            wrapping_key,
-            label.as_deref(),
-            *extractable,
-        )?,
+        } => {
+            return wrapped::import(
+                cli,
+                &config,
+                input,
+                wrapping_key,
+                label.as_deref(),
+                *extractable,
+            );
+        }
         KeysCommand::Generate {
             label,
             key_type,
@@ -198,5 +201,5 @@ pub fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
             println!("destroyed key {}", store.uri(&key));
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

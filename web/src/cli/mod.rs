@@ -127,7 +127,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Users(cmd) => crate::cli::users::run(&cli, cmd),
         Command::Ops(cmd) => crate::cli::operations::run(&cli, cmd),
         Command::Init(args) => done(run_init(&cli, args)),
-        Command::Keys(cmd) => done(run_keys(&cli, cmd)),
+        Command::Keys(cmd) => run_keys(&cli, cmd),
         Command::Hsm(HsmCommand::InitToken {
             module,
             label,

@@ -1,5 +1,5 @@
 //! `keyhold ops ...`: sensitive operations waiting for a quorum of officers (creating an
-//! administrator, destroying a code-signing key). The rules live in `ca_core::quorum`; the
+//! administrator, destroying a code-signing key, exporting or importing a wrapped key). The rules live in `ca_core::quorum`; the
 //! operation is carried out here once its quorum is reached.
 
 use std::process::ExitCode;
@@ -150,8 +150,15 @@ pub fn run(cli: &Cli, cmd: &OpsCommand) -> Result<ExitCode> {
                 };
                 let destroy =
                     |label: &str, why: &str| destroy(label, why).map_err(|e| format!("{e:#}"));
-                let done = ca_core::quorum::carry_out(db.as_ref(), destroy, &row, name, "cli")
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                // Exports and imports run here, on the CA host, by the officer whose
+                // approval completed the quorum, as the request fixed them.
+                let transfer = |kind, what: &ca_core::quorum::KeyTransfer, id| {
+                    crate::cli::keys::wrapped::carry_out(cli, &config, kind, what, name, Some(id))
+                        .map_err(|e| format!("{e:#}"))
+                };
+                let done =
+                    ca_core::quorum::carry_out(db.as_ref(), destroy, transfer, &row, name, "cli")
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("{done}");
             }
         },

@@ -21,3 +21,4 @@ mod revoke;
 mod serve;
 mod support;
 mod ui;
+mod wrapped;

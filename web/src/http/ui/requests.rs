@@ -236,6 +236,24 @@ pub async fn approve_operation(
     );
     let done = web::block(move || -> Result<String, UiError> {
         let now = SystemTime::now();
+        // A key export or import is carried out by the approval that completes its quorum,
+        // with the CA host's token and file system: officers approve it there, with
+        // `keyhold ops approve`, never from a browser.
+        if let Some(row) = ops
+            .operation(id)
+            .map_err(|e| UiError::server(e.kind(), &e))?
+            && matches!(
+                row.op.kind,
+                ca_core::quorum::OperationKind::ExportKey
+                    | ca_core::quorum::OperationKind::ImportKey
+            )
+        {
+            return Err(UiError::Conflict(format!(
+                "operation {id} ({}) is approved on the CA host with `keyhold ops approve {id} \
+                 --as OFFICER`, which carries it out there",
+                row.op.kind
+            )));
+        }
         let quorum = ca_core::quorum::Quorum {
             ops: ops.as_ref(),
             accounts: db.as_ref(),
@@ -248,8 +266,20 @@ pub async fn approve_operation(
                         .destroy_key(db.as_ref(), label, why, &officer.name, &src, now)
                         .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
                 };
-                ca_core::quorum::carry_out(ops.as_ref(), destroy, &row, &officer.name, &src)
-                    .map_err(|e| UiError::server(ErrorKind::Unavailable, &format!("{e:#}")))?;
+                let transfer = |kind, _: &ca_core::quorum::KeyTransfer, _| {
+                    Err(format!(
+                        "{kind} is carried out by `keyhold ops approve` only"
+                    ))
+                };
+                ca_core::quorum::carry_out(
+                    ops.as_ref(),
+                    destroy,
+                    transfer,
+                    &row,
+                    &officer.name,
+                    &src,
+                )
+                .map_err(|e| UiError::server(ErrorKind::Unavailable, &format!("{e:#}")))?;
                 Ok("op-done".into())
             }
         }
