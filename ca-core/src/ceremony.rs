@@ -61,6 +61,10 @@ pub struct RootSpec {
     /// Validity in years (365 days each).
     #[serde(default = "twenty")]
     pub validity_years: u32,
+    /// PKCS#11 only: the key may leave the token, but only wrapped under a key the security
+    /// officer marked trusted (`keyhold keys export`). Default false.
+    #[serde(default)]
+    pub exportable: bool,
 }
 
 /// One issuing CA's part of a ceremony.
@@ -85,6 +89,10 @@ pub struct IssuingSpec {
     /// The delegated OCSP responder's certificate validity in days.
     #[serde(default = "thirty")]
     pub ocsp_validity_days: u32,
+    /// PKCS#11 only: the CA key (not its OCSP responder's, which is renewed instead) may
+    /// leave the token, but only wrapped (`keyhold keys export`). Default false.
+    #[serde(default)]
+    pub exportable: bool,
 }
 
 fn one() -> u32 {
@@ -128,6 +136,7 @@ impl Default for RootSpec {
             key_label: default_root_label(),
             key_type: KeySpec::EcP384,
             validity_years: 20,
+            exportable: false,
         }
     }
 }
@@ -141,6 +150,7 @@ impl Default for IssuingSpec {
             key_type: KeySpec::EcP384,
             validity_years: 5,
             ocsp_validity_days: 30,
+            exportable: false,
         }
     }
 }
@@ -414,17 +424,27 @@ fn build(
     now: SystemTime,
     generated: &mut Vec<KeyRef>,
 ) -> Result<Hierarchy, CeremonyError> {
-    let mut generate =
-        |label: String, key_type: KeySpec| -> Result<(KeyRef, SpkiDer), CeremonyError> {
-            let key = KeyRef::new(label)?;
-            let spki = store.generate(&key, key_type)?;
-            generated.push(key.clone());
-            Ok((key, spki))
+    let mut generate = |label: String,
+                        key_type: KeySpec,
+                        exportable: bool|
+     -> Result<(KeyRef, SpkiDer), CeremonyError> {
+        let key = KeyRef::new(label)?;
+        let spki = if exportable {
+            store.generate_exportable(&key, key_type)?
+        } else {
+            store.generate(&key, key_type)?
         };
+        generated.push(key.clone());
+        Ok((key, spki))
+    };
 
     // 1. The root: self-signed, CA:TRUE without a path length, keyCertSign|cRLSign.
     let root_name = x509::parse_name(&spec.root.subject)?;
-    let (root_key, root_spki) = generate(spec.label(&spec.root.key_label), spec.root.key_type)?;
+    let (root_key, root_spki) = generate(
+        spec.label(&spec.root.key_label),
+        spec.root.key_type,
+        spec.root.exportable,
+    )?;
     let root_signer = store.signer(&root_key)?;
     let root_not_after = now + DAY * 365 * spec.root.validity_years;
     let root_cert = x509::sign_certificate(
@@ -465,7 +485,7 @@ fn build(
 
         // 2. The issuing CA, signed by the root: pathLen 0, its CRL on the root's CRL, AIA.
         let name = x509::parse_name(&ca.subject)?;
-        let (key, spki) = generate(spec.label(base_label), ca.key_type)?;
+        let (key, spki) = generate(spec.label(base_label), ca.key_type, ca.exportable)?;
         let not_after = root_not_after.min(now + DAY * 365 * ca.validity_years);
         let cert = x509::sign_certificate(
             CertTemplate {
@@ -498,8 +518,11 @@ fn build(
 
         // 3. Its delegated OCSP responder (RFC 6960 4.2.2.2): EKU OCSPSigning, and
         // id-pkix-ocsp-nocheck so clients do not ask about the responder itself.
-        let (ocsp_key, ocsp_spki) =
-            generate(spec.label(&format!("{base_label}-ocsp")), ca.key_type)?;
+        let (ocsp_key, ocsp_spki) = generate(
+            spec.label(&format!("{base_label}-ocsp")),
+            ca.key_type,
+            false,
+        )?;
         let ocsp_cert = issue_ocsp_responder(
             &OcspResponderRequest {
                 issuer_name: &name,
@@ -527,7 +550,7 @@ fn build(
         });
     }
     // 4. The audit log's checkpoint key: no certificate, only its URI in the config.
-    let (audit_key, _) = generate(spec.audit_key_label(), KeySpec::EcP256)?;
+    let (audit_key, _) = generate(spec.audit_key_label(), KeySpec::EcP256, false)?;
     Ok(Hierarchy {
         root,
         issuing,

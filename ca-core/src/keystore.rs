@@ -208,6 +208,20 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// is unchanged then.
     fn generate(&self, key: &KeyRef, spec: KeySpec) -> Result<SpkiDer, KeyStoreError>;
 
+    /// Generates a key that may leave the key store, but only wrapped (PKCS#11:
+    /// CKA_EXTRACTABLE and CKA_WRAP_WITH_TRUSTED, still CKA_SENSITIVE). Keys are
+    /// non-exportable unless made with this.
+    ///
+    /// Fails as [`KeyStore::generate`], or with [`KeyStoreError::Unsupported`] where the key
+    /// store cannot export keys.
+    fn generate_exportable(&self, key: &KeyRef, spec: KeySpec) -> Result<SpkiDer, KeyStoreError> {
+        let _ = (key, spec);
+        Err(KeyStoreError::Unsupported(format!(
+            "the {} key store cannot make exportable keys (only PKCS#11 can)",
+            self.backend()
+        )))
+    }
+
     /// A signer for an existing key.
     ///
     /// Fails with [`KeyStoreError::NotFound`] for an unknown label.

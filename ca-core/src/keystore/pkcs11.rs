@@ -346,6 +346,10 @@ impl KeyStore for Pkcs11KeyStore {
 
     /// Finds the key on every member that is in; fails with [`KeyStoreError::Corrupt`]
     /// naming a member that lacks it or holds a different key under the label.
+    fn generate_exportable(&self, key: &KeyRef, spec: KeySpec) -> Result<SpkiDer, KeyStoreError> {
+        Pkcs11KeyStore::generate_exportable(self, key, spec)
+    }
+
     fn signer(&self, key: &KeyRef) -> Result<Arc<dyn Signer>, KeyStoreError> {
         let known = self.members.key(key.label())?;
         Ok(Arc::new(Pkcs11Signer {

@@ -355,3 +355,71 @@ fn a_key_moves_wrapped_between_two_softhsm2_tokens_under_quorum_and_signs_the_sa
     ]);
     assert!(!r.ok, "a signature over other data must not verify");
 }
+
+#[test]
+fn a_ceremony_marks_exportable_ca_keys_and_the_embedded_token_refuses_them() {
+    let Some((token, _)) = token() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let ceremony = tmp.path().join("ceremony.toml");
+    std::fs::write(
+        &ceremony,
+        "key_label_prefix = \"cx-\"\n[root]\nexportable = true\n[[issuing]]\nid = \"issuing-ca\"\n",
+    )
+    .unwrap();
+    let a = tmp.path().join("a");
+    let r = run(keyhold(&a)
+        .args(["init", "--keystore", "pkcs11", "--pkcs11-token", token])
+        .arg("--ceremony")
+        .arg(&ceremony)
+        .env("KEYHOLD_PKCS11_PIN", USER_PIN));
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    let r = at(
+        &a,
+        &[
+            "hsm",
+            "install-wrapping-key",
+            "--token",
+            token,
+            "--label",
+            "cx-kek",
+            "--value-file",
+            s(&{
+                let v = tmp.path().join("v.hex");
+                std::fs::write(&v, "a7".repeat(32)).unwrap();
+                std::fs::set_permissions(&v, std::fs::Permissions::from_mode(0o600)).unwrap();
+                v
+            }),
+        ],
+    );
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    // The root key was made exportable; the issuing CA's (not asked) was not.
+    let export = |label: &str, out: &Path| {
+        at(
+            &a,
+            &[
+                "keys",
+                "export",
+                "--label",
+                label,
+                "--wrapping-key",
+                "cx-kek",
+                "--out",
+                s(out),
+            ],
+        )
+    };
+    let root_out = tmp.path().join("root.wrapped");
+    let r = export("cx-root-ca", &root_out);
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    assert!(root_out.exists());
+    fails_with(
+        &export("cx-issuing-ca", &tmp.path().join("issuing.wrapped")),
+        "is not exportable",
+    );
+
+    // The embedded token cannot make exportable keys: init refuses and leaves nothing.
+    let e = tmp.path().join("embedded");
+    let r = crate::cli::with_pass(&e, &["init", "--ceremony", s(&ceremony)]);
+    fails_with(&r, "cannot make exportable keys");
+    assert!(!e.exists(), "a failed init leaves no data directory");
+}
