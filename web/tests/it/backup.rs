@@ -3,7 +3,8 @@
 //! into a new one, and check OCSP for every certificate in the backup (with `openssl ocsp`),
 //! `audit verify`, a new issuance and a CRL number above every one published. On the
 //! embedded token with SQLite and with PostgreSQL, and on SoftHSM2. A tampered archive, a
-//! wrong identity and a restore over a CA are refused.
+//! wrong identity and a restore over a CA are refused. The restored CA also answers OCSP
+//! over HTTP from a running `keyhold serve`.
 
 use std::path::{Path, PathBuf};
 
@@ -109,6 +110,29 @@ fn ocsp_status(site: &Site, work: &Path, cert: &str) -> String {
         "-cert",
         cert,
         "-no_nonce",
+    ]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("Response verify OK"), "{said}");
+    said
+}
+
+/// What `keyhold serve`'s `/ocsp` on `port` says about `cert` (POST, with a nonce), checked
+/// by `openssl ocsp` against the site's root.
+fn ocsp_over_http(site: &Site, port: u16, cert: &str) -> String {
+    let issuing = site.ca_file("issuing-ca.pem");
+    let out = openssl(&[
+        "ocsp",
+        "-issuer",
+        &issuing,
+        "-cert",
+        cert,
+        "-CAfile",
+        &site.ca_file("root.pem"),
+        "-verify_other",
+        &issuing,
+        "-url",
+        &format!("http://127.0.0.1:{port}/ocsp"),
     ]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{said}");
@@ -255,6 +279,18 @@ fn backup_restore_cycle(site: &Site, tmp: &Path, restore_db: Option<&str>) {
         "{said}"
     );
     assert!(said.contains("keyCompromise"), "{said}");
+
+    // And so does a running `keyhold serve` on the restored directory, over HTTP.
+    let env: Vec<(&str, &str)> = restored.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = crate::serve::Server::start_opts(&work, &restored.dir, &env, false, false);
+    let said = ocsp_over_http(&restored, server.port, &kept);
+    assert!(said.contains(&format!("{kept}: good")), "{said}");
+    let said = ocsp_over_http(&restored, server.port, &revoked_before);
+    assert!(
+        said.contains(&format!("{revoked_before}: revoked")) && said.contains("keyCompromise"),
+        "{said}"
+    );
+    server.terminate();
 
     let r = restored.run(&["audit", "verify"]);
     assert!(r.ok, "{}{}", r.stdout, r.stderr);

@@ -127,7 +127,7 @@ impl Server {
     }
 
     /// SIGTERM; the server must finish and exit 0.
-    fn terminate(mut self) -> String {
+    pub(crate) fn terminate(mut self) -> String {
         let ok = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
