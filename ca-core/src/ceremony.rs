@@ -61,8 +61,8 @@ pub struct RootSpec {
     /// Validity in years (365 days each).
     #[serde(default = "twenty")]
     pub validity_years: u32,
-    /// PKCS#11 only: the key may leave the token, but only wrapped under a key the security
-    /// officer marked trusted (`keyhold keys export`). Default false.
+    /// The key may leave the key store, never in plaintext (`keyhold keys export`: PKCS#11
+    /// wrapped under a trusted key, embedded token re-encrypted to a recipient). Default false.
     #[serde(default)]
     pub exportable: bool,
 }
@@ -89,8 +89,8 @@ pub struct IssuingSpec {
     /// The delegated OCSP responder's certificate validity in days.
     #[serde(default = "thirty")]
     pub ocsp_validity_days: u32,
-    /// PKCS#11 only: the CA key (not its OCSP responder's, which is renewed instead) may
-    /// leave the token, but only wrapped (`keyhold keys export`). Default false.
+    /// The CA key (not its OCSP responder's, which is renewed instead) may leave the key
+    /// store, never in plaintext (`keyhold keys export`). Default false.
     #[serde(default)]
     pub exportable: bool,
 }

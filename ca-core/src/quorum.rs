@@ -87,7 +87,8 @@ impl fmt::Display for OperationKind {
 pub struct KeyTransfer {
     /// The key's label (export: in this key store; import: the label it gets here).
     pub label: String,
-    /// The wrapping key's label (PKCS#11) or the age recipient (embedded token).
+    /// PKCS#11: the wrapping key's label. Embedded token: the age recipient (export) or the
+    /// absolute path of the age identity file (import).
     pub wrapping_key: String,
     /// The wrapped key file (absolute): written by an export, read by an import.
     pub file: String,

@@ -90,6 +90,34 @@ pub fn open_store(paths: &Paths, config: &Config) -> Result<Arc<dyn KeyStore>> {
     Ok(keystore::open(&config.keystore, base, &secret)?)
 }
 
+/// The configured embedded token as itself (for export to a recipient and import).
+///
+/// Fails if the key store is not the embedded token or it cannot be opened.
+pub fn open_embedded(
+    paths: &Paths,
+    config: &Config,
+) -> Result<keystore::embedded::EmbeddedKeyStore> {
+    let KeyStoreConfig::Embedded { dir } = &config.keystore else {
+        anyhow::bail!("this CA's keys are in a PKCS#11 token, not the embedded token");
+    };
+    let passphrase = secrets::read(
+        paths.passphrase_file.as_deref(),
+        PASSPHRASE_ENV,
+        config
+            .secrets
+            .passphrase_file
+            .as_ref()
+            .map(|p| paths.data_dir.join(p))
+            .as_deref(),
+        "embedded token passphrase",
+        "--passphrase-file",
+    )?;
+    Ok(keystore::embedded::EmbeddedKeyStore::open(
+        &paths.data_dir.join(dir),
+        &passphrase,
+    )?)
+}
+
 /// The configured PKCS#11 key store as itself (for wrapped export and import), with the
 /// wrapping mechanism `[keystore] wrap_mechanism` names (default CKM_AES_KEY_WRAP_PAD).
 ///

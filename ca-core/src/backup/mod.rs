@@ -95,6 +95,13 @@ impl Recipient {
     }
 }
 
+impl Recipient {
+    /// As the age crate takes it.
+    pub(crate) fn as_age(&self) -> &dyn age::Recipient {
+        &self.0
+    }
+}
+
 impl std::fmt::Display for Recipient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
@@ -181,7 +188,7 @@ impl Identity {
         })
     }
 
-    fn as_dyn(&self) -> impl Iterator<Item = &dyn age::Identity> {
+    pub(crate) fn as_dyn(&self) -> impl Iterator<Item = &dyn age::Identity> {
         self.0.iter().map(|i| i as &dyn age::Identity)
     }
 }

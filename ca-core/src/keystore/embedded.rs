@@ -8,6 +8,10 @@
 //! and public key, so a file that was edited, truncated, or swapped for another key's file
 //! fails to open instead of yielding the wrong key.
 //!
+//! A key generated exportable says so in its file, and the flag is part of the associated
+//! data, so it cannot be switched on by editing the file; such a key can leave only
+//! re-encrypted to an age recipient ([`transfer`]).
+//!
 //! `token.toml` holds the KDF parameters, the salt and a sealed check value, so that a wrong
 //! passphrase is told apart from a damaged key file.
 
@@ -30,6 +34,8 @@ use zeroize::Zeroizing;
 
 use super::{KeyInfo, KeyRef, KeySpec, KeyStore, KeyStoreError, SigAlg, Signer, SpkiDer};
 use crate::secret::Secret;
+
+pub mod transfer;
 
 const TOKEN_FILE: &str = "token.toml";
 const KEYS_DIR: &str = "keys";
@@ -91,6 +97,9 @@ struct KeyFile {
     spec: KeySpec,
     public_key: String,
     sealed: String,
+    /// Made with `generate_exportable`: may leave re-encrypted to a recipient.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    exportable: bool,
 }
 
 /// Keys sealed under a passphrase in a directory. See the module docs.
@@ -253,6 +262,57 @@ impl EmbeddedKeyStore {
         Ok((file, spki))
     }
 
+    /// Seals `pkcs8` (or a new key) as `key`; fails if the label is taken.
+    fn store_new(
+        &self,
+        key: &KeyRef,
+        spec: KeySpec,
+        pkcs8: Option<&[u8]>,
+        exportable: bool,
+    ) -> Result<SpkiDer, KeyStoreError> {
+        let path = self.key_path(key);
+        if path.exists() {
+            return Err(KeyStoreError::LabelExists(key.label().into()));
+        }
+        let generated;
+        let pkcs8 = match pkcs8 {
+            Some(given) => given,
+            None => {
+                generated = EcdsaKeyPair::generate_pkcs8(signing_alg(spec), &self.rng)
+                    .map_err(|_| KeyStoreError::Unavailable("key generation failed".into()))?;
+                generated.as_ref()
+            }
+        };
+        let key_pair = EcdsaKeyPair::from_pkcs8(signing_alg(spec), pkcs8)
+            .map_err(|_| KeyStoreError::Corrupt("not a private key of this type".into()))?;
+        let spki = spki_of(&key_pair)?;
+        let sealed = seal(
+            &self.kek,
+            &self.rng,
+            pkcs8,
+            &key_aad(key, spec, &spki, exportable),
+        )?;
+        let file = KeyFile {
+            version: 1,
+            label: key.label().into(),
+            spec,
+            public_key: hex::encode(spki.as_bytes()),
+            sealed: hex::encode(sealed),
+            exportable,
+        };
+        let text = toml::to_string(&file)
+            .map_err(|e| KeyStoreError::Corrupt(format!("cannot encode key file: {e}")))?;
+        write_new_private_file(&path, text.as_bytes()).map_err(|e| match e {
+            KeyStoreError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                KeyStoreError::LabelExists(key.label().into())
+            }
+            other => other,
+        })?;
+        Ok(spki)
+    }
+
     fn load_signer(&self, key: &KeyRef) -> Result<Arc<EmbeddedSigner>, KeyStoreError> {
         let (file, spki) = self.read_key_file(key)?;
         let path = self.key_path(key);
@@ -263,7 +323,7 @@ impl EmbeddedKeyStore {
             ))
         };
         let sealed = hex::decode(&file.sealed).map_err(|_| tampered())?;
-        let aad = key_aad(key, file.spec, &spki);
+        let aad = key_aad(key, file.spec, &spki, file.exportable);
         let pkcs8 = Zeroizing::new(open_sealed(&self.kek, &sealed, &aad).map_err(|_| tampered())?);
         let key_pair =
             EcdsaKeyPair::from_pkcs8(signing_alg(file.spec), &pkcs8).map_err(|_| tampered())?;
@@ -287,39 +347,11 @@ impl KeyStore for EmbeddedKeyStore {
     }
 
     fn generate(&self, key: &KeyRef, spec: KeySpec) -> Result<SpkiDer, KeyStoreError> {
-        let path = self.key_path(key);
-        if path.exists() {
-            return Err(KeyStoreError::LabelExists(key.label().into()));
-        }
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(signing_alg(spec), &self.rng)
-            .map_err(|_| KeyStoreError::Unavailable("key generation failed".into()))?;
-        let key_pair = EcdsaKeyPair::from_pkcs8(signing_alg(spec), pkcs8.as_ref())
-            .map_err(|_| KeyStoreError::Unavailable("key generation failed".into()))?;
-        let spki = spki_of(&key_pair)?;
-        let sealed = seal(
-            &self.kek,
-            &self.rng,
-            pkcs8.as_ref(),
-            &key_aad(key, spec, &spki),
-        )?;
-        let file = KeyFile {
-            version: 1,
-            label: key.label().into(),
-            spec,
-            public_key: hex::encode(spki.as_bytes()),
-            sealed: hex::encode(sealed),
-        };
-        let text = toml::to_string(&file)
-            .map_err(|e| KeyStoreError::Corrupt(format!("cannot encode key file: {e}")))?;
-        write_new_private_file(&path, text.as_bytes()).map_err(|e| match e {
-            KeyStoreError::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
-                KeyStoreError::LabelExists(key.label().into())
-            }
-            other => other,
-        })?;
-        Ok(spki)
+        self.store_new(key, spec, None, false)
+    }
+
+    fn generate_exportable(&self, key: &KeyRef, spec: KeySpec) -> Result<SpkiDer, KeyStoreError> {
+        self.store_new(key, spec, None, true)
     }
 
     fn signer(&self, key: &KeyRef) -> Result<Arc<dyn Signer>, KeyStoreError> {
@@ -438,13 +470,19 @@ fn spki_of(key_pair: &EcdsaKeyPair) -> Result<SpkiDer, KeyStoreError> {
 }
 
 /// Associated data binding a sealed key to its label, type and public key.
-fn key_aad(key: &KeyRef, spec: KeySpec, spki: &SpkiDer) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(KEY_AAD_PREFIX.len() + 80 + spki.as_bytes().len());
+fn key_aad(key: &KeyRef, spec: KeySpec, spki: &SpkiDer, exportable: bool) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(KEY_AAD_PREFIX.len() + 96 + spki.as_bytes().len());
+    let flag: &[u8] = if exportable { b"exportable" } else { b"" };
     for part in [
         KEY_AAD_PREFIX,
         key.label().as_bytes(),
         spec.as_str().as_bytes(),
+        flag,
     ] {
+        if part.is_empty() {
+            // Files from before the flag (never exportable) keep their associated data.
+            continue;
+        }
         aad.extend_from_slice(part);
         aad.push(0);
     }

@@ -26,38 +26,45 @@ pub enum KeysCommand {
         /// Key type: p384 or p256.
         #[arg(long = "type", default_value = "p384")]
         key_type: KeySpec,
-        /// PKCS#11 only: a key that can leave the token, but only wrapped under a key the
-        /// security officer marked trusted (CKA_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED; still
-        /// sensitive). Keys are non-exportable by default.
+        /// A key that can leave the key store, never in plaintext: PKCS#11, only wrapped
+        /// under a key the security officer marked trusted (CKA_EXTRACTABLE,
+        /// CKA_WRAP_WITH_TRUSTED; still sensitive); embedded token, only re-encrypted to an
+        /// age recipient. Keys are non-exportable by default.
         #[arg(long)]
         exportable: bool,
     },
-    /// Write an exportable key wrapped (C_WrapKey, RFC 5649) under a trusted wrapping key,
-    /// with its public key. Never plaintext.
+    /// Write an exportable key, never in plaintext: PKCS#11, wrapped (C_WrapKey, RFC 5649)
+    /// under a trusted wrapping key; embedded token, re-encrypted to an age recipient.
     Export {
         /// The key's label.
         #[arg(long)]
         label: String,
-        /// The trusted wrapping key's label (an AES key in the token).
+        /// PKCS#11: the trusted wrapping key's label (an AES key in the token).
+        #[arg(long, conflicts_with = "recipient")]
+        wrapping_key: Option<String>,
+        /// Embedded token: the age recipient (age1...) whose identity will import it.
         #[arg(long)]
-        wrapping_key: String,
+        recipient: Option<String>,
         /// The file to write (must not exist).
         #[arg(long)]
         out: PathBuf,
     },
-    /// Unwrap a key written by `keys export` into this token (sensitive; non-extractable
-    /// unless --extractable).
+    /// Import a key written by `keys export` (sensitive; not exportable again unless
+    /// --extractable).
     Import {
         /// The file `keys export` wrote.
         #[arg(long = "in")]
         input: PathBuf,
-        /// The wrapping key's label in this token (the same secret as at export).
-        #[arg(long)]
-        wrapping_key: String,
+        /// PKCS#11: the wrapping key's label in this token (the same secret as at export).
+        #[arg(long, conflicts_with = "identity")]
+        wrapping_key: Option<String>,
+        /// Embedded token: the age identity file (AGE-SECRET-KEY-1...) of the recipient.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         /// The label here (default: the label at export).
         #[arg(long)]
         label: Option<String>,
-        /// Keep the imported key exportable (again only under trusted keys).
+        /// Keep the imported key exportable.
         #[arg(long)]
         extractable: bool,
     },
@@ -95,22 +102,30 @@ pub fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<ExitCode> {
         KeysCommand::Export {
             label,
             wrapping_key,
+            recipient,
             out,
-        } => return wrapped::export(cli, &config, label, wrapping_key, out),
+        } => {
+            let via = wrapped::Via::new(&config, wrapping_key.as_deref(), recipient.as_deref())?;
+            return wrapped::export(cli, &config, label, via, out);
+        }
         KeysCommand::Import {
             input,
             wrapping_key,
+            identity,
             label,
             extractable,
         } => {
-            return wrapped::import(
-                cli,
-                &config,
-                input,
-                wrapping_key,
-                label.as_deref(),
-                *extractable,
-            );
+            let identity = match identity {
+                Some(p) => Some(
+                    std::path::absolute(p)?
+                        .to_str()
+                        .context("--identity: name a file whose path is UTF-8")?
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            let via = wrapped::Via::new(&config, wrapping_key.as_deref(), identity.as_deref())?;
+            return wrapped::import(cli, &config, input, via, label.as_deref(), *extractable);
         }
         KeysCommand::Generate {
             label,
@@ -120,9 +135,9 @@ pub fn run_keys(cli: &Cli, cmd: &KeysCommand) -> Result<ExitCode> {
             let key = KeyRef::new(label.as_str())?;
             let db = crate::wiring::open_db(&cli.paths, &config)?;
             let spki = if *exportable {
-                let (pkcs11, _) =
-                    crate::wiring::open_pkcs11(&cli.paths, &config).context("--exportable")?;
-                pkcs11.generate_exportable(&key, *key_type)?
+                store
+                    .generate_exportable(&key, *key_type)
+                    .context("--exportable")?
             } else {
                 store.generate(&key, *key_type)?
             };

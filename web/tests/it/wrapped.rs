@@ -357,7 +357,7 @@ fn a_key_moves_wrapped_between_two_softhsm2_tokens_under_quorum_and_signs_the_sa
 }
 
 #[test]
-fn a_ceremony_marks_exportable_ca_keys_and_the_embedded_token_refuses_them() {
+fn a_ceremony_marks_exportable_ca_keys_in_softhsm2_and_the_embedded_token() {
     let Some((token, _)) = token() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let ceremony = tmp.path().join("ceremony.toml");
@@ -417,9 +417,133 @@ fn a_ceremony_marks_exportable_ca_keys_and_the_embedded_token_refuses_them() {
         "is not exportable",
     );
 
-    // The embedded token cannot make exportable keys: init refuses and leaves nothing.
+    // On the embedded token too: the root key leaves re-encrypted, the issuing CA's never.
     let e = tmp.path().join("embedded");
-    let r = crate::cli::with_pass(&e, &["init", "--ceremony", s(&ceremony)]);
-    fails_with(&r, "cannot make exportable keys");
-    assert!(!e.exists(), "a failed init leaves no data directory");
+    let emb = |args: &[&str]| crate::cli::with_pass(&e, args);
+    let r = emb(&["init", "--ceremony", s(&ceremony)]);
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    let r = emb(&["backup", "keygen", "--out", s(&tmp.path().join("id.txt"))]);
+    let recipient = r.stdout.trim().to_owned();
+    let export = |label: &str, out: &str| {
+        emb(&[
+            "keys",
+            "export",
+            "--label",
+            label,
+            "--recipient",
+            &recipient,
+            "--out",
+            s(&tmp.path().join(out)),
+        ])
+    };
+    let r = export("cx-root-ca", "root.age.json");
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    fails_with(
+        &export("cx-issuing-ca", "issuing.age.json"),
+        "is not exportable",
+    );
+}
+
+#[test]
+fn an_embedded_key_moves_re_encrypted_to_an_age_recipient_and_under_quorum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&a, &b] {
+        let r = crate::cli::init_embedded(dir);
+        assert!(r.ok, "{}", r.stderr);
+    }
+    let emb = |dir: &Path, args: &[&str]| crate::cli::with_pass(dir, args);
+    assert!(
+        emb(
+            &a,
+            &["keys", "generate", "--label", "em-moves", "--exportable"]
+        )
+        .ok
+    );
+    assert!(emb(&a, &["keys", "generate", "--label", "em-stays"]).ok);
+    let (id, other_id) = (tmp.path().join("id.txt"), tmp.path().join("other.txt"));
+    let r = emb(&a, &["backup", "keygen", "--out", s(&id)]);
+    assert!(r.ok, "{}", r.stderr);
+    let recipient = r.stdout.trim().to_owned();
+    assert!(emb(&a, &["backup", "keygen", "--out", s(&other_id)]).ok);
+
+    let out = tmp.path().join("moves.exported");
+    let export = |label: &str| {
+        emb(
+            &a,
+            &[
+                "keys",
+                "export",
+                "--label",
+                label,
+                "--recipient",
+                &recipient,
+                "--out",
+                s(&out),
+            ],
+        )
+    };
+    fails_with(&export("em-stays"), "is not exportable");
+    fails_with(
+        &emb(
+            &a,
+            &[
+                "keys",
+                "export",
+                "--label",
+                "em-moves",
+                "--wrapping-key",
+                "kek",
+                "--out",
+                s(&out),
+            ],
+        ),
+        "age recipient",
+    );
+    assert!(!out.exists());
+    let r = export("em-moves");
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("keyhold-embedded-exported-key-v1"), "{text}");
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+
+    // Into B, under a quorum of one officer; the wrong identity is refused at the quorum.
+    set_quorum(&b, 1);
+    assert!(emb(&b, &["users", "add", "olga", "--role", "officer"]).ok);
+    let import = |identity: &Path| {
+        emb(
+            &b,
+            &["keys", "import", "--in", s(&out), "--identity", s(identity)],
+        )
+    };
+    let r = import(&other_id);
+    assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
+    fails_with(
+        &emb(&b, &["ops", "approve", "1", "--as", "olga"]),
+        "does not open the exported key",
+    );
+    let r = emb(&b, &["ops", "show", "1"]);
+    assert!(r.stdout.contains("failed"), "{}", r.stdout);
+    let r = import(&id);
+    assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
+    let r = emb(&b, &["ops", "approve", "2", "--as", "olga"]);
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("imported key em-moves"), "{}", r.stdout);
+
+    // The same key in both tokens (the core test signs with both); audited.
+    let listed = |dir: &Path| {
+        let r = emb(dir, &["keys", "list"]);
+        r.stdout
+            .lines()
+            .find(|l| l.contains("em-moves"))
+            .and_then(|l| l.split_whitespace().find(|w| w.starts_with("sha256:")))
+            .unwrap_or_else(|| panic!("em-moves in {}", r.stdout))
+            .to_owned()
+    };
+    assert_eq!(listed(&a), listed(&b));
+    let r = emb(&b, &["audit", "list", "--limit", "1000"]);
+    for action in ["key.imported", "operation.failed", "operation.done"] {
+        assert!(r.stdout.contains(action), "{action} in {}", r.stdout);
+    }
+    assert!(emb(&b, &["audit", "verify"]).ok);
 }
