@@ -63,9 +63,11 @@ pub(super) struct Member {
     module: Mutex<Option<Arc<Module>>>,
     health: Mutex<Health>,
     in_flight: AtomicUsize,
-    /// A recovery or keepalive probe is running (possibly hung), started at `probe_started`.
+    /// A recovery or keepalive probe is running (possibly hung), started at `probe_started`;
+    /// `keepalive_probe` says which.
     probing: AtomicBool,
     probe_started: Mutex<Instant>,
+    keepalive_probe: AtomicBool,
     signatures: AtomicU64,
     errors: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len() + 1],
@@ -149,6 +151,7 @@ impl Members {
                 in_flight: AtomicUsize::new(0),
                 probing: AtomicBool::new(false),
                 probe_started: Mutex::new(now),
+                keepalive_probe: AtomicBool::new(false),
                 signatures: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 buckets: Default::default(),
@@ -735,7 +738,10 @@ fn monitor(set: Weak<Members>) {
         let now = Instant::now();
         for (i, m) in set.members.iter().enumerate() {
             if m.probing.load(Ordering::SeqCst) {
-                let late = lock(&m.probe_started).elapsed() > set.sign_timeout;
+                // Only a keepalive can be late: a recovery may take longer (it waits for
+                // abandoned calls before re-initialising) and sets the state itself.
+                let late = m.keepalive_probe.load(Ordering::SeqCst)
+                    && lock(&m.probe_started).elapsed() > set.sign_timeout;
                 if late && lock(&m.health).state == MemberState::In {
                     set.take_out(
                         i,
@@ -770,6 +776,8 @@ fn monitor(set: Weak<Members>) {
             };
             m.probing.store(true, Ordering::SeqCst);
             *lock(&m.probe_started) = now;
+            m.keepalive_probe
+                .store(state == MemberState::In, Ordering::SeqCst);
             let worker = Arc::clone(&set);
             let spawned = std::thread::Builder::new()
                 .name("keyhold-hsm-probe".into())

@@ -3,7 +3,7 @@
 //! Invariant: each module path is loaded once per process, so every key store, signer and
 //! test in the process shares one context. It is finalized only by
 //! [`Module::reinitialize`], which a key store member calls when the module itself failed
-//! (issue 18), once calls through Keyhold have finished or were abandoned at their deadline;
+//! (issue 18), once no call through Keyhold is inside it (never under a running call);
 //! every session opened before is then forgotten (see the epoch).
 
 use std::collections::HashMap;
@@ -162,22 +162,30 @@ impl Module {
     /// network HSM restarted, or which caches a token that is gone (SoftHSM2 re-reads its
     /// token directory only at C_Initialize; p11-kit's client reconnects only there).
     ///
-    /// Waits up to `wait` (the signing deadline) for calls through Keyhold to finish. Calls
-    /// still running after that are past their deadline and were abandoned by their
-    /// callers: a module whose calls hang is the very failure being cured, so it is
-    /// finalized under them (p11-kit's client then closes its socket and they return with
-    /// an error; their sessions belong to the old epoch and are forgotten, never closed).
-    /// Starts a new epoch even if C_Initialize then fails, so sessions of the old one are
-    /// never reused.
+    /// Waits up to `wait` (the signing deadline) for calls through Keyhold to finish. If
+    /// calls are still inside the module after that (abandoned at their deadline by their
+    /// callers, on a hung HSM), it is **not** finalized under them and this fails: the
+    /// caller tries again later, once they have returned. Finalizing under a running call
+    /// frees what that call still uses: p11-kit's client 0.24.1 then aborts the whole
+    /// process (`rpc_transport_buffer: Assertion 'sock->refs > 0' failed`) when a hung
+    /// server resumes and the call reads its answer (seen through `keyhold serve` after
+    /// SIGSTOP and SIGCONT of `p11-kit-server`). Starts a new epoch even if C_Initialize
+    /// then fails, so sessions of the old one are never reused.
+    ///
+    /// Fails, naming what happened, if calls are still running or the module refuses.
     pub(super) fn reinitialize(&self, wait: std::time::Duration) -> Result<(), String> {
         let deadline = std::time::Instant::now() + wait;
         let _alone = loop {
             match self.objects.try_write() {
-                Ok(guard) => break Some(guard),
-                Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
+                Ok(guard) => break guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {
                     if std::time::Instant::now() >= deadline {
-                        break None;
+                        return Err(
+                            "calls abandoned at their deadline are still inside the module; \
+                             it is re-initialised once they return"
+                                .into(),
+                        );
                     }
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
