@@ -14,6 +14,7 @@ mod dbs;
 mod firstrun;
 mod flood;
 mod harden;
+mod hsm_cluster;
 mod issue;
 mod ocsp;
 mod quorum;

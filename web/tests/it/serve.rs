@@ -31,7 +31,7 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables (a PIN). The UI and API are served
     /// on the plain listener too (`--insecure-http-ui`), beside HTTPS on a port of its own.
-    fn start_with(work: &Path, dir: &Path, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with(work: &Path, dir: &Path, env: &[(&str, &str)]) -> Server {
         Server::start_opts(work, dir, env, true, true)
     }
 
@@ -110,7 +110,7 @@ impl Server {
         )
     }
 
-    fn get(&self, path: &str, token: Option<&str>) -> Response {
+    pub(crate) fn get(&self, path: &str, token: Option<&str>) -> Response {
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
@@ -118,7 +118,7 @@ impl Server {
         http(self.port, req.as_bytes()).expect("no response")
     }
 
-    fn post_json(&self, path: &str, token: &str, body: &str) -> Response {
+    pub(crate) fn post_json(&self, path: &str, token: &str, body: &str) -> Response {
         let req = format!(
             "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
@@ -160,7 +160,7 @@ pub(crate) struct Response {
 }
 
 impl Response {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
@@ -186,7 +186,7 @@ pub(crate) fn http(port: u16, request: &[u8]) -> Option<Response> {
     })
 }
 
-fn create_token(dir: &Path, name: &str, role: &str) -> String {
+pub(crate) fn create_token(dir: &Path, name: &str, role: &str) -> String {
     let r = run(keyhold(dir).args(["tokens", "create", "--name", name, "--role", role]));
     assert!(r.ok, "{}", r.stderr);
     let token = r.stdout.trim_end_matches('\n');
@@ -257,7 +257,7 @@ fn serve_on_a_fresh_directory_issues_over_http_and_openssl_verifies_the_chain() 
 /// Issues a tls-server certificate over HTTP for an openssl CSR and checks it with
 /// `openssl verify` against the chain and root fetched from `/ca/...`, and that its AIA
 /// caIssuers URL is served as DER. Returns the 201 body.
-fn issue_and_verify(server: &Server, work: &Path, token: &str) -> Value {
+pub(crate) fn issue_and_verify(server: &Server, work: &Path, token: &str) -> Value {
     openssl_in(
         work,
         &[
@@ -818,7 +818,7 @@ fn a_revoked_certificate_shows_in_ocsp_over_post_and_get_and_on_the_served_crl()
 
 /// `GET /ocsp/...` for a no-nonce request about `leaf.pem` of `issuing.pem` in `work`, as
 /// openssl makes it: base64, percent-encoded.
-fn ocsp_get_path(work: &Path) -> String {
+pub(crate) fn ocsp_get_path(work: &Path) -> String {
     openssl_in(
         work,
         &[
@@ -843,7 +843,7 @@ fn ocsp_get_path(work: &Path) -> String {
 }
 
 /// The OCSP answer in `resp.der`, as `openssl ocsp -resp_text` prints it (not verified).
-fn ocsp_text(work: &Path, der: &[u8]) -> String {
+pub(crate) fn ocsp_text(work: &Path, der: &[u8]) -> String {
     fs::write(work.join("resp.der"), der).unwrap();
     let out = Command::new("openssl")
         .args(["ocsp", "-respin", "resp.der", "-noverify", "-resp_text"])
