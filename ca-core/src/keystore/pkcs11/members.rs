@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use cryptoki::mechanism::Mechanism;
@@ -23,11 +23,11 @@ use super::module::{self, Module};
 use super::pool::{Connection, Failure};
 use super::rv::Fault;
 use super::workers::Workers;
-use super::{FoundKey, ec, find_key};
-use crate::keystore::{
-    KeySpec, KeyStoreError, MemberObserver, MemberState, MemberStatus, SpkiDer, verify,
-};
+use super::{FoundKey, find_key};
+use crate::keystore::{KeySpec, KeyStoreError, MemberObserver, MemberState, MemberStatus, SpkiDer};
 use crate::secret::Secret;
+
+mod probe;
 
 /// Upper bounds of the signing latency histogram, in seconds.
 const BUCKETS: [f64; 11] = [
@@ -38,8 +38,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often the monitor thread looks at the members.
 const TICK: Duration = Duration::from_millis(50);
-/// What a probe signs.
-const PROBE: &[u8] = b"keyhold hsm member probe";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -195,7 +193,7 @@ impl Members {
         let weak = Arc::downgrade(&set);
         std::thread::Builder::new()
             .name("keyhold-hsm-monitor".into())
-            .spawn(move || monitor(weak))
+            .spawn(move || probe::monitor(weak))
             .map_err(|e| KeyStoreError::io("cannot start the hsm member monitor thread", e))?;
         Ok(set)
     }
@@ -612,85 +610,6 @@ impl Members {
             })
             .collect()
     }
-
-    /// Brings member `i` back if it can: re-initialises its module after a module fault,
-    /// opens a new connection, finds every known key on it with the same public key, and
-    /// signs a probe that must verify. Runs on a probe thread.
-    fn recover(&self, i: usize) {
-        let m = &self.members[i];
-        let reinit = {
-            let h = lock(&m.health);
-            h.last_fault == Fault::Module && lock(&m.module).is_some()
-        };
-        let started = Instant::now();
-        let outcome = self
-            .connect(i, reinit)
-            .map_err(|e| self.named(i, e))
-            .and_then(|c| self.check_keys(i, &c).map(|()| c));
-        let mut h = lock(&m.health);
-        match outcome {
-            Ok(connection) => {
-                *lock(&m.connection) = Some(connection);
-                h.state = MemberState::In;
-                h.last_used = Instant::now();
-                h.last_latency = Some(started.elapsed());
-                h.backoff = FIRST_BACKOFF;
-                let after = h.out_since.elapsed();
-                drop(h);
-                self.emit(Event::Back(m.config.name.clone(), after));
-            }
-            Err(e) => {
-                h.last_error = Some(e.to_string());
-                h.last_fault = Fault::Module;
-                h.backoff = (h.backoff * 2).min(MAX_BACKOFF);
-                h.next_probe = Instant::now() + h.backoff;
-            }
-        }
-    }
-
-    /// Finds every known key on member `i` through `c`, checks its public key, and signs a
-    /// probe with the first that must verify.
-    fn check_keys(&self, i: usize, c: &Connection) -> Result<(), KeyStoreError> {
-        let keys = lock(&self.keys).clone();
-        let name = &self.members[i].config.name;
-        for key in &keys {
-            let (_, id, public) = find_key(c, &key.label).map_err(|e| self.named(i, e))?;
-            if public != key.public {
-                return Err(KeyStoreError::Corrupt(format!(
-                    "hsm member {name:?} now holds a different key labelled {:?}; it stays out",
-                    key.label
-                )));
-            }
-            *lock(&key.ids[i]) = Some(id);
-        }
-        if let Some(key) = keys.first() {
-            probe(c, key, i).map_err(|e| self.named(i, e))?;
-        }
-        Ok(())
-    }
-
-    /// A keepalive: signs a probe on member `i`, which is in; takes it out if that fails.
-    fn keepalive(&self, i: usize) {
-        let m = &self.members[i];
-        let connection = lock(&m.connection).clone();
-        let key = lock(&self.keys).first().cloned();
-        let started = Instant::now();
-        let result = match (connection, key) {
-            (Some(c), Some(key)) => probe(&c, &key, i),
-            (Some(c), None) => c
-                .run(|lease| Ok(lease.session.get_session_info()?))
-                .map(|_| ()),
-            (None, _) => Err(KeyStoreError::Unavailable("no open connection".into())),
-        };
-        match result {
-            Ok(()) => {
-                let mut h = lock(&m.health);
-                h.last_used = Instant::now();
-                h.last_latency = Some(started.elapsed());
-            }
-            Err(e) => self.take_out(i, Fault::Module, &format!("keepalive probe failed: {e}")),
-        }
-    }
 }
 
 enum Outcome {
@@ -713,81 +632,4 @@ fn sign_raw(c: &Connection, label: &str, id: &[u8], digest: &[u8]) -> Result<Vec
         let handle = c.private_key(lease, label, id)?;
         Ok(lease.session.sign(&Mechanism::Ecdsa, handle, digest)?)
     })
-}
-
-/// Signs [`PROBE`] with `key` on member `i` and verifies the signature.
-fn probe(c: &Connection, key: &KnownKey, i: usize) -> Result<(), KeyStoreError> {
-    let id = lock(&key.ids[i])
-        .clone()
-        .ok_or_else(|| KeyStoreError::NotFound(key.label.clone()))?;
-    let raw = sign_raw(c, &key.label, &id, &ec::digest(key.spec, PROBE)).map_err(|f| f.error)?;
-    let der = ec::raw_signature_to_der(&raw, key.spec)?;
-    verify(key.spec.signature_algorithm(), &key.public, PROBE, &der)
-        .map_err(|_| KeyStoreError::Corrupt("its probe signature does not verify".into()))
-}
-
-/// The monitor: probes members that are out (with back-off) and members idle longer than
-/// the keepalive, each on its own thread so that a hung member never stalls the others; a
-/// keepalive probe that misses the deadline takes its member out. Ends with the key store.
-fn monitor(set: Weak<Members>) {
-    loop {
-        std::thread::sleep(TICK);
-        let Some(set) = set.upgrade() else {
-            return;
-        };
-        let now = Instant::now();
-        for (i, m) in set.members.iter().enumerate() {
-            if m.probing.load(Ordering::SeqCst) {
-                // Only a keepalive can be late: a recovery may take longer (it waits for
-                // abandoned calls before re-initialising) and sets the state itself.
-                let late = m.keepalive_probe.load(Ordering::SeqCst)
-                    && lock(&m.probe_started).elapsed() > set.sign_timeout;
-                if late && lock(&m.health).state == MemberState::In {
-                    set.take_out(
-                        i,
-                        Fault::Module,
-                        &format!(
-                            "keepalive probe did not answer within {:?}",
-                            set.sign_timeout
-                        ),
-                    );
-                }
-                continue;
-            }
-            let (state, due_recovery, idle) = {
-                let h = lock(&m.health);
-                (
-                    h.state,
-                    now >= h.next_probe,
-                    now.duration_since(h.last_used),
-                )
-            };
-            let job: Option<fn(&Members, usize)> = match state {
-                MemberState::Out if due_recovery => Some(Members::recover),
-                MemberState::In
-                    if idle >= set.keepalive && m.in_flight.load(Ordering::SeqCst) == 0 =>
-                {
-                    Some(Members::keepalive)
-                }
-                _ => None,
-            };
-            let Some(job) = job else {
-                continue;
-            };
-            m.probing.store(true, Ordering::SeqCst);
-            *lock(&m.probe_started) = now;
-            m.keepalive_probe
-                .store(state == MemberState::In, Ordering::SeqCst);
-            let worker = Arc::clone(&set);
-            let spawned = std::thread::Builder::new()
-                .name("keyhold-hsm-probe".into())
-                .spawn(move || {
-                    job(&worker, i);
-                    worker.members[i].probing.store(false, Ordering::SeqCst);
-                });
-            if spawned.is_err() {
-                m.probing.store(false, Ordering::SeqCst);
-            }
-        }
-    }
 }
