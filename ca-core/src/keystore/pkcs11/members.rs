@@ -36,6 +36,9 @@ const BUCKETS: [f64; 11] = [
 /// First wait before probing a member that went out; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How many signing deadlines calls abandoned on a member that is out get to return before
+/// its module is re-initialised under them (see [`Module::reinitialize`]).
+const STUCK_GRACE: u32 = 5;
 /// How often the monitor thread looks at the members.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -171,7 +174,7 @@ impl Members {
         });
         let mut unreachable = Vec::new();
         for (i, member) in set.members.iter().enumerate() {
-            match set.connect(i, false) {
+            match set.connect(i, false, false) {
                 Ok(connection) => {
                     *lock(&member.connection) = Some(connection);
                     lock(&member.health).state = MemberState::In;
@@ -217,13 +220,20 @@ impl Members {
 
     /// Loads (or, with `reinit`, finalizes and initialises again) member `i`'s module and
     /// opens a new connection to its token.
-    fn connect(&self, i: usize, reinit: bool) -> Result<Arc<Connection>, KeyStoreError> {
+    /// With `force`, the module is re-initialised even under calls still inside it (see
+    /// [`Module::reinitialize`]).
+    fn connect(
+        &self,
+        i: usize,
+        reinit: bool,
+        force: bool,
+    ) -> Result<Arc<Connection>, KeyStoreError> {
         let m = &self.members[i];
         let known = lock(&m.module).clone();
         let module = match known {
             Some(module) if reinit => {
                 module
-                    .reinitialize(self.sign_timeout)
+                    .reinitialize(self.sign_timeout, force)
                     .map_err(KeyStoreError::Unavailable)?;
                 module
             }

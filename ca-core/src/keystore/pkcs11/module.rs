@@ -3,7 +3,8 @@
 //! Invariant: each module path is loaded once per process, so every key store, signer and
 //! test in the process shares one context. It is finalized only by
 //! [`Module::reinitialize`], which a key store member calls when the module itself failed
-//! (issue 18), once no call through Keyhold is inside it (never under a running call);
+//! (issue 18), once no call through Keyhold is inside it (or, forced, under calls abandoned
+//! long ago);
 //! every session opened before is then forgotten (see the epoch).
 
 use std::collections::HashMap;
@@ -164,23 +165,32 @@ impl Module {
     ///
     /// Waits up to `wait` (the signing deadline) for calls through Keyhold to finish. If
     /// calls are still inside the module after that (abandoned at their deadline by their
-    /// callers, on a hung HSM), it is **not** finalized under them and this fails: the
-    /// caller tries again later, once they have returned. Finalizing under a running call
-    /// frees what that call still uses: p11-kit's client 0.24.1 then aborts the whole
-    /// process (`rpc_transport_buffer: Assertion 'sock->refs > 0' failed`) when a hung
-    /// server resumes and the call reads its answer (seen through `keyhold serve` after
-    /// SIGSTOP and SIGCONT of `p11-kit-server`). Starts a new epoch even if C_Initialize
-    /// then fails, so sessions of the old one are never reused.
+    /// callers), it is finalized under them only if `force`; otherwise this fails and the
+    /// caller tries again later. Both ways have a cost, seen with p11-kit's client 0.24.1:
+    /// finalizing under a call that is blocked on a *hung* server aborts the whole process
+    /// when the server resumes and the call reads its answer (`rpc_transport_buffer:
+    /// Assertion 'sock->refs > 0' failed`), while after a *killed* server some calls never
+    /// return at all and only finalizing ends them. So callers force only after the calls
+    /// had several deadlines to return (see `members::STUCK_GRACE`). Starts a new epoch
+    /// even if C_Initialize then fails, so sessions of the old one are never reused.
     ///
-    /// Fails, naming what happened, if calls are still running or the module refuses.
-    pub(super) fn reinitialize(&self, wait: std::time::Duration) -> Result<(), String> {
+    /// Fails, naming what happened, if calls are still running (without `force`) or the
+    /// module refuses.
+    pub(super) fn reinitialize(
+        &self,
+        wait: std::time::Duration,
+        force: bool,
+    ) -> Result<(), String> {
         let deadline = std::time::Instant::now() + wait;
         let _alone = loop {
             match self.objects.try_write() {
-                Ok(guard) => break guard,
-                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Ok(guard) => break Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
                 Err(std::sync::TryLockError::WouldBlock) => {
                     if std::time::Instant::now() >= deadline {
+                        if force {
+                            break None;
+                        }
                         return Err(
                             "calls abandoned at their deadline are still inside the module; \
                              it is re-initialised once they return"

@@ -12,7 +12,10 @@ use std::time::Instant;
 use super::super::ec;
 use super::super::pool::Connection;
 use super::super::rv::Fault;
-use super::{Event, FIRST_BACKOFF, KnownKey, MAX_BACKOFF, Members, TICK, find_key, lock, sign_raw};
+use super::{
+    Event, FIRST_BACKOFF, KnownKey, MAX_BACKOFF, Members, STUCK_GRACE, TICK, find_key, lock,
+    sign_raw,
+};
 use crate::keystore::{KeyStoreError, MemberState, verify};
 
 /// What a probe signs.
@@ -24,13 +27,16 @@ impl Members {
     /// signs a probe that must verify. Runs on a probe thread.
     fn recover(&self, i: usize) {
         let m = &self.members[i];
-        let reinit = {
+        let (reinit, force) = {
             let h = lock(&m.health);
-            h.last_fault == Fault::Module && lock(&m.module).is_some()
+            (
+                h.last_fault == Fault::Module && lock(&m.module).is_some(),
+                h.out_since.elapsed() > self.sign_timeout * STUCK_GRACE,
+            )
         };
         let started = Instant::now();
         let outcome = self
-            .connect(i, reinit)
+            .connect(i, reinit, force)
             .map_err(|e| self.named(i, e))
             .and_then(|c| self.check_keys(i, &c).map(|()| c));
         let mut h = lock(&m.health);
