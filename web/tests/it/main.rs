@@ -22,4 +22,5 @@ mod revoke;
 mod serve;
 mod support;
 mod ui;
+mod ui_members;
 mod wrapped;
