@@ -52,6 +52,8 @@ pub enum Channel {
     Cli,
     /// The HTTP API.
     Api,
+    /// ACME (RFC 8555): an account that proved control of every name.
+    Acme,
 }
 
 /// A certificate request as it arrives.
