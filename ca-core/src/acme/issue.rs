@@ -137,7 +137,13 @@ impl AcmeService {
             source,
             channel: Channel::Acme,
         };
-        let (status, serial, error, problem) = match self.ca.submit(&submission, now) {
+        // notAfter (RFC 8555 7.4) as whole days from now, at least one; the profile clamps it.
+        let days = view.order.not_after.map(|t| {
+            let secs = t.duration_since(now).map_or(0, |d| d.as_secs());
+            u32::try_from(secs / 86_400).unwrap_or(u32::MAX).max(1)
+        });
+        let (status, serial, error, problem) = match self.ca.submit_for_days(&submission, days, now)
+        {
             Ok(Outcome::Issued(issued)) => (
                 OrderStatus::Valid,
                 Some(issued.serial.as_str().to_owned()),

@@ -445,6 +445,19 @@ impl AcmeService {
                 ));
             }
         }
+        // notBefore/notAfter (RFC 8555 7.4): certificates start when they are issued, so a
+        // notBefore in the future cannot be honoured; notAfter becomes the requested validity.
+        if request
+            .not_before
+            .is_some_and(|t| t > now + Duration::from_secs(300))
+        {
+            return Err(AcmeProblem::malformed(
+                "notBefore in the future is not supported: certificates start when issued",
+            ));
+        }
+        if request.not_after.is_some_and(|t| t <= now) {
+            return Err(AcmeProblem::malformed("notAfter is in the past"));
+        }
         let replaces = self.check_replaces(account, request.replaces.as_deref());
         let order_id = random_id()?;
         let expires_at = now + self.settings.order_ttl;

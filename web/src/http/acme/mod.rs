@@ -418,7 +418,7 @@ pub fn start(
         resolver: dns::resolver(config.dns_resolver.as_deref())
             .map_err(|e| anyhow::anyhow!("[acme] dns_resolver: {e}"))?,
     };
-    let queue = validate::start(service.clone(), validator)?;
+    let queue = validate::start(service.clone(), db.clone(), validator)?;
     match service.processing_challenges() {
         Ok(ids) => ids.into_iter().for_each(|id| queue.send(id)),
         Err(p) => tracing::warn!(error = %p.detail, "cannot list challenges left processing"),

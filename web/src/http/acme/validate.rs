@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ca_core::acme::identifier::{ChallengeType, Identifier};
 use ca_core::acme::jwk::{dns01_txt_value, tls_alpn01_digest};
+use ca_core::acme::nonce::NonceLedger;
 use ca_core::acme::service::{AcmeService, ValidationJob};
 use ca_core::acme::store::Validation;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,10 +48,18 @@ pub struct Validator {
     pub resolver: SocketAddr,
 }
 
-/// Starts the validation worker; it stops when every [`Queue`] is dropped.
+/// How often redeemed nonces past their lifetime are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Starts the validation worker, which also sweeps expired nonce records every
+/// [`SWEEP_EVERY`]; it stops when every [`Queue`] is dropped.
 ///
 /// Fails if the thread or its runtime cannot start.
-pub fn start(service: Arc<AcmeService>, validator: Validator) -> Result<Queue> {
+pub fn start(
+    service: Arc<AcmeService>,
+    nonces: Arc<dyn NonceLedger>,
+    validator: Validator,
+) -> Result<Queue> {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let queue = Queue(tx);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -62,6 +71,7 @@ pub fn start(service: Arc<AcmeService>, validator: Validator) -> Result<Queue> {
         .name("acme-validation".into())
         .spawn(move || {
             runtime.block_on(async move {
+                tokio::spawn(sweep(nonces));
                 while let Some(id) = rx.recv().await {
                     let (service, validator) = (service.clone(), validator.clone());
                     tokio::spawn(async move { run(service, &validator, id).await });
@@ -70,6 +80,21 @@ pub fn start(service: Arc<AcmeService>, validator: Validator) -> Result<Queue> {
         })
         .context("cannot start the ACME validation thread")?;
     Ok(queue)
+}
+
+async fn sweep(nonces: Arc<dyn NonceLedger>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let n = nonces.clone();
+        match tokio::task::spawn_blocking(move || n.sweep_nonces(std::time::SystemTime::now()))
+            .await
+        {
+            Ok(Ok(gone)) => tracing::debug!(gone, "acme: expired nonce records swept"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "acme: cannot sweep nonce records"),
+            Err(e) => tracing::error!(error = %e, "acme: nonce sweep task failed"),
+        }
+    }
 }
 
 async fn run(service: Arc<AcmeService>, validator: &Validator, id: String) {
