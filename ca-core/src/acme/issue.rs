@@ -401,6 +401,25 @@ impl AcmeService {
         }
     }
 
+    /// Creates an EAB key for the profiles open to ACME (see [`super::eab_keys::create`]).
+    ///
+    /// Fails as that does.
+    pub fn create_eab_key(
+        &self,
+        req: &super::eab_keys::EabRequest<'_>,
+        now: SystemTime,
+    ) -> Result<super::eab_keys::NewEabKey, String> {
+        let open: Vec<String> = self.profiles().iter().map(|p| p.name.clone()).collect();
+        super::eab_keys::create(self.store.as_ref(), &self.secret, &open, req, now)
+    }
+
+    /// Revokes the EAB key `name` (see [`super::eab_keys::revoke`]).
+    ///
+    /// Fails as that does.
+    pub fn revoke_eab_key(&self, name: &str, actor: &str, source: &str) -> Result<(), StoreError> {
+        super::eab_keys::revoke(self.store.as_ref(), name, actor, source)
+    }
+
     /// Every EAB key (never their HMAC keys).
     pub fn eab_keys(&self) -> Result<Vec<EabKey>, StoreError> {
         self.store.eab_keys()
