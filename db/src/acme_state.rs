@@ -763,6 +763,21 @@ impl AcmeStore for Db {
             .write(move |tx| finish_challenge(tx, &id, &result, &event))
     }
 
+    fn acme_counts(&self) -> Result<(i64, i64), StoreError> {
+        self.read(|conn| {
+            let accounts: i64 = acme_accounts::table
+                .count()
+                .get_result(conn)
+                .map_err(db_error)?;
+            let issued: i64 = acme_orders::table
+                .filter(acme_orders::status.eq(OrderStatus::Valid.as_str()))
+                .count()
+                .get_result(conn)
+                .map_err(db_error)?;
+            Ok((accounts, issued))
+        })
+    }
+
     fn processing_challenges(&self, limit: i64) -> Result<Vec<Challenge>, StoreError> {
         self.read(|conn| {
             acme_challenges::table

@@ -420,6 +420,11 @@ impl AcmeService {
         super::eab_keys::revoke(self.store.as_ref(), name, actor, source)
     }
 
+    /// How many accounts there are, and how many certificates ACME issued.
+    pub fn counts(&self) -> Result<(i64, i64), StoreError> {
+        self.store.acme_counts()
+    }
+
     /// Every EAB key (never their HMAC keys).
     pub fn eab_keys(&self) -> Result<Vec<EabKey>, StoreError> {
         self.store.eab_keys()

@@ -270,6 +270,8 @@ pub trait AcmeStore: Send + Sync + std::fmt::Debug {
         result: &Validation,
         event: &AuditEvent,
     ) -> Result<bool, StoreError>;
+    /// How many accounts there are, and how many certificates ACME issued (valid orders).
+    fn acme_counts(&self) -> Result<(i64, i64), StoreError>;
     /// Challenges left `processing` (by this process or one that died), oldest first.
     fn processing_challenges(&self, limit: i64) -> Result<Vec<Challenge>, StoreError>;
 }

@@ -129,6 +129,8 @@ pub struct DashboardPage {
     pub backup: Option<(String, bool)>,
     /// Certificates issued per day, drawn as inline SVG on the server (no script).
     pub chart: IssuanceChart,
+    /// ACME: (certificates issued, accounts), when ACME is enabled and the user sees all.
+    pub acme: Option<(String, String)>,
 }
 
 /// One day's bar of the issuance chart, in SVG user units.
