@@ -97,6 +97,7 @@ ACME_DIRECTORY="https://localhost:$tls_port/acme/directory" \
   ACME_REJECTED_NAME=blocked.acme-test.internal \
   ACME_EAB_KID=$eab_kid ACME_EAB_HMAC=$eab_hmac ACME_EAB_REQUIRED=1 \
   ACME_EXPECT_OCSP=1 ACME_MAX_BODY=65536 ACME_DEVIATIONS="" \
+  ACME_EXPECT_ARI=1 ACME_PROFILE_NAME_OK=acme-test ACME_PROFILE_NO_WILDCARD=tls-server \
   "$here/clients.sh" || status=$?
 if [ "$status" != 0 ]; then
   echo "--- keyhold log (last 40 lines)" >&2
