@@ -652,6 +652,17 @@ impl AcmeStore for Db {
         })
     }
 
+    fn authzs_for(&self, value: &str, expires_after: SystemTime) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            acme_authzs::table
+                .filter(acme_authzs::value.eq(value))
+                .filter(acme_authzs::expires_at.gt(unix_micros(expires_after)))
+                .count()
+                .get_result(conn)
+                .map_err(db_error)
+        })
+    }
+
     fn set_order_status(
         &self,
         id: &str,

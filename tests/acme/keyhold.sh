@@ -70,6 +70,7 @@ tls_alpn01_port = $TLSALPN01_PORT
 dns_resolver = "127.0.0.1:$dns_port"
 default_profile = "acme-test"
 orders_per_hour = 1000
+orders_per_identifier_per_hour = 8
 TOML
 eab_out=$("$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" acme eab create \
   --name harness --profile acme-test --profile tls-server)
@@ -98,6 +99,7 @@ ACME_DIRECTORY="https://localhost:$tls_port/acme/directory" \
   ACME_EAB_KID=$eab_kid ACME_EAB_HMAC=$eab_hmac ACME_EAB_REQUIRED=1 \
   ACME_EXPECT_OCSP=1 ACME_MAX_BODY=65536 ACME_DEVIATIONS="" \
   ACME_EXPECT_ARI=1 ACME_PROFILE_NAME_OK=acme-test ACME_PROFILE_NO_WILDCARD=tls-server \
+  ACME_RATE_LIMIT_PER_NAME=8 \
   "$here/clients.sh" || status=$?
 if [ "$status" != 0 ]; then
   echo "--- keyhold log (last 40 lines)" >&2

@@ -362,6 +362,19 @@ def ari_profiles_not_after(key, kid, certs):
     if end >= datetime.now(timezone.utc):
         raise CaseFailed(f"a revoked certificate's window is not in the past: {r.text}")
     ok("renewalInfo: a window ahead for a live certificate, in the past once it is revoked")
+    # Rate limit per identifier (ACME_RATE_LIMIT_PER_NAME orders of one name an hour).
+    limit = int(ENV.get("ACME_RATE_LIMIT_PER_NAME", "0"))
+    if limit:
+        rl = {"identifiers": [{"type": "dns", "value": f"rl.{DOMAIN}"}]}
+        for i in range(limit):
+            r = post(new_order, jws(key, new_order, rl, kid=kid))
+            if r.status_code != 201:
+                raise CaseFailed(f"order {i + 1} of {limit} for one name: HTTP {r.status_code}: {r.text[:300]}")
+        r = post(new_order, jws(key, new_order, rl, kid=kid))
+        expect_problem("order over the limit", r, "rateLimited")
+        if not r.headers.get("Retry-After"):
+            raise CaseFailed("rateLimited without Retry-After")
+        ok(f"order {limit + 1} for one name within the hour is refused with rateLimited and Retry-After")
     # replaces: naming another account's or an unknown certificate is a plain new order.
     r = post(new_order, jws(key, new_order, {"identifiers": [{"type": "dns", "value": name}], "replaces": "AAAA.AAAA"}, kid=kid))
     if r.status_code != 201 or "replaces" in r.json():

@@ -77,6 +77,9 @@ pub struct AcmeConfig {
     /// Orders one account may place per hour (0: unlimited).
     #[serde(default = "default_orders_per_hour")]
     pub orders_per_hour: u32,
+    /// Orders naming one identifier per hour, across accounts (0: unlimited).
+    #[serde(default = "default_orders_per_identifier_per_hour")]
+    pub orders_per_identifier_per_hour: u32,
     /// How long a pending order and its authorizations live, e.g. `"8h"`.
     #[serde(default = "default_order_lifetime")]
     pub order_lifetime: String,
@@ -92,6 +95,10 @@ fn default_tls_alpn01_port() -> u16 {
 
 fn default_orders_per_hour() -> u32 {
     300
+}
+
+fn default_orders_per_identifier_per_hour() -> u32 {
+    100
 }
 
 fn default_order_lifetime() -> String {

@@ -316,6 +316,7 @@ pub fn acme_settings(
         order_ttl: crate::text::parse_duration(&config.order_lifetime)
             .context("[acme] order_lifetime")?,
         orders_per_hour: config.orders_per_hour,
+        orders_per_identifier_per_hour: config.orders_per_identifier_per_hour,
         default_profile: config.default_profile.clone(),
     })
 }

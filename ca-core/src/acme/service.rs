@@ -37,6 +37,8 @@ pub struct AcmeSettings {
     pub order_ttl: Duration,
     /// Orders one account may place per hour (0: no limit).
     pub orders_per_hour: u32,
+    /// Orders naming one identifier, across accounts, per hour (0: no limit).
+    pub orders_per_identifier_per_hour: u32,
     /// The profile an order that names none gets, unless its EAB key names one.
     pub default_profile: Option<String>,
 }
@@ -443,6 +445,26 @@ impl AcmeService {
                         self.settings.orders_per_hour
                     ),
                 ));
+            }
+        }
+        if self.settings.orders_per_identifier_per_hour > 0 {
+            // An authorization made within the hour expires later than an hour before
+            // its lifetime from now.
+            let after = (now + self.settings.order_ttl)
+                .checked_sub(Duration::from_secs(3600))
+                .unwrap_or(now);
+            for id in &identifiers {
+                let value = id.authorization_value();
+                let recent = self.store.authzs_for(&value, after).map_err(internal)?;
+                if recent >= i64::from(self.settings.orders_per_identifier_per_hour) {
+                    return Err(AcmeProblem::new(
+                        ProblemKind::RateLimited,
+                        format!(
+                            "{value} was ordered {recent} times in the last hour; the limit is {}",
+                            self.settings.orders_per_identifier_per_hour
+                        ),
+                    ));
+                }
             }
         }
         // notBefore/notAfter (RFC 8555 7.4): certificates start when they are issued, so a

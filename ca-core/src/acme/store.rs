@@ -238,6 +238,9 @@ pub trait AcmeStore: Send + Sync + std::fmt::Debug {
     fn recent_orders(&self, limit: i64) -> Result<Vec<Order>, StoreError>;
     /// Orders placed since `since` by the account (for its rate limit).
     fn orders_since(&self, account_id: &str, since: SystemTime) -> Result<i64, StoreError>;
+    /// Authorizations for `value` (a DNS name without `*.`, or an IP) that expire after
+    /// `expires_after` (for the per-identifier rate limit).
+    fn authzs_for(&self, value: &str, expires_after: SystemTime) -> Result<i64, StoreError>;
     /// Moves an order from `from` to `to`, recording `serial` or `error`, with `event`.
     /// Returns false, writing nothing, if the order was no longer `from`.
     fn set_order_status(

@@ -105,6 +105,14 @@ fn an_order_round_trips_with_its_authorizations_and_challenges(b: &Backend) {
         0
     );
     assert!(b.db.order("nope").unwrap().is_none());
+    assert_eq!(b.db.authzs_for("a.internal", t0()).unwrap(), 1);
+    assert_eq!(
+        b.db.authzs_for("a.internal", t0() + Duration::from_secs(7200))
+            .unwrap(),
+        0,
+        "an authorization that expired is not counted"
+    );
+    assert_eq!(b.db.authzs_for("b.internal", t0()).unwrap(), 0);
 }
 
 fn a_challenge_starts_once_and_settles_its_authorization(b: &Backend) {

@@ -51,6 +51,8 @@ CREATE TABLE acme_authzs (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX acme_authzs_by_order ON acme_authzs (order_id);
+-- The per-identifier rate limit counts recent authorizations for a name.
+CREATE INDEX acme_authzs_by_value ON acme_authzs (value, expires_at);
 CREATE TABLE acme_challenges (
     id TEXT PRIMARY KEY NOT NULL,
     authz_id TEXT NOT NULL REFERENCES acme_authzs (id),
