@@ -1,5 +1,6 @@
-//! The ACME service's certificate side: finalize (through [`Ca::submit`], the API's cycle),
-//! download, revokeCert, renewal information (RFC 9773) and EAB keys.
+//! The ACME service's certificate side: finalize (through
+//! [`crate::issuance::Ca::submit`], the API's cycle), download, revokeCert, renewal
+//! information (RFC 9773) and EAB keys.
 //!
 //! Invariant: a certificate leaves only for the account whose order made it; a revocation
 //! is signed by that account or by the certificate's own key.
