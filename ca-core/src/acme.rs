@@ -12,15 +12,22 @@
 //! - [`keychange`]: account key rollover (RFC 8555 7.3.5).
 //! - [`nonce`]: anti-replay nonces minted statelessly, redeemed once through the database.
 //! - [`order`]: the order, authorization and challenge state machine (RFC 8555 7.1.6).
+//! - [`store`]: the storage port; [`service`] and [`issue`]: the service that decides, and
+//!   issues through the API's cycle; [`secret`]: the key nonces and EAB keys derive from.
 
 pub mod ari;
 pub mod eab;
+pub mod eab_keys;
 pub mod identifier;
+pub mod issue;
 pub mod jwk;
 pub mod jws;
 pub mod keychange;
 pub mod nonce;
 pub mod order;
+pub mod secret;
+pub mod service;
+pub mod store;
 
 use crate::error::ErrorKind;
 
@@ -127,7 +134,8 @@ impl AcmeProblem {
         format!("{ERROR_NS}{}", self.kind.name())
     }
 
-    pub(crate) fn malformed(detail: impl Into<String>) -> Self {
+    /// A `malformed` problem.
+    pub fn malformed(detail: impl Into<String>) -> Self {
         Self::new(ProblemKind::Malformed, detail)
     }
 }
@@ -139,7 +147,7 @@ pub(crate) fn b64url(bytes: &[u8]) -> String {
 }
 
 /// Decodes base64url without padding; `what` names the field in the problem detail.
-pub(crate) fn b64url_decode(text: &str, what: &str) -> Result<Vec<u8>, AcmeProblem> {
+pub fn b64url_decode(text: &str, what: &str) -> Result<Vec<u8>, AcmeProblem> {
     use base64ct::{Base64UrlUnpadded, Encoding};
     Base64UrlUnpadded::decode_vec(text)
         .map_err(|_| AcmeProblem::malformed(format!("{what} is not base64url without padding")))

@@ -119,6 +119,24 @@ pub enum Action {
     HsmMemberOut,
     /// An HSM member was taken back after a probe signature verified.
     HsmMemberBack,
+    /// An ACME account was created.
+    AcmeAccountCreated,
+    /// An ACME account changed: contact, key (rollover) or status (deactivation).
+    AcmeAccountUpdated,
+    /// An ACME order was placed.
+    AcmeOrderCreated,
+    /// An ACME order changed status through finalization (processing, valid, invalid).
+    AcmeOrderFinalized,
+    /// A client answered an ACME challenge; validation starts.
+    AcmeChallengeAnswered,
+    /// An ACME validation ended (its result in the details).
+    AcmeValidated,
+    /// A client deactivated an ACME authorization.
+    AcmeAuthzDeactivated,
+    /// An external account binding key was created.
+    AcmeEabCreated,
+    /// An external account binding key was revoked.
+    AcmeEabRevoked,
 }
 
 impl Action {
@@ -167,6 +185,15 @@ impl Action {
             Action::CaRevoked => "ca.revoked",
             Action::HsmMemberOut => "hsm.member_out",
             Action::HsmMemberBack => "hsm.member_back",
+            Action::AcmeAccountCreated => "acme.account_created",
+            Action::AcmeAccountUpdated => "acme.account_updated",
+            Action::AcmeOrderCreated => "acme.order_created",
+            Action::AcmeOrderFinalized => "acme.order_finalized",
+            Action::AcmeChallengeAnswered => "acme.challenge_answered",
+            Action::AcmeValidated => "acme.validated",
+            Action::AcmeAuthzDeactivated => "acme.authz_deactivated",
+            Action::AcmeEabCreated => "acme.eab_created",
+            Action::AcmeEabRevoked => "acme.eab_revoked",
         }
     }
 }

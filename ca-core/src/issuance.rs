@@ -52,6 +52,8 @@ pub enum Channel {
     Cli,
     /// The HTTP API.
     Api,
+    /// ACME (RFC 8555): an account that proved control of every name.
+    Acme,
 }
 
 /// A certificate request as it arrives.
@@ -280,8 +282,24 @@ impl Ca {
     ///
     /// Fails if the profile is unknown, the CSR is bad, or the database or key store fails.
     pub fn submit(&self, s: &Submission<'_>, now: SystemTime) -> Result<Outcome, IssueError> {
+        self.submit_for_days(s, None, now)
+    }
+
+    /// [`Ca::submit`] asking for `validity_days` of validity (ACME's `notAfter`), which the
+    /// profile clamps or refuses as it does for any request.
+    ///
+    /// Fails as [`Ca::submit`] does.
+    pub fn submit_for_days(
+        &self,
+        s: &Submission<'_>,
+        validity_days: Option<u32>,
+        now: SystemTime,
+    ) -> Result<Outcome, IssueError> {
         let profile = self.profile(s.profile)?;
-        let parsed = csr::parse(s.csr, &self.ca_keys)?;
+        let mut parsed = csr::parse(s.csr, &self.ca_keys)?;
+        if validity_days.is_some() {
+            parsed.facts.validity_days = validity_days;
+        }
         let issuer = self.issuer_for(profile)?;
         // The CLI is the one place a cli_only profile is issued from.
         let unrestricted;

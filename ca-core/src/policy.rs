@@ -157,6 +157,9 @@ struct ProfileFile {
     issuer: IssuerId,
     #[serde(default)]
     cli_only: bool,
+    /// Open to ACME accounts (issue 17); never with approvals, keyCertSign or cli_only.
+    #[serde(default)]
+    acme: bool,
     validity: ValidityRule,
     keys: KeyRule,
     #[serde(default)]
@@ -449,6 +452,21 @@ impl Profile {
                 ));
             }
         }
+        // ACME issues at once to whoever proves control of the names: a profile whose
+        // certificates need officers' approval, or that makes CAs, cannot be open to it.
+        if file.acme {
+            if file.approval.approvals > 0 {
+                problems.push(at(
+                    "acme = true: a profile that needs approvals cannot be open to ACME".into(),
+                ));
+            }
+            if file.cli_only || file.usage.key_usage.iter().any(|k| k == "keyCertSign") {
+                problems.push(at(
+                    "acme = true: a CA (keyCertSign) or cli_only profile cannot be open to ACME"
+                        .into(),
+                ));
+            }
+        }
         if !(1..=365).contains(&file.approval.expires_after_days) {
             problems.push(at(
                 "approval.expires_after_days must be between 1 and 365".into()
@@ -479,6 +497,17 @@ impl Profile {
     /// Whether only the ceremony CLI may issue under it (sub-CA certificates).
     pub fn cli_only(&self) -> bool {
         self.file.cli_only
+    }
+
+    /// Whether ACME accounts may order under it (`acme = true`).
+    pub fn acme(&self) -> bool {
+        self.file.acme
+    }
+
+    /// Checks names (and their count) the way [`evaluate`] does: every reason the profile
+    /// refuses them, or none.
+    pub fn names_refused(&self, sans: &[San]) -> Vec<String> {
+        evaluate::names_refused(self, sans)
     }
 
     /// The profile's description.

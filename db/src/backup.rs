@@ -48,6 +48,11 @@ pub const TABLES: &[&str] = &[
     "operation_approvals",
     "issued_daily",
     "acme_nonces",
+    "acme_eab_keys",
+    "acme_accounts",
+    "acme_orders",
+    "acme_authzs",
+    "acme_challenges",
 ];
 
 /// Rows per PostgreSQL FETCH on export and per INSERT on import.

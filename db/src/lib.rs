@@ -18,6 +18,7 @@
 //! hex, DER as binary.
 
 mod acme;
+mod acme_state;
 pub mod backup;
 mod changes;
 mod codesign;

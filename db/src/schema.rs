@@ -223,3 +223,72 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+diesel::table! {
+    acme_eab_keys (kid) {
+        kid -> Text,
+        name -> Text,
+        profiles -> Text,
+        names -> Text,
+        hmac_sealed -> Binary,
+        created_at -> BigInt,
+        created_by -> Text,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    acme_accounts (id) {
+        id -> Text,
+        thumbprint -> Text,
+        jwk -> Text,
+        status -> Text,
+        contact -> Text,
+        eab_kid -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    acme_orders (id) {
+        id -> Text,
+        account_id -> Text,
+        status -> Text,
+        identifiers -> Text,
+        profile -> Text,
+        not_before -> Nullable<BigInt>,
+        not_after -> Nullable<BigInt>,
+        expires_at -> BigInt,
+        created_at -> BigInt,
+        serial -> Nullable<Text>,
+        error -> Nullable<Text>,
+        replaces -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    acme_authzs (id) {
+        id -> Text,
+        order_id -> Text,
+        kind -> Text,
+        value -> Text,
+        wildcard -> Bool,
+        status -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    acme_challenges (id) {
+        id -> Text,
+        authz_id -> Text,
+        kind -> Text,
+        token -> Text,
+        status -> Text,
+        validated_at -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(acme_challenges -> acme_authzs (authz_id));
+diesel::allow_tables_to_appear_in_same_query!(acme_challenges, acme_authzs);

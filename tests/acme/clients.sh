@@ -18,6 +18,9 @@
 #   ACME_EAB_KID, ACME_EAB_HMAC   an EAB key (base64url HMAC); ACME_EAB_REQUIRED=1 if the
 #                        directory requires one (then "EAB missing" must fail)
 #   ACME_EXPECT_OCSP=1   every issued certificate names an OCSP responder that says good
+#   ACME_EXPECT_ARI=1    the server offers renewalInfo, profiles and notAfter (protocol.py
+#                        checks them; ACME_PROFILE_NAME_OK: an offered profile the harness's
+#                        names fit; ACME_PROFILE_NO_WILDCARD: an offered one without wildcards)
 #   ACME_WORK            scratch directory (default: a fresh temporary one)
 #   ACME_ONLY            optional: run only these groups (space separated: certbot lego caddy protocol)
 set -euo pipefail

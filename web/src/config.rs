@@ -41,6 +41,68 @@ pub struct Config {
     /// Backups: default recipients (and the schedule of `keyhold serve`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupConfig>,
+    /// ACME (RFC 8555) on the HTTPS listener at `/acme/directory` (off unless enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeConfig>,
+}
+
+/// `[acme]`: the ACME server and its validation (docs/acme.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// Serve ACME at all.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Every new account must carry an external account binding.
+    #[serde(default)]
+    pub require_eab: bool,
+    /// The port http-01 validation connects to.
+    #[serde(default = "default_http01_port")]
+    pub http01_port: u16,
+    /// The port tls-alpn-01 validation connects to.
+    #[serde(default = "default_tls_alpn01_port")]
+    pub tls_alpn01_port: u16,
+    /// The DNS server dns-01 validation and name lookups ask (`host:port`); absent: the
+    /// first nameserver of /etc/resolv.conf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_resolver: Option<String>,
+    /// A file holding the secret (at least 32 bytes) every node shares: nonces are
+    /// authenticated and EAB keys sealed with keys derived from it. Default `acme.secret` in
+    /// the data directory, created on the first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// The profile orders get when they name none and their EAB key names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_profile: Option<String>,
+    /// Orders one account may place per hour (0: unlimited).
+    #[serde(default = "default_orders_per_hour")]
+    pub orders_per_hour: u32,
+    /// Orders naming one identifier per hour, across accounts (0: unlimited).
+    #[serde(default = "default_orders_per_identifier_per_hour")]
+    pub orders_per_identifier_per_hour: u32,
+    /// How long a pending order and its authorizations live, e.g. `"8h"`.
+    #[serde(default = "default_order_lifetime")]
+    pub order_lifetime: String,
+}
+
+fn default_http01_port() -> u16 {
+    80
+}
+
+fn default_tls_alpn01_port() -> u16 {
+    443
+}
+
+fn default_orders_per_hour() -> u32 {
+    300
+}
+
+fn default_orders_per_identifier_per_hour() -> u32 {
+    100
+}
+
+fn default_order_lifetime() -> String {
+    "8h".into()
 }
 
 /// `[backup]`: who backups are encrypted to, and where `keyhold serve` writes them.

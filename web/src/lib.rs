@@ -63,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     // regex took a fifth of the CPU of answering a GET.
                     .default_service(web::to(http::revocation::ocsp_get)),
             )
+            .service(http::acme::scope())
             .service(api_v1(&mut Vec::new()))
             .configure(http::ui::configure)
             .default_service(web::to(not_found)),

@@ -113,9 +113,9 @@ pub fn check_listeners(args: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether `path` belongs to the UI or the API.
+/// Whether `path` belongs to the UI, the API or ACME.
 fn ui_or_api(path: &str) -> bool {
-    ["/ui", "/api"].iter().any(|p| {
+    ["/ui", "/api", "/acme"].iter().any(|p| {
         path.strip_prefix(p)
             .is_some_and(|r| r.is_empty() || r.starts_with('/'))
     })
@@ -317,6 +317,9 @@ pub fn load_state(paths: &Paths, config_file: Option<&std::path::Path>) -> Resul
     let mut state = AppState::new(Arc::new(ca), db, keys, metrics, times)?;
     state.quorum = config.quorum.policy();
     state.checkpointer = checkpointer;
+    if let Some(acme) = config.acme.as_ref().filter(|a| a.enabled) {
+        state.acme = Some(crate::http::acme::start(&state, &paths.data_dir, acme)?);
+    }
     Ok(state)
 }
 

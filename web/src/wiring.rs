@@ -264,3 +264,59 @@ impl ca_core::keystore::MemberObserver for MemberAudit {
         );
     }
 }
+
+/// The ACME secret every node shares: `[acme] secret_file`, else `acme.secret` in the data
+/// directory, which is created (32 random bytes, mode 0600) if it does not exist.
+///
+/// Fails naming the file if it cannot be read or written, or holds under 32 bytes.
+pub fn acme_secret(
+    data_dir: &std::path::Path,
+    secret_file: Option<&std::path::Path>,
+) -> Result<ca_core::acme::secret::AcmeSecret> {
+    let path = match secret_file {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) => data_dir.join(p),
+        None => data_dir.join("acme.secret"),
+    };
+    if secret_file.is_none() && !path.exists() {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| anyhow!("no randomness"))?;
+        write_private(&path, bytes.as_ref())
+            .with_context(|| format!("cannot create the ACME secret {}", path.display()))?;
+    }
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(&path)
+            .with_context(|| format!("cannot read the ACME secret {}", path.display()))?,
+    );
+    ca_core::acme::secret::AcmeSecret::new(&bytes)
+        .map_err(|e| anyhow!("[acme] secret_file {}: {e}", path.display()))
+}
+
+/// Writes `bytes` to a new file only its owner can read.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// The ACME service's settings from `[acme]`.
+///
+/// Fails if `order_lifetime` is not a duration.
+pub fn acme_settings(
+    config: &crate::config::AcmeConfig,
+) -> Result<ca_core::acme::service::AcmeSettings> {
+    Ok(ca_core::acme::service::AcmeSettings {
+        require_eab: config.require_eab,
+        order_ttl: crate::text::parse_duration(&config.order_lifetime)
+            .context("[acme] order_lifetime")?,
+        orders_per_hour: config.orders_per_hour,
+        orders_per_identifier_per_hour: config.orders_per_identifier_per_hour,
+        default_profile: config.default_profile.clone(),
+    })
+}

@@ -252,6 +252,13 @@ fn check_key(p: &ProfileFile, request: &RequestFacts, why: &mut Vec<String>) {
     }
 }
 
+/// Every reason the profile refuses these names (none: all allowed).
+pub(crate) fn names_refused(profile: &Profile, sans: &[San]) -> Vec<String> {
+    let mut why = Vec::new();
+    check_names(profile, sans, &mut why);
+    why
+}
+
 fn check_names(profile: &Profile, requested: &[San], why: &mut Vec<String>) -> Vec<San> {
     let n = &profile.file.names;
     if requested.len() > n.max_sans {

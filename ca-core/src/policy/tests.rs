@@ -446,3 +446,31 @@ fn a_ca_profile_must_be_cli_only_under_two_approvals_without_ekus() {
     assert!(e.contains("at least 2") && !e.contains("cli_only"), "{e}");
     ca("cli_only = true\n[approval]\napprovals = 2\nrequester_roles = [\"officer\"]").unwrap();
 }
+
+#[test]
+fn only_profiles_without_approvals_or_ca_powers_open_to_acme() {
+    let open = TLS.replacen(
+        "issuer = \"issuing-ca\"",
+        "issuer = \"issuing-ca\"\nacme = true",
+        1,
+    );
+    assert!(profile(&open).acme());
+    assert!(!profile(TLS).acme());
+    let approvals = format!("{open}\n[approval]\napprovals = 1\n");
+    let err = Profile::parse("t", Path::new("t.toml"), &approvals).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("needs approvals cannot be open to ACME"),
+        "{err}"
+    );
+    let ca = "version = 1\nissuer = \"root\"\nacme = true\ncli_only = true\n[validity]\nmax_days = 365\n\
+              [keys]\nallowed = [\"p384\"]\n[usage]\nkey_usage = [\"keyCertSign\", \"cRLSign\"]\n\
+              [approval]\napprovals = 2\nrequester_roles = [\"officer\"]\n";
+    let err = Profile::parse("ca", Path::new("ca.toml"), ca).unwrap_err();
+    assert!(err.to_string().contains("cannot be open to ACME"), "{err}");
+    let shipped = include_str!("../../../policies/tls-server.toml");
+    assert!(
+        profile(shipped).acme(),
+        "the shipped tls-server profile is open to ACME"
+    );
+}

@@ -8,6 +8,7 @@
 mod support;
 
 mod acme;
+mod acme_state;
 mod approvals;
 mod audit;
 mod backup;

@@ -1,6 +1,7 @@
 //! The `keyhold` command line. Key generation, destruction and the ceremony live here and
 //! only here: the server never reaches them.
 
+pub mod acme;
 pub mod audit;
 pub mod backup;
 pub mod ca;
@@ -87,6 +88,9 @@ pub enum Command {
     /// API tokens for the HTTP API.
     #[command(subcommand)]
     Tokens(crate::cli::tokens::TokensCommand),
+    /// The ACME server's external account binding keys.
+    #[command(subcommand)]
+    Acme(crate::cli::acme::AcmeCommand),
     /// Revoke a certificate (officer): recorded and audited; the next CRL and OCSP
     /// responses say so.
     Revoke(crate::cli::revoke::RevokeArgs),
@@ -120,6 +124,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(cmd) => crate::cli::backup::run(&cli, cmd),
         Command::Serve(args) => crate::serve::run(&cli.paths, args),
         Command::Tokens(cmd) => crate::cli::tokens::run(&cli, cmd),
+        Command::Acme(cmd) => crate::cli::acme::run(&cli, cmd),
         Command::Revoke(args) => crate::cli::revoke::revoke(&cli, args),
         Command::RevokeCa(args) => crate::cli::revoke::revoke_ca(&cli, args),
         Command::Crl(cmd) => crate::cli::revoke::crl(&cli, cmd),

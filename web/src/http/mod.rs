@@ -2,6 +2,7 @@
 //! the public routes (health, CA certificates), OCSP and CRLs, the REST API and the admin UI.
 //! The route table that mounts them is [`crate::configure`].
 
+pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod error;

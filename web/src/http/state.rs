@@ -67,6 +67,8 @@ pub struct AppState {
     pub checkpointer: Option<ca_core::audit::Checkpointer>,
     /// What scheduled backups did last (`[backup] every`), if they are scheduled.
     pub backups: Option<Arc<crate::backups::Status>>,
+    /// ACME (`[acme] enabled = true`), if enabled.
+    pub acme: Option<Arc<crate::http::acme::Acme>>,
 }
 
 /// How long a signing probe's result is reused.
@@ -186,6 +188,7 @@ impl AppState {
             ledger: db.clone(),
             checkpointer: None,
             backups: None,
+            acme: None,
             tokens: db.clone(),
             probes: Arc::new(Probes {
                 db,

@@ -1175,6 +1175,7 @@ const GET_ROUTES: &[(&str, &[Role])] = &[
     ("/ui/audit", &[Role::Auditor, Role::Admin]),
     ("/ui/users", &[Role::Admin]),
     ("/ui/tokens", &[Role::Admin]),
+    ("/ui/acme", &[Role::Admin]),
 ];
 
 /// Every UI form target, with the roles that may post to it.
@@ -1193,6 +1194,8 @@ const POST_ROUTES: &[(&str, &[Role])] = &[
     ("/ui/users/nobody/reset-password", &[Role::Admin]),
     ("/ui/tokens", &[Role::Admin]),
     ("/ui/tokens/nobody/revoke", &[Role::Admin]),
+    ("/ui/acme/eab", &[Role::Admin]),
+    ("/ui/acme/eab/nobody/revoke", &[Role::Admin]),
 ];
 
 #[actix_web::test]
@@ -1924,4 +1927,94 @@ async fn the_dashboard_shows_scheduled_backups() {
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     handle.join().unwrap();
+}
+
+#[actix_web::test]
+async fn administrators_create_and_revoke_acme_eab_keys_in_the_ui() {
+    let fx = Fixture::new();
+    user(&fx, "adam", &[Role::Admin]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = ca_web::config::AcmeConfig {
+        enabled: true,
+        require_eab: true,
+        http01_port: 80,
+        tls_alpn01_port: 443,
+        dns_resolver: Some("127.0.0.1:53".into()),
+        secret_file: None,
+        default_profile: None,
+        orders_per_hour: 0,
+        orders_per_identifier_per_hour: 0,
+        order_lifetime: "1h".into(),
+    };
+    let mut state = fx.state.clone();
+    state.acme = Some(ca_web::http::acme::start(&state, dir.path(), &config).unwrap());
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state))
+            .configure(ca_web::configure),
+    )
+    .await;
+    let (adam, csrf) = login(&app, "adam").await;
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/acme/eab",
+            &adam,
+            form(&[
+                ("csrf", &csrf),
+                ("name", "team-a"),
+                ("profiles", "tls-server"),
+            ]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = body(res).await;
+    let shown = |id: &str| {
+        let start = html.find(&format!("id=\"{id}\">")).unwrap() + id.len() + 6;
+        html[start..].split('<').next().unwrap().to_owned()
+    };
+    let (kid, hmac) = (shown("new-eab-kid"), shown("new-eab-hmac"));
+    assert!(kid.len() >= 22 && hmac.len() >= 43, "{kid} {hmac}");
+    let html = body(test::call_service(&app, get("/ui/acme", &adam).to_request()).await).await;
+    assert!(
+        html.contains("id=\"eab-team-a\"") && html.contains(&kid) && !html.contains(&hmac),
+        "listed, the HMAC key shown once"
+    );
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/acme/eab",
+            &adam,
+            form(&[("csrf", &csrf), ("name", "team-b"), ("profiles", "sub-ca")]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "a profile closed to ACME"
+    );
+    let res = test::call_service(
+        &app,
+        post(
+            "/ui/acme/eab/team-a/revoke",
+            &adam,
+            form(&[("csrf", &csrf)]),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(location(&res), "/ui/acme?revoked=team-a");
+    let html =
+        body(test::call_service(&app, get("/ui/acme?revoked=team-a", &adam).to_request()).await)
+            .await;
+    assert!(html.contains("EAB key team-a revoked.") && html.contains(">revoked<"));
+    let dashboard = body(test::call_service(&app, get("/ui/", &adam).to_request()).await).await;
+    assert!(
+        dashboard.contains("id=\"count-acme\""),
+        "the dashboard counts ACME issuance"
+    );
 }

@@ -79,7 +79,12 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
     let now = SystemTime::now();
     let probes = state.probes.clone();
     let counts_cache = state.dashboard_counts.clone();
-    let (counts, events, health, per_day) = web::block(move || {
+    let acme = state.acme.clone().filter(|_| !s.own_only());
+    let (counts, events, health, per_day, acme) = web::block(move || {
+        let acme = match acme {
+            Some(a) => Some(a.service.counts()?),
+            None => None,
+        };
         let health = vec![
             ("Database", probes.database().is_ok()),
             ("Key store", probes.key_store().is_ok()),
@@ -96,7 +101,7 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
         } else {
             Vec::new()
         };
-        Ok::<_, ca_core::store::StoreError>((counts, events, health, per_day))
+        Ok::<_, ca_core::store::StoreError>((counts, events, health, per_day, acme))
     })
     .await??;
     render(&DashboardPage {
@@ -112,6 +117,10 @@ pub async fn dashboard(state: web::Data<AppState>, s: SignedIn) -> Result<HttpRe
         crls: crl_lines(&state),
         backup: backup_line(&state, now),
         chart: IssuanceChart::new(&per_day, now),
+        acme: acme.map(|(accounts, issued)| {
+            let n = |v: i64| grouped(u64::try_from(v).unwrap_or(0));
+            (n(issued), n(accounts))
+        }),
     })
 }
 

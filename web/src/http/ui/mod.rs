@@ -5,6 +5,7 @@
 //! of the scope carries the security headers of [`security_headers`]; every state-changing
 //! form carries an anti-CSRF token that its handler checks before anything else.
 
+pub mod acme;
 pub mod admin;
 pub mod audit;
 pub mod bootstrap;
@@ -113,6 +114,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(tokens::create)),
             )
             .route("/tokens/{name}/revoke", web::post().to(tokens::revoke))
+            .route("/acme", web::get().to(acme::acme))
+            .route("/acme/eab", web::post().to(acme::create_eab))
+            .route("/acme/eab/{name}/revoke", web::post().to(acme::revoke_eab))
             .default_service(web::to(not_found)),
     );
 }

@@ -129,6 +129,8 @@ pub struct DashboardPage {
     pub backup: Option<(String, bool)>,
     /// Certificates issued per day, drawn as inline SVG on the server (no script).
     pub chart: IssuanceChart,
+    /// ACME: (certificates issued, accounts), when ACME is enabled and the user sees all.
+    pub acme: Option<(String, String)>,
 }
 
 /// One day's bar of the issuance chart, in SVG user units.
@@ -544,6 +546,83 @@ pub struct TokensPage {
     pub profiles: Vec<String>,
     /// A new token to show once, with its name.
     pub created: Option<(String, Hidden)>,
+    /// The outcome of the last change.
+    pub notice: Option<String>,
+    /// Why the last change failed.
+    pub error: Option<String>,
+}
+
+/// One ACME account on `/ui/acme`.
+#[derive(Debug)]
+pub struct AcmeAccountRow {
+    /// Its id (the last segment of its URL; `acme:<id>` in the audit log).
+    pub id: String,
+    /// valid, deactivated or revoked.
+    pub status: &'static str,
+    /// Its contact URLs.
+    pub contact: String,
+    /// The EAB key it was bound with, if any.
+    pub eab_kid: String,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// One ACME order on `/ui/acme`.
+#[derive(Debug)]
+pub struct AcmeOrderRow {
+    /// Its id.
+    pub id: String,
+    /// Its account.
+    pub account_id: String,
+    /// Its stored status.
+    pub status: &'static str,
+    /// What it names.
+    pub identifiers: String,
+    /// Its profile.
+    pub profile: String,
+    /// Its certificate's serial, once issued.
+    pub serial: String,
+    /// When it was placed.
+    pub created_at: String,
+}
+
+/// One EAB key on `/ui/acme`.
+#[derive(Debug)]
+pub struct EabRow {
+    /// Its name.
+    pub name: String,
+    /// Its key id.
+    pub kid: String,
+    /// active or revoked.
+    pub state: &'static str,
+    /// Its profiles.
+    pub profiles: String,
+    /// The names it allows.
+    pub names: String,
+    /// When it was made.
+    pub created_at: String,
+    /// Who made it.
+    pub created_by: String,
+}
+
+/// `acme/list.html`.
+#[derive(Debug, Template)]
+#[template(path = "acme/list.html")]
+pub struct AcmePage {
+    /// Frame.
+    pub layout: Layout,
+    /// Whether `[acme] enabled = true`.
+    pub enabled: bool,
+    /// The newest accounts.
+    pub accounts: Vec<AcmeAccountRow>,
+    /// The newest orders.
+    pub orders: Vec<AcmeOrderRow>,
+    /// Every EAB key.
+    pub keys: Vec<EabRow>,
+    /// The profiles open to ACME.
+    pub profiles: Vec<String>,
+    /// A new EAB key to show once: name, kid, HMAC key.
+    pub created: Option<(String, String, Hidden)>,
     /// The outcome of the last change.
     pub notice: Option<String>,
     /// Why the last change failed.

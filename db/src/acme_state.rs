@@ -1,0 +1,805 @@
+//! [`AcmeStore`] for [`Db`]: ACME accounts, orders, authorizations, challenges, EAB keys.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use ca_core::acme::identifier::{ChallengeType, Identifier};
+use ca_core::acme::order::{AuthzStatus, ChallengeStatus, OrderStatus};
+use ca_core::acme::store::{
+    Account, AccountStatus, AcmeStore, Authz, Challenge, EabKey, Order, StatusText, Validation,
+};
+use ca_core::audit::{AuditEvent, from_unix_micros};
+use ca_core::store::StoreError;
+use diesel::prelude::*;
+
+use crate::conn::AnyConnection;
+use crate::error::{OpError, corrupt, db_error};
+use crate::schema::{acme_accounts, acme_authzs, acme_challenges, acme_eab_keys, acme_orders};
+use crate::writer::Tx;
+use crate::{Db, unix_micros};
+
+fn status<T: StatusText>(what: &str, text: &str) -> Result<T, StoreError> {
+    T::parse(text).ok_or_else(|| corrupt(what, text))
+}
+
+fn list(text: &str, sep: char) -> Vec<String> {
+    text.split(sep)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `dns:a.internal` or `ip:10.0.0.1`.
+fn identifier_text(id: &Identifier) -> String {
+    match id {
+        Identifier::Dns(name) => format!("dns:{name}"),
+        Identifier::Ip(ip) => format!("ip:{ip}"),
+    }
+}
+
+fn identifier(kind: &str, value: &str) -> Result<Identifier, StoreError> {
+    match kind {
+        "dns" => Ok(Identifier::Dns(value.to_owned())),
+        "ip" => value
+            .parse::<IpAddr>()
+            .map(Identifier::Ip)
+            .map_err(|_| corrupt("acme identifier", value)),
+        _ => Err(corrupt("acme identifier type", kind)),
+    }
+}
+
+fn identifier_from_text(text: &str) -> Result<Identifier, StoreError> {
+    let (kind, value) = text
+        .split_once(':')
+        .ok_or_else(|| corrupt("acme identifier", text))?;
+    identifier(kind, value)
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = acme_accounts)]
+struct AccountRecord {
+    id: String,
+    thumbprint: String,
+    jwk: String,
+    status: String,
+    contact: String,
+    eab_kid: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<AccountRecord> for Account {
+    type Error = StoreError;
+    fn try_from(r: AccountRecord) -> Result<Self, StoreError> {
+        Ok(Account {
+            status: status("acme account status", &r.status)?,
+            id: r.id,
+            thumbprint: r.thumbprint,
+            jwk: r.jwk,
+            contact: list(&r.contact, ' '),
+            eab_kid: r.eab_kid,
+            created_at: from_unix_micros(r.created_at),
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = acme_eab_keys)]
+struct EabRecord {
+    kid: String,
+    name: String,
+    profiles: String,
+    names: String,
+    hmac_sealed: Vec<u8>,
+    created_at: i64,
+    created_by: String,
+    revoked_at: Option<i64>,
+}
+
+impl From<EabRecord> for EabKey {
+    fn from(r: EabRecord) -> Self {
+        EabKey {
+            kid: r.kid,
+            name: r.name,
+            profiles: list(&r.profiles, ','),
+            names: list(&r.names, ','),
+            hmac_sealed: r.hmac_sealed,
+            created_at: from_unix_micros(r.created_at),
+            created_by: r.created_by,
+            revoked_at: r.revoked_at.map(from_unix_micros),
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = acme_orders)]
+struct OrderRecord {
+    id: String,
+    account_id: String,
+    status: String,
+    identifiers: String,
+    profile: String,
+    not_before: Option<i64>,
+    not_after: Option<i64>,
+    expires_at: i64,
+    created_at: i64,
+    serial: Option<String>,
+    error: Option<String>,
+    replaces: Option<String>,
+}
+
+impl TryFrom<OrderRecord> for Order {
+    type Error = StoreError;
+    fn try_from(r: OrderRecord) -> Result<Self, StoreError> {
+        Ok(Order {
+            status: status("acme order status", &r.status)?,
+            identifiers: r
+                .identifiers
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(identifier_from_text)
+                .collect::<Result<_, _>>()?,
+            id: r.id,
+            account_id: r.account_id,
+            profile: r.profile,
+            not_before: r.not_before.map(from_unix_micros),
+            not_after: r.not_after.map(from_unix_micros),
+            expires_at: from_unix_micros(r.expires_at),
+            created_at: from_unix_micros(r.created_at),
+            serial: r.serial,
+            error: r.error,
+            replaces: r.replaces,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = acme_authzs)]
+struct AuthzRecord {
+    id: String,
+    order_id: String,
+    kind: String,
+    value: String,
+    wildcard: bool,
+    status: String,
+    expires_at: i64,
+}
+
+impl TryFrom<AuthzRecord> for Authz {
+    type Error = StoreError;
+    fn try_from(r: AuthzRecord) -> Result<Self, StoreError> {
+        Ok(Authz {
+            status: status("acme authorization status", &r.status)?,
+            identifier: identifier(&r.kind, &r.value)?,
+            id: r.id,
+            order_id: r.order_id,
+            wildcard: r.wildcard,
+            expires_at: from_unix_micros(r.expires_at),
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = acme_challenges)]
+struct ChallengeRecord {
+    id: String,
+    authz_id: String,
+    kind: String,
+    token: String,
+    status: String,
+    validated_at: Option<i64>,
+    error: Option<String>,
+}
+
+impl TryFrom<ChallengeRecord> for Challenge {
+    type Error = StoreError;
+    fn try_from(r: ChallengeRecord) -> Result<Self, StoreError> {
+        Ok(Challenge {
+            kind: status::<ChallengeType>("acme challenge type", &r.kind)?,
+            status: status("acme challenge status", &r.status)?,
+            id: r.id,
+            authz_id: r.authz_id,
+            token: r.token,
+            validated_at: r.validated_at.map(from_unix_micros),
+            error: r.error,
+        })
+    }
+}
+
+fn challenge_record(c: &Challenge) -> ChallengeRecord {
+    ChallengeRecord {
+        id: c.id.clone(),
+        authz_id: c.authz_id.clone(),
+        kind: c.kind.as_str().to_owned(),
+        token: c.token.clone(),
+        status: c.status.as_str().to_owned(),
+        validated_at: c.validated_at.map(unix_micros),
+        error: c.error.clone(),
+    }
+}
+
+fn authz_record(a: &Authz) -> AuthzRecord {
+    let (kind, value) = match &a.identifier {
+        Identifier::Dns(name) => ("dns", name.clone()),
+        Identifier::Ip(ip) => ("ip", ip.to_string()),
+    };
+    AuthzRecord {
+        id: a.id.clone(),
+        order_id: a.order_id.clone(),
+        kind: kind.to_owned(),
+        value,
+        wildcard: a.wildcard,
+        status: a.status.as_str().to_owned(),
+        expires_at: unix_micros(a.expires_at),
+    }
+}
+
+fn order_record(o: &Order) -> OrderRecord {
+    OrderRecord {
+        id: o.id.clone(),
+        account_id: o.account_id.clone(),
+        status: o.status.as_str().to_owned(),
+        identifiers: o
+            .identifiers
+            .iter()
+            .map(identifier_text)
+            .collect::<Vec<_>>()
+            .join(" "),
+        profile: o.profile.clone(),
+        not_before: o.not_before.map(unix_micros),
+        not_after: o.not_after.map(unix_micros),
+        expires_at: unix_micros(o.expires_at),
+        created_at: unix_micros(o.created_at),
+        serial: o.serial.clone(),
+        error: o.error.clone(),
+        replaces: o.replaces.clone(),
+    }
+}
+
+fn conflict(detail: String) -> OpError {
+    StoreError::Conflict(detail).into()
+}
+
+fn create_account(tx: &mut Tx<'_>, a: &Account, event: &AuditEvent) -> Result<(), OpError> {
+    let taken: Option<String> = acme_accounts::table
+        .filter(acme_accounts::thumbprint.eq(&a.thumbprint))
+        .select(acme_accounts::id)
+        .get_result(tx.conn)
+        .optional()?;
+    if let Some(id) = taken {
+        return Err(conflict(format!("the key already has account {id}")));
+    }
+    diesel::insert_into(acme_accounts::table)
+        .values(AccountRecord {
+            id: a.id.clone(),
+            thumbprint: a.thumbprint.clone(),
+            jwk: a.jwk.clone(),
+            status: a.status.as_str().to_owned(),
+            contact: a.contact.join(" "),
+            eab_kid: a.eab_kid.clone(),
+            created_at: unix_micros(a.created_at),
+        })
+        .execute(tx.conn)?;
+    tx.audit(event)
+}
+
+fn create_order(
+    tx: &mut Tx<'_>,
+    order: &Order,
+    authzs: &[(Authz, Vec<Challenge>)],
+    event: &AuditEvent,
+) -> Result<(), OpError> {
+    diesel::insert_into(acme_orders::table)
+        .values(order_record(order))
+        .execute(tx.conn)?;
+    for (authz, challenges) in authzs {
+        diesel::insert_into(acme_authzs::table)
+            .values(authz_record(authz))
+            .execute(tx.conn)?;
+        for c in challenges {
+            diesel::insert_into(acme_challenges::table)
+                .values(challenge_record(c))
+                .execute(tx.conn)?;
+        }
+    }
+    tx.audit(event)
+}
+
+fn challenges_of(conn: &mut AnyConnection, authz_id: &str) -> Result<Vec<Challenge>, StoreError> {
+    acme_challenges::table
+        .filter(acme_challenges::authz_id.eq(authz_id))
+        .order(acme_challenges::kind.asc())
+        .select(ChallengeRecord::as_select())
+        .load(conn)
+        .map_err(db_error)?
+        .into_iter()
+        .map(Challenge::try_from)
+        .collect()
+}
+
+fn authz_with_challenges(
+    conn: &mut AnyConnection,
+    r: AuthzRecord,
+) -> Result<(Authz, Vec<Challenge>), StoreError> {
+    let challenges = challenges_of(conn, &r.id)?;
+    Ok((Authz::try_from(r)?, challenges))
+}
+
+fn start_challenge(tx: &mut Tx<'_>, id: &str, event: &AuditEvent) -> Result<bool, OpError> {
+    let authz_id: Option<String> = acme_challenges::table
+        .find(id)
+        .filter(acme_challenges::status.eq(ChallengeStatus::Pending.as_str()))
+        .select(acme_challenges::authz_id)
+        .get_result(tx.conn)
+        .optional()?;
+    let Some(authz_id) = authz_id else {
+        return Ok(false);
+    };
+    let pending = acme_authzs::table
+        .find(&authz_id)
+        .filter(acme_authzs::status.eq(AuthzStatus::Pending.as_str()))
+        .select(acme_authzs::expires_at)
+        .get_result::<i64>(tx.conn)
+        .optional()?;
+    if pending.is_none_or(|expires| expires <= unix_micros(tx.now)) {
+        return Ok(false);
+    }
+    // RFC 8555 7.1.6: once one challenge is answered, the others of the authorization
+    // are moot; only the one answered runs.
+    diesel::update(acme_challenges::table.find(id))
+        .set(acme_challenges::status.eq(ChallengeStatus::Processing.as_str()))
+        .execute(tx.conn)?;
+    tx.audit(event)?;
+    Ok(true)
+}
+
+fn finish_challenge(
+    tx: &mut Tx<'_>,
+    id: &str,
+    result: &Validation,
+    event: &AuditEvent,
+) -> Result<bool, OpError> {
+    let authz_id: Option<String> = acme_challenges::table
+        .find(id)
+        .filter(acme_challenges::status.eq(ChallengeStatus::Processing.as_str()))
+        .select(acme_challenges::authz_id)
+        .get_result(tx.conn)
+        .optional()?;
+    let Some(authz_id) = authz_id else {
+        return Ok(false);
+    };
+    let (challenge, authz, validated_at, error) = match result {
+        Validation::Valid => (
+            ChallengeStatus::Valid,
+            AuthzStatus::Valid,
+            Some(unix_micros(tx.now)),
+            None,
+        ),
+        Validation::Invalid(why) => (
+            ChallengeStatus::Invalid,
+            AuthzStatus::Invalid,
+            None,
+            Some(why.clone()),
+        ),
+    };
+    diesel::update(acme_challenges::table.find(id))
+        .set((
+            acme_challenges::status.eq(challenge.as_str()),
+            acme_challenges::validated_at.eq(validated_at),
+            acme_challenges::error.eq(error),
+        ))
+        .execute(tx.conn)?;
+    diesel::update(
+        acme_authzs::table
+            .find(&authz_id)
+            .filter(acme_authzs::status.eq(AuthzStatus::Pending.as_str())),
+    )
+    .set(acme_authzs::status.eq(authz.as_str()))
+    .execute(tx.conn)?;
+    tx.audit(event)?;
+    Ok(true)
+}
+
+impl AcmeStore for Db {
+    fn create_account(&self, account: &Account, event: &AuditEvent) -> Result<(), StoreError> {
+        let (account, event) = (account.clone(), event.clone());
+        self.writer
+            .write(move |tx| create_account(tx, &account, &event))
+    }
+
+    fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        self.read(|conn| {
+            acme_accounts::table
+                .find(id)
+                .select(AccountRecord::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err(db_error)?
+                .map(Account::try_from)
+                .transpose()
+        })
+    }
+
+    fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<Account>, StoreError> {
+        self.read(|conn| {
+            acme_accounts::table
+                .filter(acme_accounts::thumbprint.eq(thumbprint))
+                .select(AccountRecord::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err(db_error)?
+                .map(Account::try_from)
+                .transpose()
+        })
+    }
+
+    fn update_account(
+        &self,
+        id: &str,
+        contact: &[String],
+        status: AccountStatus,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (id, contact, event) = (id.to_owned(), contact.join(" "), event.clone());
+        self.writer.write(move |tx| {
+            let n = diesel::update(
+                acme_accounts::table
+                    .find(&id)
+                    .filter(acme_accounts::status.eq(AccountStatus::Valid.as_str())),
+            )
+            .set((
+                acme_accounts::contact.eq(&contact),
+                acme_accounts::status.eq(status.as_str()),
+            ))
+            .execute(tx.conn)?;
+            if n == 0 {
+                return Err(conflict(format!("account {id} is not valid")));
+            }
+            tx.audit(&event)
+        })
+    }
+
+    fn change_account_key(
+        &self,
+        id: &str,
+        thumbprint: &str,
+        jwk: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (id, thumbprint, jwk, event) = (
+            id.to_owned(),
+            thumbprint.to_owned(),
+            jwk.to_owned(),
+            event.clone(),
+        );
+        self.writer.write(move |tx| {
+            let taken: Option<String> = acme_accounts::table
+                .filter(acme_accounts::thumbprint.eq(&thumbprint))
+                .select(acme_accounts::id)
+                .get_result(tx.conn)
+                .optional()?;
+            if let Some(other) = taken {
+                return Err(conflict(format!("the new key already has account {other}")));
+            }
+            let n = diesel::update(
+                acme_accounts::table
+                    .find(&id)
+                    .filter(acme_accounts::status.eq(AccountStatus::Valid.as_str())),
+            )
+            .set((
+                acme_accounts::thumbprint.eq(&thumbprint),
+                acme_accounts::jwk.eq(&jwk),
+            ))
+            .execute(tx.conn)?;
+            if n == 0 {
+                return Err(conflict(format!("account {id} is not valid")));
+            }
+            tx.audit(&event)
+        })
+    }
+
+    fn accounts(&self, limit: i64) -> Result<Vec<Account>, StoreError> {
+        self.read(|conn| {
+            acme_accounts::table
+                .order(acme_accounts::created_at.desc())
+                .limit(limit)
+                .select(AccountRecord::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(Account::try_from)
+                .collect()
+        })
+    }
+
+    fn create_eab_key(&self, key: &EabKey, event: &AuditEvent) -> Result<(), StoreError> {
+        let record = EabRecord {
+            kid: key.kid.clone(),
+            name: key.name.clone(),
+            profiles: key.profiles.join(","),
+            names: key.names.join(","),
+            hmac_sealed: key.hmac_sealed.clone(),
+            created_at: unix_micros(key.created_at),
+            created_by: key.created_by.clone(),
+            revoked_at: None,
+        };
+        let event = event.clone();
+        self.writer.write(move |tx| {
+            let taken: Option<String> = acme_eab_keys::table
+                .filter(acme_eab_keys::name.eq(&record.name))
+                .select(acme_eab_keys::kid)
+                .get_result(tx.conn)
+                .optional()?;
+            if taken.is_some() {
+                return Err(conflict(format!(
+                    "an EAB key named {:?} exists already (names are never reused)",
+                    record.name
+                )));
+            }
+            diesel::insert_into(acme_eab_keys::table)
+                .values(&record)
+                .execute(tx.conn)?;
+            tx.audit(&event)
+        })
+    }
+
+    fn eab_key(&self, kid: &str) -> Result<Option<EabKey>, StoreError> {
+        self.read(|conn| {
+            Ok(acme_eab_keys::table
+                .find(kid)
+                .select(EabRecord::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err(db_error)?
+                .map(EabKey::from))
+        })
+    }
+
+    fn revoke_eab_key(&self, name: &str, event: &AuditEvent) -> Result<(), StoreError> {
+        let (name, event) = (name.to_owned(), event.clone());
+        self.writer.write(move |tx| {
+            let revoked: Option<Option<i64>> = acme_eab_keys::table
+                .filter(acme_eab_keys::name.eq(&name))
+                .select(acme_eab_keys::revoked_at)
+                .get_result(tx.conn)
+                .optional()?;
+            match revoked {
+                None => Err(StoreError::NotFound(format!("EAB key {name:?}")).into()),
+                Some(Some(_)) => Err(conflict(format!("EAB key {name:?} is already revoked"))),
+                Some(None) => {
+                    diesel::update(acme_eab_keys::table.filter(acme_eab_keys::name.eq(&name)))
+                        .set(acme_eab_keys::revoked_at.eq(unix_micros(tx.now)))
+                        .execute(tx.conn)?;
+                    tx.audit(&event)
+                }
+            }
+        })
+    }
+
+    fn eab_keys(&self) -> Result<Vec<EabKey>, StoreError> {
+        self.read(|conn| {
+            Ok(acme_eab_keys::table
+                .order(acme_eab_keys::name.asc())
+                .select(EabRecord::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(EabKey::from)
+                .collect())
+        })
+    }
+
+    fn create_order(
+        &self,
+        order: &Order,
+        authzs: &[(Authz, Vec<Challenge>)],
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (order, authzs, event) = (order.clone(), authzs.to_vec(), event.clone());
+        self.writer
+            .write(move |tx| create_order(tx, &order, &authzs, &event))
+    }
+
+    fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+        self.read(|conn| {
+            acme_orders::table
+                .find(id)
+                .select(OrderRecord::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err(db_error)?
+                .map(Order::try_from)
+                .transpose()
+        })
+    }
+
+    fn orders_of(&self, account_id: &str, limit: i64) -> Result<Vec<Order>, StoreError> {
+        self.read(|conn| {
+            acme_orders::table
+                .filter(acme_orders::account_id.eq(account_id))
+                .order(acme_orders::created_at.desc())
+                .limit(limit)
+                .select(OrderRecord::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(Order::try_from)
+                .collect()
+        })
+    }
+
+    fn recent_orders(&self, limit: i64) -> Result<Vec<Order>, StoreError> {
+        self.read(|conn| {
+            acme_orders::table
+                .order(acme_orders::created_at.desc())
+                .limit(limit)
+                .select(OrderRecord::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(Order::try_from)
+                .collect()
+        })
+    }
+
+    fn orders_since(&self, account_id: &str, since: SystemTime) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            acme_orders::table
+                .filter(acme_orders::account_id.eq(account_id))
+                .filter(acme_orders::created_at.ge(unix_micros(since)))
+                .count()
+                .get_result(conn)
+                .map_err(db_error)
+        })
+    }
+
+    fn authzs_for(&self, value: &str, expires_after: SystemTime) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            acme_authzs::table
+                .filter(acme_authzs::value.eq(value))
+                .filter(acme_authzs::expires_at.gt(unix_micros(expires_after)))
+                .count()
+                .get_result(conn)
+                .map_err(db_error)
+        })
+    }
+
+    fn set_order_status(
+        &self,
+        id: &str,
+        from: OrderStatus,
+        to: OrderStatus,
+        serial: Option<&str>,
+        error: Option<&str>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let (id, serial, error, event) = (
+            id.to_owned(),
+            serial.map(str::to_owned),
+            error.map(str::to_owned),
+            event.clone(),
+        );
+        self.writer.write(move |tx| {
+            let n = diesel::update(
+                acme_orders::table
+                    .find(&id)
+                    .filter(acme_orders::status.eq(from.as_str())),
+            )
+            .set((
+                acme_orders::status.eq(to.as_str()),
+                acme_orders::serial.eq(&serial),
+                acme_orders::error.eq(&error),
+            ))
+            .execute(tx.conn)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.audit(&event)?;
+            Ok(true)
+        })
+    }
+
+    fn order_authzs(&self, order_id: &str) -> Result<Vec<(Authz, Vec<Challenge>)>, StoreError> {
+        self.read(|conn| {
+            let records: Vec<AuthzRecord> = acme_authzs::table
+                .filter(acme_authzs::order_id.eq(order_id))
+                .order(acme_authzs::id.asc())
+                .select(AuthzRecord::as_select())
+                .load(conn)
+                .map_err(db_error)?;
+            records
+                .into_iter()
+                .map(|r| authz_with_challenges(conn, r))
+                .collect()
+        })
+    }
+
+    fn authz(&self, id: &str) -> Result<Option<(Authz, Vec<Challenge>)>, StoreError> {
+        self.read(|conn| {
+            let record: Option<AuthzRecord> = acme_authzs::table
+                .find(id)
+                .select(AuthzRecord::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err(db_error)?;
+            record.map(|r| authz_with_challenges(conn, r)).transpose()
+        })
+    }
+
+    fn deactivate_authz(&self, id: &str, event: &AuditEvent) -> Result<bool, StoreError> {
+        let (id, event) = (id.to_owned(), event.clone());
+        self.writer.write(move |tx| {
+            let n = diesel::update(
+                acme_authzs::table.find(&id).filter(
+                    acme_authzs::status
+                        .eq_any([AuthzStatus::Pending.as_str(), AuthzStatus::Valid.as_str()]),
+                ),
+            )
+            .set(acme_authzs::status.eq(AuthzStatus::Deactivated.as_str()))
+            .execute(tx.conn)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.audit(&event)?;
+            Ok(true)
+        })
+    }
+
+    fn challenge(&self, id: &str) -> Result<Option<Challenge>, StoreError> {
+        self.read(|conn| {
+            acme_challenges::table
+                .find(id)
+                .select(ChallengeRecord::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err(db_error)?
+                .map(Challenge::try_from)
+                .transpose()
+        })
+    }
+
+    fn start_challenge(&self, id: &str, event: &AuditEvent) -> Result<bool, StoreError> {
+        let (id, event) = (id.to_owned(), event.clone());
+        self.writer
+            .write(move |tx| start_challenge(tx, &id, &event))
+    }
+
+    fn finish_challenge(
+        &self,
+        id: &str,
+        result: &Validation,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let (id, result, event) = (id.to_owned(), result.clone(), event.clone());
+        self.writer
+            .write(move |tx| finish_challenge(tx, &id, &result, &event))
+    }
+
+    fn acme_counts(&self) -> Result<(i64, i64), StoreError> {
+        self.read(|conn| {
+            let accounts: i64 = acme_accounts::table
+                .count()
+                .get_result(conn)
+                .map_err(db_error)?;
+            let issued: i64 = acme_orders::table
+                .filter(acme_orders::status.eq(OrderStatus::Valid.as_str()))
+                .count()
+                .get_result(conn)
+                .map_err(db_error)?;
+            Ok((accounts, issued))
+        })
+    }
+
+    fn processing_challenges(&self, limit: i64) -> Result<Vec<Challenge>, StoreError> {
+        self.read(|conn| {
+            acme_challenges::table
+                .filter(acme_challenges::status.eq(ChallengeStatus::Processing.as_str()))
+                .limit(limit)
+                .select(ChallengeRecord::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(Challenge::try_from)
+                .collect()
+        })
+    }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Runs the ACME client harness (clients.sh) against Keyhold: `keyhold serve` with [acme]
+# enabled and EAB required, on free loopback ports, pebble-challtestsrv as the mock DNS,
+# no deviations from RFC 8555 allowed, and every certificate checked with openssl verify
+# and an OCSP answer of good.
+# Usage: tests/acme/keyhold.sh  (KEYHOLD_BIN: the binary, default target/debug/keyhold;
+#        extra environment is passed on to clients.sh, e.g. ACME_ONLY)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/acme/lib.sh
+. "$here/lib.sh"
+acme_tools_check
+KEYHOLD_BIN=${KEYHOLD_BIN:-$root/target/debug/keyhold}
+[ -x "$KEYHOLD_BIN" ] || fail "no keyhold binary at $KEYHOLD_BIN (cargo build -p ca-web)"
+
+work=$(mktemp -d /tmp/keyhold-acme-keyhold.XXXXXX)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 1. Ports, all free now on 127.0.0.1.
+plain_port=$(free_port) tls_port=$(free_port) dns_port=$(free_port) chall_port=$(free_port)
+export HTTP01_PORT TLSALPN01_PORT
+HTTP01_PORT=$(free_port) TLSALPN01_PORT=$(free_port)
+
+# 2. The mock DNS (every A query: 127.0.0.1; TXT records from dns-hook.sh).
+pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" -management "127.0.0.1:$chall_port" \
+  -http01 "" -https01 "" -tlsalpn01 "" -defaultIPv6 "" >"$work/challtestsrv.log" 2>&1 &
+pids+=($!)
+
+# 3. A CA, with a profile for the harness's names open to ACME and EAB required.
+data=$work/data
+(umask 077; printf 'acme-harness-passphrase\n' >"$work/pass")
+"$KEYHOLD_BIN" init --data-dir "$data" --passphrase-file "$work/pass" \
+  --base-url "http://127.0.0.1:$plain_port" >"$work/init.log" 2>&1 || { cat "$work/init.log" >&2; fail "keyhold init"; }
+cat >"$data/policies/acme-test.toml" <<'TOML'
+# The ACME harness's names: acme-test.internal and loopback, issued over ACME only.
+version = 1
+description = "ACME harness: *.acme-test.internal and 127.0.0.0/8, 30 days"
+issuer = "issuing-ca"
+acme = true
+[validity]
+max_days = 30
+[keys]
+allowed = ["p256", "p384", "rsa"]
+[names]
+dns_suffixes = [".acme-test.internal"]
+ip_ranges = ["127.0.0.0/8"]
+allow_wildcards = true
+deny = ["blocked.acme-test.internal"]
+[subject]
+from_csr = ["CN"]
+[usage]
+key_usage = ["digitalSignature", "keyEncipherment"]
+extended_key_usage = ["serverAuth"]
+TOML
+cat >>"$data/keyhold.toml" <<TOML
+
+[acme]
+enabled = true
+require_eab = true
+http01_port = $HTTP01_PORT
+tls_alpn01_port = $TLSALPN01_PORT
+dns_resolver = "127.0.0.1:$dns_port"
+default_profile = "acme-test"
+orders_per_hour = 1000
+orders_per_identifier_per_hour = 8
+TOML
+eab_out=$("$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" acme eab create \
+  --name harness --profile acme-test --profile tls-server)
+eab_kid=$(sed -n 's/^kid: *//p' <<<"$eab_out")
+eab_hmac=$(sed -n 's/^hmac: *//p' <<<"$eab_out")
+[ -n "$eab_kid" ] && [ -n "$eab_hmac" ] || fail "keyhold acme eab create printed no kid and key: $eab_out"
+
+# 4. Keyhold.
+"$KEYHOLD_BIN" serve --data-dir "$data" --passphrase-file "$work/pass" \
+  --listen "127.0.0.1:$plain_port" --tls-listen "127.0.0.1:$tls_port" >"$work/keyhold.log" 2>&1 &
+pids+=($!)
+wait_port "$plain_port"
+wait_port "$tls_port"
+wait_port "$chall_port"
+curl -fsS "http://127.0.0.1:$plain_port/ca/root.pem" >"$work/root.pem"
+
+status=0
+ACME_DIRECTORY="https://localhost:$tls_port/acme/directory" \
+  ACME_CA_BUNDLE="$work/root.pem" \
+  ACME_ISSUING_ROOT="$work/root.pem" \
+  CHALLTESTSRV_MGMT="http://127.0.0.1:$chall_port" \
+  DNS_RESOLVER="127.0.0.1:$dns_port" \
+  ACME_DOMAIN=acme-test.internal \
+  ACME_IP=127.0.0.1 \
+  ACME_REJECTED_NAME=blocked.acme-test.internal \
+  ACME_EAB_KID=$eab_kid ACME_EAB_HMAC=$eab_hmac ACME_EAB_REQUIRED=1 \
+  ACME_EXPECT_OCSP=1 ACME_MAX_BODY=65536 ACME_DEVIATIONS="" \
+  ACME_EXPECT_ARI=1 ACME_PROFILE_NAME_OK=acme-test ACME_PROFILE_NO_WILDCARD=tls-server \
+  ACME_RATE_LIMIT_PER_NAME=8 \
+  "$here/clients.sh" || status=$?
+if [ "$status" != 0 ]; then
+  echo "--- keyhold log (last 40 lines)" >&2
+  tail -n 40 "$work/keyhold.log" >&2
+fi
+exit "$status"
