@@ -380,6 +380,29 @@ pub fn sign_certificate(
     template: CertTemplate,
     signer: &dyn Signer,
 ) -> Result<SignedCert, X509Error> {
+    sign_certificate_timed(template, signer, &mut |_| {})
+}
+
+/// The steps of [`sign_certificate`], for measuring where its time goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignStep {
+    /// Encoding the TBS certificate, or the signed certificate around its signature.
+    Build,
+    /// The key store's signature.
+    Sign,
+    /// The check of that signature against the issuer's public key.
+    SelfCheck,
+}
+
+/// [`sign_certificate`], calling `step` as each step ends (a step may end more than once:
+/// the certificate is built before and after it is signed).
+///
+/// Fails like [`sign_certificate`].
+pub fn sign_certificate_timed(
+    template: CertTemplate,
+    signer: &dyn Signer,
+    step: &mut dyn FnMut(SignStep),
+) -> Result<SignedCert, X509Error> {
     if template.not_after <= template.not_before {
         return Err(X509Error::InvalidValidity(
             "notAfter is not after notBefore".into(),
@@ -398,10 +421,14 @@ pub fn sign_certificate(
     let mut builder = CertificateBuilder::new(profile, template.serial, validity, spki)?;
     let adapter = SignerAdapter(signer);
     let tbs = builder.finalize(&adapter)?;
+    step(SignStep::Build);
     let signature = signer.sign(&tbs)?;
+    step(SignStep::Sign);
     keystore::verify(signer.algorithm(), signer.public_key(), &tbs, &signature)?;
+    step(SignStep::SelfCheck);
     let cert = builder.assemble(BitString::from_bytes(&signature)?, &adapter)?;
     let der = cert.to_der()?;
+    step(SignStep::Build);
     Ok(SignedCert { cert, der })
 }
 

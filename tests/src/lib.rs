@@ -3,6 +3,15 @@
 pub mod report {
     use std::fmt::Write as _;
 
+    /// The CPU time this process has used so far, every thread counted.
+    pub fn process_cpu() -> std::time::Duration {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        std::time::Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
+    }
+
     /// The median, or NaN for no values.
     pub fn median(values: &[f64]) -> f64 {
         let mut sorted = values.to_vec();

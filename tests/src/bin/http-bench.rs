@@ -38,7 +38,7 @@ use ca_e2e::report::{
 const USAGE: &str = "usage: http-bench --url http://HOST:PORT --input DIR [--mode MODE]
                   [--path PATH] [--profile NAME] [--concurrency LIST] [--seconds N]
                   [--runs N] [--max-requests N] [--json FILE] [--label NAME]
-                  [--save DIR] [--no-target]
+                  [--save DIR] [--no-target] [--server-pid PID]
   --max-requests N: a measurement (warm-up included) sends at most N requests
   --mode: issue (default), cfssl-sign, ocsp-post, ocsp-get
   --input DIR: *.pem CSRs (issue, cfssl-sign) or *.der OCSP requests (ocsp-*); --csrs is
@@ -46,7 +46,9 @@ const USAGE: &str = "usage: http-bench --url http://HOST:PORT --input DIR [--mod
   --path: the OCSP path (default /ocsp)
   token (issue): the environment variable KEYHOLD_BENCH_TOKEN
   --save DIR: write one answer there (cert.pem and chain.pem, or ocsp.der), to check with
-              openssl";
+              openssl
+  --server-pid PID: also report the server's CPU (user + system, every thread) per answer
+              counted, from /proc/PID/stat over each timed window";
 
 /// What the benchmark sends.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -106,8 +108,8 @@ fn ocsp_successful(der: &[u8]) -> bool {
     der.first() == Some(&0x30) && der.get(header..header + 3) == Some(&[0x0a, 0x01, 0x00][..])
 }
 
-/// The issue's target at concurrency 16.
-const TARGET_RATE: f64 = 3000.0;
+/// The issue's target at concurrency 16 (issue 21).
+const TARGET_RATE: f64 = 2500.0;
 /// The issue's p99 target, milliseconds.
 const TARGET_P99_MS: f64 = 50.0;
 const WARM_UP: Duration = Duration::from_millis(500);
@@ -130,6 +132,7 @@ struct Options {
     json: Option<PathBuf>,
     save: Option<PathBuf>,
     token: String,
+    server_pid: Option<u32>,
 }
 
 fn parse_options() -> Result<Options> {
@@ -146,6 +149,7 @@ fn parse_options() -> Result<Options> {
     let mut runs = 3;
     let mut json = None;
     let mut save = None;
+    let mut server_pid = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -205,6 +209,14 @@ fn parse_options() -> Result<Options> {
             }
             "--json" => json = Some(PathBuf::from(value()?)),
             "--save" => save = Some(PathBuf::from(value()?)),
+            "--server-pid" => {
+                let v = value()?;
+                let pid: u32 = v
+                    .parse()
+                    .map_err(|_| anyhow!("--server-pid {v:?}: a process id"))?;
+                server_cpu(pid).with_context(|| format!("--server-pid {pid}"))?;
+                server_pid = Some(pid);
+            }
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }
@@ -249,7 +261,32 @@ fn parse_options() -> Result<Options> {
         json,
         save,
         token,
+        server_pid,
     })
+}
+
+/// The CPU time (user + system, every thread) process `pid` has used so far, from
+/// `/proc/PID/stat` (clock ticks, usually 10 ms each).
+fn server_cpu(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow!("/proc/{pid}/stat: no command name"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are the 14th and 15th fields; `rest` starts at the 3rd.
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| anyhow!("/proc/{pid}/stat: field {i} is not a number"))
+    };
+    let total = ticks(14)? + ticks(15)?;
+    let per_second = rustix::param::clock_ticks_per_second();
+    ensure!(per_second > 0, "the clock tick rate is unknown");
+    Ok(Duration::from_secs_f64(total as f64 / per_second as f64))
 }
 
 /// One HTTP answer.
@@ -454,6 +491,8 @@ fn percent_encode(s: &str) -> String {
 /// One run at one concurrency.
 struct Run {
     rate: f64,
+    /// The server's CPU per answer counted, in microseconds (with `--server-pid`).
+    server_us: Option<f64>,
     errors: u64,
     latencies: Vec<u32>,
     first_error: Option<String>,
@@ -518,6 +557,7 @@ fn measure(options: &Options, requests: &Arc<Vec<Vec<u8>>>, connections: usize) 
     ready.wait();
     thread::sleep(WARM_UP);
     counting.store(true, Ordering::Relaxed);
+    let cpu_before = options.server_pid.map(server_cpu).transpose()?;
     let started = Instant::now();
     // Until the time is up, or every worker has stopped at the request cap.
     while started.elapsed() < duration && handles.iter().any(|h| !h.is_finished()) {
@@ -525,9 +565,11 @@ fn measure(options: &Options, requests: &Arc<Vec<Vec<u8>>>, connections: usize) 
     }
     counting.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let cpu_after = options.server_pid.map(server_cpu).transpose()?;
     stop.store(true, Ordering::Relaxed);
     let mut run = Run {
         rate: 0.0,
+        server_us: None,
         errors: 0,
         latencies: Vec::new(),
         first_error: None,
@@ -543,6 +585,11 @@ fn measure(options: &Options, requests: &Arc<Vec<Vec<u8>>>, connections: usize) 
         run.first_error = run.first_error.or(first_error);
     }
     run.rate = ok as f64 / elapsed.as_secs_f64();
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after)
+        && ok > 0
+    {
+        run.server_us = Some(after.saturating_sub(before).as_secs_f64() * 1e6 / ok as f64);
+    }
     Ok(run)
 }
 
@@ -632,8 +679,11 @@ fn run() -> Result<()> {
         for i in 0..options.runs {
             let load = load_average();
             let run = measure(&options, &requests, connections)?;
+            let cpu = run
+                .server_us
+                .map_or_else(String::new, |us| format!("  server CPU {us:.0} µs/answer"));
             println!(
-                "run {}/{}: concurrency {connections:>3}  {:>7} answers/s  errors {}  load before {load}",
+                "run {}/{}: concurrency {connections:>3}  {:>7} answers/s  errors {}{cpu}  load before {load}",
                 i + 1,
                 options.runs,
                 thousands(run.rate),
@@ -659,14 +709,26 @@ fn run() -> Result<()> {
         let errors: u64 = runs.iter().map(|(r, _)| r.errors).sum();
         failed |= errors > 0;
         let (p50, p99) = (quantile_ms(&latencies, 0.5), quantile_ms(&latencies, 0.99));
+        let server_us = median(
+            &runs
+                .iter()
+                .filter_map(|(r, _)| r.server_us)
+                .collect::<Vec<_>>(),
+        );
+        let cpu = if server_us.is_finite() {
+            format!("  server CPU {server_us:.0} µs/answer")
+        } else {
+            String::new()
+        };
         println!(
-            "{connections:>11} {:>9} {p50:>8.2} {p99:>8.2} {errors:>7}",
+            "{connections:>11} {:>9} {p50:>8.2} {p99:>8.2} {errors:>7}{cpu}",
             thousands(rate)
         );
         json_cells.push(format!(
             "{{\"concurrency\": {connections}, \"per_s\": {}, \"p50_ms\": {}, \
-             \"p99_ms\": {}, \"errors\": {errors}, \"runs\": [{}]}}",
+             \"p99_ms\": {}, \"errors\": {errors}, \"server_cpu_us\": {}, \"runs\": [{}]}}",
             json_number(rate, 1),
+            json_number(server_us, 1),
             json_number(p50, 3),
             json_number(p99, 3),
             runs.iter()

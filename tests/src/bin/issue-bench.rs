@@ -61,6 +61,9 @@ use ca_e2e::report::{
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
+#[path = "issue-bench/breakdown.rs"]
+mod breakdown;
+
 /// Length of the message the raw signing rate signs.
 const MESSAGE_LEN: usize = 512;
 /// Work before the timed window of each measurement (it also starts the database's writer).
@@ -85,7 +88,8 @@ const TARGET: f64 = 0.70;
 const USAGE: &str = "\
 usage: issue-bench --csrs DIR [--seconds N] [--runs N] [--json FILE] [--threads LIST]
                    [--keys LIST] [--databases LIST] [--postgres URL] [--policies DIR]
-                   [--module PATH]
+                   [--module PATH] [--breakdown N [--breakdown-threads T]
+                   [--server-cpu C1,CT]]
 
 Issues certificates end to end through Keyhold's core and prints certificates/s beside the
 raw signing rate of the same key, for each key store, database and thread count. Run it
@@ -101,7 +105,12 @@ PostgreSQL server.
   --databases LIST   databases: sqlite, postgres (default both)
   --postgres URL     PostgreSQL database to create throwaway schemas in
   --policies DIR     certificate profiles (default: the repository's policies/)
-  --module PATH      PKCS#11 module (default /usr/lib/softhsm/libsofthsm2.so)";
+  --module PATH      PKCS#11 module (default /usr/lib/softhsm/libsofthsm2.so)
+  --breakdown N      instead: µs of CPU per certificate by stage over N certificates from
+                     one requester, then the whole cycle's CPU per certificate with
+                     --breakdown-threads requesters (default 16) for --seconds
+  --server-cpu C1,CT the server's CPU per certificate over HTTP at concurrency 1 and T (µs,
+                     from http-bench --server-pid): adds the HTTP and JSON row";
 
 /// A key store under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +175,9 @@ struct Options {
     postgres: Option<String>,
     policies: PathBuf,
     module: PathBuf,
+    breakdown: Option<u64>,
+    breakdown_threads: usize,
+    server_cpu: Option<(f64, f64)>,
 }
 
 /// The items of a comma-separated list, each once, in the order of `all`.
@@ -200,6 +212,9 @@ impl Options {
             postgres: None,
             policies: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies")),
             module: PathBuf::from(DEFAULT_MODULE),
+            breakdown: None,
+            breakdown_threads: 16,
+            server_cpu: None,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -264,6 +279,26 @@ impl Options {
                 "--postgres" => options.postgres = Some(value()?).filter(|u| !u.is_empty()),
                 "--policies" => options.policies = PathBuf::from(value()?),
                 "--module" => options.module = PathBuf::from(value()?),
+                "--breakdown" => {
+                    let v = value()?;
+                    options.breakdown = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n: &u64| (1..=10_000_000).contains(n))
+                            .ok_or_else(|| anyhow!("--breakdown {v:?}: a positive whole number"))?,
+                    );
+                }
+                "--breakdown-threads" => {
+                    let v = value()?;
+                    options.breakdown_threads = v
+                        .parse()
+                        .ok()
+                        .filter(|t| (1..=256).contains(t))
+                        .ok_or_else(|| anyhow!("--breakdown-threads {v:?}: 1..=256"))?;
+                }
+                "--server-cpu" => {
+                    options.server_cpu = Some(breakdown::parse_server_cpu(&value()?)?);
+                }
                 _ => bail!("unknown argument {arg:?}\n\n{USAGE}"),
             }
         }
@@ -271,7 +306,8 @@ impl Options {
     }
 
     fn max_threads(&self) -> usize {
-        self.threads.iter().copied().max().unwrap_or(1)
+        let most = self.threads.iter().copied().max().unwrap_or(1);
+        most.max(self.breakdown_threads)
     }
 }
 
@@ -1041,6 +1077,36 @@ fn run() -> Result<()> {
         options.seconds,
         options.runs
     );
+
+    if let Some(count) = options.breakdown {
+        let mut rows = Vec::new();
+        for setup in &setups {
+            for &database in &options.databases {
+                rows.push(
+                    breakdown::measure_breakdown(
+                        &bench,
+                        setup,
+                        database,
+                        count,
+                        options.breakdown_threads,
+                    )
+                    .with_context(|| {
+                        format!("breakdown, {} on {}", setup.keys.label(), database.label())
+                    })?,
+                );
+            }
+        }
+        println!(
+            "{count} certificates from 1 requester after {} not counted; process CPU clock \
+             (every thread) between the stages' ends; then {} requesters for {} s\n",
+            (count / 10).max(1),
+            options.breakdown_threads,
+            options.seconds
+        );
+        print!("{}", breakdown::breakdown_table(&rows, options.server_cpu));
+        println!("every certificate issued is in the database, valid, with two audit entries");
+        return Ok(());
+    }
 
     let mut cells: Vec<Cell> = Vec::new();
     for run in 1..=options.runs {
