@@ -161,11 +161,16 @@ fn narrow_matches(conn: &mut AnyConnection, text: &str) -> Result<Option<Vec<Str
             // A phrase is a substring match under the trigram tokenizer; `"` is escaped by
             // doubling, and everything else inside quotes is text, FTS operators included.
             let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+            // The index holds the rows up to `upto`; the writer indexes the rows past it
+            // within a quarter of a second (see writer.rs), and until then they are scanned.
             diesel::sql_query(format!(
                 "SELECT serial FROM certificates WHERE rowid IN (SELECT rowid FROM \
-                 certificates_search WHERE certificates_search MATCH $1 LIMIT {limit})"
+                 certificates_search WHERE certificates_search MATCH $1 LIMIT {limit}) \
+                 UNION ALL SELECT serial FROM certificates WHERE rowid > (SELECT upto FROM \
+                 certificates_search_upto) AND search LIKE $2 ESCAPE '\\' LIMIT {limit}"
             ))
             .bind::<Text, _>(phrase)
+            .bind::<Text, _>(like_pattern(text))
             .load(c)
         }
         AnyConnection::Postgres(c) => diesel::sql_query(format!(

@@ -23,13 +23,20 @@
 //! without waiting for the disk ([`Commit::Ordered`]). Its changes are visible at once and
 //! ordered before every later change, so the next durable commit makes them durable too,
 //! and a crash before that loses them only together with everything after them.
+//!
+//! Between batches, at most every [`INDEX_EVERY`], the writer brings SQLite's trigram search
+//! index up to date with every certificate inserted since (one statement, one ordered
+//! commit): keeping it in step inside every batch cost FTS5 a segment and its merges per
+//! commit, on the path every certificate waits on. Searches scan the rows not indexed yet
+//! (see `read.rs`), so they find everything at once.
 
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use ca_core::audit::{AuditEvent, GENESIS};
 use ca_core::store::StoreError;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 use crate::conn::{self, AnyConnection, Commit, Target};
@@ -41,6 +48,17 @@ use crate::{Clock, error};
 /// The most jobs one transaction holds. Large enough that 16 callers share every commit,
 /// small enough that one batch's transaction stays short.
 const MAX_BATCH: usize = 256;
+
+/// How often, at most, the writer catches the SQLite search index up (and how long it waits
+/// when idle before it does).
+const INDEX_EVERY: Duration = Duration::from_millis(250);
+
+/// Indexes the certificates inserted since the last catch-up, in rowid order.
+const CATCH_UP_SEARCH: &str = "\
+    INSERT INTO certificates_search (rowid, search) SELECT rowid, search FROM certificates \
+        WHERE rowid > (SELECT upto FROM certificates_search_upto) ORDER BY rowid; \
+    UPDATE certificates_search_upto SET upto = MAX(upto, \
+        (SELECT COALESCE(MAX(rowid), 0) FROM certificates)) WHERE id = 1;";
 
 /// The audit chain's head as the running transaction sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +169,9 @@ impl Writer {
                     conn: Some(first),
                     sqlite_commit: Commit::Durable,
                     clock,
+                    // Rows another process inserted may wait: catch up once at start.
+                    search_behind: true,
+                    search_caught_up: Instant::now(),
                 };
                 state.serve(queue);
             })
@@ -220,11 +241,29 @@ struct WriterState {
     /// The SQLite connection's `synchronous` setting, as [`conn::write_transaction`] left it.
     sqlite_commit: Commit,
     clock: Clock,
+    /// A batch has committed since the search index last caught up.
+    search_behind: bool,
+    search_caught_up: Instant,
 }
 
 impl WriterState {
     fn serve(&mut self, queue: Receiver<Box<dyn Job>>) {
-        while let Ok(first) = queue.recv() {
+        loop {
+            let wait = if self.search_behind {
+                INDEX_EVERY.saturating_sub(self.search_caught_up.elapsed())
+            } else {
+                Duration::from_secs(3600)
+            };
+            let first = match queue.recv_timeout(wait) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.search_behind {
+                        self.catch_up_search();
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match queue.try_recv() {
@@ -236,6 +275,43 @@ impl WriterState {
             for job in batch {
                 job.answer(committed.as_ref().map(|_| ()));
             }
+            self.search_behind |= committed.is_ok();
+            if self.search_behind && self.search_caught_up.elapsed() >= INDEX_EVERY {
+                self.catch_up_search();
+            }
+        }
+        if self.search_behind {
+            self.catch_up_search();
+        }
+    }
+
+    /// Indexes SQLite's certificates inserted since the last time, in one ordered commit (a
+    /// crash loses the index entries together with `upto`, so the next catch-up redoes them).
+    /// A failure leaves the rows to the next catch-up; searches scan them meanwhile.
+    fn catch_up_search(&mut self) {
+        self.search_caught_up = Instant::now();
+        let Some(conn) = &mut self.conn else {
+            return;
+        };
+        if !matches!(conn, AnyConnection::Sqlite(_)) {
+            self.search_behind = false;
+            return;
+        }
+        let done = conn::write_transaction(
+            conn,
+            Commit::Ordered,
+            &mut self.sqlite_commit,
+            |conn| -> Result<(), diesel::result::Error> {
+                match conn {
+                    AnyConnection::Sqlite(c) => c.batch_execute(CATCH_UP_SEARCH),
+                    AnyConnection::Postgres(_) => Ok(()),
+                }
+            },
+        );
+        match done {
+            Ok(()) => self.search_behind = false,
+            Err(_) if conn::is_broken(conn) => self.conn = None,
+            Err(_) => {}
         }
     }
 
