@@ -728,9 +728,9 @@ fn run() -> Result<()> {
             "{{\"concurrency\": {connections}, \"per_s\": {}, \"p50_ms\": {}, \
              \"p99_ms\": {}, \"errors\": {errors}, \"server_cpu_us\": {}, \"runs\": [{}]}}",
             json_number(rate, 1),
-            json_number(server_us, 1),
             json_number(p50, 3),
             json_number(p99, 3),
+            json_number(server_us, 1),
             runs.iter()
                 .map(|(r, load)| format!(
                     "{{\"per_s\": {}, \"errors\": {}, \"load_before\": {}}}",
