@@ -1,5 +1,5 @@
-//! The CA key ceremony: a whole hierarchy (root, issuing CAs, OCSP responders) created inside
-//! a key store in one step, from one reviewable file.
+//! The CA key ceremony: a whole hierarchy (root, issuing CAs, an OCSP responder for each)
+//! created inside a key store in one step, from one reviewable file.
 //!
 //! Invariant: the ceremony either completes or leaves the key store as it found it. Every
 //! label is checked free before the first key is generated, and a failure after that
@@ -23,7 +23,8 @@ const ID_PKIX_OCSP_NOCHECK: const_oid::ObjectIdentifier =
     const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
 
 /// A ceremony file (`--ceremony FILE`): what hierarchy to create. Every field has a default,
-/// so an empty file (or no file) makes a root, one issuing CA and its OCSP responder.
+/// so an empty file (or no file) makes a root and one issuing CA, each with its delegated
+/// OCSP responder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CeremonySpec {
@@ -65,6 +66,10 @@ pub struct RootSpec {
     /// wrapped under a trusted key, embedded token re-encrypted to a recipient). Default false.
     #[serde(default)]
     pub exportable: bool,
+    /// The root's delegated OCSP responder's certificate validity in days (it answers for
+    /// the CA certificates the root signs, so a whole chain can be checked by OCSP).
+    #[serde(default = "thirty")]
+    pub ocsp_validity_days: u32,
 }
 
 /// One issuing CA's part of a ceremony.
@@ -137,6 +142,7 @@ impl Default for RootSpec {
             key_type: KeySpec::EcP384,
             validity_years: 20,
             exportable: false,
+            ocsp_validity_days: 30,
         }
     }
 }
@@ -217,6 +223,8 @@ pub struct IssuingMaterial {
 pub struct Hierarchy {
     /// The root CA.
     pub root: CaMaterial,
+    /// The root's delegated OCSP responder: answers for the issuing CAs' certificates.
+    pub root_ocsp: CaMaterial,
     /// The issuing CAs, in ceremony order.
     pub issuing: Vec<IssuingMaterial>,
     /// The key that signs the audit log's checkpoints (P-256: it signs often).
@@ -271,10 +279,16 @@ impl CeremonySpec {
         if !(1..=50).contains(&self.root.validity_years) {
             problems.push("root.validity_years must be between 1 and 50".into());
         }
+        if !(1..=366).contains(&self.root.ocsp_validity_days) {
+            problems.push("root.ocsp_validity_days must be between 1 and 366".into());
+        }
         if self.issuing.is_empty() {
             problems.push("at least one [[issuing]] CA is needed".into());
         }
-        let mut labels = vec![self.label(&self.root.key_label)];
+        let mut labels = vec![
+            self.label(&self.root.key_label),
+            self.label(&format!("{}-ocsp", self.root.key_label)),
+        ];
         let mut ids = vec!["root".to_string()];
         for (i, ca) in self.issuing.iter().enumerate() {
             let at = format!("issuing[{i}] ({})", ca.id);
@@ -339,7 +353,10 @@ impl CeremonySpec {
 
     /// Every key label this ceremony will create, in creation order.
     pub fn key_labels(&self) -> Vec<String> {
-        let mut labels = vec![self.label(&self.root.key_label)];
+        let mut labels = vec![
+            self.label(&self.root.key_label),
+            self.label(&format!("{}-ocsp", self.root.key_label)),
+        ];
         for ca in &self.issuing {
             let base = ca.key_label.as_deref().unwrap_or(&ca.id);
             labels.push(self.label(base));
@@ -477,6 +494,29 @@ fn build(
         key: root_key,
         cert: root_cert,
     };
+    // 1b. The root's delegated OCSP responder (RFC 6960 4.2.2.2): the issuing CAs' AIA
+    // names `<base>/ocsp`, so it must answer for their certificates.
+    let root_id = IssuerId::new("root").map_err(|e| CeremonyError::Invalid(vec![e]))?;
+    let (root_ocsp_key, root_ocsp_spki) = generate(
+        spec.label(&format!("{}-ocsp", spec.root.key_label)),
+        spec.root.key_type,
+        false,
+    )?;
+    let root_ocsp = CaMaterial {
+        key_uri: store.uri(&root_ocsp_key),
+        key: root_ocsp_key,
+        cert: issue_ocsp_responder(
+            &OcspResponderRequest {
+                issuer_name: &root_name,
+                issuer_not_after: root_not_after,
+                issuer_id: &root_id,
+                public_key: &root_ocsp_spki,
+                validity_days: spec.root.ocsp_validity_days,
+            },
+            root_signer.as_ref(),
+            now,
+        )?,
+    };
 
     let mut issuing = Vec::new();
     for ca in &spec.issuing {
@@ -553,10 +593,65 @@ fn build(
     let (audit_key, _) = generate(spec.audit_key_label(), KeySpec::EcP256, false)?;
     Ok(Hierarchy {
         root,
+        root_ocsp,
         issuing,
         audit_key_uri: store.uri(&audit_key),
         audit_key,
     })
+}
+
+/// Gives an existing issuer that has none a delegated OCSP responder: generates the key
+/// `{issuer key label}-ocsp` in `store` (the issuer's key type) and issues its certificate,
+/// valid for `validity_days`. This is how a data directory made before the root had a
+/// responder gets one (`keyhold ocsp renew --issuer root`).
+///
+/// Fails without changing the store if the label is taken or the issuer's key label
+/// cannot be read; fails and destroys the new key if its certificate cannot be issued.
+pub fn add_ocsp_responder(
+    store: &dyn KeyStore,
+    issuer: &crate::issuer::Issuer,
+    issuer_key: &KeyRef,
+    validity_days: u32,
+    now: SystemTime,
+) -> Result<CaMaterial, CeremonyError> {
+    if !(1..=366).contains(&validity_days) {
+        return Err(CeremonyError::Invalid(vec![
+            "the responder's validity must be between 1 and 366 days".into(),
+        ]));
+    }
+    let key = KeyRef::new(format!("{}-ocsp", issuer_key.label()))?;
+    if store.list()?.iter().any(|k| k.key == key) {
+        return Err(CeremonyError::Invalid(vec![format!(
+            "key label {:?} already exists in the key store (destroy it, or configure it by hand)",
+            key.label()
+        )]));
+    }
+    let spki = store.generate(&key, issuer.ca.signer.algorithm().key_spec())?;
+    let cert = issue_ocsp_responder(
+        &OcspResponderRequest {
+            issuer_name: issuer.ca.cert.cert.tbs_certificate().subject(),
+            issuer_not_after: issuer.ca.cert.not_after(),
+            issuer_id: &issuer.id,
+            public_key: &spki,
+            validity_days,
+        },
+        issuer.ca.signer.as_ref(),
+        now,
+    );
+    match cert {
+        Ok(cert) => Ok(CaMaterial {
+            key_uri: store.uri(&key),
+            key,
+            cert,
+        }),
+        Err(e) => match store.destroy(&key) {
+            Ok(()) => Err(e.into()),
+            Err(_) => Err(CeremonyError::RollbackFailed {
+                cause: Box::new(e.into()),
+                left: vec![store.uri(&key)],
+            }),
+        },
+    }
 }
 
 /// What an OCSP responder certificate needs to know about its issuer.
@@ -625,7 +720,13 @@ mod tests {
         let spec = CeremonySpec::from_toml("").unwrap();
         assert_eq!(
             spec.key_labels(),
-            ["root-ca", "issuing-ca", "issuing-ca-ocsp", "audit"]
+            [
+                "root-ca",
+                "root-ca-ocsp",
+                "issuing-ca",
+                "issuing-ca-ocsp",
+                "audit"
+            ]
         );
         assert_eq!(spec.crl_url("root"), "http://127.0.0.1:8080/crl/root.crl");
     }

@@ -111,6 +111,7 @@ fn init_makes_a_hierarchy_that_openssl_verifies_and_ca_check_loads() {
     assert!(r.stdout.contains("SHA-256"), "{}", r.stdout);
     openssl_verify(&dir.join("ca"), "issuing-ca.pem");
     openssl_verify(&dir.join("ca"), "issuing-ca-ocsp.pem");
+    openssl_verify(&dir.join("ca"), "root-ocsp.pem");
     let r = with_pass(&dir, &["ca", "check"]);
     assert!(r.ok, "{}", r.stderr);
     assert!(r.stdout.contains("key matches certificate"), "{}", r.stdout);
@@ -152,7 +153,7 @@ fn demo_init_stores_a_private_passphrase_and_later_commands_use_it() {
     assert_eq!(mode & 0o777, 0o600);
     let r = run(keyhold(&dir).args(["keys", "list"]));
     assert!(r.ok, "{}", r.stderr);
-    assert!(r.stdout.contains("4 key(s)"), "{}", r.stdout);
+    assert!(r.stdout.contains("5 key(s)"), "{}", r.stdout);
 }
 
 #[test]
