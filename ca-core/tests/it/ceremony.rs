@@ -29,6 +29,11 @@ fn write_pems(dir: &std::path::Path, h: &Hierarchy) {
         h.issuing[0].ocsp.cert.to_pem().unwrap(),
     )
     .unwrap();
+    fs::write(
+        dir.join("root-ocsp.pem"),
+        h.root_ocsp.cert.to_pem().unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -60,6 +65,20 @@ fn openssl_verifies_the_hierarchy_strictly_on_every_backend() {
                 "-untrusted",
                 "issuing.pem",
                 "ocsp.pem",
+            ],
+        );
+        assert!(ok, "{}: {out}", b.name);
+        // The root's responder, signed by the root itself.
+        let (ok, out) = openssl(
+            dir.path(),
+            &[
+                "verify",
+                "-x509_strict",
+                "-purpose",
+                "ocsphelper",
+                "-CAfile",
+                "root.pem",
+                "root-ocsp.pem",
             ],
         );
         assert!(ok, "{}: {out}", b.name);

@@ -403,7 +403,7 @@ fn pkcs11_bad_pins_tokens_modules_and_taken_labels_are_clear_errors_leaving_noth
     let r = run(keyhold(&tmp.path().join("first"))
         .args(["keys", "list"])
         .env("KEYHOLD_PKCS11_PIN", USER_PIN));
-    assert_eq!(r.stdout.matches("object=twice-").count(), 4, "{}", r.stdout);
+    assert_eq!(r.stdout.matches("object=twice-").count(), 5, "{}", r.stdout);
 }
 
 #[test]

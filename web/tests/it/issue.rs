@@ -408,7 +408,7 @@ fn audit_checkpoints_are_signed_and_verified() {
     assert!(r.stdout.contains("1 signed checkpoint(s)"), "{}", r.stdout);
     // init recorded every key it generated and the CA itself.
     let r = ca.keyhold(&["audit", "list"]);
-    assert_eq!(r.stdout.matches("key.generated").count(), 4, "{}", r.stdout);
+    assert_eq!(r.stdout.matches("key.generated").count(), 5, "{}", r.stdout);
     assert!(r.stdout.contains("ca.initialised"), "{}", r.stdout);
 }
 
