@@ -98,6 +98,37 @@ pub struct IssuingSpec {
     /// store, never in plaintext (`keyhold keys export`). Default false.
     #[serde(default)]
     pub exportable: bool,
+    /// The extended key usages that constrain this CA (`serverAuth`, `clientAuth`,
+    /// `codeSigning`, `emailProtection`, `timeStamping`): relying parties that chain EKUs
+    /// (NSS, Windows) accept only those purposes below it. Empty: unconstrained (no EKU).
+    #[serde(default)]
+    pub extended_key_usage: Vec<String>,
+}
+
+/// The purposes an issuing CA can be constrained to, by name, as in profiles.
+const CA_EKUS: [(&str, const_oid::ObjectIdentifier); 5] = [
+    ("serverAuth", const_oid::db::rfc5280::ID_KP_SERVER_AUTH),
+    ("clientAuth", const_oid::db::rfc5280::ID_KP_CLIENT_AUTH),
+    ("codeSigning", const_oid::db::rfc5280::ID_KP_CODE_SIGNING),
+    (
+        "emailProtection",
+        const_oid::db::rfc5280::ID_KP_EMAIL_PROTECTION,
+    ),
+    ("timeStamping", const_oid::db::rfc5280::ID_KP_TIME_STAMPING),
+];
+
+/// The OIDs of EKU names; `Err` with the first unknown name.
+fn eku_oids(names: &[String]) -> Result<Vec<const_oid::ObjectIdentifier>, String> {
+    names
+        .iter()
+        .map(|n| {
+            CA_EKUS
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, oid)| *oid)
+                .ok_or_else(|| n.clone())
+        })
+        .collect()
 }
 
 fn one() -> u32 {
@@ -157,6 +188,7 @@ impl Default for IssuingSpec {
             validity_years: 5,
             ocsp_validity_days: 30,
             exportable: false,
+            extended_key_usage: Vec::new(),
         }
     }
 }
@@ -325,6 +357,12 @@ impl CeremonySpec {
             }
             if !(1..=366).contains(&ca.ocsp_validity_days) {
                 problems.push(format!("{at}.ocsp_validity_days must be between 1 and 366"));
+            }
+            if let Err(unknown) = eku_oids(&ca.extended_key_usage) {
+                problems.push(format!(
+                    "{at}.extended_key_usage: unknown {unknown:?} (use {})",
+                    CA_EKUS.map(|(n, _)| n).join(", ")
+                ));
             }
             labels.push(self.label(ca.key_label.as_deref().unwrap_or(&ca.id)));
             labels.push(self.label(&format!(
@@ -527,6 +565,13 @@ fn build(
         let name = x509::parse_name(&ca.subject)?;
         let (key, spki) = generate(spec.label(base_label), ca.key_type, ca.exportable)?;
         let not_after = root_not_after.min(now + DAY * 365 * ca.validity_years);
+        let mut extensions = Vec::new();
+        let ekus = eku_oids(&ca.extended_key_usage)
+            .map_err(|e| CeremonyError::Invalid(vec![format!("unknown EKU {e:?}")]))?;
+        if !ekus.is_empty() {
+            // Not critical (RFC 5280 4.2.1.12 allows either; CA/B BR 7.1.2.10.6: not critical).
+            extensions.push(x509::to_ext(false, &ExtendedKeyUsage(ekus)).map_err(X509Error::from)?);
+        }
         let cert = x509::sign_certificate(
             CertTemplate {
                 serial: x509::random_serial()?,
@@ -535,7 +580,7 @@ fn build(
                 not_before: now,
                 not_after,
                 public_key: spki.clone(),
-                extensions: vec![
+                extensions: [
                     x509::to_ext(
                         true,
                         &BasicConstraints {
@@ -550,7 +595,10 @@ fn build(
                     x509::aki_extension(&root_spki)?,
                     x509::crl_dp_extension(&spec.crl_url("root"))?,
                     x509::aia_extension(&spec.ocsp_url(), &spec.ca_cert_url("root"))?,
-                ],
+                ]
+                .into_iter()
+                .chain(extensions)
+                .collect(),
             },
             root_signer.as_ref(),
         )?;
