@@ -17,6 +17,10 @@ use crate::wiring::{load_issuers, open_db};
 pub enum CaCommand {
     /// Load every issuer, check each key against its certificate, print fingerprints.
     Check,
+    /// Add an issuing CA (with its OCSP responder) under the root: the ceremony's step for
+    /// one CA, for a data directory made before it existed (e.g. `--id codesign-ca --eku
+    /// codeSigning`). Audited; restart `keyhold serve` to use it.
+    AddIssuing(crate::cli::issuing::AddIssuingArgs),
 }
 
 pub fn run_ca_check(cli: &Cli) -> Result<()> {
