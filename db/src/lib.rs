@@ -394,6 +394,14 @@ impl RevocationLedger for Db {
         self.read(|conn| revocation::status(conn, issuer.as_str(), serial))
     }
 
+    fn ca_revocation(
+        &self,
+        parent: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<CaRevocation>, StoreError> {
+        self.read(|conn| revocation::ca_revocation(conn, parent.as_str(), serial))
+    }
+
     fn next_crl_number(
         &self,
         issuer: &IssuerId,

@@ -225,7 +225,32 @@ type CaRevocationRow = (String, String, String, i64, i64, i32, String);
 
 /// Every revoked CA certificate, oldest revocation first.
 pub(crate) fn ca_revocations(conn: &mut AnyConnection) -> Result<Vec<CaRevocation>, StoreError> {
-    let rows: Vec<CaRevocationRow> = ca_revocations::table
+    ca_revocation_rows(conn, None)
+}
+
+/// The revocation of the CA certificate `serial` that `parent` signed, if recorded.
+pub(crate) fn ca_revocation(
+    conn: &mut AnyConnection,
+    parent: &str,
+    serial: &Serial,
+) -> Result<Option<CaRevocation>, StoreError> {
+    Ok(ca_revocation_rows(conn, Some((parent, serial.as_str())))?
+        .into_iter()
+        .next())
+}
+
+/// Revoked CA certificates, all or the one (parent, serial), oldest revocation first.
+fn ca_revocation_rows(
+    conn: &mut AnyConnection,
+    only: Option<(&str, &str)>,
+) -> Result<Vec<CaRevocation>, StoreError> {
+    let mut query = ca_revocations::table.into_boxed();
+    if let Some((parent, serial)) = only {
+        query = query
+            .filter(ca_revocations::parent.eq(parent))
+            .filter(ca_revocations::serial.eq(serial));
+    }
+    let rows: Vec<CaRevocationRow> = query
         .order((
             ca_revocations::revoked_at.asc(),
             ca_revocations::serial.asc(),

@@ -247,6 +247,10 @@ impl RevocationLedger for FakeLedger {
         not_here()
     }
 
+    fn ca_revocation(&self, _: &IssuerId, _: &Serial) -> Result<Option<CaRevocation>, StoreError> {
+        not_here()
+    }
+
     fn next_crl_number(&self, _: &IssuerId, _: SystemTime) -> Result<u64, StoreError> {
         not_here()
     }

@@ -289,6 +289,14 @@ fn a_revoked_ca_certificate_is_listed_by_its_parent_once_and_audited(b: &Backend
     let after = ca.not_after + Duration::from_secs(1);
     assert_eq!(b.db.crl_entries(&root, after).unwrap(), CrlList::default());
     assert_eq!(b.db.ca_revocations().unwrap(), std::slice::from_ref(&ca));
+    // What OCSP reads about one CA certificate: this one, by its parent and serial only.
+    assert_eq!(
+        b.db.ca_revocation(&root, &ca.serial).unwrap(),
+        Some(ca.clone())
+    );
+    assert_eq!(b.db.ca_revocation(&issuer_id(), &ca.serial).unwrap(), None);
+    let other = Serial::parse("5a:01:03").unwrap();
+    assert_eq!(b.db.ca_revocation(&root, &other).unwrap(), None);
 
     // Twice is a conflict, and writes no audit entry.
     let again = b.db.revoke_ca(&ca, &event).unwrap_err();

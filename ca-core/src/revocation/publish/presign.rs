@@ -1,6 +1,7 @@
-//! The pre-signer: signs OCSP answers ahead of time for every valid certificate, again for
-//! each revoked one (also when revoked by another process), and again before half of an
-//! answer's validity has passed. While the key store fails it backs off (1 s doubling to
+//! The pre-signer: signs OCSP answers ahead of time for every valid certificate and every
+//! configured CA certificate, again for each revoked one (also when revoked by another
+//! process, `keyhold revoke-ca` included), and again before half of an answer's validity
+//! has passed. While the key store fails it backs off (1 s doubling to
 //! 5 min) and the answers already signed keep being served.
 
 use std::sync::Arc;
@@ -35,7 +36,12 @@ pub struct Presigner {
     retry: Option<(Instant, Duration)>,
     /// When answers past half their validity were last looked for.
     last_refresh: Option<Instant>,
+    /// The CA certificates already signed for: `None` until the first round.
+    cas_seen: Option<Vec<CaRevocationKey>>,
 }
+
+/// A revoked CA certificate, as (parent, serial).
+type CaRevocationKey = (IssuerId, Serial);
 
 impl Presigner {
     /// A pre-signer for `publisher`'s answers, starting from every valid certificate.
@@ -47,6 +53,7 @@ impl Presigner {
             pending: Vec::new(),
             retry: None,
             last_refresh: None,
+            cas_seen: None,
         }
     }
 
@@ -54,6 +61,7 @@ impl Presigner {
     /// past half their validity (every few seconds), and earlier failures.
     pub fn tick(&mut self) {
         self.revocations();
+        self.ca_revocations();
         if self.backing_off() {
             return;
         }
@@ -120,6 +128,39 @@ impl Presigner {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read recent revocations"),
+        }
+    }
+
+    /// The configured CA certificates: all of them on the first round, then again each
+    /// one whose revocation appears in `ca_revocations` (recorded by `keyhold revoke-ca` in
+    /// another process), forgetting its old answers first.
+    fn ca_revocations(&mut self) {
+        let revoked: Vec<CaRevocationKey> = match self.publisher.store.ca_revocations() {
+            Ok(all) => all.into_iter().map(|r| (r.parent, r.serial)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read revoked CA certificates");
+                return;
+            }
+        };
+        let cas = self.publisher.responder.ca_serials();
+        let work: Vec<CaRevocationKey> = match &self.cas_seen {
+            None => cas,
+            Some(seen) => cas
+                .into_iter()
+                .filter(|ca| revoked.contains(ca) && !seen.contains(ca))
+                .collect(),
+        };
+        self.cas_seen = Some(revoked);
+        if work.is_empty() {
+            return;
+        }
+        for (_, serial) in &work {
+            self.publisher.answers.forget(serial);
+        }
+        if self.backing_off() {
+            self.pending.extend(work);
+        } else {
+            self.sign_all(work, SystemTime::now(), true);
         }
     }
 
