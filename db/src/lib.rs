@@ -403,4 +403,16 @@ impl RevocationLedger for Db {
         self.writer
             .write(move |tx| revocation::next_crl_number(tx, &issuer, floor))
     }
+
+    fn numbered_crl_entries(
+        &self,
+        issuer: &IssuerId,
+        this_update: SystemTime,
+    ) -> Result<(u64, CrlList), StoreError> {
+        let issuer = issuer.as_str().to_owned();
+        let floor = unix_micros(this_update);
+        self.writer.write(move |tx| {
+            revocation::numbered_crl_entries(tx, &issuer, floor, this_update)
+        })
+    }
 }
