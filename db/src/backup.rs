@@ -48,6 +48,7 @@ pub const TABLES: &[&str] = &[
     "operation_approvals",
     "issued_daily",
     "acme_nonces",
+    "nodes",
 ];
 
 /// Rows per PostgreSQL FETCH on export and per INSERT on import.

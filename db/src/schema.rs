@@ -51,6 +51,7 @@ diesel::table! {
         created_at -> BigInt,
         request_id -> Nullable<BigInt>,
         failure -> Nullable<Text>,
+        reserved_by -> Nullable<Text>,
     }
 }
 
@@ -221,5 +222,14 @@ diesel::table! {
     acme_nonces (id) {
         id -> Binary,
         expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    nodes (instance) {
+        instance -> Text,
+        name -> Text,
+        started_at -> BigInt,
+        heartbeat_at -> BigInt,
     }
 }

@@ -41,6 +41,19 @@ pub struct Config {
     /// Backups: default recipients (and the schedule of `keyhold serve`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupConfig>,
+    /// This node, when several `keyhold serve` processes share one PostgreSQL database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeConfig>,
+}
+
+/// `[node]`: this process as one node of several (see docs/deployment.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name, unique among the nodes sharing the database: in `/readyz`, logs,
+    /// metrics and every audit entry it writes (default: the host name and process id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// `[backup]`: who backups are encrypted to, and where `keyhold serve` writes them.

@@ -435,6 +435,7 @@ fn write_outputs(
         issuers,
         quorum: Default::default(),
         backup: None,
+        node: None,
     };
     let text = format!(
         "# Written by `keyhold init`. Secrets are never stored here.\n{}",

@@ -13,6 +13,7 @@ mod audit;
 mod backup;
 mod codesign;
 mod concurrency;
+mod nodes;
 mod open;
 mod operations;
 mod paging;
