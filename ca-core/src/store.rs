@@ -566,6 +566,17 @@ pub trait RevocationLedger: Send + Sync + fmt::Debug {
         issuer: &IssuerId,
         this_update: SystemTime,
     ) -> Result<u64, StoreError>;
+
+    /// [`RevocationLedger::next_crl_number`] and [`RevocationLedger::crl_entries`] at once,
+    /// from one snapshot and in number order: whatever CRL any process numbers higher lists
+    /// every revocation this one lists (unless expired by its own thisUpdate). What a CRL
+    /// generator must use; the two calls apart let another process's revocation fall
+    /// between them.
+    fn numbered_crl_entries(
+        &self,
+        issuer: &IssuerId,
+        this_update: SystemTime,
+    ) -> Result<(u64, CrlList), StoreError>;
 }
 
 /// The CA's database: every port at once. Implemented by the `db` crate for SQLite and

@@ -441,6 +441,7 @@ fn write_outputs(
         quorum: Default::default(),
         backup: None,
         acme: None,
+        node: None,
     };
     let text = format!(
         "# Written by `keyhold init`. Secrets are never stored here.\n{}",

@@ -254,6 +254,14 @@ impl RevocationLedger for FakeLedger {
     fn next_crl_number(&self, _: &IssuerId, _: SystemTime) -> Result<u64, StoreError> {
         not_here()
     }
+
+    fn numbered_crl_entries(
+        &self,
+        _: &IssuerId,
+        _: SystemTime,
+    ) -> Result<(u64, CrlList), StoreError> {
+        not_here()
+    }
 }
 
 struct Fixture {

@@ -4,6 +4,7 @@
 //! has passed. While the key store fails it backs off (1 s doubling to
 //! 5 min) and the answers already signed keep being served.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,6 +21,11 @@ pub const POLL: Duration = Duration::from_secs(1);
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// Certificates listed per read while catching up.
 const PAGE: u32 = 1_000;
+/// How far behind the newest certificate it listed the pre-signer looks again: a
+/// certificate is listed by its reservation time, but recorded when its signing ends, and
+/// another process's reservation may commit a little after it was stamped (clocks differ
+/// too). Reservations still open are waited for however old (issue 20, item 4).
+const LOOKBACK: Duration = Duration::from_secs(2);
 
 /// The pre-signer's state between ticks. The caller owns the thread: it calls
 /// [`Presigner::tick`] every [`POLL`] until it stops.
@@ -28,8 +34,13 @@ pub struct Presigner {
     publisher: Arc<Publisher>,
     /// Revocations at or after this were not yet seen.
     revoked_after: SystemTime,
-    /// The last issued certificate signed for, as a (created_at, serial) cursor.
+    /// Where the next listing of issued certificates starts, as a (created_at, serial)
+    /// cursor: behind the newest one listed by [`LOOKBACK`], and never past a reservation
+    /// still open, which may be recorded later under its earlier time.
     issued_after: Option<(SystemTime, Serial)>,
+    /// Certificates listed since the cursor, so that the window looked at again is not
+    /// signed twice; pruned as the cursor moves.
+    listed: BTreeSet<(SystemTime, Serial)>,
     /// Certificates whose signing failed, to try again.
     pending: Vec<(IssuerId, Serial)>,
     /// While the key store fails: not before this, and the next wait.
@@ -50,6 +61,7 @@ impl Presigner {
             publisher,
             revoked_after: SystemTime::now(),
             issued_after: None,
+            listed: BTreeSet::new(),
             pending: Vec::new(),
             retry: None,
             last_refresh: None,
@@ -164,8 +176,33 @@ impl Presigner {
         }
     }
 
-    /// Certificates issued since the last look, up to half the answer store's room.
+    /// Certificates issued since the last look, up to half the answer store's room; then
+    /// moves the cursor back over the window that may still change (see [`LOOKBACK`]).
     fn issued(&mut self, work: &mut Vec<(IssuerId, Serial)>) {
+        // Read before listing: a reservation open now and recorded after the listing is
+        // behind the cursor, which must wait for it.
+        let open = match self.publisher.store.reserved() {
+            Ok(rows) => rows.iter().map(|r| r.created_at).min(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list reservations in progress");
+                return;
+            }
+        };
+        self.list_issued(work);
+        // The newest certificate ever listed (the set keeps everything from the cursor on).
+        let Some((newest, _)) = self.listed.last() else {
+            return;
+        };
+        let mut floor = newest.checked_sub(LOOKBACK).unwrap_or(*newest);
+        if let Some(open) = open {
+            floor = floor.min(open);
+        }
+        let floor = floor.checked_sub(Duration::from_micros(1)).unwrap_or(floor);
+        self.issued_after = Some((floor, Serial::from_bytes(&[0])));
+        self.listed = self.listed.split_off(&(floor, Serial::from_bytes(&[0])));
+    }
+
+    fn list_issued(&mut self, work: &mut Vec<(IssuerId, Serial)>) {
         loop {
             let filter = CertFilter {
                 status: Some(CertStatus::Valid),
@@ -186,6 +223,9 @@ impl Presigner {
             self.issued_after = Some((last.created_at, last.serial.clone()));
             let full = rows.len() == PAGE as usize;
             for r in rows {
+                if !self.listed.insert((r.created_at, r.serial.clone())) {
+                    continue; // looked at again, signed already
+                }
                 if let Ok(issuer) = IssuerId::new(r.issuer.as_str()) {
                     work.push((issuer, r.serial));
                 }
