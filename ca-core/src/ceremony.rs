@@ -1,5 +1,5 @@
-//! The CA key ceremony: a whole hierarchy (root, issuing CAs, OCSP responders) created inside
-//! a key store in one step, from one reviewable file.
+//! The CA key ceremony: a whole hierarchy (root, issuing CAs, an OCSP responder for each)
+//! created inside a key store in one step, from one reviewable file.
 //!
 //! Invariant: the ceremony either completes or leaves the key store as it found it. Every
 //! label is checked free before the first key is generated, and a failure after that
@@ -23,7 +23,8 @@ const ID_PKIX_OCSP_NOCHECK: const_oid::ObjectIdentifier =
     const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
 
 /// A ceremony file (`--ceremony FILE`): what hierarchy to create. Every field has a default,
-/// so an empty file (or no file) makes a root, one issuing CA and its OCSP responder.
+/// so an empty file (or no file) makes a root, a TLS issuing CA and a code-signing issuing
+/// CA, each with its delegated OCSP responder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CeremonySpec {
@@ -65,6 +66,10 @@ pub struct RootSpec {
     /// wrapped under a trusted key, embedded token re-encrypted to a recipient). Default false.
     #[serde(default)]
     pub exportable: bool,
+    /// The root's delegated OCSP responder's certificate validity in days (it answers for
+    /// the CA certificates the root signs, so a whole chain can be checked by OCSP).
+    #[serde(default = "thirty")]
+    pub ocsp_validity_days: u32,
 }
 
 /// One issuing CA's part of a ceremony.
@@ -93,6 +98,37 @@ pub struct IssuingSpec {
     /// store, never in plaintext (`keyhold keys export`). Default false.
     #[serde(default)]
     pub exportable: bool,
+    /// The extended key usages that constrain this CA (`serverAuth`, `clientAuth`,
+    /// `codeSigning`, `emailProtection`, `timeStamping`): relying parties that chain EKUs
+    /// (NSS, Windows) accept only those purposes below it. Empty: unconstrained (no EKU).
+    #[serde(default)]
+    pub extended_key_usage: Vec<String>,
+}
+
+/// The purposes an issuing CA can be constrained to, by name, as in profiles.
+const CA_EKUS: [(&str, const_oid::ObjectIdentifier); 5] = [
+    ("serverAuth", const_oid::db::rfc5280::ID_KP_SERVER_AUTH),
+    ("clientAuth", const_oid::db::rfc5280::ID_KP_CLIENT_AUTH),
+    ("codeSigning", const_oid::db::rfc5280::ID_KP_CODE_SIGNING),
+    (
+        "emailProtection",
+        const_oid::db::rfc5280::ID_KP_EMAIL_PROTECTION,
+    ),
+    ("timeStamping", const_oid::db::rfc5280::ID_KP_TIME_STAMPING),
+];
+
+/// The OIDs of EKU names; `Err` with the first unknown name.
+fn eku_oids(names: &[String]) -> Result<Vec<const_oid::ObjectIdentifier>, String> {
+    names
+        .iter()
+        .map(|n| {
+            CA_EKUS
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, oid)| *oid)
+                .ok_or_else(|| n.clone())
+        })
+        .collect()
 }
 
 fn one() -> u32 {
@@ -125,8 +161,21 @@ fn default_issuing_id() -> String {
 fn default_issuing_subject() -> String {
     "CN=Keyhold Issuing CA,O=Keyhold".into()
 }
+/// One issuing CA per purpose, each constrained to it: TLS (`issuing-ca`) and code signing
+/// (`codesign-ca`), so that NSS's object-signing check accepts code-signing chains.
 fn default_issuing() -> Vec<IssuingSpec> {
-    vec![IssuingSpec::default()]
+    vec![
+        IssuingSpec {
+            extended_key_usage: vec!["serverAuth".into(), "clientAuth".into()],
+            ..IssuingSpec::default()
+        },
+        IssuingSpec {
+            id: "codesign-ca".into(),
+            subject: "CN=Keyhold Code Signing CA,O=Keyhold".into(),
+            extended_key_usage: vec!["codeSigning".into()],
+            ..IssuingSpec::default()
+        },
+    ]
 }
 
 impl Default for RootSpec {
@@ -137,6 +186,7 @@ impl Default for RootSpec {
             key_type: KeySpec::EcP384,
             validity_years: 20,
             exportable: false,
+            ocsp_validity_days: 30,
         }
     }
 }
@@ -151,6 +201,7 @@ impl Default for IssuingSpec {
             validity_years: 5,
             ocsp_validity_days: 30,
             exportable: false,
+            extended_key_usage: Vec::new(),
         }
     }
 }
@@ -217,6 +268,8 @@ pub struct IssuingMaterial {
 pub struct Hierarchy {
     /// The root CA.
     pub root: CaMaterial,
+    /// The root's delegated OCSP responder: answers for the issuing CAs' certificates.
+    pub root_ocsp: CaMaterial,
     /// The issuing CAs, in ceremony order.
     pub issuing: Vec<IssuingMaterial>,
     /// The key that signs the audit log's checkpoints (P-256: it signs often).
@@ -271,10 +324,16 @@ impl CeremonySpec {
         if !(1..=50).contains(&self.root.validity_years) {
             problems.push("root.validity_years must be between 1 and 50".into());
         }
+        if !(1..=366).contains(&self.root.ocsp_validity_days) {
+            problems.push("root.ocsp_validity_days must be between 1 and 366".into());
+        }
         if self.issuing.is_empty() {
             problems.push("at least one [[issuing]] CA is needed".into());
         }
-        let mut labels = vec![self.label(&self.root.key_label)];
+        let mut labels = vec![
+            self.label(&self.root.key_label),
+            self.label(&format!("{}-ocsp", self.root.key_label)),
+        ];
         let mut ids = vec!["root".to_string()];
         for (i, ca) in self.issuing.iter().enumerate() {
             let at = format!("issuing[{i}] ({})", ca.id);
@@ -312,6 +371,12 @@ impl CeremonySpec {
             if !(1..=366).contains(&ca.ocsp_validity_days) {
                 problems.push(format!("{at}.ocsp_validity_days must be between 1 and 366"));
             }
+            if let Err(unknown) = eku_oids(&ca.extended_key_usage) {
+                problems.push(format!(
+                    "{at}.extended_key_usage: unknown {unknown:?} (use {})",
+                    CA_EKUS.map(|(n, _)| n).join(", ")
+                ));
+            }
             labels.push(self.label(ca.key_label.as_deref().unwrap_or(&ca.id)));
             labels.push(self.label(&format!(
                 "{}-ocsp",
@@ -339,7 +404,10 @@ impl CeremonySpec {
 
     /// Every key label this ceremony will create, in creation order.
     pub fn key_labels(&self) -> Vec<String> {
-        let mut labels = vec![self.label(&self.root.key_label)];
+        let mut labels = vec![
+            self.label(&self.root.key_label),
+            self.label(&format!("{}-ocsp", self.root.key_label)),
+        ];
         for ca in &self.issuing {
             let base = ca.key_label.as_deref().unwrap_or(&ca.id);
             labels.push(self.label(base));
@@ -477,197 +545,229 @@ fn build(
         key: root_key,
         cert: root_cert,
     };
-
-    let mut issuing = Vec::new();
-    for ca in &spec.issuing {
-        let id = IssuerId::new(&ca.id).map_err(|e| CeremonyError::Invalid(vec![e]))?;
-        let base_label = ca.key_label.as_deref().unwrap_or(&ca.id);
-
-        // 2. The issuing CA, signed by the root: pathLen 0, its CRL on the root's CRL, AIA.
-        let name = x509::parse_name(&ca.subject)?;
-        let (key, spki) = generate(spec.label(base_label), ca.key_type, ca.exportable)?;
-        let not_after = root_not_after.min(now + DAY * 365 * ca.validity_years);
-        let cert = x509::sign_certificate(
-            CertTemplate {
-                serial: x509::random_serial()?,
-                issuer: root_name.clone(),
-                subject: name.clone(),
-                not_before: now,
-                not_after,
-                public_key: spki.clone(),
-                extensions: vec![
-                    x509::to_ext(
-                        true,
-                        &BasicConstraints {
-                            ca: true,
-                            path_len_constraint: Some(0),
-                        },
-                    )
-                    .map_err(X509Error::from)?,
-                    x509::to_ext(true, &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))
-                        .map_err(X509Error::from)?,
-                    x509::ski_extension(&spki)?,
-                    x509::aki_extension(&root_spki)?,
-                    x509::crl_dp_extension(&spec.crl_url("root"))?,
-                    x509::aia_extension(&spec.ocsp_url(), &spec.ca_cert_url("root"))?,
-                ],
+    // 1b. The root's delegated OCSP responder (RFC 6960 4.2.2.2): the issuing CAs' AIA
+    // names `<base>/ocsp`, so it must answer for their certificates.
+    let root_id = IssuerId::new("root").map_err(|e| CeremonyError::Invalid(vec![e]))?;
+    let (root_ocsp_key, root_ocsp_spki) = generate(
+        spec.label(&format!("{}-ocsp", spec.root.key_label)),
+        spec.root.key_type,
+        false,
+    )?;
+    let root_ocsp = CaMaterial {
+        key_uri: store.uri(&root_ocsp_key),
+        key: root_ocsp_key,
+        cert: issue_ocsp_responder(
+            &OcspResponderRequest {
+                issuer_name: &root_name,
+                issuer_not_after: root_not_after,
+                issuer_id: &root_id,
+                public_key: &root_ocsp_spki,
+                validity_days: spec.root.ocsp_validity_days,
             },
             root_signer.as_ref(),
-        )?;
-        let ca_signer = store.signer(&key)?;
-
-        // 3. Its delegated OCSP responder (RFC 6960 4.2.2.2): EKU OCSPSigning, and
-        // id-pkix-ocsp-nocheck so clients do not ask about the responder itself.
-        let (ocsp_key, ocsp_spki) = generate(
-            spec.label(&format!("{base_label}-ocsp")),
-            ca.key_type,
-            false,
-        )?;
-        let ocsp_cert = issue_ocsp_responder(
-            &OcspResponderRequest {
-                issuer_name: &name,
-                issuer_not_after: not_after,
-                issuer_id: &id,
-                public_key: &ocsp_spki,
-                validity_days: ca.ocsp_validity_days,
-            },
-            ca_signer.as_ref(),
             now,
-        )?;
+        )?,
+    };
 
-        issuing.push(IssuingMaterial {
-            ca: CaMaterial {
-                key_uri: store.uri(&key),
-                key,
-                cert,
-            },
-            ocsp: CaMaterial {
-                key_uri: store.uri(&ocsp_key),
-                key: ocsp_key,
-                cert: ocsp_cert,
-            },
-            id,
-        });
+    let root_parts = RootParts {
+        name: &root_name,
+        spki: &root_spki,
+        signer: root_signer.as_ref(),
+        not_after: root_not_after,
+    };
+    let mut issuing = Vec::new();
+    for ca in &spec.issuing {
+        issuing.push(make_issuing(
+            spec,
+            ca,
+            &root_parts,
+            store,
+            now,
+            &mut generate,
+        )?);
     }
     // 4. The audit log's checkpoint key: no certificate, only its URI in the config.
     let (audit_key, _) = generate(spec.audit_key_label(), KeySpec::EcP256, false)?;
     Ok(Hierarchy {
         root,
+        root_ocsp,
         issuing,
         audit_key_uri: store.uri(&audit_key),
         audit_key,
     })
 }
 
-/// What an OCSP responder certificate needs to know about its issuer.
-#[derive(Debug)]
-pub struct OcspResponderRequest<'a> {
-    /// The issuing CA's subject.
-    pub issuer_name: &'a x509_cert::name::Name,
-    /// The issuing CA's notAfter; the responder's never exceeds it.
-    pub issuer_not_after: SystemTime,
-    /// The issuing CA's id, for the responder's subject.
-    pub issuer_id: &'a IssuerId,
-    /// The responder's public key.
-    pub public_key: &'a SpkiDer,
-    /// How long the certificate lasts.
-    pub validity_days: u32,
+/// The root, as the signer of issuing CAs.
+struct RootParts<'a> {
+    name: &'a x509_cert::name::Name,
+    spki: &'a SpkiDer,
+    signer: &'a dyn crate::keystore::Signer,
+    not_after: SystemTime,
 }
 
-/// Issues (or renews) a delegated OCSP responder certificate, signed by the issuing CA.
-///
-/// Fails if the certificate cannot be built or the CA's key cannot sign.
-pub fn issue_ocsp_responder(
-    req: &OcspResponderRequest<'_>,
-    ca_signer: &dyn crate::keystore::Signer,
+/// Steps 2 and 3 for one issuing CA: its key and certificate (signed by the root), and its
+/// OCSP responder's key and certificate. Keys come from `generate`, which records them.
+fn make_issuing(
+    spec: &CeremonySpec,
+    ca: &IssuingSpec,
+    root: &RootParts<'_>,
+    store: &dyn KeyStore,
     now: SystemTime,
-) -> Result<SignedCert, X509Error> {
-    use const_oid::db::rfc5280::ID_KP_OCSP_SIGNING;
-    let subject = x509::parse_name(&format!("CN=OCSP Responder {},O=Keyhold", req.issuer_id))?;
-    let nocheck = x509_cert::ext::Extension {
-        extn_id: ID_PKIX_OCSP_NOCHECK,
-        critical: false,
-        extn_value: der::asn1::OctetString::new(der::Encode::to_der(&der::asn1::Null)?)?,
-    };
-    x509::sign_certificate(
+    generate: &mut dyn FnMut(String, KeySpec, bool) -> Result<(KeyRef, SpkiDer), CeremonyError>,
+) -> Result<IssuingMaterial, CeremonyError> {
+    let id = IssuerId::new(&ca.id).map_err(|e| CeremonyError::Invalid(vec![e]))?;
+    let base_label = ca.key_label.as_deref().unwrap_or(&ca.id);
+
+    // 2. The issuing CA, signed by the root: pathLen 0, its CRL on the root's CRL, AIA.
+    let name = x509::parse_name(&ca.subject)?;
+    let (key, spki) = generate(spec.label(base_label), ca.key_type, ca.exportable)?;
+    let not_after = root.not_after.min(now + DAY * 365 * ca.validity_years);
+    let mut extensions = Vec::new();
+    let ekus = eku_oids(&ca.extended_key_usage)
+        .map_err(|e| CeremonyError::Invalid(vec![format!("unknown EKU {e:?}")]))?;
+    if !ekus.is_empty() {
+        // Not critical (RFC 5280 4.2.1.12 allows either; CA/B BR 7.1.2.10.6: not critical).
+        extensions.push(x509::to_ext(false, &ExtendedKeyUsage(ekus)).map_err(X509Error::from)?);
+    }
+    let cert = x509::sign_certificate(
         CertTemplate {
             serial: x509::random_serial()?,
-            issuer: req.issuer_name.clone(),
-            subject,
+            issuer: root.name.clone(),
+            subject: name.clone(),
             not_before: now,
-            not_after: req.issuer_not_after.min(now + DAY * req.validity_days),
-            public_key: req.public_key.clone(),
-            extensions: vec![
+            not_after,
+            public_key: spki.clone(),
+            extensions: [
                 x509::to_ext(
                     true,
                     &BasicConstraints {
-                        ca: false,
-                        path_len_constraint: None,
+                        ca: true,
+                        path_len_constraint: Some(0),
                     },
-                )?,
-                x509::to_ext(true, &KeyUsage(KeyUsages::DigitalSignature.into()))?,
-                x509::to_ext(false, &ExtendedKeyUsage(vec![ID_KP_OCSP_SIGNING]))?,
-                nocheck,
-                x509::ski_extension(req.public_key)?,
-                x509::aki_extension(ca_signer.public_key())?,
-            ],
+                )
+                .map_err(X509Error::from)?,
+                x509::to_ext(true, &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))
+                    .map_err(X509Error::from)?,
+                x509::ski_extension(&spki)?,
+                x509::aki_extension(root.spki)?,
+                x509::crl_dp_extension(&spec.crl_url("root"))?,
+                x509::aia_extension(&spec.ocsp_url(), &spec.ca_cert_url("root"))?,
+            ]
+            .into_iter()
+            .chain(extensions)
+            .collect(),
         },
-        ca_signer,
-    )
+        root.signer,
+    )?;
+    let ca_signer = store.signer(&key)?;
+
+    // 3. Its delegated OCSP responder (RFC 6960 4.2.2.2): EKU OCSPSigning, and
+    // id-pkix-ocsp-nocheck so clients do not ask about the responder itself.
+    let (ocsp_key, ocsp_spki) = generate(
+        spec.label(&format!("{base_label}-ocsp")),
+        ca.key_type,
+        false,
+    )?;
+    let ocsp_cert = issue_ocsp_responder(
+        &OcspResponderRequest {
+            issuer_name: &name,
+            issuer_not_after: not_after,
+            issuer_id: &id,
+            public_key: &ocsp_spki,
+            validity_days: ca.ocsp_validity_days,
+        },
+        ca_signer.as_ref(),
+        now,
+    )?;
+
+    Ok(IssuingMaterial {
+        ca: CaMaterial {
+            key_uri: store.uri(&key),
+            key,
+            cert,
+        },
+        ocsp: CaMaterial {
+            key_uri: store.uri(&ocsp_key),
+            key: ocsp_key,
+            cert: ocsp_cert,
+        },
+        id,
+    })
 }
+
+/// Adds one issuing CA, with its OCSP responder, under an existing `root`
+/// (`keyhold ca add-issuing`): `spec` holds the base URL, key label prefix and exactly one
+/// `[[issuing]]` entry. This is how a data directory made with one issuing CA gets a
+/// code-signing one.
+///
+/// Fails without changing the store if the spec is invalid or a label is taken; fails and
+/// destroys the keys it generated if anything later goes wrong.
+pub fn add_issuing(
+    spec: &CeremonySpec,
+    root: &crate::issuer::Issuer,
+    store: &dyn KeyStore,
+    now: SystemTime,
+) -> Result<IssuingMaterial, CeremonyError> {
+    spec.check()?;
+    let [ca] = spec.issuing.as_slice() else {
+        return Err(CeremonyError::Invalid(vec![
+            "exactly one issuing CA is added at a time".into(),
+        ]));
+    };
+    let base = ca.key_label.as_deref().unwrap_or(&ca.id);
+    let labels = [spec.label(base), spec.label(&format!("{base}-ocsp"))];
+    let existing = store.list()?;
+    let taken: Vec<String> = labels
+        .iter()
+        .filter(|l| existing.iter().any(|k| k.key.label() == l.as_str()))
+        .map(|l| format!("key label {l:?} already exists in the key store"))
+        .collect();
+    if !taken.is_empty() {
+        return Err(CeremonyError::Invalid(taken));
+    }
+    let mut generated: Vec<KeyRef> = Vec::new();
+    let result = {
+        let mut generate = |label: String,
+                            key_type: KeySpec,
+                            exportable: bool|
+         -> Result<(KeyRef, SpkiDer), CeremonyError> {
+            let key = KeyRef::new(label)?;
+            let spki = if exportable {
+                store.generate_exportable(&key, key_type)?
+            } else {
+                store.generate(&key, key_type)?
+            };
+            generated.push(key.clone());
+            Ok((key, spki))
+        };
+        let parts = RootParts {
+            name: root.ca.cert.cert.tbs_certificate().subject(),
+            spki: root.ca.signer.public_key(),
+            signer: root.ca.signer.as_ref(),
+            not_after: root.ca.cert.not_after(),
+        };
+        make_issuing(spec, ca, &parts, store, now, &mut generate)
+    };
+    result.map_err(|cause| {
+        let left: Vec<String> = generated
+            .iter()
+            .rev()
+            .filter(|key| store.destroy(key).is_err())
+            .map(|key| store.uri(key))
+            .collect();
+        if left.is_empty() {
+            cause
+        } else {
+            CeremonyError::RollbackFailed {
+                cause: Box::new(cause),
+                left,
+            }
+        }
+    })
+}
+
+mod responder;
+pub use self::responder::{OcspResponderRequest, add_ocsp_responder, issue_ocsp_responder};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_empty_file_gives_the_default_hierarchy() {
-        let spec = CeremonySpec::from_toml("").unwrap();
-        assert_eq!(
-            spec.key_labels(),
-            ["root-ca", "issuing-ca", "issuing-ca-ocsp", "audit"]
-        );
-        assert_eq!(spec.crl_url("root"), "http://127.0.0.1:8080/crl/root.crl");
-    }
-
-    #[test]
-    fn every_problem_is_reported_together() {
-        let text = r#"
-            version = 2
-            base_url = "ftp://x/"
-            [root]
-            subject = "nonsense"
-            validity_years = 0
-            [[issuing]]
-            id = "Bad Id"
-            subject = "CN=A"
-            [[issuing]]
-            id = "root"
-            subject = "CN=A"
-            [[issuing]]
-            id = "x-chain"
-            subject = "CN=B"
-        "#;
-        let Err(CeremonyError::Invalid(problems)) = CeremonySpec::from_toml(text) else {
-            panic!("expected Invalid")
-        };
-        let all = problems.join("\n");
-        for needle in [
-            "version = 2",
-            "base_url",
-            "root.subject",
-            "root.validity_years",
-            "issuing[0] (Bad Id): id",
-            "used twice",
-            "end in -chain",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-    }
-
-    #[test]
-    fn unknown_fields_are_refused() {
-        let err = CeremonySpec::from_toml("[root]\nsubjekt = \"CN=x\"\n").unwrap_err();
-        assert!(err.to_string().contains("subjekt"), "{err}");
-    }
-}
+mod tests;

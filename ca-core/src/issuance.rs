@@ -211,6 +211,7 @@ impl IssueError {
 pub struct Ca {
     issuers: Vec<Issuer>,
     profiles: Vec<Profile>,
+    warnings: Vec<String>,
     store: Arc<dyn Store>,
     base_url: String,
     ca_keys: Vec<SpkiDer>,
@@ -238,7 +239,8 @@ impl fmt::Debug for Ca {
 
 impl Ca {
     /// Assembles the CA, records every issuer in the database, and checks that every profile
-    /// names a loaded issuer.
+    /// names a loaded issuer, or that its `fallback_issuer` is loaded: then it issues from
+    /// that one, and a warning says so ([`Ca::warnings`], and the log).
     ///
     /// Fails with every problem found.
     pub fn new(
@@ -248,14 +250,35 @@ impl Ca {
         base_url: &str,
     ) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let loaded = |id: &IssuerId| issuers.iter().any(|i| &i.id == id);
         for profile in &profiles {
-            if !issuers.iter().any(|i| &i.id == profile.issuer()) {
-                problems.push(format!(
-                    "profile {} ({}): issuer {} is not configured",
+            if loaded(profile.issuer()) {
+                continue;
+            }
+            match profile.fallback_issuer() {
+                Some(fallback) if loaded(fallback) => {
+                    let warning = format!(
+                        "profile {} ({}): issuer {} is not configured, so its fallback_issuer {fallback} \
+                         signs under it; add the CA with `keyhold ca add-issuing --id {}`",
+                        profile.name,
+                        profile.path.display(),
+                        profile.issuer(),
+                        profile.issuer()
+                    );
+                    tracing::warn!("{warning}");
+                    warnings.push(warning);
+                }
+                _ => problems.push(format!(
+                    "profile {} ({}): issuer {} is not configured{}",
                     profile.name,
                     profile.path.display(),
-                    profile.issuer()
-                ));
+                    profile.issuer(),
+                    profile
+                        .fallback_issuer()
+                        .map(|f| format!(", nor is its fallback_issuer {f}"))
+                        .unwrap_or_default()
+                )),
             }
         }
         for issuer in &issuers {
@@ -276,6 +299,7 @@ impl Ca {
         Ok(Ca {
             issuers,
             profiles,
+            warnings,
             store,
             base_url: base_url.trim_end_matches('/').to_owned(),
             ca_keys,
@@ -291,6 +315,11 @@ impl Ca {
     /// The profiles.
     pub fn profiles(&self) -> &[Profile] {
         &self.profiles
+    }
+
+    /// What is amiss but does not stop the CA: profiles signed by their fallback issuer.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The issuers, root first.
@@ -728,9 +757,9 @@ impl Ca {
     }
 
     fn issuer_for(&self, profile: &Profile) -> Result<&Issuer, IssueError> {
-        self.issuers
-            .iter()
-            .find(|i| &i.id == profile.issuer())
+        let by = |id: &IssuerId| self.issuers.iter().find(|i| &i.id == id);
+        by(profile.issuer())
+            .or_else(|| profile.fallback_issuer().and_then(by))
             .ok_or_else(|| IssueError::NoIssuer {
                 profile: profile.name.clone(),
                 issuer: profile.issuer().clone(),

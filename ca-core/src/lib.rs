@@ -9,6 +9,7 @@ pub mod approval;
 pub mod audit;
 pub mod backup;
 pub mod ceremony;
+pub mod cluster;
 pub mod cms;
 pub mod codesign;
 pub mod csr;

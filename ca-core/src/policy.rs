@@ -156,6 +156,8 @@ struct ProfileFile {
     description: String,
     issuer: IssuerId,
     #[serde(default)]
+    fallback_issuer: Option<IssuerId>,
+    #[serde(default)]
     cli_only: bool,
     /// Open to ACME accounts (issue 17); never with approvals, keyCertSign or cli_only.
     #[serde(default)]
@@ -492,6 +494,12 @@ impl Profile {
     /// The issuer that signs under this profile.
     pub fn issuer(&self) -> &IssuerId {
         &self.file.issuer
+    }
+
+    /// The issuer that signs under this profile when [`Profile::issuer`] is not configured
+    /// (a data directory made before that CA existed), with a warning at start-up.
+    pub fn fallback_issuer(&self) -> Option<&IssuerId> {
+        self.file.fallback_issuer.as_ref()
     }
 
     /// Whether only the ceremony CLI may issue under it (sub-CA certificates).

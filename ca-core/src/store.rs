@@ -542,6 +542,14 @@ pub trait RevocationLedger: Send + Sync + fmt::Debug {
         serial: &Serial,
     ) -> Result<Option<SerialStatus>, StoreError>;
 
+    /// The revocation of the CA certificate with `serial` that `parent` signed, if it is
+    /// recorded (what OCSP answers about a CA certificate); `None` if it is not revoked.
+    fn ca_revocation(
+        &self,
+        parent: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<CaRevocation>, StoreError>;
+
     /// Allocates `issuer`'s next CRL number for a CRL whose thisUpdate is `this_update`,
     /// durably: every call returns a number larger than any returned before, by any process
     /// sharing the database (numbers may be skipped, never reused), and at least
@@ -558,6 +566,17 @@ pub trait RevocationLedger: Send + Sync + fmt::Debug {
         issuer: &IssuerId,
         this_update: SystemTime,
     ) -> Result<u64, StoreError>;
+
+    /// [`RevocationLedger::next_crl_number`] and [`RevocationLedger::crl_entries`] at once,
+    /// from one snapshot and in number order: whatever CRL any process numbers higher lists
+    /// every revocation this one lists (unless expired by its own thisUpdate). What a CRL
+    /// generator must use; the two calls apart let another process's revocation fall
+    /// between them.
+    fn numbered_crl_entries(
+        &self,
+        issuer: &IssuerId,
+        this_update: SystemTime,
+    ) -> Result<(u64, CrlList), StoreError>;
 }
 
 /// The CA's database: every port at once. Implemented by the `db` crate for SQLite and
@@ -576,6 +595,13 @@ pub trait StatusReader: Send + Sync + fmt::Debug {
         issuer: &IssuerId,
         serial: &Serial,
     ) -> Result<Option<SerialStatus>, StoreError>;
+
+    /// The revocation of the CA certificate with `serial` that `parent` signed, if recorded.
+    fn ca_revocation(
+        &self,
+        parent: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<CaRevocation>, StoreError>;
 }
 
 impl<T: RevocationLedger + ?Sized> StatusReader for T {
@@ -585,6 +611,14 @@ impl<T: RevocationLedger + ?Sized> StatusReader for T {
         serial: &Serial,
     ) -> Result<Option<SerialStatus>, StoreError> {
         RevocationLedger::revocation_status(self, issuer, serial)
+    }
+
+    fn ca_revocation(
+        &self,
+        parent: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<CaRevocation>, StoreError> {
+        RevocationLedger::ca_revocation(self, parent, serial)
     }
 }
 

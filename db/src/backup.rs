@@ -53,6 +53,7 @@ pub const TABLES: &[&str] = &[
     "acme_orders",
     "acme_authzs",
     "acme_challenges",
+    "nodes",
 ];
 
 /// Rows per PostgreSQL FETCH on export and per INSERT on import.

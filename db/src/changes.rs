@@ -87,7 +87,11 @@ pub(crate) fn reserve(
         }
     }
     diesel::insert_into(certificates::table)
-        .values(NewCertRecord::reserved(cert, tx.now))
+        .values(NewCertRecord::reserved(
+            cert,
+            tx.now,
+            tx.node.map(|n| n.instance.as_str()),
+        ))
         .execute(tx.conn)?;
     tx.audit(event)
 }

@@ -24,6 +24,8 @@ mod changes;
 mod codesign;
 mod conn;
 mod error;
+mod health;
+mod nodes;
 mod operations;
 mod read;
 mod records;
@@ -34,11 +36,12 @@ mod users;
 mod writer;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 pub(crate) use ca_core::audit::unix_micros;
 use ca_core::audit::{AuditEvent, AuditRecord, Checkpoint};
+use ca_core::cluster::{Liveness, NodeId, Orphan};
 use ca_core::issuer::IssuerId;
 use ca_core::store::{
     Approval, AuditLog, CaRevocation, CertFilter, CertificateQueries, CertificateRow, CrlList,
@@ -51,6 +54,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::conn::{AnyConnection, Manager, Target};
 use crate::error::OpError;
+use crate::health::{Health, Pass};
 use crate::writer::Writer;
 
 pub use crate::read::MAX_PAGE;
@@ -78,6 +82,8 @@ pub struct Db {
     reads: r2d2::Pool<Manager>,
     writer: Writer,
     clock: Clock,
+    health: Arc<Health>,
+    node: Arc<OnceLock<NodeId>>,
 }
 
 impl fmt::Debug for Db {
@@ -121,12 +127,22 @@ impl Db {
             .build_unchecked(Manager {
                 target: target.clone(),
             });
-        let writer = Writer::start(target.clone(), first, clock.clone())?;
+        let health = Arc::new(Health::default());
+        let node = Arc::new(OnceLock::new());
+        let writer = Writer::start(
+            target.clone(),
+            first,
+            clock.clone(),
+            health.clone(),
+            node.clone(),
+        )?;
         Ok(Db {
             target,
             reads,
             writer,
             clock,
+            health,
+            node,
         })
     }
 
@@ -142,14 +158,62 @@ impl Db {
         self.read(conn::ping)
     }
 
+    /// Names this process as `node` (once; later calls fail): from now on its reservations
+    /// record its instance and its audit entries its name. Records its first heartbeat and
+    /// forgets the node's earlier instances, whose reservations become orphans at once.
+    ///
+    /// Fails if a node was already set or the database fails.
+    pub fn join_cluster(&self, node: &NodeId) -> Result<(), StoreError> {
+        self.node.set(node.clone()).map_err(|_| {
+            StoreError::Conflict("this process has already joined as a node".into())
+        })?;
+        let node = node.clone();
+        self.writer
+            .write(move |tx| nodes::heartbeat(tx, &node, true))
+    }
+
+    /// This process's node, once [`Db::join_cluster`] has named it.
+    pub fn node(&self) -> Option<&NodeId> {
+        self.node.get()
+    }
+
+    /// Records this node's heartbeat: a durable write through the writer's connection,
+    /// which is also the readiness probe (a full disk, a read-only standby or a stale
+    /// connection fails it, where a `SELECT 1` would pass). Without a node, commits a write
+    /// transaction that changes nothing but the audit head's lock.
+    ///
+    /// Fails if the database cannot be written.
+    pub fn heartbeat(&self) -> Result<(), StoreError> {
+        match self.node.get().cloned() {
+            Some(node) => self
+                .writer
+                .write(move |tx| nodes::heartbeat(tx, &node, false)),
+            None => self.writer.write(|_| Ok(())),
+        }
+    }
+
+    /// Whether the database is known to be down (calls then fail at once; one a second
+    /// tries it again).
+    pub fn known_down(&self) -> bool {
+        self.health.is_down()
+    }
+
     fn read<T>(
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self
-            .reads
-            .get()
-            .map_err(|e| StoreError::Database(format!("no database connection: {e}")))?;
+        // While the database is known to be down, fail at once, or (once a second) try with
+        // a short wait instead of the pool's (issue 20, item 6).
+        let got = match self.health.gate()? {
+            Pass::Up => self.reads.get(),
+            Pass::Probe => self.reads.get_timeout(health::RETRY_EVERY),
+        };
+        let mut conn = got.map_err(|e| {
+            let e = StoreError::Database(format!("no database connection: {e}"));
+            self.health.down(&e);
+            e
+        })?;
+        self.health.up();
         f(&mut conn)
     }
 }
@@ -361,6 +425,21 @@ impl CertificateQueries for Db {
     }
 }
 
+impl Liveness for Db {
+    fn orphans(&self, now: SystemTime) -> Result<Vec<Orphan>, StoreError> {
+        let own = self.node.get().map(|n| n.instance.clone());
+        self.read(|conn| {
+            nodes::orphans(
+                conn,
+                own.as_deref(),
+                now,
+                ca_core::cluster::DEAD_AFTER,
+                ca_core::issuance::ABANDONED_AFTER,
+            )
+        })
+    }
+}
+
 impl RevocationLedger for Db {
     fn revoke(&self, revocation: &Revocation, event: &AuditEvent) -> Result<(), StoreError> {
         let (revocation, event) = (revocation.clone(), event.clone());
@@ -394,6 +473,14 @@ impl RevocationLedger for Db {
         self.read(|conn| revocation::status(conn, issuer.as_str(), serial))
     }
 
+    fn ca_revocation(
+        &self,
+        parent: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<CaRevocation>, StoreError> {
+        self.read(|conn| revocation::ca_revocation(conn, parent.as_str(), serial))
+    }
+
     fn next_crl_number(
         &self,
         issuer: &IssuerId,
@@ -403,5 +490,16 @@ impl RevocationLedger for Db {
         let floor = unix_micros(this_update);
         self.writer
             .write(move |tx| revocation::next_crl_number(tx, &issuer, floor))
+    }
+
+    fn numbered_crl_entries(
+        &self,
+        issuer: &IssuerId,
+        this_update: SystemTime,
+    ) -> Result<(u64, CrlList), StoreError> {
+        let issuer = issuer.as_str().to_owned();
+        let floor = unix_micros(this_update);
+        self.writer
+            .write(move |tx| revocation::numbered_crl_entries(tx, &issuer, floor, this_update))
     }
 }

@@ -75,10 +75,12 @@ pub(crate) struct NewCertRecord<'a> {
     status: &'static str,
     created_at: i64,
     request_id: Option<i64>,
+    reserved_by: Option<&'a str>,
 }
 
 impl<'a> NewCertRecord<'a> {
-    pub(crate) fn reserved(cert: &'a NewCertificate, now: SystemTime) -> Self {
+    /// `by`: the instance reserving it (see `ca_core::cluster`), if it said.
+    pub(crate) fn reserved(cert: &'a NewCertificate, now: SystemTime, by: Option<&'a str>) -> Self {
         NewCertRecord {
             serial: cert.serial.as_str(),
             issuer: cert.issuer.as_str(),
@@ -92,6 +94,7 @@ impl<'a> NewCertRecord<'a> {
             status: CertStatus::Reserved.as_str(),
             created_at: unix_micros(now),
             request_id: cert.request_id,
+            reserved_by: by,
         }
     }
 }

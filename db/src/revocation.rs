@@ -142,47 +142,70 @@ pub(crate) fn crl_entries(
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(conn)?;
         }
-        let counted: i64 = certificates::table
-            .filter(certificates::issuer.eq(issuer))
-            .filter(certificates::status.eq(CertStatus::Revoked.as_str()))
-            .filter(certificates::not_after.ge(now))
-            .count()
-            .get_result(conn)?;
-        let counted = u64::try_from(counted).map_err(|e| corrupt("count", e))?;
-        let cas: Vec<(String, i64, i32)> = ca_revocations::table
-            .filter(ca_revocations::parent.eq(issuer))
-            .filter(ca_revocations::not_after.ge(now))
-            .select((
-                ca_revocations::serial,
-                ca_revocations::revoked_at,
-                ca_revocations::reason,
-            ))
-            .load(conn)?;
-        let mut entries = Vec::with_capacity(usize::try_from(counted).unwrap_or(0) + cas.len());
-        let rows = revocations::table
-            .filter(revocations::issuer.eq(issuer))
-            .filter(revocations::not_after.ge(now))
-            .order(revocations::serial.asc())
-            .select((
-                revocations::serial,
-                revocations::revoked_at,
-                revocations::reason,
-                revocations::invalidity_date,
-            ))
-            .load_iter::<(String, i64, i32, Option<i64>), DefaultLoadingMode>(conn)?;
-        for row in rows {
-            let (serial, at, code, invalidity) = row?;
-            entries.push(crl_entry(&serial, at, code, invalidity)?);
-        }
-        for (serial, at, code) in &cas {
-            entries.push(crl_entry(serial, *at, *code, None)?);
-        }
-        Ok(CrlList {
-            entries,
-            counted: counted + cas.len() as u64,
-        })
+        read_crl_entries(conn, issuer, now)
     })
     .map_err(StoreError::from)
+}
+
+/// Allocates the issuer's next CRL number (as [`next_crl_number`]) and reads what that CRL
+/// lists (as [`crl_entries`]) in the same write transaction, so that number and content
+/// come from one snapshot and in number order: the `crl_numbers` row lock and the audit
+/// chain lock (which every revocation takes too) are held from the number to the commit.
+/// So no revocation commits between the count and the list, and a generator that gets a
+/// higher number reads after the one with the lower number committed: a higher number
+/// never lacks a revocation a lower one lists.
+pub(crate) fn numbered_crl_entries(
+    tx: &mut Tx<'_>,
+    issuer: &str,
+    floor: i64,
+    now: SystemTime,
+) -> Result<(u64, CrlList), OpError> {
+    let number = next_crl_number(tx, issuer, floor)?;
+    let list = read_crl_entries(tx.conn, issuer, unix_micros(now))?;
+    Ok((number, list))
+}
+
+/// The reads of [`crl_entries`], in the caller's transaction.
+fn read_crl_entries(conn: &mut AnyConnection, issuer: &str, now: i64) -> Result<CrlList, OpError> {
+    let counted: i64 = certificates::table
+        .filter(certificates::issuer.eq(issuer))
+        .filter(certificates::status.eq(CertStatus::Revoked.as_str()))
+        .filter(certificates::not_after.ge(now))
+        .count()
+        .get_result(conn)?;
+    let counted = u64::try_from(counted).map_err(|e| corrupt("count", e))?;
+    let cas: Vec<(String, i64, i32)> = ca_revocations::table
+        .filter(ca_revocations::parent.eq(issuer))
+        .filter(ca_revocations::not_after.ge(now))
+        .select((
+            ca_revocations::serial,
+            ca_revocations::revoked_at,
+            ca_revocations::reason,
+        ))
+        .load(conn)?;
+    let mut entries = Vec::with_capacity(usize::try_from(counted).unwrap_or(0) + cas.len());
+    let rows = revocations::table
+        .filter(revocations::issuer.eq(issuer))
+        .filter(revocations::not_after.ge(now))
+        .order(revocations::serial.asc())
+        .select((
+            revocations::serial,
+            revocations::revoked_at,
+            revocations::reason,
+            revocations::invalidity_date,
+        ))
+        .load_iter::<(String, i64, i32, Option<i64>), DefaultLoadingMode>(conn)?;
+    for row in rows {
+        let (serial, at, code, invalidity) = row?;
+        entries.push(crl_entry(&serial, at, code, invalidity)?);
+    }
+    for (serial, at, code) in &cas {
+        entries.push(crl_entry(serial, *at, *code, None)?);
+    }
+    Ok(CrlList {
+        entries,
+        counted: counted + cas.len() as u64,
+    })
 }
 
 /// Records a CA certificate's revocation by its parent. Decides (`Conflict`) before
@@ -225,7 +248,32 @@ type CaRevocationRow = (String, String, String, i64, i64, i32, String);
 
 /// Every revoked CA certificate, oldest revocation first.
 pub(crate) fn ca_revocations(conn: &mut AnyConnection) -> Result<Vec<CaRevocation>, StoreError> {
-    let rows: Vec<CaRevocationRow> = ca_revocations::table
+    ca_revocation_rows(conn, None)
+}
+
+/// The revocation of the CA certificate `serial` that `parent` signed, if recorded.
+pub(crate) fn ca_revocation(
+    conn: &mut AnyConnection,
+    parent: &str,
+    serial: &Serial,
+) -> Result<Option<CaRevocation>, StoreError> {
+    Ok(ca_revocation_rows(conn, Some((parent, serial.as_str())))?
+        .into_iter()
+        .next())
+}
+
+/// Revoked CA certificates, all or the one (parent, serial), oldest revocation first.
+fn ca_revocation_rows(
+    conn: &mut AnyConnection,
+    only: Option<(&str, &str)>,
+) -> Result<Vec<CaRevocation>, StoreError> {
+    let mut query = ca_revocations::table.into_boxed();
+    if let Some((parent, serial)) = only {
+        query = query
+            .filter(ca_revocations::parent.eq(parent))
+            .filter(ca_revocations::serial.eq(serial));
+    }
+    let rows: Vec<CaRevocationRow> = query
         .order((
             ca_revocations::revoked_at.asc(),
             ca_revocations::serial.asc(),

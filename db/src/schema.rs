@@ -51,6 +51,7 @@ diesel::table! {
         created_at -> BigInt,
         request_id -> Nullable<BigInt>,
         failure -> Nullable<Text>,
+        reserved_by -> Nullable<Text>,
     }
 }
 
@@ -292,3 +293,12 @@ diesel::table! {
 
 diesel::joinable!(acme_challenges -> acme_authzs (authz_id));
 diesel::allow_tables_to_appear_in_same_query!(acme_challenges, acme_authzs);
+
+diesel::table! {
+    nodes (instance) {
+        instance -> Text,
+        name -> Text,
+        started_at -> BigInt,
+        heartbeat_at -> BigInt,
+    }
+}

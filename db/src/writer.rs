@@ -31,16 +31,19 @@
 //! (see `read.rs`), so they find everything at once.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use ca_core::audit::{AuditEvent, GENESIS};
+use ca_core::cluster::NodeId;
 use ca_core::store::StoreError;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 use crate::conn::{self, AnyConnection, Commit, Target};
 use crate::error::OpError;
+use crate::health::Health;
 use crate::records::{AuditLogRecord, hash32};
 use crate::schema::{audit_head, audit_log};
 use crate::{Clock, error};
@@ -68,18 +71,24 @@ pub(crate) struct Chain {
 }
 
 /// What a job's change sees: the connection inside its savepoint, the chain to append to,
-/// and the time.
+/// the time, and which node writes (if this process said: its name goes into every audit
+/// entry it writes, its instance into every reservation it makes; issue 20).
 pub(crate) struct Tx<'a> {
     pub conn: &'a mut AnyConnection,
     chain: &'a mut Chain,
     pub now: SystemTime,
+    pub node: Option<&'a NodeId>,
 }
 
 impl Tx<'_> {
     /// Appends `event` to the audit chain (the caller's savepoint rolls it back with the
     /// change if anything later fails).
     pub(crate) fn audit(&mut self, event: &AuditEvent) -> Result<(), OpError> {
-        let record = event.seal(self.chain.seq + 1, self.now, self.chain.hash);
+        let record = match self.node {
+            Some(node) => event.clone().with("node", node.name.as_str()),
+            None => event.clone(),
+        }
+        .seal(self.chain.seq + 1, self.now, self.chain.hash);
         diesel::insert_into(audit_log::table)
             .values(AuditLogRecord::from(&record))
             .execute(self.conn)?;
@@ -150,6 +159,7 @@ where
 pub(crate) struct Writer {
     jobs: Option<Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
+    health: Arc<Health>,
 }
 
 impl Writer {
@@ -159,8 +169,11 @@ impl Writer {
         target: Target,
         first: AnyConnection,
         clock: Clock,
+        health: Arc<Health>,
+        node: Arc<OnceLock<NodeId>>,
     ) -> Result<Writer, StoreError> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let shared = health.clone();
         let thread = std::thread::Builder::new()
             .name("keyhold-db-writer".into())
             .spawn(move || {
@@ -172,6 +185,8 @@ impl Writer {
                     // Rows another process inserted may wait: catch up once at start.
                     search_behind: true,
                     search_caught_up: Instant::now(),
+                    health: shared,
+                    node,
                 };
                 state.serve(queue);
             })
@@ -179,6 +194,7 @@ impl Writer {
         Ok(Writer {
             jobs: Some(jobs),
             thread: Some(thread),
+            health,
         })
     }
 
@@ -209,6 +225,8 @@ impl Writer {
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
     {
         let stopped = || StoreError::Database("the database writer has stopped".into());
+        // While the database is known to be down, fail now rather than queue (issue 20).
+        self.health.gate()?;
         let (reply, answer) = mpsc::sync_channel(1);
         let job = Box::new(Call {
             change,
@@ -244,6 +262,8 @@ struct WriterState {
     /// A batch has committed since the search index last caught up.
     search_behind: bool,
     search_caught_up: Instant,
+    health: Arc<Health>,
+    node: Arc<OnceLock<NodeId>>,
 }
 
 impl WriterState {
@@ -272,6 +292,10 @@ impl WriterState {
                 }
             }
             let committed = self.run_batch(&mut batch);
+            match &committed {
+                Ok(()) => self.health.up(),
+                Err(e) => self.health.down(e),
+            }
             for job in batch {
                 job.answer(committed.as_ref().map(|_| ()));
             }
@@ -332,6 +356,7 @@ impl WriterState {
 
     /// One attempt at a batch, with a savepoint per job or without.
     fn try_batch(&mut self, batch: &mut [Box<dyn Job>], savepoints: bool) -> Result<(), Attempt> {
+        let reused = self.conn.is_some();
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
@@ -340,6 +365,8 @@ impl WriterState {
                 self.conn.insert(fresh)
             }
         };
+        let mut started = false;
+        let node = self.node.get();
         let commit = if batch.iter().any(|job| job.commit() == Commit::Durable) {
             Commit::Durable
         } else {
@@ -351,6 +378,7 @@ impl WriterState {
             conn::write_transaction(conn, commit, current, |conn| -> Result<(), BatchError> {
                 let start = lock_chain(conn)?;
                 let mut chain = start;
+                started = true;
                 for job in batch.iter_mut() {
                     let mut tentative = chain;
                     let now = clock();
@@ -359,6 +387,7 @@ impl WriterState {
                             conn,
                             chain: &mut tentative,
                             now,
+                            node,
                         })
                     };
                     let ran = if savepoints {
@@ -397,6 +426,15 @@ impl WriterState {
             Err(BatchError::Failed(e)) => {
                 // The connection may be dead or in an unknown state: open a new one next time.
                 self.conn = None;
+                if reused && !started {
+                    // It failed before any job ran (BEGIN, or locking the chain): most
+                    // likely a connection the database closed while it sat idle (the
+                    // database restarted, or failed over). Nothing was written: try once
+                    // more on a fresh connection, so the first write after a recovery
+                    // does not fail (issue 20, item 6).
+                    tracing::info!(error = %StoreError::from(e), "the database connection was stale: reconnecting");
+                    return self.try_batch(batch, savepoints);
+                }
                 Err(Attempt::Failed(e.into()))
             }
         }

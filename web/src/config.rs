@@ -44,6 +44,9 @@ pub struct Config {
     /// ACME (RFC 8555) on the HTTPS listener at `/acme/directory` (off unless enabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeConfig>,
+    /// This node, when several `keyhold serve` processes share one PostgreSQL database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeConfig>,
 }
 
 /// `[acme]`: the ACME server and its validation (docs/acme.md).
@@ -103,6 +106,16 @@ fn default_orders_per_identifier_per_hour() -> u32 {
 
 fn default_order_lifetime() -> String {
     "8h".into()
+}
+
+/// `[node]`: this process as one node of several (see docs/deployment.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name, unique among the nodes sharing the database: in `/readyz`, logs,
+    /// metrics and every audit entry it writes (default: the host name and process id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// `[backup]`: who backups are encrypted to, and where `keyhold serve` writes them.

@@ -96,6 +96,7 @@ impl InitOutcome {
             let _ = writeln!(out, "    SHA-256      {}", m.cert.fingerprint_sha256());
         };
         show("root CA", &h.root);
+        show("OCSP responder for root", &h.root_ocsp);
         for ca in &h.issuing {
             show(&format!("issuing CA {}", ca.id), &ca.ca);
             show(&format!("OCSP responder for {}", ca.id), &ca.ocsp);
@@ -299,6 +300,7 @@ fn record_ceremony(
         );
     };
     key(&hierarchy.root.key_uri, "root CA");
+    key(&hierarchy.root_ocsp.key_uri, "OCSP responder of root");
     for ca in &hierarchy.issuing {
         key(&ca.ca.key_uri, &format!("issuing CA {}", ca.id));
         key(&ca.ocsp.key_uri, &format!("OCSP responder of {}", ca.id));
@@ -326,7 +328,7 @@ fn record_ceremony(
 }
 
 fn destroy_all(store: &dyn KeyStore, hierarchy: &Hierarchy) {
-    let mut keys = vec![&hierarchy.root.key];
+    let mut keys = vec![&hierarchy.root.key, &hierarchy.root_ocsp.key];
     for ca in &hierarchy.issuing {
         keys.push(&ca.ca.key);
         keys.push(&ca.ocsp.key);
@@ -395,7 +397,10 @@ fn write_outputs(
             certificate: put("root.pem".into(), root_pem.clone())?,
             key: hierarchy.root.key_uri.clone(),
         },
-        ocsp: None,
+        ocsp: Some(KeyedCertConfig {
+            certificate: put("root-ocsp.pem".into(), hierarchy.root_ocsp.cert.to_pem()?)?,
+            key: hierarchy.root_ocsp.key_uri.clone(),
+        }),
     }];
     for (i, ca) in hierarchy.issuing.iter().enumerate() {
         let pem = ca.ca.cert.to_pem()?;
@@ -436,6 +441,7 @@ fn write_outputs(
         quorum: Default::default(),
         backup: None,
         acme: None,
+        node: None,
     };
     let text = format!(
         "# Written by `keyhold init`. Secrets are never stored here.\n{}",

@@ -167,7 +167,7 @@ fn query_error(e: QueryPayloadError) -> ApiError {
 }
 
 /// Gives each request an id (in every log line, the `x-request-id` header and problem
-/// bodies) and logs one line per request: method, path, status, time. Never headers or
+/// bodies), names the node in every log line, and logs one line per request: method, path, status, time. Never headers or
 /// bodies, which may carry tokens.
 async fn request_context(
     req: ServiceRequest,
@@ -175,7 +175,11 @@ async fn request_context(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let mut req = req;
     let id = new_request_id();
-    let span = tracing::info_span!("request", id = %id);
+    // Which node answered, when several share a database (issue 20).
+    let node = req
+        .app_data::<web::Data<http::state::AppState>>()
+        .and_then(|s| s.probes.db.node().map(|n| n.name.clone()));
+    let span = tracing::info_span!("request", id = %id, node = node.as_deref().unwrap_or("-"));
     let (method, path) = (req.method().clone(), req.path().to_owned());
     // HEAD is GET without the body (RFC 9110 9.3.2), wherever GET is served: route it as
     // GET. actix-http saw the HEAD before this point and sends the headers only.

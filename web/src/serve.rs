@@ -333,6 +333,7 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
         init_demo(paths, args)?;
     }
     let mut state = load_state(paths, args.config.as_deref())?;
+    let node = join_cluster(&state, &load_config(paths, args.config.as_deref())?)?;
     let closed = state
         .ca
         .recover(SystemTime::now())
@@ -379,6 +380,8 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
         host: base_url_host(state.ca.base_url()),
     });
     let stop_presigner = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let heartbeat = spawn_heartbeat(&state, node, stop_presigner.clone())
+        .context("cannot start the node heartbeat")?;
     let presigner = crate::http::revocation::spawn_presigner(&state, stop_presigner.clone())
         .context("cannot start the OCSP pre-signer")?;
     let checkpoints = spawn_checkpointer(&state, stop_presigner.clone())
@@ -406,7 +409,9 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
             .wrap(from_fn(plain_http_gate))
             .configure(crate::configure)
     })
-    .shutdown_timeout(30);
+    // In-flight requests get this long after SIGTERM; with the database down they fail
+    // within a second (issue 20), so this bounds only a slow key store.
+    .shutdown_timeout(10);
     if let Some(n) = args.workers {
         server = server.workers(n.max(1));
     }
@@ -479,7 +484,7 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     // Stdout may be a pipe (tests, supervisors): make the lines above visible now.
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    // actix stops on SIGINT/SIGTERM, letting in-flight requests finish (30 s at most).
+    // actix stops on SIGINT/SIGTERM, letting in-flight requests finish (10 s at most).
     actix_web::rt::System::new()
         .block_on(server.run())
         .context("the HTTP server failed")?;
@@ -493,6 +498,9 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     if checkpoints.is_some_and(|t| t.join().is_err()) {
         tracing::error!("the audit checkpointer panicked");
     }
+    if heartbeat.join().is_err() {
+        tracing::error!("the node heartbeat panicked");
+    }
     if backups.is_some_and(|t| t.join().is_err()) {
         tracing::error!("the backup thread panicked");
     }
@@ -500,6 +508,77 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     drop(data);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Names this process as a node (`[node] name`, or the host name and process id) and records
+/// it in the database, so that its reservations and audit entries say which node made them.
+fn join_cluster(state: &AppState, config: &Config) -> Result<ca_core::cluster::NodeId> {
+    let configured = config.node.as_ref().and_then(|n| n.name.as_deref());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let node = ca_core::cluster::NodeId::new(configured, host.trim(), SystemTime::now())
+        .map_err(|e| anyhow!(e))?;
+    state
+        .probes
+        .db
+        .join_cluster(&node)
+        .context("cannot record this node in the database")?;
+    println!("node {} (instance {})", node.name, node.instance);
+    tracing::info!(node = %node.name, instance = %node.instance, "joined");
+    Ok(node)
+}
+
+/// Records this node's heartbeat every [`ca_core::cluster::HEARTBEAT_EVERY`] (which also
+/// notices within a second that the database is down, and that it is back), and every
+/// [`ca_core::cluster::SWEEP_EVERY`] closes the reservations of nodes whose heartbeat
+/// stopped, until `stop`.
+fn spawn_heartbeat(
+    state: &AppState,
+    node: ca_core::cluster::NodeId,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use ca_core::cluster::{HEARTBEAT_EVERY, SWEEP_EVERY, close_orphans};
+    let db = state.probes.db.clone();
+    std::thread::Builder::new()
+        .name("node-heartbeat".into())
+        .spawn(move || {
+            let mut last_beat: Option<std::time::Instant> = None;
+            let mut last_sweep = std::time::Instant::now();
+            let mut failing = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
+                    last_beat = Some(std::time::Instant::now());
+                    match db.heartbeat() {
+                        Ok(()) if failing => {
+                            failing = false;
+                            tracing::info!(node = %node.name, "heartbeat recorded again");
+                        }
+                        Ok(()) => {}
+                        Err(e) if !failing => {
+                            failing = true;
+                            tracing::error!(node = %node.name, "heartbeat: {e}");
+                        }
+                        Err(_) => {}
+                    }
+                }
+                if last_sweep.elapsed() >= SWEEP_EVERY && !failing {
+                    last_sweep = std::time::Instant::now();
+                    match close_orphans(db.as_ref(), db.as_ref(), &node, SystemTime::now()) {
+                        Ok(0) => {}
+                        Ok(closed) => tracing::warn!(
+                            node = %node.name,
+                            closed,
+                            "closed serials reserved by nodes that stopped"
+                        ),
+                        Err(e) => {
+                            tracing::error!(node = %node.name, "closing orphaned reservations: {e}")
+                        }
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
 }
 
 /// Signs an audit checkpoint every `[audit] checkpoint_every` while entries keep coming

@@ -247,7 +247,19 @@ impl RevocationLedger for FakeLedger {
         not_here()
     }
 
+    fn ca_revocation(&self, _: &IssuerId, _: &Serial) -> Result<Option<CaRevocation>, StoreError> {
+        not_here()
+    }
+
     fn next_crl_number(&self, _: &IssuerId, _: SystemTime) -> Result<u64, StoreError> {
+        not_here()
+    }
+
+    fn numbered_crl_entries(
+        &self,
+        _: &IssuerId,
+        _: SystemTime,
+    ) -> Result<(u64, CrlList), StoreError> {
         not_here()
     }
 }

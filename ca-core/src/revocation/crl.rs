@@ -276,8 +276,8 @@ fn authority_key_id(issuer_cert: &SignedCert, signer: &dyn Signer) -> Result<Ext
     }
 }
 
-/// Makes `issuer`'s next full CRL at `now`: allocates its CRL number, reads every unexpired
-/// revoked certificate (for a root, also every revoked CA certificate it signed) from
+/// Makes `issuer`'s next full CRL at `now`: allocates its CRL number and, in the same
+/// snapshot (so a higher number never lists less), reads every unexpired revoked certificate (for a root, also every revoked CA certificate it signed) from
 /// `store` with their separate count, sorts them by serial, signs through the key store, and
 /// runs [`self_check`] against the list and count it read.
 ///
@@ -289,11 +289,13 @@ pub fn generate(
     now: SystemTime,
     validity: Duration,
 ) -> Result<SignedCrl, RevocationError> {
-    let number = store.next_crl_number(&issuer.id, now)?;
-    let CrlList {
-        mut entries,
-        counted,
-    } = store.crl_entries(&issuer.id, now)?;
+    let (
+        number,
+        CrlList {
+            mut entries,
+            counted,
+        },
+    ) = store.numbered_crl_entries(&issuer.id, now)?;
     // Usually sorted already (the database reads in serial order): then this is one pass.
     entries.sort_unstable_by(|a, b| a.serial_octets().cmp(b.serial_octets()));
     let crl = sign_unverified(

@@ -244,6 +244,9 @@ impl Served {
 #[derive(Debug)]
 pub struct OcspResponder {
     served: Vec<Served>,
+    /// The configured CA certificates whose parent is configured too: answered for from
+    /// `ca_revocations` ([`cas`]).
+    cas: Vec<cas::ChildCa>,
     status: Arc<dyn StatusReader>,
     validity: Duration,
 }
@@ -259,7 +262,8 @@ pub struct SetupError {
 impl OcspResponder {
     /// A responder for every issuer in `issuers` that has a delegated OCSP responder (others
     /// are not served: requests about them get `unauthorized`), reading statuses from
-    /// `status`, with responses valid for `validity`.
+    /// `status`, with responses valid for `validity`. It answers for the certificates those
+    /// issuers issued and for the CA certificates among `issuers` they signed.
     ///
     /// Fails if an issuer's certificate or responder certificate does not re-encode.
     pub fn new(
@@ -309,6 +313,7 @@ impl OcspResponder {
         }
         Ok(OcspResponder {
             served,
+            cas: cas::children(issuers),
             status,
             validity,
         })
@@ -625,6 +630,10 @@ impl OcspResponder {
         let status = self
             .status
             .revocation_status(issuer, &serial)
+            .and_then(|found| match found {
+                Some(found) => Ok(Some(found)),
+                None => self.ca_status(issuer, &serial),
+            })
             .map_err(|e| {
                 (
                     ResponseStatus::TryLater,
@@ -751,5 +760,6 @@ pub fn decode_get_path(path: &str) -> Result<Vec<u8>, GetPathError> {
         .map_err(|_| GetPathError("the path is not base64".into()))
 }
 
+mod cas;
 #[cfg(test)]
 mod tests;

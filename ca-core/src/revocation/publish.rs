@@ -187,10 +187,13 @@ impl Publisher {
             .map(OcspReply::held)
     }
 
-    /// Whether any certificate the request asks about was issued (or reserved) here.
+    /// Whether any certificate the request asks about was issued (or reserved) here, or is
+    /// a configured CA's certificate.
     fn asks_about_ours(&self, request: &[u8]) -> Result<bool, StoreError> {
         for (issuer, serial) in self.responder.subjects(request) {
-            if self.store.revocation_status(&issuer, &serial)?.is_some() {
+            if self.responder.is_ca(&issuer, &serial)
+                || self.store.revocation_status(&issuer, &serial)?.is_some()
+            {
                 return Ok(true);
             }
         }

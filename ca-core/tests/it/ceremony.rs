@@ -29,6 +29,11 @@ fn write_pems(dir: &std::path::Path, h: &Hierarchy) {
         h.issuing[0].ocsp.cert.to_pem().unwrap(),
     )
     .unwrap();
+    fs::write(
+        dir.join("root-ocsp.pem"),
+        h.root_ocsp.cert.to_pem().unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -60,6 +65,20 @@ fn openssl_verifies_the_hierarchy_strictly_on_every_backend() {
                 "-untrusted",
                 "issuing.pem",
                 "ocsp.pem",
+            ],
+        );
+        assert!(ok, "{}: {out}", b.name);
+        // The root's responder, signed by the root itself.
+        let (ok, out) = openssl(
+            dir.path(),
+            &[
+                "verify",
+                "-x509_strict",
+                "-purpose",
+                "ocsphelper",
+                "-CAfile",
+                "root.pem",
+                "root-ocsp.pem",
             ],
         );
         assert!(ok, "{}: {out}", b.name);
@@ -254,4 +273,58 @@ fn an_issuer_whose_key_does_not_match_its_certificate_refuses_to_load() {
         );
         assert!(all.contains("missing.pem"), "{all}");
     }
+}
+
+#[test]
+fn an_issuing_ca_can_be_constrained_by_extended_key_usage() {
+    let b = crate::support::embedded();
+    let text = r#"
+        [[issuing]]
+        id = "tls-ca"
+        subject = "CN=TLS CA"
+        extended_key_usage = ["serverAuth", "clientAuth"]
+        [[issuing]]
+        id = "codesign-ca"
+        subject = "CN=Code Signing CA"
+        extended_key_usage = ["codeSigning"]
+    "#;
+    let mut spec = CeremonySpec::from_toml(text).unwrap();
+    spec.key_label_prefix = format!("{}-", unique("eku"));
+    let h = ceremony::run(&spec, b.store.as_ref(), SystemTime::now()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("root.pem"), h.root.cert.to_pem().unwrap()).unwrap();
+    for (i, want) in [
+        "TLS Web Server Authentication, TLS Web Client Authentication",
+        "Code Signing",
+    ]
+    .iter()
+    .enumerate()
+    {
+        fs::write(
+            dir.path().join("ca.pem"),
+            h.issuing[i].ca.cert.to_pem().unwrap(),
+        )
+        .unwrap();
+        let (ok, text) = openssl(dir.path(), &["x509", "-in", "ca.pem", "-noout", "-text"]);
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("X509v3 Extended Key Usage: \n"),
+            "not critical:\n{text}"
+        );
+        assert!(text.contains(want), "lacks {want}:\n{text}");
+        let (ok, out) = openssl(
+            dir.path(),
+            &["verify", "-x509_strict", "-CAfile", "root.pem", "ca.pem"],
+        );
+        assert!(ok, "{out}");
+    }
+    let Err(CeremonyError::Invalid(problems)) =
+        CeremonySpec::from_toml("[[issuing]]\nextended_key_usage = [\"anyPurpose\"]\n")
+    else {
+        panic!("an unknown EKU was accepted")
+    };
+    assert!(
+        problems.join(" ").contains("\"anyPurpose\""),
+        "{problems:?}"
+    );
 }

@@ -14,6 +14,7 @@ mod audit;
 mod backup;
 mod codesign;
 mod concurrency;
+mod nodes;
 mod open;
 mod operations;
 mod paging;

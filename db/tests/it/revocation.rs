@@ -289,6 +289,14 @@ fn a_revoked_ca_certificate_is_listed_by_its_parent_once_and_audited(b: &Backend
     let after = ca.not_after + Duration::from_secs(1);
     assert_eq!(b.db.crl_entries(&root, after).unwrap(), CrlList::default());
     assert_eq!(b.db.ca_revocations().unwrap(), std::slice::from_ref(&ca));
+    // What OCSP reads about one CA certificate: this one, by its parent and serial only.
+    assert_eq!(
+        b.db.ca_revocation(&root, &ca.serial).unwrap(),
+        Some(ca.clone())
+    );
+    assert_eq!(b.db.ca_revocation(&issuer_id(), &ca.serial).unwrap(), None);
+    let other = Serial::parse("5a:01:03").unwrap();
+    assert_eq!(b.db.ca_revocation(&root, &other).unwrap(), None);
 
     // Twice is a conflict, and writes no audit entry.
     let again = b.db.revoke_ca(&ca, &event).unwrap_err();
@@ -299,7 +307,82 @@ fn a_revoked_ca_certificate_is_listed_by_its_parent_once_and_audited(b: &Backend
     assert_eq!(b.db.audit_head().unwrap().unwrap().0, head);
 }
 
+/// Issue 20, item 1: with revocations and CRL generators running at once in two processes
+/// (two `Db`s, each with its own connections), a CRL with a higher number lists every
+/// revocation one with a lower number lists, and each list agrees with its count.
+fn a_higher_crl_number_never_lacks_a_revocation_a_lower_one_lists(b: &Backend) {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    with_issuer(b);
+    let ca = issuer_id();
+    let serials: Vec<Serial> = (1..=40).map(serial).collect();
+    for s in &serials {
+        issue(b, s);
+    }
+    let second = b.reopen();
+    let dbs = [&b.db, &second];
+    let done = AtomicBool::new(false);
+    let crls = std::thread::scope(|scope| {
+        let generators: Vec<_> = dbs
+            .iter()
+            .map(|db| {
+                let (ca, done) = (&ca, &done);
+                scope.spawn(move || {
+                    let mut seen = Vec::new();
+                    loop {
+                        let finished = done.load(Ordering::SeqCst);
+                        let (number, list) = db.numbered_crl_entries(ca, t0()).unwrap();
+                        assert_eq!(list.counted, list.entries.len() as u64, "CRL {number}");
+                        let listed: BTreeSet<Serial> =
+                            list.entries.iter().map(|e| e.serial()).collect();
+                        seen.push((number, listed));
+                        if finished {
+                            return seen;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let revokers: Vec<_> = serials
+            .chunks(serials.len() / 2)
+            .zip(dbs)
+            .map(|(chunk, db)| {
+                scope.spawn(move || {
+                    for s in chunk {
+                        let r = revocation(s, Reason::Superseded);
+                        db.revoke(&r, &cert_event(Action::CertificateRevoked, s))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for r in revokers {
+            r.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        generators
+            .into_iter()
+            .flat_map(|g| g.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let mut crls = crls;
+    crls.sort_by_key(|(number, _)| *number);
+    for pair in crls.windows(2) {
+        let ((low, low_list), (high, high_list)) = (&pair[0], &pair[1]);
+        assert!(high > low, "CRL number {high} given twice");
+        let missing: Vec<_> = low_list.difference(high_list).collect();
+        assert!(
+            missing.is_empty(),
+            "CRL {high} lacks {missing:?}, which CRL {low} lists"
+        );
+    }
+    // The last CRLs were taken after every revocation: they list them all.
+    let (_, last) = crls.last().unwrap();
+    assert_eq!(last.len(), serials.len());
+}
+
 on_both_backends!(
+    a_higher_crl_number_never_lacks_a_revocation_a_lower_one_lists,
     a_revoked_ca_certificate_is_listed_by_its_parent_once_and_audited,
     a_requester_revokes_only_its_own_certificates_and_never_for_ca_compromise,
     a_revocation_is_recorded_audited_and_listed_until_the_certificate_expires,

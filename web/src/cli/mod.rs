@@ -10,6 +10,7 @@ pub mod codesign;
 pub mod init;
 pub mod io;
 pub mod issue;
+pub mod issuing;
 pub mod keys;
 pub mod operations;
 pub mod policy;
@@ -152,6 +153,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             so_pin_file.as_deref(),
         )),
         Command::Ca(CaCommand::Check) => done(run_ca_check(&cli)),
+        Command::Ca(CaCommand::AddIssuing(args)) => {
+            done(self::issuing::run_add_issuing(&cli, args))
+        }
         Command::Ocsp(OcspCommand::Renew { issuer, days }) => {
             done(run_ocsp_renew(&cli, issuer, *days))
         }

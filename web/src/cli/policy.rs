@@ -25,7 +25,24 @@ pub fn run_policy_check(cli: &Cli, dir: &Path) -> Result<()> {
         let config = Config::load(&cli.paths.data_dir)?;
         let missing: Vec<String> = profiles
             .iter()
-            .filter(|p| !config.issuers.iter().any(|i| &i.id == p.issuer()))
+            .filter(|p| {
+                let configured = |id: &ca_core::issuer::IssuerId| config.issuers.iter().any(|i| &i.id == id);
+                if configured(p.issuer()) {
+                    return false;
+                }
+                match p.fallback_issuer() {
+                    Some(f) if configured(f) => {
+                        println!(
+                            "warning: {}: issuer {:?} is not configured; its fallback_issuer {:?} signs under it",
+                            p.path.display(),
+                            p.issuer().as_str(),
+                            f.as_str()
+                        );
+                        false
+                    }
+                    _ => true,
+                }
+            })
             .map(|p| {
                 format!(
                     "{}: issuer {:?} is not in {}",

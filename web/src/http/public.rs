@@ -50,7 +50,7 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let probes = state.probes.clone();
     let (db, keys) = web::block(move || {
-        let db = probes.database().map_err(|e| e.to_string());
+        let db = probes.database();
         let keys = probes.key_store().map_err(|e| e.to_string());
         (db, keys)
     })
@@ -65,6 +65,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let ready = db.is_ok() && keys.is_ok();
     let mut body = json!({
         "status": if ready { "ready" } else { "unavailable" },
+        "node": state.probes.db.node().map(|n| n.name.as_str()),
         "database": show(&db, "database"),
         "key_store": show(&keys, "key store"),
     });
@@ -121,6 +122,16 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut out = state.metrics.render();
     crate::http::metrics::render_members(&mut out, &state.probes.keys.members());
+    if let Some(node) = state.probes.db.node() {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP keyhold_node_info This process's node name (several nodes may share one database).\n\
+             # TYPE keyhold_node_info gauge\n\
+             keyhold_node_info{{node=\"{}\"}} 1",
+            node.name
+        );
+    }
     if let Some(backups) = &state.backups {
         use std::fmt::Write;
         let secs = |t: std::time::SystemTime| {

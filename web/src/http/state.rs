@@ -10,7 +10,6 @@ use ca_core::issuance::Ca;
 use ca_core::keystore::KeyStore;
 use ca_core::quorum::OperationStore;
 use ca_core::revocation::publish::Publisher;
-use ca_core::store::StoreError;
 use ca_core::store::{AuditLog, CertCounts, CertificateQueries, StatusReader, Store};
 use ca_core::users::UserStore;
 
@@ -71,6 +70,9 @@ pub struct AppState {
     pub acme: Option<Arc<crate::http::acme::Acme>>,
 }
 
+/// How long a database write probe's result is reused.
+const WRITE_PROBE_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How long a signing probe's result is reused.
 const SIGN_PROBE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -87,14 +89,28 @@ pub struct Probes {
     /// The last signing probe, reused for [`SIGN_PROBE_FOR`] so that `/readyz`, which anyone
     /// may call, cannot keep the key store busy.
     pub last_sign: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// The last database write probe, reused for [`WRITE_PROBE_FOR`], for the same reason.
+    pub last_write: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl Probes {
-    /// A database round trip.
+    /// A write to the database: this node's heartbeat, committed through the connection
+    /// every change uses (issue 20: a `SELECT 1` passes on a full disk or a read-only
+    /// standby, where every write fails). Fails at once while the database is known down.
     ///
-    /// Fails if the database cannot be reached.
-    pub fn database(&self) -> Result<(), StoreError> {
-        self.db.ping()
+    /// Fails if the database cannot be written.
+    pub fn database(&self) -> Result<(), String> {
+        if let Ok(last) = self.last_write.lock()
+            && let Some((at, result)) = last.as_ref()
+            && at.elapsed() < WRITE_PROBE_FOR
+        {
+            return result.clone();
+        }
+        let result = self.db.heartbeat().map_err(|e| e.to_string());
+        if let Ok(mut last) = self.last_write.lock() {
+            *last = Some((std::time::Instant::now(), result.clone()));
+        }
+        result
     }
 
     /// Asks the key store for its keys.
@@ -195,6 +211,7 @@ impl AppState {
                 keys,
                 signer: probe_signer,
                 last_sign: std::sync::Mutex::new(None),
+                last_write: std::sync::Mutex::new(None),
             }),
             ca_files: Arc::new(files),
             metrics,

@@ -81,6 +81,12 @@ pub(crate) fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 pub(crate) fn openssl_verify(ca_dir: &Path, leaf: &str) {
+    openssl_verify_under(ca_dir, "chain.pem", leaf);
+}
+
+/// `openssl verify` of `leaf` with `chain` (a file in `ca_dir`, e.g. `codesign-ca-chain.pem`)
+/// as the untrusted certificates.
+pub(crate) fn openssl_verify_under(ca_dir: &Path, chain: &str, leaf: &str) {
     let out = Command::new("openssl")
         .args([
             "verify",
@@ -88,7 +94,7 @@ pub(crate) fn openssl_verify(ca_dir: &Path, leaf: &str) {
             "-CAfile",
             "root.pem",
             "-untrusted",
-            "chain.pem",
+            chain,
             leaf,
         ])
         .current_dir(ca_dir)
@@ -111,6 +117,7 @@ fn init_makes_a_hierarchy_that_openssl_verifies_and_ca_check_loads() {
     assert!(r.stdout.contains("SHA-256"), "{}", r.stdout);
     openssl_verify(&dir.join("ca"), "issuing-ca.pem");
     openssl_verify(&dir.join("ca"), "issuing-ca-ocsp.pem");
+    openssl_verify(&dir.join("ca"), "root-ocsp.pem");
     let r = with_pass(&dir, &["ca", "check"]);
     assert!(r.ok, "{}", r.stderr);
     assert!(r.stdout.contains("key matches certificate"), "{}", r.stdout);
@@ -152,7 +159,7 @@ fn demo_init_stores_a_private_passphrase_and_later_commands_use_it() {
     assert_eq!(mode & 0o777, 0o600);
     let r = run(keyhold(&dir).args(["keys", "list"]));
     assert!(r.ok, "{}", r.stderr);
-    assert!(r.stdout.contains("4 key(s)"), "{}", r.stdout);
+    assert!(r.stdout.contains("7 key(s)"), "{}", r.stdout);
 }
 
 #[test]
@@ -402,7 +409,7 @@ fn pkcs11_bad_pins_tokens_modules_and_taken_labels_are_clear_errors_leaving_noth
     let r = run(keyhold(&tmp.path().join("first"))
         .args(["keys", "list"])
         .env("KEYHOLD_PKCS11_PIN", USER_PIN));
-    assert_eq!(r.stdout.matches("object=twice-").count(), 4, "{}", r.stdout);
+    assert_eq!(r.stdout.matches("object=twice-").count(), 7, "{}", r.stdout);
 }
 
 #[test]

@@ -258,7 +258,7 @@ fn a_common_name_holding_an_escaped_comma_is_issued_after_its_approvals() {
     let out = ca.out("comma.pem");
     let r = ca.keyhold(&["requests", "approve", "1", "--as", "bob", "--out", &out]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
-    openssl_verify(&ca.dir.join("ca"), &out);
+    crate::cli::openssl_verify_under(&ca.dir.join("ca"), "codesign-ca-chain.pem", &out);
     let subject = |args: &[&str]| {
         let text = String::from_utf8(crate::support::openssl(args).stdout).unwrap();
         text.lines()
@@ -329,9 +329,13 @@ fn code_signing_needs_two_distinct_officers_never_the_requester() {
     let out = ca.out("sign.pem");
     let r = ca.keyhold(&["requests", "approve", "1", "--as", "bob", "--out", &out]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
-    openssl_verify(&ca.dir.join("ca"), &out);
+    crate::cli::openssl_verify_under(&ca.dir.join("ca"), "codesign-ca-chain.pem", &out);
     let text = openssl_text(&out);
     assert!(text.contains("Code Signing"), "{text}");
+    assert!(
+        text.contains("Issuer: O = Keyhold, CN = Keyhold Code Signing CA"),
+        "{text}"
+    );
     assert!(!text.contains("Server Authentication"), "{text}");
 
     let r = ca.keyhold(&["requests", "show", "1"]);
@@ -408,7 +412,7 @@ fn audit_checkpoints_are_signed_and_verified() {
     assert!(r.stdout.contains("1 signed checkpoint(s)"), "{}", r.stdout);
     // init recorded every key it generated and the CA itself.
     let r = ca.keyhold(&["audit", "list"]);
-    assert_eq!(r.stdout.matches("key.generated").count(), 4, "{}", r.stdout);
+    assert_eq!(r.stdout.matches("key.generated").count(), 7, "{}", r.stdout);
     assert!(r.stdout.contains("ca.initialised"), "{}", r.stdout);
 }
 
@@ -506,4 +510,91 @@ fn a_sub_ca_certificate_needs_the_quorum_its_profile_sets() {
     let text = openssl_text(&out);
     assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
     assert!(text.contains("Certificate Sign, CRL Sign"), "{text}");
+}
+
+#[test]
+fn an_old_data_directory_signs_code_with_the_fallback_issuer_until_add_issuing_adds_codesign_ca() {
+    // A CA made before init made one issuing CA per purpose: one unconstrained issuing CA.
+    let tmp = tempfile::tempdir().unwrap();
+    let ceremony = tmp.path().join("ceremony.toml");
+    fs::write(&ceremony, "[[issuing]]\nid = \"issuing-ca\"\n").unwrap();
+    let dir = tmp.path().join("data");
+    let r = with_pass(&dir, &["init", "--ceremony", ceremony.to_str().unwrap()]);
+    assert!(r.ok, "{}", r.stderr);
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let ca = Ca {
+        _tmp: tmp,
+        dir,
+        work,
+    };
+    // The shipped code-signing profile names codesign-ca, with issuing-ca as its fallback.
+    let r = ca.keyhold(&["policy", "check"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("fallback_issuer \"issuing-ca\""),
+        "{}",
+        r.stdout
+    );
+    let sign = |n: u32| {
+        let csr = ca.csr(&format!("sign{n}"), &format!("Release {n}"), "", "P-384");
+        let r = ca.keyhold(&["issue", "--profile", "code-signing", "--csr", &csr]);
+        assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
+        let id = n.to_string();
+        let r = ca.keyhold(&["requests", "approve", &id, "--as", "alice"]);
+        assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
+        let out = ca.out(&format!("sign{n}.pem"));
+        let r = ca.keyhold(&["requests", "approve", &id, "--as", "bob", "--out", &out]);
+        assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+        openssl_text(&out)
+    };
+    assert!(sign(1).contains("Issuer: O = Keyhold, CN = Keyhold Issuing CA"));
+
+    let add = |id: &str| {
+        ca.keyhold(&[
+            "ca",
+            "add-issuing",
+            "--id",
+            id,
+            "--subject",
+            "CN=Keyhold Code Signing CA,O=Keyhold",
+            "--eku",
+            "codeSigning",
+        ])
+    };
+    let r = add("codesign-ca");
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("added issuing CA codesign-ca"),
+        "{}",
+        r.stdout
+    );
+    fails_with(&add("codesign-ca"), "already configured");
+    fails_with(&add("root"), "already configured");
+    let r = ca.keyhold(&["ca", "check"]);
+    assert!(
+        r.ok && r.stdout.contains("codesign-ca"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    let ca_dir = ca.dir.join("ca");
+    let text = openssl_text(ca_dir.join("codesign-ca.pem").to_str().unwrap());
+    assert!(text.contains("Code Signing"), "{text}");
+    crate::cli::openssl_verify_under(&ca_dir, "codesign-ca-chain.pem", "codesign-ca-ocsp.pem");
+
+    // Now code-signing certificates come from codesign-ca, and the change is audited.
+    let text = sign(2);
+    assert!(
+        text.contains("Issuer: O = Keyhold, CN = Keyhold Code Signing CA"),
+        "{text}"
+    );
+    crate::cli::openssl_verify_under(&ca_dir, "codesign-ca-chain.pem", &ca.out("sign2.pem"));
+    let r = ca.keyhold(&["audit", "list", "--limit", "20"]);
+    assert!(r.stdout.contains("issuing CA codesign-ca"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("OCSP responder of codesign-ca"),
+        "{}",
+        r.stdout
+    );
 }

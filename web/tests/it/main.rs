@@ -17,6 +17,7 @@ mod harden;
 mod hsm_cluster;
 mod issue;
 mod ocsp;
+mod presign;
 mod quorum;
 mod revoke;
 mod serve;

@@ -179,16 +179,32 @@ fn get_requests_decode_and_bad_requests_get_ocsp_errors_not_crashes() {
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(said.contains("malformedrequest"), "{said}");
 
-    // Unauthorized: asking about a certificate of an issuer we do not serve (the root has no
-    // delegated responder).
-    let root = ca.ca_file("root.pem");
-    let req = ca.path("root-req.der");
+    // Unauthorized: asking about a certificate of an issuer we do not serve (a CA openssl
+    // just made).
+    let stranger = ca.path("stranger.pem");
+    let out = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &ca.path("stranger.key"),
+        "-subj",
+        "/CN=Stranger CA",
+        "-out",
+        &stranger,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let req = ca.path("stranger-req.der");
     let out = openssl(&[
         "ocsp",
         "-issuer",
-        &root,
-        "-cert",
-        &issuing,
+        &stranger,
+        "-serial",
+        "0x01",
         "-no_nonce",
         "-reqout",
         &req,
@@ -200,4 +216,119 @@ fn get_requests_decode_and_bad_requests_get_ocsp_errors_not_crashes() {
     let out = openssl(&["ocsp", "-respin", &resp, "-resp_text", "-noverify"]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(said.contains("unauthorized"), "{said}");
+}
+
+/// `openssl ocsp` asking the root's responder about the issuing CA's certificate (as NSS
+/// does when it checks a whole chain); returns what openssl said.
+fn ask_root_about_issuing(ca: &Ca, name: &str) -> String {
+    let root = ca.ca_file("root.pem");
+    let issuing = ca.ca_file("issuing-ca.pem");
+    let req = ca.path(&format!("{name}.req"));
+    let out = openssl(&[
+        "ocsp",
+        "-issuer",
+        &root,
+        "-cert",
+        &issuing,
+        "-no_nonce",
+        "-reqout",
+        &req,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resp = ca.path(&format!("{name}.resp"));
+    let r = ca.keyhold(&["ocsp", "respond", "--request", &req, "--out", &resp]);
+    assert!(r.ok, "{}", r.stderr);
+    let out = openssl(&[
+        "ocsp",
+        "-respin",
+        &resp,
+        "-CAfile",
+        &root,
+        "-issuer",
+        &root,
+        "-cert",
+        &issuing,
+        "-no_nonce",
+    ]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("Response verify OK"), "{said}");
+    said
+}
+
+#[test]
+fn the_roots_responder_answers_for_the_issuing_ca_good_then_revoked_after_revoke_ca() {
+    let ca = Ca::new();
+    let issuing = ca.ca_file("issuing-ca.pem");
+    let said = ask_root_about_issuing(&ca, "before");
+    assert!(said.contains(&format!("{issuing}: good")), "{said}");
+    let r = ca.keyhold(&[
+        "revoke-ca",
+        "issuing-ca",
+        "--reason",
+        "cACompromise",
+        "--yes",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let said = ask_root_about_issuing(&ca, "after");
+    assert!(said.contains(&format!("{issuing}: revoked")), "{said}");
+    assert!(said.contains("Reason: cACompromise"), "{said}");
+}
+
+#[test]
+fn ocsp_renew_gives_an_old_data_directorys_root_a_responder_audited() {
+    let ca = Ca::new();
+    // A data directory from before roots had a responder: no [issuers.ocsp] for the root,
+    // no root-ocsp.pem, no root-ca-ocsp key.
+    let config_path = ca.dir.join("keyhold.toml");
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    let start = text.find("[issuers.ocsp]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap() + 2;
+    assert!(text[start..end].contains("root-ocsp.pem"), "{text}");
+    let old = format!("{}{}", &text[..start], &text[end..]);
+    std::fs::write(&config_path, &old).unwrap();
+    std::fs::remove_file(ca.dir.join("ca/root-ocsp.pem")).unwrap();
+    let r = ca.keyhold(&["keys", "destroy", "--label", "root-ca-ocsp", "--yes"]);
+    assert!(r.ok, "{}", r.stderr);
+    let req = ca.path("old.req");
+    let out = openssl(&[
+        "ocsp",
+        "-issuer",
+        &ca.ca_file("root.pem"),
+        "-cert",
+        &ca.ca_file("issuing-ca.pem"),
+        "-no_nonce",
+        "-reqout",
+        &req,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resp = ca.path("old.resp");
+    let r = ca.keyhold(&["ocsp", "respond", "--request", &req, "--out", &resp]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stderr.contains("Unauthorized"), "{}", r.stderr);
+
+    let r = ca.keyhold(&["ocsp", "renew", "--issuer", "root", "--days", "10"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("created an OCSP responder for root"),
+        "{}",
+        r.stdout
+    );
+    let new = std::fs::read_to_string(&config_path).unwrap();
+    assert!(
+        new.starts_with(&old[..old.find("[[issuers]]").unwrap()]),
+        "{new}"
+    );
+    let said = ask_root_about_issuing(&ca, "renewed");
+    assert!(said.contains(": good"), "{said}");
+    let r = ca.keyhold(&["audit", "list", "--limit", "5"]);
+    assert!(r.stdout.contains("OCSP responder of root"), "{}", r.stdout);
+    // Renewing again renews the certificate; the key stays.
+    let r = ca.keyhold(&["ocsp", "renew", "--issuer", "root"]);
+    assert!(
+        r.ok && r.stdout.contains("renewed"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
 }

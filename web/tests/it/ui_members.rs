@@ -91,6 +91,7 @@ async fn the_ca_page_lists_each_hsm_member_with_its_state_and_last_error() {
         keys: Arc::new(TwoMembers(fx.state.probes.keys.clone())),
         signer: None,
         last_sign: Mutex::new(None),
+        last_write: Mutex::new(None),
     });
     let app = test::init_service(
         App::new()

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 struct FakeStatus {
     rows: HashMap<(String, String), SerialStatus>,
     down: Mutex<bool>,
+    ca_revoked: Mutex<Vec<crate::store::CaRevocation>>,
 }
 
 impl StatusReader for FakeStatus {
@@ -25,6 +26,20 @@ impl StatusReader for FakeStatus {
         Ok(self
             .rows
             .get(&(issuer.to_string(), serial.to_string()))
+            .cloned())
+    }
+
+    fn ca_revocation(
+        &self,
+        parent: &IssuerId,
+        serial: &Serial,
+    ) -> Result<Option<crate::store::CaRevocation>, StoreError> {
+        Ok(self
+            .ca_revoked
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| &r.parent == parent && &r.serial == serial)
             .cloned())
     }
 }
@@ -417,4 +432,62 @@ fn get_paths_decode_in_every_spelling_clients_use() {
     for bad in ["", "%", "%zz", "not base64!", "===="] {
         assert!(decode_get_path(bad).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn a_configured_child_ca_is_good_until_ca_revocations_lists_it() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (child_cert, child_signer, _keys) = test_ca(dir.path(), "Child CA");
+    let child = Issuer {
+        id: IssuerId::new("child-ca").unwrap(),
+        parent: Some(f.issuer.id.clone()),
+        ca: KeyedCert {
+            cert: child_cert.clone(),
+            signer: child_signer,
+        },
+        ocsp: None,
+    };
+    let responder = OcspResponder::new(
+        &[f.issuer.clone(), child],
+        f.status.clone(),
+        DEFAULT_VALIDITY,
+    )
+    .unwrap();
+    let serial_bytes = child_cert.cert.tbs_certificate().serial_number().as_bytes();
+    let serial = Serial::from_bytes(serial_bytes);
+    assert_eq!(
+        responder.ca_serials(),
+        [(f.issuer.id.clone(), serial.clone())]
+    );
+    let ask = |responder: &OcspResponder| {
+        let req = request(
+            vec![
+                cert_id(&f.issuer, HashAlg::Sha1, serial_bytes),
+                cert_id(&f.issuer, HashAlg::Sha1, &[3]),
+            ],
+            None,
+            None,
+        );
+        let answer = responder.answer(&req, t0());
+        assert_eq!(answer.status, ResponseStatus::Successful);
+        statuses(&f, &answer.der).0
+    };
+    assert_eq!(ask(&responder), [0x80, 0x82]);
+    // The responder without the child configured does not know its certificate.
+    assert_eq!(ask(&f.responder), [0x82, 0x82]);
+    f.status
+        .ca_revoked
+        .lock()
+        .unwrap()
+        .push(crate::store::CaRevocation {
+            ca: IssuerId::new("child-ca").unwrap(),
+            parent: f.issuer.id.clone(),
+            serial,
+            not_after: child_cert.not_after(),
+            reason: Reason::CaCompromise,
+            revoked_at: t0(),
+            revoked_by: "cli:test".into(),
+        });
+    assert_eq!(ask(&responder), [0xa1, 0x82]);
 }

@@ -1,8 +1,10 @@
-//! The pre-signer: signs OCSP answers ahead of time for every valid certificate, again for
-//! each revoked one (also when revoked by another process), and again before half of an
-//! answer's validity has passed. While the key store fails it backs off (1 s doubling to
+//! The pre-signer: signs OCSP answers ahead of time for every valid certificate and every
+//! configured CA certificate, again for each revoked one (also when revoked by another
+//! process, `keyhold revoke-ca` included), and again before half of an answer's validity
+//! has passed. While the key store fails it backs off (1 s doubling to
 //! 5 min) and the answers already signed keep being served.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,6 +21,11 @@ pub const POLL: Duration = Duration::from_secs(1);
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// Certificates listed per read while catching up.
 const PAGE: u32 = 1_000;
+/// How far behind the newest certificate it listed the pre-signer looks again: a
+/// certificate is listed by its reservation time, but recorded when its signing ends, and
+/// another process's reservation may commit a little after it was stamped (clocks differ
+/// too). Reservations still open are waited for however old (issue 20, item 4).
+const LOOKBACK: Duration = Duration::from_secs(2);
 
 /// The pre-signer's state between ticks. The caller owns the thread: it calls
 /// [`Presigner::tick`] every [`POLL`] until it stops.
@@ -27,15 +34,25 @@ pub struct Presigner {
     publisher: Arc<Publisher>,
     /// Revocations at or after this were not yet seen.
     revoked_after: SystemTime,
-    /// The last issued certificate signed for, as a (created_at, serial) cursor.
+    /// Where the next listing of issued certificates starts, as a (created_at, serial)
+    /// cursor: behind the newest one listed by [`LOOKBACK`], and never past a reservation
+    /// still open, which may be recorded later under its earlier time.
     issued_after: Option<(SystemTime, Serial)>,
+    /// Certificates listed since the cursor, so that the window looked at again is not
+    /// signed twice; pruned as the cursor moves.
+    listed: BTreeSet<(SystemTime, Serial)>,
     /// Certificates whose signing failed, to try again.
     pending: Vec<(IssuerId, Serial)>,
     /// While the key store fails: not before this, and the next wait.
     retry: Option<(Instant, Duration)>,
     /// When answers past half their validity were last looked for.
     last_refresh: Option<Instant>,
+    /// The CA certificates already signed for: `None` until the first round.
+    cas_seen: Option<Vec<CaRevocationKey>>,
 }
+
+/// A revoked CA certificate, as (parent, serial).
+type CaRevocationKey = (IssuerId, Serial);
 
 impl Presigner {
     /// A pre-signer for `publisher`'s answers, starting from every valid certificate.
@@ -44,9 +61,11 @@ impl Presigner {
             publisher,
             revoked_after: SystemTime::now(),
             issued_after: None,
+            listed: BTreeSet::new(),
             pending: Vec::new(),
             retry: None,
             last_refresh: None,
+            cas_seen: None,
         }
     }
 
@@ -54,6 +73,7 @@ impl Presigner {
     /// past half their validity (every few seconds), and earlier failures.
     pub fn tick(&mut self) {
         self.revocations();
+        self.ca_revocations();
         if self.backing_off() {
             return;
         }
@@ -123,8 +143,66 @@ impl Presigner {
         }
     }
 
-    /// Certificates issued since the last look, up to half the answer store's room.
+    /// The configured CA certificates: all of them on the first round, then again each
+    /// one whose revocation appears in `ca_revocations` (recorded by `keyhold revoke-ca` in
+    /// another process), forgetting its old answers first.
+    fn ca_revocations(&mut self) {
+        let revoked: Vec<CaRevocationKey> = match self.publisher.store.ca_revocations() {
+            Ok(all) => all.into_iter().map(|r| (r.parent, r.serial)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read revoked CA certificates");
+                return;
+            }
+        };
+        let cas = self.publisher.responder.ca_serials();
+        let work: Vec<CaRevocationKey> = match &self.cas_seen {
+            None => cas,
+            Some(seen) => cas
+                .into_iter()
+                .filter(|ca| revoked.contains(ca) && !seen.contains(ca))
+                .collect(),
+        };
+        self.cas_seen = Some(revoked);
+        if work.is_empty() {
+            return;
+        }
+        for (_, serial) in &work {
+            self.publisher.answers.forget(serial);
+        }
+        if self.backing_off() {
+            self.pending.extend(work);
+        } else {
+            self.sign_all(work, SystemTime::now(), true);
+        }
+    }
+
+    /// Certificates issued since the last look, up to half the answer store's room; then
+    /// moves the cursor back over the window that may still change (see [`LOOKBACK`]).
     fn issued(&mut self, work: &mut Vec<(IssuerId, Serial)>) {
+        // Read before listing: a reservation open now and recorded after the listing is
+        // behind the cursor, which must wait for it.
+        let open = match self.publisher.store.reserved() {
+            Ok(rows) => rows.iter().map(|r| r.created_at).min(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list reservations in progress");
+                return;
+            }
+        };
+        self.list_issued(work);
+        // The newest certificate ever listed (the set keeps everything from the cursor on).
+        let Some((newest, _)) = self.listed.last() else {
+            return;
+        };
+        let mut floor = newest.checked_sub(LOOKBACK).unwrap_or(*newest);
+        if let Some(open) = open {
+            floor = floor.min(open);
+        }
+        let floor = floor.checked_sub(Duration::from_micros(1)).unwrap_or(floor);
+        self.issued_after = Some((floor, Serial::from_bytes(&[0])));
+        self.listed = self.listed.split_off(&(floor, Serial::from_bytes(&[0])));
+    }
+
+    fn list_issued(&mut self, work: &mut Vec<(IssuerId, Serial)>) {
         loop {
             let filter = CertFilter {
                 status: Some(CertStatus::Valid),
@@ -145,6 +223,9 @@ impl Presigner {
             self.issued_after = Some((last.created_at, last.serial.clone()));
             let full = rows.len() == PAGE as usize;
             for r in rows {
+                if !self.listed.insert((r.created_at, r.serial.clone())) {
+                    continue; // looked at again, signed already
+                }
                 if let Ok(issuer) = IssuerId::new(r.issuer.as_str()) {
                     work.push((issuer, r.serial));
                 }

@@ -1,0 +1,2 @@
+ALTER TABLE certificates DROP COLUMN reserved_by;
+DROP TABLE nodes;
