@@ -375,3 +375,65 @@ async fn officers_an_administrator_makes_or_resets_cannot_approve_through_the_ui
     let bob_user = users_of(&fx).user("bob").unwrap().unwrap();
     assert!(bob_user.credentials_reset_at.is_some());
 }
+
+/// The bootstrap: `keyhold init --officer NAME` makes the first officers, each one-time
+/// password printed once, audited from source `init`; a bad or repeated name makes nothing.
+#[std::prelude::v1::test]
+fn init_makes_the_first_officers_and_prints_each_password_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    for bad in [
+        &["--officer", "ann", "--officer", "ann"][..],
+        &["--officer", "a b"],
+    ] {
+        let mut args = vec!["init"];
+        args.extend_from_slice(bad);
+        let r = crate::cli::with_pass(&dir, &args);
+        assert!(!r.ok, "{bad:?}: {}", r.stdout);
+        assert!(!dir.exists(), "{bad:?} left {}", dir.display());
+    }
+    let r = crate::cli::with_pass(&dir, &["init", "--officer", "ann", "--officer", "ben"]);
+    assert!(r.ok, "{}", r.stderr);
+    let password = |name: &str| {
+        r.stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("officer {name} ")))
+            .unwrap_or_else(|| panic!("{name}'s password in {}", r.stdout))
+            .to_owned()
+    };
+    let (ann, ben) = (password("ann"), password("ben"));
+    assert_eq!((ann.len(), ben.len()), (20, 20));
+    assert_ne!(ann, ben);
+    let config = ca_web::config::Config::load(&dir).unwrap();
+    let db = db::Db::open(&config.database_url(&dir)).unwrap();
+    let user = ca_core::users::UserStore::user(&db, "ann")
+        .unwrap()
+        .unwrap();
+    assert!(user.officer_since.is_some() && user.must_change_password && !user.disabled);
+    assert!(
+        ca_core::users::UserStore::password_hash(&db, "ann")
+            .unwrap()
+            .unwrap()
+            .verify(&ann)
+    );
+    let head = ca_core::store::AuditLog::audit_head(&db)
+        .unwrap()
+        .unwrap()
+        .0;
+    let created: Vec<(String, String)> = ca_core::store::AuditLog::audit_entries(&db, 1, head)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "user.created")
+        .map(|e| (e.object, e.source))
+        .collect();
+    assert_eq!(
+        created,
+        [
+            ("user:ann".to_owned(), "init".to_owned()),
+            ("user:ben".to_owned(), "init".to_owned())
+        ]
+    );
+    // The passwords appear nowhere else: not in the audit log, not on stderr.
+    let log = crate::cli::with_pass(&dir, &["audit", "list"]);
+    assert!(!log.stdout.contains(&ann) && !r.stderr.contains(&ann));
+}
