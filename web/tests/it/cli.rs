@@ -347,7 +347,7 @@ pub(crate) fn token() -> Option<(&'static str, PathBuf)> {
 
 pub(crate) fn init_pkcs11(dir: &Path, token: &str, prefix: &str, pin: &str) -> Run {
     run(keyhold(dir)
-        .args([
+        .args(init_args(&[
             "init",
             "--keystore",
             "pkcs11",
@@ -355,7 +355,7 @@ pub(crate) fn init_pkcs11(dir: &Path, token: &str, prefix: &str, pin: &str) -> R
             token,
             "--key-prefix",
             prefix,
-        ])
+        ]))
         .env("KEYHOLD_PKCS11_PIN", pin))
 }
 
