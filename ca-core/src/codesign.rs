@@ -212,7 +212,17 @@ impl Codesign {
         r: &KeyRequest<'_>,
         now: SystemTime,
     ) -> Result<KeyRequested, CodesignError> {
-        // 1. The profile and the subject.
+        // 1. The profile and the subject; and an owner that is a principal here: a person
+        // (CLI) or the token that asks (API). An ACME account owns no code-signing key.
+        let owner_kind = match r.channel {
+            Channel::Api => OwnerKind::Token,
+            Channel::Cli => OwnerKind::User,
+            Channel::Acme => {
+                return Err(CodesignError::Invalid(
+                    "code-signing keys are not requested over ACME".into(),
+                ));
+            }
+        };
         let profile = self.profile(r.profile)?;
         let subject =
             x509::parse_name(r.subject).map_err(|e| CodesignError::Invalid(e.to_string()))?;
@@ -237,11 +247,7 @@ impl Codesign {
         let record = NewCodesignKey {
             key: key.clone(),
             owner: r.owner.name.clone(),
-            // Through the API the owner is the token that asked; elsewhere, the person.
-            owner_kind: match r.channel {
-                Channel::Api => OwnerKind::Token,
-                Channel::Cli => OwnerKind::User,
-            },
+            owner_kind,
             profile: profile.name.clone(),
             spec: r.spec,
             public_key: public_key.clone(),
