@@ -10,7 +10,13 @@
 //!   deadline, and a rejection carries a reason;
 //! - the quorum is counted from the accounts as they stand: an approval by an officer whose
 //!   account has since been disabled, lost the officer role or gained the admin role does not
-//!   count.
+//!   count;
+//! - no single administrator can make a quorum pass (issue 15): an approval counts only from
+//!   an officer *account* that held the role, granted by `keyhold init` or by the quorum of
+//!   existing officers ([`crate::quorum`]), before the request or operation was made, and
+//!   whose credentials nobody else has reset since it was made. A name with no account
+//!   never counts, so an administrator cannot approve with accounts it creates, nor with
+//!   an officer's password it reset.
 //!
 //! The rules that need the row a transaction has locked (deadline, requester, approvals
 //! already given) are [`admit`] and [`may_reject`]: the `db` crate reads the row into a
@@ -21,7 +27,7 @@ use std::time::SystemTime;
 use crate::issuance::IssueError;
 use crate::policy::Requester;
 use crate::store::{Approval, Store, StoreError};
-use crate::users::Role;
+use crate::users::{Role, User};
 
 /// Who acts, with typed roles: a [`Requester`] whose role names are parsed once (a name
 /// that is no role grants nothing).
@@ -124,11 +130,15 @@ pub fn require_officer(who: &Requester) -> Result<(), IssueError> {
     }
 }
 
-/// Fails unless `officer` may approve now: an officer, not an administrator, whose account
-/// (if they have one) counts (see [`approval_void`]).
-pub fn may_approve(accounts: &dyn Store, officer: &Requester) -> Result<(), IssueError> {
+/// Fails unless `officer` may approve, now, what was made at `made`: an officer, not an
+/// administrator, whose account counts (see [`approval_void`]).
+pub fn may_approve(
+    accounts: &dyn Store,
+    officer: &Requester,
+    made: SystemTime,
+) -> Result<(), IssueError> {
     require_officer(officer)?;
-    if let Some(why) = approval_void(accounts, &officer.name)? {
+    if let Some(why) = approval_void(accounts, &officer.name, made)? {
         return Err(IssueError::Forbidden(format!(
             "{why}: {} cannot approve",
             officer.name
@@ -149,35 +159,62 @@ pub fn check_rejection(officer: &Requester, reason: &str) -> Result<(), IssueErr
     Ok(())
 }
 
-/// Why an approval by `officer` would not count now, or `None` if it counts. An officer
-/// named on the command line (`--as NAME`) without a web UI account is vouched for by
-/// whoever runs the CLI with access to the data directory; one with an account must hold it
-/// enabled, with the officer role and without the admin role.
+/// Why an approval by `officer` of something made at `made` would not count now, or `None`
+/// if it counts (see [`void_reason`]).
 ///
 /// Fails if the database fails.
-pub fn approval_void(store: &dyn Store, officer: &str) -> Result<Option<String>, StoreError> {
-    Ok(match store.account(officer)? {
-        None => None,
-        Some(u) if u.disabled => Some(format!("{officer}'s account is disabled")),
-        Some(u) if u.has(Role::Admin) => Some(format!("{officer}'s account holds the admin role")),
-        Some(u) if !u.has(Role::Officer) => Some(format!(
-            "{officer}'s account does not hold the officer role"
-        )),
-        Some(_) => None,
-    })
+pub fn approval_void(
+    store: &dyn Store,
+    officer: &str,
+    made: SystemTime,
+) -> Result<Option<String>, StoreError> {
+    Ok(void_reason(officer, store.account(officer)?.as_ref(), made))
 }
 
-/// The approvals in `approvals` that no longer count, as `(officer, why)`, in the order
-/// given.
+/// Why an approval by `officer`, whose account is `account`, of something made at `made`
+/// would not count, or `None` if it counts: the account must exist, be enabled, hold the
+/// officer role and not the admin role, have held the officer role since before `made`,
+/// and have had no credentials reset since `made`.
+pub fn void_reason(officer: &str, account: Option<&User>, made: SystemTime) -> Option<String> {
+    let Some(u) = account else {
+        return Some(format!(
+            "{officer} has no officer account (officers are made by `keyhold init --officer` \
+             or under the quorum of existing officers)"
+        ));
+    };
+    if u.disabled {
+        Some(format!("{officer}'s account is disabled"))
+    } else if u.has(Role::Admin) {
+        Some(format!("{officer}'s account holds the admin role"))
+    } else if !u.has(Role::Officer) {
+        Some(format!(
+            "{officer}'s account does not hold the officer role"
+        ))
+    } else if u.officer_since.is_none_or(|t| t >= made) {
+        Some(format!(
+            "{officer} was not yet an officer (granted by the quorum) when it was made"
+        ))
+    } else if u.credentials_reset_at.is_some_and(|t| t >= made) {
+        Some(format!(
+            "{officer}'s credentials were reset by someone else since it was made"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The approvals in `approvals` of something made at `made` that no longer count, as
+/// `(officer, why)`, in the order given.
 ///
 /// Fails if the database fails.
 pub fn void_approvals(
     store: &dyn Store,
     approvals: &[Approval],
+    made: SystemTime,
 ) -> Result<Vec<(String, String)>, StoreError> {
     let mut void = Vec::new();
     for a in approvals {
-        if let Some(why) = approval_void(store, &a.officer)? {
+        if let Some(why) = approval_void(store, &a.officer, made)? {
             void.push((a.officer.clone(), why));
         }
     }
@@ -207,15 +244,17 @@ impl Tally {
     }
 }
 
-/// Counts `approvals` against `needed`, leaving out those that no longer count.
+/// Counts `approvals` of something made at `made` against `needed`, leaving out those that
+/// do not count.
 ///
 /// Fails if the database fails.
 pub fn tally(
     accounts: &dyn Store,
     approvals: &[Approval],
     needed: u32,
+    made: SystemTime,
 ) -> Result<Tally, StoreError> {
-    let void = void_approvals(accounts, approvals)?;
+    let void = void_approvals(accounts, approvals, made)?;
     let counted = u32::try_from(approvals.len().saturating_sub(void.len())).unwrap_or(u32::MAX);
     Ok(Tally {
         counted,
@@ -277,6 +316,44 @@ mod tests {
             "ann asked for operation 3 and cannot reject it"
         );
         assert_eq!(may_reject(&subject, "cat"), Ok(()));
+    }
+
+    #[test]
+    fn only_officers_granted_before_it_was_made_and_not_reset_since_count() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let made = t(100);
+        let officer = |since: Option<u64>, reset: Option<u64>| User {
+            name: "olga".into(),
+            roles: vec![Role::Officer],
+            disabled: false,
+            must_change_password: false,
+            failed_logins: 0,
+            locked_until: None,
+            created_at: t(0),
+            created_by: "init".into(),
+            officer_since: since.map(t),
+            credentials_reset_at: reset.map(t),
+        };
+        assert_eq!(
+            void_reason("olga", Some(&officer(Some(50), None)), made),
+            None
+        );
+        assert_eq!(
+            void_reason("olga", Some(&officer(Some(50), Some(99))), made),
+            None
+        );
+        let why = |u: Option<&User>| void_reason("olga", u, made).unwrap();
+        assert!(why(None).contains("no officer account"));
+        assert!(why(Some(&officer(None, None))).contains("not yet an officer"));
+        assert!(why(Some(&officer(Some(100), None))).contains("not yet an officer"));
+        assert!(why(Some(&officer(Some(150), None))).contains("not yet an officer"));
+        assert!(why(Some(&officer(Some(50), Some(100)))).contains("reset"));
+        let mut admin = officer(Some(50), None);
+        admin.roles.push(Role::Admin);
+        assert!(why(Some(&admin)).contains("admin role"));
+        let mut off = officer(Some(50), None);
+        off.disabled = true;
+        assert!(why(Some(&off)).contains("disabled"));
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //!   CKA_EXTRACTABLE false) and recorded in the database with its owner before anything else
 //!   happens to it; its certificate request is signed by the key itself (proof of possession)
 //!   and goes through the ordinary issuance cycle, quorum included;
-//! - only the key's owner, or an API token an administrator bound to the key (while that
-//!   token is neither revoked nor expired), signs with it, and only while its certificate is issued, unrevoked
-//!   and within its validity, and while the profile's rate limit and daily quota allow;
+//! - only the key's owner, a principal (a person, or the API token that asked for the key;
+//!   never a token merely named like a person), or an API token the owner bound to the key
+//!   (while that token is neither revoked nor expired), signs with it, and only while its
+//!   certificate is issued, unrevoked and within its validity, and while the profile's rate
+//!   limit and daily quota allow;
 //! - a signature is returned only once it and its audit entry (`codesign.signed`: digest,
 //!   key, caller, certificate, time) are recorded; the store re-checks the limits in that
 //!   same transaction, so concurrent callers cannot overrun them.
@@ -40,8 +42,8 @@ use crate::x509::{self, SignedCert, X509Error};
 mod store;
 
 pub use self::store::{
-    CodesignKeyRow, CodesignStore, KeyBinding, NewCodesignKey, NewSignature, SignatureRow,
-    SigningWindow,
+    CodesignKeyRow, CodesignStore, KeyBinding, NewCodesignKey, NewSignature, OwnerKind, Principal,
+    SignatureRow, SigningWindow,
 };
 
 /// Why a code-signing operation failed.
@@ -137,8 +139,9 @@ pub struct KeyRequested {
 /// A digest to sign.
 #[derive(Debug, Clone, Copy)]
 pub struct SignRequest<'a> {
-    /// Who asks (a user name, as authenticated by the caller of this module).
-    pub caller: &'a str,
+    /// Who asks, as authenticated by the caller of this module: a person (CLI) or an API
+    /// token (API). A token never signs as the person it is named like.
+    pub caller: Principal<'a>,
     /// The key's label.
     pub key: &'a str,
     /// The artifact's digest.
@@ -209,7 +212,17 @@ impl Codesign {
         r: &KeyRequest<'_>,
         now: SystemTime,
     ) -> Result<KeyRequested, CodesignError> {
-        // 1. The profile and the subject.
+        // 1. The profile and the subject; and an owner that is a principal here: a person
+        // (CLI) or the token that asks (API). An ACME account owns no code-signing key.
+        let owner_kind = match r.channel {
+            Channel::Api => OwnerKind::Token,
+            Channel::Cli => OwnerKind::User,
+            Channel::Acme => {
+                return Err(CodesignError::Invalid(
+                    "code-signing keys are not requested over ACME".into(),
+                ));
+            }
+        };
         let profile = self.profile(r.profile)?;
         let subject =
             x509::parse_name(r.subject).map_err(|e| CodesignError::Invalid(e.to_string()))?;
@@ -234,6 +247,7 @@ impl Codesign {
         let record = NewCodesignKey {
             key: key.clone(),
             owner: r.owner.name.clone(),
+            owner_kind,
             profile: profile.name.clone(),
             spec: r.spec,
             public_key: public_key.clone(),
@@ -323,9 +337,12 @@ impl Codesign {
             || CodesignError::NotFound(format!("no code-signing key labelled {:?}", r.key));
         let key = KeyRef::new(r.key).map_err(|_| unknown())?;
         let row = self.store.codesign_key(&key)?.ok_or_else(unknown)?;
-        if row.owner != r.caller && !self.store.codesign_token_bound(&key, r.caller, now)? {
+        let bound = r.caller.kind == OwnerKind::Token
+            && self.store.codesign_token_bound(&key, r.caller.name, now)?;
+        if row.owner() != r.caller && !bound {
             return Err(CodesignError::Forbidden(format!(
-                "{} may not sign with key {key}: only its owner and tokens an administrator bound to it may",
+                "{} may not sign with key {key}: only its owner, and API tokens its owner bound \
+                 to it, may",
                 r.caller
             )));
         }
@@ -401,7 +418,7 @@ impl Codesign {
         // 5. Record, then return.
         let signature = NewSignature {
             key: key.clone(),
-            caller: r.caller.to_owned(),
+            caller: r.caller.name.to_owned(),
             serial: serial.clone(),
             digest_alg: r.digest.alg(),
             digest: r.digest.to_hex(),
@@ -409,10 +426,11 @@ impl Codesign {
         };
         let event = AuditEvent::new(
             Action::CodesignSigned,
-            r.caller,
+            r.caller.name,
             r.source,
             format!("key:{}", self.keys.uri(&key)),
         )
+        .with("caller_kind", r.caller.kind.as_str())
         .with("digest_algorithm", r.digest.alg().as_str())
         .with("digest", r.digest.to_hex())
         .with("certificate", serial.as_str())
@@ -429,51 +447,55 @@ impl Codesign {
         })
     }
 
-    /// Lets the API token `token` sign with `key` besides its owner (admins only); audited
-    /// as `codesign.token_bound` by `actor` from `source`.
+    /// Lets the API token `token` sign with `key` besides its owner, with the owner's
+    /// consent: `actor` must be the key's owner, authenticated (issue 15: an administrator
+    /// cannot bind a token it made to someone else's key). Audited as
+    /// `codesign.token_bound` by `actor` from `source`.
     ///
-    /// Fails with [`CodesignError::Forbidden`] if `actor` lacks the admin role,
+    /// Fails with [`CodesignError::Forbidden`] if `actor` is not the owner,
     /// [`CodesignError::NotFound`] for an unknown key or token, and a `Conflict` store error
     /// if the token is revoked or bound to the key already.
     pub fn bind_token(
         &self,
         key: &str,
         token: &str,
-        actor: &Requester,
+        actor: Principal<'_>,
         source: &str,
         now: SystemTime,
     ) -> Result<(), CodesignError> {
-        let key = self.admin_key(key, actor)?;
+        let key = self.owned_key(key, actor, None)?;
         let event = AuditEvent::new(
             Action::CodesignTokenBound,
-            &actor.name,
+            actor.name,
             source,
             format!("key:{}", self.keys.uri(&key)),
         )
         .with("token", token);
         self.store
-            .bind_codesign_token(&key, token, &actor.name, now, &event)
+            .bind_codesign_token(&key, token, actor.name, now, &event)
             .map_err(|e| match e {
                 StoreError::NotFound(m) => CodesignError::NotFound(format!("{m} not found")),
                 e => e.into(),
             })
     }
 
-    /// Takes back [`Codesign::bind_token`]; audited as `codesign.token_unbound`.
+    /// Takes back [`Codesign::bind_token`], by the key's owner or an administrator (taking a
+    /// power away needs no consent); audited as `codesign.token_unbound`.
     ///
-    /// Fails with [`CodesignError::Forbidden`] if `actor` lacks the admin role and
+    /// Fails with [`CodesignError::Forbidden`] if `actor` is neither, and
     /// [`CodesignError::NotFound`] for an unknown key or a token not bound to it.
     pub fn unbind_token(
         &self,
         key: &str,
         token: &str,
-        actor: &Requester,
+        actor: Principal<'_>,
+        admin: bool,
         source: &str,
     ) -> Result<(), CodesignError> {
-        let key = self.admin_key(key, actor)?;
+        let key = self.owned_key(key, actor, Some(admin))?;
         let event = AuditEvent::new(
             Action::CodesignTokenUnbound,
-            &actor.name,
+            actor.name,
             source,
             format!("key:{}", self.keys.uri(&key)),
         )
@@ -567,17 +589,29 @@ impl Codesign {
         Ok(revoked)
     }
 
-    /// The key named `key`, for an administrator.
-    fn admin_key(&self, key: &str, actor: &Requester) -> Result<KeyRef, CodesignError> {
-        if !crate::approval::Actor::from(actor).has(crate::users::Role::Admin) {
-            return Err(CodesignError::Forbidden(format!(
-                "{} is not an administrator: only administrators bind tokens to keys",
-                actor.name
-            )));
-        }
+    /// The key named `key`, for its owner `actor` (or, with `Some(true)`, an
+    /// administrator).
+    fn owned_key(
+        &self,
+        key: &str,
+        actor: Principal<'_>,
+        admin: Option<bool>,
+    ) -> Result<KeyRef, CodesignError> {
         let unknown = || CodesignError::NotFound(format!("no code-signing key labelled {key:?}"));
         let key = KeyRef::new(key).map_err(|_| unknown())?;
-        self.store.codesign_key(&key)?.ok_or_else(unknown)?;
+        let row = self.store.codesign_key(&key)?.ok_or_else(unknown)?;
+        if row.owner() != actor && admin != Some(true) {
+            return Err(CodesignError::Forbidden(format!(
+                "{actor} is not the owner of key {key}: only its owner ({}) binds API tokens to \
+                 it{}",
+                row.owner(),
+                if admin.is_some() {
+                    " or, as an administrator, takes a binding back"
+                } else {
+                    ""
+                }
+            )));
+        }
         Ok(key)
     }
 
@@ -587,14 +621,14 @@ impl Codesign {
     /// [`Codesign::sign`] does.
     pub fn history(
         &self,
-        caller: &str,
+        caller: Principal<'_>,
         key: &str,
         limit: u32,
     ) -> Result<Vec<SignatureRow>, CodesignError> {
         let unknown = || CodesignError::NotFound(format!("no code-signing key labelled {key:?}"));
         let key = KeyRef::new(key).map_err(|_| unknown())?;
         let row = self.store.codesign_key(&key)?.ok_or_else(unknown)?;
-        if row.owner != caller {
+        if row.owner() != caller {
             return Err(CodesignError::Forbidden(format!(
                 "{caller} may not see the history of key {key}: only its owner may"
             )));

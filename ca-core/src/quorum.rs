@@ -1,5 +1,6 @@
-//! Quorum for sensitive operations besides issuance: creating an administrator,
-//! destroying a code-signing key, and exporting or importing a wrapped key.
+//! Quorum for sensitive operations besides issuance: creating an administrator, granting
+//! the officer role, resetting an officer's credentials, destroying a code-signing key, and
+//! exporting or importing a wrapped key.
 //!
 //! Invariants:
 //! - an operation needing M approvals is recorded `pending` with its audit entry before
@@ -8,7 +9,13 @@
 //! - the quorum is counted again at the last approval from the accounts as they stand
 //!   ([`crate::approval`], the same rules as certificate requests): an officer
 //!   disabled since no longer counts;
-//! - one rejection ends an operation; a finished operation never runs again.
+//! - one rejection ends an operation; a finished operation never runs again;
+//! - no single administrator can make a quorum pass: officers are made only by `keyhold
+//!   init --officer` or under `[quorum] grant_officer` (the account waits disabled, and its
+//!   officer role counts from the instant the quorum is reached, for what is made after);
+//!   an officer's credentials are reset only under `[quorum] reset_officer`, and the new
+//!   one-time password goes to the officer who completes the quorum, never to the
+//!   administrator who asked. See [`crate::approval`] for which approvals count.
 //!
 //! Carrying the operation out is the caller's ([`Quorum::approve`] says when): creating an
 //! administrator activates the account in the same transaction that closes the operation
@@ -36,6 +43,10 @@ pub struct QuorumPolicy {
     pub create_admin: u32,
     /// Destroying a code-signing key (its certificate is revoked, cessationOfOperation).
     pub destroy_key: u32,
+    /// Creating a user with the officer role.
+    pub grant_officer: u32,
+    /// Resetting the password of a user with the officer role.
+    pub reset_officer: u32,
 }
 
 /// What an operation does.
@@ -49,6 +60,10 @@ pub enum OperationKind {
     ExportKey,
     /// Import a wrapped key, as the target's [`KeyTransfer`] says.
     ImportKey,
+    /// Activate the officer account named by the target; its officer role counts from then.
+    GrantOfficer,
+    /// Give the officer named by the target a new one-time password.
+    ResetOfficer,
 }
 
 impl OperationKind {
@@ -59,6 +74,8 @@ impl OperationKind {
             OperationKind::DestroyKey => "destroy_key",
             OperationKind::ExportKey => "export_key",
             OperationKind::ImportKey => "import_key",
+            OperationKind::GrantOfficer => "grant_officer",
+            OperationKind::ResetOfficer => "reset_officer",
         }
     }
 
@@ -69,6 +86,8 @@ impl OperationKind {
             "destroy_key" => Some(OperationKind::DestroyKey),
             "export_key" => Some(OperationKind::ExportKey),
             "import_key" => Some(OperationKind::ImportKey),
+            "grant_officer" => Some(OperationKind::GrantOfficer),
+            "reset_officer" => Some(OperationKind::ResetOfficer),
             _ => None,
         }
     }
@@ -204,8 +223,9 @@ pub trait OperationStore: Send + Sync + fmt::Debug {
     /// `operation:<id>`). Returns its id.
     fn create_operation(&self, op: &NewOperation, event: &AuditEvent) -> Result<i64, StoreError>;
 
-    /// Records `user` disabled and a pending `create_admin` operation for them, appending
-    /// both events, in one transaction. Returns the operation's id.
+    /// Records `user` disabled (with no `officer_since`) and a pending `create_admin` or
+    /// `grant_officer` operation for them, appending both events, in one transaction.
+    /// Returns the operation's id.
     ///
     /// Fails with `Conflict` if the name is taken.
     fn create_pending_admin(
@@ -222,7 +242,7 @@ pub trait OperationStore: Send + Sync + fmt::Debug {
     /// Operations, newest first (only pending ones with `pending_only`), at most 500.
     fn operations(&self, pending_only: bool) -> Result<Vec<OperationRow>, StoreError>;
 
-    /// The pending `create_admin` operation for user `name`, if any.
+    /// The pending `create_admin` or `grant_officer` operation for user `name`, if any.
     fn pending_admin(&self, name: &str) -> Result<Option<i64>, StoreError>;
 
     /// Adds an approval and appends `event`; returns the operation as it now stands.
@@ -258,10 +278,12 @@ pub trait OperationStore: Send + Sync + fmt::Debug {
         event: &AuditEvent,
     ) -> Result<(), StoreError>;
 
-    /// Enables the administrator a pending `create_admin` operation waits for and sets the
-    /// operation `done`, appending `event`, in one transaction.
+    /// Enables the account a pending `create_admin` or `grant_officer` operation waits for
+    /// (an officer's role counting from now: `officer_since`) and sets the operation `done`,
+    /// appending `event`, in one transaction.
     ///
-    /// Fails with `Conflict` if the operation is not a pending `create_admin`.
+    /// Fails with `Conflict` if the operation is not a pending `create_admin` or
+    /// `grant_officer`.
     fn activate_admin(&self, id: i64, event: &AuditEvent) -> Result<(), StoreError>;
 }
 
@@ -291,6 +313,16 @@ pub enum CarriedOut {
         /// The administrator's name.
         name: String,
     },
+    /// The officer's credentials were reset: the one-time password is for the officer who
+    /// completed the quorum to hand over, shown once.
+    CredentialsReset {
+        /// The operation.
+        id: i64,
+        /// The officer's name.
+        name: String,
+        /// The new one-time password.
+        password: OneTimePassword,
+    },
     /// The code-signing key was destroyed in the key store.
     KeyDestroyed {
         /// The operation.
@@ -316,7 +348,12 @@ impl fmt::Display for CarriedOut {
         match self {
             CarriedOut::AdminActivated { id, name } => write!(
                 f,
-                "operation {id}: administrator {name} approved and may now sign in"
+                "operation {id}: account {name} approved and may now sign in"
+            ),
+            CarriedOut::CredentialsReset { id, name, .. } => write!(
+                f,
+                "operation {id}: {name} has a new one-time password (shown once; hand it to \
+                 {name} yourself: the first sign-in must change it)"
             ),
             CarriedOut::KeyDestroyed { id, label, revoked } => {
                 write!(
@@ -363,6 +400,7 @@ pub enum CarryOutError<E: fmt::Display + fmt::Debug> {
 /// or the database fails.
 pub fn carry_out<E: fmt::Display + fmt::Debug>(
     ops: &dyn OperationStore,
+    users: &dyn crate::users::UserStore,
     destroy: impl FnOnce(&str, &str) -> Result<Option<Serial>, E>,
     transfer: impl FnOnce(OperationKind, &KeyTransfer, i64) -> Result<String, E>,
     row: &OperationRow,
@@ -375,11 +413,28 @@ pub fn carry_out<E: fmt::Display + fmt::Debug>(
             .with("target", row.op.target.as_str())
     };
     match row.op.kind {
-        OperationKind::CreateAdmin => {
+        OperationKind::CreateAdmin | OperationKind::GrantOfficer => {
             ops.activate_admin(row.id, &done(Action::OperationDone))?;
             Ok(CarriedOut::AdminActivated {
                 id: row.id,
                 name: row.op.target.clone(),
+            })
+        }
+        OperationKind::ResetOfficer => {
+            let name = row.op.target.as_str();
+            // The approving officer who completes the quorum resets it and sees the password.
+            let password =
+                crate::users::reset_password(users, name, by, source).map_err(|e| match e {
+                    crate::users::UserError::Store(e) => e,
+                    other => {
+                        StoreError::Database(format!("cannot reset {name}'s password: {other}"))
+                    }
+                })?;
+            ops.finish_operation(row.id, None, &done(Action::OperationDone))?;
+            Ok(CarriedOut::CredentialsReset {
+                id: row.id,
+                name: name.to_owned(),
+                password: OneTimePassword(password),
             })
         }
         OperationKind::DestroyKey => {
@@ -481,7 +536,10 @@ impl Quorum<'_> {
         source: &str,
         now: SystemTime,
     ) -> Result<Approved, IssueError> {
-        approval::may_approve(self.accounts, officer)?;
+        // Approvals count only from officers who held the role before the operation was
+        // made; an unknown id is refused by the store below.
+        let made = self.ops.operation(id)?.map_or(now, |r| r.created_at);
+        approval::may_approve(self.accounts, officer, made)?;
         let approval = Approval {
             officer: officer.name.clone(),
             comment: comment.to_owned(),
@@ -495,7 +553,12 @@ impl Quorum<'_> {
         )
         .with("comment", comment);
         let row = self.ops.approve_operation(id, &approval, now, &event)?;
-        let tally = approval::tally(self.accounts, &row.approvals, row.op.approvals_needed)?;
+        let tally = approval::tally(
+            self.accounts,
+            &row.approvals,
+            row.op.approvals_needed,
+            row.created_at,
+        )?;
         if !tally.reached() {
             return Ok(Approved::Pending {
                 approvals: tally.counted,
@@ -530,11 +593,37 @@ impl Quorum<'_> {
     }
 }
 
-/// Creates a user with a one-time password (returned once). A user with the admin role,
-/// when `policy.create_admin` asks for approvals, is created disabled together with a
-/// pending `create_admin` operation (its id is returned too): they cannot sign in until
-/// that many officers approve. Audited as `user.created` (with `pending`) and
-/// `operation.requested`.
+/// The operation (and the approvals it needs) under which a user with `roles` is created,
+/// or `None` if it is created at once: the admin role under `create_admin`, the officer role
+/// under `grant_officer` (both: the larger quorum).
+pub fn creation_quorum(
+    policy: &QuorumPolicy,
+    roles: &[crate::users::Role],
+) -> Option<(OperationKind, u32)> {
+    use crate::users::Role;
+    let admin = if roles.contains(&Role::Admin) {
+        policy.create_admin
+    } else {
+        0
+    };
+    let officer = if roles.contains(&Role::Officer) {
+        policy.grant_officer
+    } else {
+        0
+    };
+    match (admin, officer) {
+        (0, 0) => None,
+        (a, o) if a >= o => Some((OperationKind::CreateAdmin, a)),
+        (_, o) => Some((OperationKind::GrantOfficer, o)),
+    }
+}
+
+/// Creates a user with a one-time password (returned once). A user with the admin role
+/// (when `policy.create_admin` asks for approvals) or the officer role (when
+/// `policy.grant_officer` does) is created disabled together with a pending `create_admin`
+/// or `grant_officer` operation (its id is returned too): they cannot sign in, nor count as
+/// an officer, until that many officers approve. Audited as `user.created` (with
+/// `pending`) and `operation.requested`.
 ///
 /// Fails if the name or roles are not acceptable, the name is taken, or storage fails.
 #[allow(clippy::too_many_arguments)]
@@ -548,25 +637,84 @@ pub fn create_user(
     source: &str,
     now: SystemTime,
 ) -> Result<(zeroize::Zeroizing<String>, Option<i64>), crate::users::UserError> {
-    use crate::users::{self, Role};
-    if !roles.contains(&Role::Admin) || policy.create_admin == 0 {
+    use crate::users;
+    let Some((kind, needed)) = creation_quorum(policy, roles) else {
         let password = users::create_with_one_time_password(users, name, roles, actor, source)?;
         return Ok((password, None));
-    }
+    };
     let (user, password) = users::prepare(name, roles, actor)?;
     let user_event = AuditEvent::new(Action::UserCreated, actor, source, format!("user:{name}"))
         .with("roles", users::roles_text(roles))
         .with("pending", "approval by officers");
-    let (op, op_event) = new_operation(
-        OperationKind::CreateAdmin,
-        name,
-        policy.create_admin,
-        actor,
-        source,
-        now,
-    );
+    let (op, op_event) = new_operation(kind, name, needed, actor, source, now);
     let id = ops.create_pending_admin(&user, &op, &user_event, &op_event)?;
     Ok((password, Some(id)))
+}
+
+/// A one-time password, shown once; never in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OneTimePassword(zeroize::Zeroizing<String>);
+
+impl OneTimePassword {
+    /// Wraps a password made by [`crate::users::one_time_password`].
+    pub fn new(password: zeroize::Zeroizing<String>) -> Self {
+        OneTimePassword(password)
+    }
+
+    /// The password, to show once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OneTimePassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OneTimePassword([redacted])")
+    }
+}
+
+/// What asking for a password reset came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reset {
+    /// Done: the new one-time password, to show once to the one who asked.
+    Done(OneTimePassword),
+    /// The user is an officer and `[quorum] reset_officer` asks for approvals: this
+    /// operation waits for them, and the password will go to the officer who completes it.
+    Pending(i64),
+}
+
+/// Resets `name`'s password. An officer's, when `policy.reset_officer` asks for approvals,
+/// only opens a pending `reset_officer` operation (an administrator who could reset an
+/// officer's password alone could approve as that officer); anyone else's is reset at once
+/// (audited as `user.password_reset`; the reset is recorded as `credentials_reset_at`, so the
+/// user's approvals do not count for anything made before it).
+///
+/// Fails if there is no such user or storage fails.
+pub fn reset_password(
+    users: &dyn crate::users::UserStore,
+    ops: &dyn OperationStore,
+    policy: &QuorumPolicy,
+    name: &str,
+    actor: &str,
+    source: &str,
+    now: SystemTime,
+) -> Result<Reset, crate::users::UserError> {
+    let user = users
+        .user(name)?
+        .ok_or_else(|| StoreError::NotFound(format!("user {name:?}")))?;
+    if user.has(crate::users::Role::Officer) && policy.reset_officer > 0 {
+        let (op, event) = new_operation(
+            OperationKind::ResetOfficer,
+            name,
+            policy.reset_officer,
+            actor,
+            source,
+            now,
+        );
+        return Ok(Reset::Pending(ops.create_operation(&op, &event)?));
+    }
+    let password = crate::users::reset_password(users, name, actor, source)?;
+    Ok(Reset::Done(OneTimePassword(password)))
 }
 
 /// The record and audit event of a new operation.
@@ -603,6 +751,8 @@ mod tests {
             OperationKind::DestroyKey,
             OperationKind::ExportKey,
             OperationKind::ImportKey,
+            OperationKind::GrantOfficer,
+            OperationKind::ResetOfficer,
         ] {
             assert_eq!(OperationKind::parse(k.as_str()), Some(k));
         }

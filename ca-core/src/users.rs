@@ -110,6 +110,14 @@ pub struct User {
     pub created_at: SystemTime,
     /// Who created them.
     pub created_by: String,
+    /// Since when the officer role counts for approvals: set when an officer is created
+    /// without a quorum (`keyhold init --officer`, or `[quorum] grant_officer = 0`) or when
+    /// the quorum that grants the role is reached; `None` while it waits, and for users who
+    /// are no officers. Approvals count only for what was made after it.
+    pub officer_since: Option<SystemTime>,
+    /// When someone else last reset this user's credentials (a one-time password someone
+    /// else saw). Approvals count only for what was made after it.
+    pub credentials_reset_at: Option<SystemTime>,
 }
 
 impl User {
@@ -278,7 +286,9 @@ pub trait UserStore: Send + Sync + fmt::Debug {
     fn password_hash(&self, name: &str) -> Result<Option<PasswordHash>, StoreError>;
 
     /// Sets the password hash and `must_change`, clears the failure counter and lock, ends
-    /// every session of the user except `keep` (a session hash), and appends `event`.
+    /// every session of the user except `keep` (a session hash), and appends `event`. With
+    /// `must_change` (a one-time password someone else has seen: a reset) it also records
+    /// the time as the user's `credentials_reset_at`.
     ///
     /// Fails with `NotFound` if there is no such user.
     fn set_password(

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use ca_core::audit::{AuditEvent, from_unix_micros};
 use ca_core::cms::DigestAlg;
 use ca_core::codesign::{
-    CodesignKeyRow, CodesignStore, KeyBinding, NewCodesignKey, NewSignature, SignatureRow,
-    SigningWindow,
+    CodesignKeyRow, CodesignStore, KeyBinding, NewCodesignKey, NewSignature, OwnerKind,
+    SignatureRow, SigningWindow,
 };
 use ca_core::keystore::{KeyRef, KeySpec, SpkiDer};
 use ca_core::store::{CertificateRow, Serial, StoreError};
@@ -38,6 +38,7 @@ struct KeyRecord {
     serial: Option<String>,
     retired: Option<String>,
     created_at: i64,
+    owner_kind: String,
 }
 
 impl TryFrom<KeyRecord> for CodesignKeyRow {
@@ -56,6 +57,8 @@ impl TryFrom<KeyRecord> for CodesignKeyRow {
                 .map(|s| Serial::parse(&s))
                 .transpose()
                 .map_err(|e| corrupt("code-signing key serial", e))?,
+            owner_kind: OwnerKind::parse(&r.owner_kind)
+                .ok_or_else(|| corrupt("code-signing key owner kind", &r.owner_kind))?,
             owner: r.owner,
             profile: r.profile,
             request_id: r.request_id,
@@ -124,6 +127,7 @@ fn add_key(tx: &mut Tx<'_>, key: &NewCodesignKey, event: &AuditEvent) -> Result<
         .values(KeyRecord {
             label: key.key.label().to_owned(),
             owner: key.owner.clone(),
+            owner_kind: key.owner_kind.as_str().to_owned(),
             profile: key.profile.clone(),
             key_type: key.spec.as_str().to_owned(),
             public_key: key.public_key.as_bytes().to_vec(),

@@ -98,12 +98,15 @@ fn row(conn: &mut AnyConnection, id: i64) -> Result<Option<OperationRow>, StoreE
 }
 
 /// The pending `create_admin` operation waiting for user `name`, if any.
+/// The operations that activate an account they created disabled.
+const ACCOUNT_KINDS: [&str; 2] = ["create_admin", "grant_officer"];
+
 pub(crate) fn pending_admin_op(
     conn: &mut AnyConnection,
     name: &str,
 ) -> Result<Option<i64>, OpError> {
     Ok(operations::table
-        .filter(operations::kind.eq(OperationKind::CreateAdmin.as_str()))
+        .filter(operations::kind.eq_any(ACCOUNT_KINDS))
         .filter(operations::target.eq(name))
         .filter(operations::status.eq(OperationStatus::Pending.as_str()))
         .select(operations::id)
@@ -120,7 +123,7 @@ pub(crate) fn unfinished_admin_op(
     now: SystemTime,
 ) -> Result<Option<(i64, &'static str)>, OpError> {
     let last: Option<(i64, String, i64)> = operations::table
-        .filter(operations::kind.eq(OperationKind::CreateAdmin.as_str()))
+        .filter(operations::kind.eq_any(ACCOUNT_KINDS))
         .filter(operations::target.eq(name))
         .order(operations::id.desc())
         .select((operations::id, operations::status, operations::expires_at))
@@ -183,7 +186,8 @@ fn operation_subject(r: &OperationRecord) -> ca_core::approval::Subject<'_> {
         id: r.id,
         requested_by: &r.requested_by,
         expires_at: from_unix_micros(r.expires_at),
-        beneficiary: (r.kind == OperationKind::CreateAdmin.as_str()).then_some(r.target.as_str()),
+        // Every operation on an account (creating it, granting or resetting it) benefits it.
+        beneficiary: (r.kind != OperationKind::DestroyKey.as_str()).then_some(r.target.as_str()),
     }
 }
 
@@ -255,7 +259,10 @@ impl OperationStore for Db {
             crate::users::create(tx, &user, &user_event)?;
             // Disabled until the quorum activates it: it cannot sign in before.
             diesel::update(crate::schema::users::table.find(&user.name))
-                .set(crate::schema::users::disabled.eq(true))
+                .set((
+                    crate::schema::users::disabled.eq(true),
+                    crate::schema::users::officer_since.eq(None::<i64>),
+                ))
                 .execute(tx.conn)?;
             insert(tx, &op, &op_event)
         })
@@ -349,14 +356,24 @@ impl OperationStore for Db {
         let event = event.clone();
         self.writer.write(move |tx| {
             let r = pending(tx, id)?;
-            if r.kind != OperationKind::CreateAdmin.as_str() {
+            if !ACCOUNT_KINDS.contains(&r.kind.as_str()) {
                 return Err(StoreError::Conflict(format!(
-                    "operation {id} does not create an admin"
+                    "operation {id} does not create an account"
                 ))
                 .into());
             }
-            diesel::update(crate::schema::users::table.find(&r.target))
-                .set(crate::schema::users::disabled.eq(false))
+            use crate::schema::users;
+            let roles: String = users::table
+                .find(&r.target)
+                .select(users::roles)
+                .get_result(tx.conn)?;
+            // The officer role counts from the quorum on, for what is made after it.
+            let officer = roles.split(',').any(|p| p == "officer");
+            diesel::update(users::table.find(&r.target))
+                .set((
+                    users::disabled.eq(false),
+                    users::officer_since.eq(officer.then(|| crate::unix_micros(tx.now))),
+                ))
                 .execute(tx.conn)?;
             set_status(tx, id, OperationStatus::Done, None, None)?;
             tx.audit(&event)

@@ -145,6 +145,8 @@ diesel::table! {
         created_at -> BigInt,
         created_by -> Text,
         password_changed_at -> BigInt,
+        officer_since -> Nullable<BigInt>,
+        credentials_reset_at -> Nullable<BigInt>,
     }
 }
 
@@ -192,6 +194,7 @@ diesel::table! {
         serial -> Nullable<Text>,
         retired -> Nullable<Text>,
         created_at -> BigInt,
+        owner_kind -> Text,
     }
 }
 

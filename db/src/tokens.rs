@@ -75,6 +75,21 @@ fn create(tx: &mut Tx<'_>, token: &NewApiToken, event: &AuditEvent) -> Result<()
         ))
         .into());
     }
+    // A person who owns a code-signing key (a CLI requester may have no account): a token
+    // under their name would look like them in every audit entry (issue 15).
+    let owner: Option<String> = crate::schema::codesign_keys::table
+        .filter(crate::schema::codesign_keys::owner.eq(&token.name))
+        .filter(crate::schema::codesign_keys::owner_kind.eq("user"))
+        .select(crate::schema::codesign_keys::label)
+        .first(tx.conn)
+        .optional()?;
+    if let Some(label) = owner {
+        return Err(StoreError::Conflict(format!(
+            "{:?} owns code-signing key {label}: a token cannot take a key owner's name",
+            token.name
+        ))
+        .into());
+    }
     if exists(tx.conn, &token.name)? {
         return Err(StoreError::Conflict(format!(
             "a token named {:?} exists already (names are never reused, even after revocation)",

@@ -27,6 +27,8 @@ struct UserRecord {
     locked_until: Option<i64>,
     created_at: i64,
     created_by: String,
+    officer_since: Option<i64>,
+    credentials_reset_at: Option<i64>,
 }
 
 impl TryFrom<UserRecord> for User {
@@ -47,6 +49,8 @@ impl TryFrom<UserRecord> for User {
             locked_until: r.locked_until.map(from_unix_micros),
             created_at: from_unix_micros(r.created_at),
             created_by: r.created_by,
+            officer_since: r.officer_since.map(from_unix_micros),
+            credentials_reset_at: r.credentials_reset_at.map(from_unix_micros),
         })
     }
 }
@@ -63,6 +67,7 @@ struct NewUserRecord<'a> {
     created_at: i64,
     created_by: &'a str,
     password_changed_at: i64,
+    officer_since: Option<i64>,
 }
 
 /// Whether a user named `name` exists. API tokens check it too: the two share one namespace,
@@ -102,6 +107,9 @@ pub(crate) fn create(tx: &mut Tx<'_>, user: &NewUser, event: &AuditEvent) -> Res
             created_at: now,
             created_by: &user.created_by,
             password_changed_at: now,
+            // Created without a quorum: the officer role counts from now. The quorum's path
+            // (`create_pending_admin`) clears it until the operation is carried out.
+            officer_since: user.roles.contains(&Role::Officer).then_some(now),
         })
         .execute(tx.conn)?;
     tx.audit(event)
@@ -127,6 +135,13 @@ fn set_password(
             users::password_changed_at.eq(unix_micros(tx.now)),
         ))
         .execute(tx.conn)?;
+    if must_change {
+        // A one-time password someone else has seen: the user's approvals do not count for
+        // anything made before now (ca_core::approval).
+        diesel::update(users::table.find(name))
+            .set(users::credentials_reset_at.eq(Some(unix_micros(tx.now))))
+            .execute(tx.conn)?;
+    }
     let others = sessions::table.filter(sessions::user_name.eq(name));
     match keep {
         Some(k) => {
@@ -162,8 +177,8 @@ fn set_disabled(
             {
                 return Err(StoreError::Conflict(if status == "pending" {
                     format!(
-                        "user {name:?} is an administrator waiting for officers' approval \
-                         (operation {id}): keyhold ops approve {id} --as OFFICER"
+                        "user {name:?} is an administrator or officer waiting for officers' \
+                         approval (operation {id}): keyhold ops approve {id} --as OFFICER"
                     )
                 } else {
                     format!(

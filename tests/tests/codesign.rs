@@ -168,6 +168,17 @@ fn setup(keys: &Arc<dyn KeyStore>, now: SystemTime) -> Setup {
     )
     .unwrap();
     let codesign = Codesign::new(keys.clone(), db.clone(), profiles, issuers);
+    // Approvals count only from officer accounts that held the role before the request.
+    for officer in ["alice", "bob"] {
+        ca_core::users::create_with_one_time_password(
+            db.as_ref(),
+            officer,
+            &[ca_core::users::Role::Officer],
+            "test",
+            "test",
+        )
+        .unwrap();
+    }
     Setup {
         ca,
         codesign,
@@ -293,7 +304,7 @@ fn a_key_held_for_its_owner_signs_after_two_approvals_and_openssl_verifies_the_s
         let sign = |caller: &str, digest: &Digest| {
             s.codesign.sign(
                 &SignRequest {
-                    caller,
+                    caller: ca_core::codesign::Principal::user(caller),
                     key: &label,
                     digest,
                     source: "127.0.0.1",
@@ -378,7 +389,10 @@ fn a_key_held_for_its_owner_signs_after_two_approvals_and_openssl_verifies_the_s
         assert!(!ok, "{}: openssl accepted a tampered file: {out}", b.name);
 
         // The signature is in the key's history and in the audit log, with its digest.
-        let history = s.codesign.history("carol", &label, 10).unwrap();
+        let history = s
+            .codesign
+            .history(ca_core::codesign::Principal::user("carol"), &label, 10)
+            .unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].signature.digest, digest.to_hex());
         let (seq, _) = s.db.audit_head().unwrap().unwrap();

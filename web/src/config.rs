@@ -136,9 +136,10 @@ pub struct BackupConfig {
     pub keep: Option<u32>,
 }
 
-/// `[quorum]`: how many officers must approve each sensitive operation; 0 (the default)
-/// carries it out at once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `[quorum]`: how many officers must approve each sensitive operation; 0 carries it out at
+/// once. Granting the officer role and resetting an officer's password default to 1, so
+/// that no administrator alone can make officers who approve (issue 15); the others to 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuorumConfig {
     /// `keyhold users add NAME --roles admin` (and the UI's equivalent).
@@ -150,6 +151,28 @@ pub struct QuorumConfig {
     /// `keyhold keys export` and `keyhold keys import`.
     #[serde(default)]
     pub export_key: u32,
+    /// `keyhold users add NAME --role officer` (and the UI's equivalent); default 1.
+    #[serde(default = "one")]
+    pub grant_officer: u32,
+    /// `keyhold users reset-password NAME` of an officer (and the UI's); default 1.
+    #[serde(default = "one")]
+    pub reset_officer: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for QuorumConfig {
+    fn default() -> Self {
+        QuorumConfig {
+            create_admin: 0,
+            destroy_key: 0,
+            export_key: 0,
+            grant_officer: one(),
+            reset_officer: one(),
+        }
+    }
 }
 
 impl QuorumConfig {
@@ -162,6 +185,8 @@ impl QuorumConfig {
         ca_core::quorum::QuorumPolicy {
             create_admin: self.create_admin,
             destroy_key: self.destroy_key,
+            grant_officer: self.grant_officer,
+            reset_officer: self.reset_officer,
         }
     }
 }
@@ -363,6 +388,8 @@ mod tests {
                 create_admin: 2,
                 destroy_key: 2,
                 export_key: 0,
+                grant_officer: 1,
+                reset_officer: 1,
             }
         );
     }

@@ -68,6 +68,9 @@ pub struct InitRequest {
     pub database_url: Option<String>,
     /// Who runs the ceremony, for the audit log.
     pub actor: String,
+    /// The first officers (`--officer NAME`): the only officers made without a quorum of
+    /// officers, each with a one-time password shown once (issue 15).
+    pub officers: Vec<String>,
 }
 
 /// What `init` made, for printing.
@@ -79,6 +82,8 @@ pub struct InitOutcome {
     pub files: Vec<PathBuf>,
     /// Where a demo passphrase was stored.
     pub demo_passphrase: Option<PathBuf>,
+    /// The first officers and their one-time passwords, to show once.
+    pub officers: Vec<(String, ca_core::quorum::OneTimePassword)>,
 }
 
 impl InitOutcome {
@@ -129,6 +134,20 @@ impl InitOutcome {
     }
 }
 
+/// Prints the first officers' one-time passwords, once, on standard output (never logged).
+pub fn print_officers(outcome: &InitOutcome) {
+    if outcome.officers.is_empty() {
+        return;
+    }
+    println!(
+        "Officers (one-time passwords, shown once; the first sign-in must change each; more \
+         officers need their approval: keyhold ops):"
+    );
+    for (name, password) in &outcome.officers {
+        println!("  officer {name} {}", password.expose());
+    }
+}
+
 /// A new embedded token's backend: its passphrase from `passphrase_file` or
 /// `KEYHOLD_PASSPHRASE`, or, with `demo` and neither given, one generated and stored.
 ///
@@ -161,6 +180,14 @@ pub fn embedded_backend(passphrase_file: Option<&Path>, demo: bool) -> Result<Ba
 /// refuses, or the data directory cannot be written.
 pub fn run(req: InitRequest, now: SystemTime) -> Result<InitOutcome> {
     req.spec.check()?;
+    for (i, name) in req.officers.iter().enumerate() {
+        if !ca_core::users::valid_name(name) {
+            bail!("invalid officer name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 - _ .");
+        }
+        if req.officers[..i].contains(name) {
+            bail!("officer {name:?} is named twice");
+        }
+    }
     let data_dir = &req.data_dir;
     for marker in [CONFIG_FILE, "token", "ca"] {
         if data_dir.join(marker).exists() {
@@ -254,7 +281,8 @@ fn stage_and_commit(req: &InitRequest, staging: &Path, now: SystemTime) -> Resul
     };
 
     let hierarchy = ceremony::run(&req.spec, store.as_ref(), now)?;
-    let written = record_ceremony(req, staging, &hierarchy, store.backend())
+    let mut officers = Vec::new();
+    let written = record_ceremony(req, staging, &hierarchy, store.backend(), &mut officers)
         .and_then(|()| write_outputs(req, staging, &hierarchy, keystore_config, secrets));
     let files = match written {
         Ok(files) => files,
@@ -270,16 +298,20 @@ fn stage_and_commit(req: &InitRequest, staging: &Path, now: SystemTime) -> Resul
         hierarchy,
         files,
         demo_passphrase,
+        officers,
     })
 }
 
 /// Creates the database (SQLite in the staging directory unless a URL was given) and records
-/// the ceremony in its audit log: every key generated and the CA initialised.
+/// the ceremony in its audit log: every key generated and the CA initialised; then creates
+/// the first officers (audited `user.created`, source `init`), their passwords into
+/// `officers`.
 fn record_ceremony(
     req: &InitRequest,
     staging: &Path,
     hierarchy: &Hierarchy,
     backend: &str,
+    officers: &mut Vec<(String, ca_core::quorum::OneTimePassword)>,
 ) -> Result<()> {
     let url = match &req.database_url {
         Some(url) => crate::config::resolve_sqlite(url, &req.data_dir),
@@ -317,6 +349,22 @@ fn record_ceremony(
     }
     events.push(init);
     db.audit(&events).context("cannot write the audit log")?;
+    for name in &req.officers {
+        // The bootstrap: officers made here hold the role from now, without a quorum (there
+        // is no officer yet to form one); every later officer needs the quorum's approval.
+        let password = ca_core::users::create_with_one_time_password(
+            &db,
+            name,
+            &[ca_core::users::Role::Officer],
+            &req.actor,
+            "init",
+        )
+        .with_context(|| format!("cannot create officer {name:?}"))?;
+        officers.push((
+            name.clone(),
+            ca_core::quorum::OneTimePassword::new(password),
+        ));
+    }
     drop(db);
     // The certificates, requests and the audit log are the CA's business only.
     let file = staging.join(DEFAULT_DB_FILE);

@@ -649,10 +649,13 @@ fn init_demo(paths: &Paths, args: &ServeArgs) -> Result<()> {
             demo: !given,
             database_url: None,
             actor: crate::wiring::os_actor(),
+            // One officer to approve with; more are made under its approval (issue 15).
+            officers: vec!["officer".into()],
         },
         std::time::SystemTime::now(),
     )?;
     print!("{}", outcome.summary(&paths.data_dir));
+    crate::init::print_officers(&outcome);
     Ok(())
 }
 

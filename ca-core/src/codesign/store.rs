@@ -9,6 +9,72 @@ use crate::cms::DigestAlg;
 use crate::keystore::{KeyRef, KeySpec, SpkiDer};
 use crate::store::{CertificateRow, Serial, StoreError};
 
+/// What kind of principal owns a key (issue 15): a person (a user account, or a requester
+/// the CLI names) or an API token. A token is never its owner's namesake: a token named like
+/// a person owns nothing of theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerKind {
+    /// A person, acting through the CLI (`--as NAME`) or signed in.
+    User,
+    /// An API token, authenticated by its secret.
+    Token,
+}
+
+impl OwnerKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerKind::User => "user",
+            OwnerKind::Token => "token",
+        }
+    }
+
+    /// The kind stored as `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(OwnerKind::User),
+            "token" => Some(OwnerKind::Token),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated principal: its kind and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal<'a> {
+    /// A person or a token.
+    pub kind: OwnerKind,
+    /// Its name.
+    pub name: &'a str,
+}
+
+impl<'a> Principal<'a> {
+    /// A person named `name`.
+    pub fn user(name: &'a str) -> Self {
+        Principal {
+            kind: OwnerKind::User,
+            name,
+        }
+    }
+
+    /// The API token named `name`.
+    pub fn token(name: &'a str) -> Self {
+        Principal {
+            kind: OwnerKind::Token,
+            name,
+        }
+    }
+}
+
+impl fmt::Display for Principal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            OwnerKind::User => write!(f, "{}", self.name),
+            OwnerKind::Token => write!(f, "API token {}", self.name),
+        }
+    }
+}
+
 /// A key generated for an owner, as first recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCodesignKey {
@@ -16,6 +82,8 @@ pub struct NewCodesignKey {
     pub key: KeyRef,
     /// Who may sign with it.
     pub owner: String,
+    /// Whether the owner is a person or an API token.
+    pub owner_kind: OwnerKind,
     /// The profile its certificate is requested under.
     pub profile: String,
     /// Its type.
@@ -44,6 +112,8 @@ pub struct CodesignKeyRow {
     pub key: KeyRef,
     /// Who may sign with it.
     pub owner: String,
+    /// Whether the owner is a person or an API token.
+    pub owner_kind: OwnerKind,
     /// The profile its certificate is requested under.
     pub profile: String,
     /// Its type.
@@ -58,6 +128,16 @@ pub struct CodesignKeyRow {
     pub retired: Option<String>,
     /// When it was generated.
     pub created_at: SystemTime,
+}
+
+impl CodesignKeyRow {
+    /// Its owner, as a principal.
+    pub fn owner(&self) -> Principal<'_> {
+        Principal {
+            kind: self.owner_kind,
+            name: &self.owner,
+        }
+    }
 }
 
 /// A limit the store enforces when it records a signature: fewer than `max` signatures with

@@ -29,6 +29,7 @@ impl CodesignStore for FakeStore {
         let row = CodesignKeyRow {
             key: key.key.clone(),
             owner: key.owner.clone(),
+            owner_kind: key.owner_kind,
             profile: key.profile.clone(),
             spec: key.spec,
             public_key: key.public_key.clone(),
@@ -287,6 +288,7 @@ fn fixture() -> Fixture {
         CodesignKeyRow {
             key: key.clone(),
             owner: "carol".into(),
+            owner_kind: OwnerKind::User,
             profile: "code-signing".into(),
             spec: KeySpec::EcP256,
             public_key,
@@ -330,7 +332,7 @@ fn digest() -> Digest {
 fn sign_as(f: &Fixture, caller: &str, at: SystemTime) -> Result<Signature, CodesignError> {
     f.codesign.sign(
         &SignRequest {
-            caller,
+            caller: Principal::user(caller),
             key: f.key.label(),
             digest: &digest(),
             source: "127.0.0.1",
@@ -373,13 +375,52 @@ fn signs_for_the_owner_and_audits_digest_key_caller_and_time() {
     assert_eq!(detail("certificate"), sig.serial.as_str());
     assert_eq!(detail("signing_time"), "2027-01-15T08:00:05Z");
 
-    let history = f.codesign.history("carol", "cs-carol", 10).unwrap();
+    let history = f
+        .codesign
+        .history(Principal::user("carol"), "cs-carol", 10)
+        .unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].signature.at, at);
     assert!(matches!(
-        f.codesign.history("mallory", "cs-carol", 10),
+        f.codesign
+            .history(Principal::user("mallory"), "cs-carol", 10),
         Err(CodesignError::Forbidden(_))
     ));
+}
+
+#[test]
+fn a_token_named_like_the_owner_is_not_the_owner() {
+    let f = fixture();
+    let sign = |caller| {
+        f.codesign.sign(
+            &SignRequest {
+                caller,
+                key: f.key.label(),
+                digest: &digest(),
+                source: "127.0.0.1",
+            },
+            f.now,
+        )
+    };
+    let err = sign(Principal::token("carol")).unwrap_err();
+    assert!(matches!(err, CodesignError::Forbidden(_)), "{err}");
+    assert!(
+        err.to_string().starts_with("API token carol may not sign"),
+        "{err}"
+    );
+    // Nor can anyone but the owner bind a token to the key: not an administrator, not a
+    // token named like the owner.
+    for actor in [Principal::user("root"), Principal::token("carol")] {
+        let err = f
+            .codesign
+            .bind_token("cs-carol", "ci", actor, "test", f.now)
+            .unwrap_err();
+        assert!(matches!(err, CodesignError::Forbidden(_)), "{err}");
+    }
+    f.codesign
+        .bind_token("cs-carol", "ci", Principal::user("carol"), "test", f.now)
+        .unwrap();
+    assert!(sign(Principal::user("carol")).is_ok());
 }
 
 #[test]
@@ -389,7 +430,8 @@ fn refuses_a_caller_who_is_not_the_owner() {
     assert!(matches!(err, CodesignError::Forbidden(_)), "{err}");
     assert_eq!(
         err.to_string(),
-        "mallory may not sign with key cs-carol: only its owner and tokens an administrator bound to it may"
+        "mallory may not sign with key cs-carol: only its owner, and API tokens its owner bound \
+         to it, may"
     );
     assert_eq!(err.kind(), ErrorKind::Rejected);
     nothing_recorded(&f);
@@ -403,7 +445,7 @@ fn refuses_an_unknown_or_malformed_key() {
             .codesign
             .sign(
                 &SignRequest {
-                    caller: "carol",
+                    caller: Principal::user("carol"),
                     key: label,
                     digest: &digest(),
                     source: "cli",
@@ -500,7 +542,7 @@ fn refuses_a_digest_of_the_wrong_algorithm() {
         .codesign
         .sign(
             &SignRequest {
-                caller: "carol",
+                caller: Principal::user("carol"),
                 key: "cs-carol",
                 digest: &sha384,
                 source: "cli",

@@ -31,7 +31,10 @@ impl Ca {
         source: &str,
         now: SystemTime,
     ) -> Result<Outcome, IssueError> {
-        approval::may_approve(self.store.as_ref(), officer)?;
+        // Approvals count only from officers who held the role before the request was made
+        // (see `approval`); an unknown id is refused by the store below.
+        let made = self.store.request(id)?.map_or(now, |r| r.created_at);
+        approval::may_approve(self.store.as_ref(), officer, made)?;
         let approval = Approval {
             officer: officer.name.clone(),
             comment: comment.to_owned(),
@@ -45,7 +48,12 @@ impl Ca {
         )
         .with("comment", comment);
         let row = self.store.approve(id, &approval, now, &event)?;
-        let tally = approval::tally(self.store.as_ref(), &row.approvals, row.approvals_needed)?;
+        let tally = approval::tally(
+            self.store.as_ref(),
+            &row.approvals,
+            row.approvals_needed,
+            row.created_at,
+        )?;
         if !tally.reached() {
             return Ok(Outcome::Pending {
                 request_id: id,
@@ -57,11 +65,16 @@ impl Ca {
         self.issue_approved(&row, source, now)
     }
 
-    /// Why an approval by `officer` would not count now (see [`approval_void`]).
+    /// Why an approval by `officer` of something made at `made` would not count now (see
+    /// [`approval_void`]).
     ///
     /// Fails if the database fails.
-    pub fn approval_void(&self, officer: &str) -> Result<Option<String>, StoreError> {
-        approval_void(self.store.as_ref(), officer)
+    pub fn approval_void(
+        &self,
+        officer: &str,
+        made: SystemTime,
+    ) -> Result<Option<String>, StoreError> {
+        approval_void(self.store.as_ref(), officer, made)
     }
 
     /// The approvals of `row` that no longer count (see [`void_approvals`]).
@@ -103,5 +116,5 @@ pub fn void_approvals(
     store: &dyn Store,
     row: &RequestRow,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    approval::void_approvals(store, &row.approvals)
+    approval::void_approvals(store, &row.approvals, row.created_at)
 }

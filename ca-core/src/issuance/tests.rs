@@ -175,8 +175,21 @@ impl IssuanceLedger for FakeLedger {
         not_here()
     }
 
-    fn account(&self, _: &str) -> Result<Option<crate::users::User>, StoreError> {
-        Ok(None)
+    fn account(&self, name: &str) -> Result<Option<crate::users::User>, StoreError> {
+        // Every name is an officer since the epoch: these tests are about issuance, not
+        // about who counts (crate::approval's tests are).
+        Ok(Some(crate::users::User {
+            name: name.into(),
+            roles: vec![crate::users::Role::Officer],
+            disabled: false,
+            must_change_password: false,
+            failed_logins: 0,
+            locked_until: None,
+            created_at: SystemTime::UNIX_EPOCH,
+            created_by: "test".into(),
+            officer_since: Some(SystemTime::UNIX_EPOCH),
+            credentials_reset_at: None,
+        }))
     }
 
     fn reject(&self, _: i64, _: &str, _: &str, _: &AuditEvent) -> Result<(), StoreError> {

@@ -37,6 +37,7 @@ fn add(b: &Backend, label: &str, owner: &str) {
         &NewCodesignKey {
             key: key(label),
             owner: owner.into(),
+            owner_kind: ca_core::codesign::OwnerKind::User,
             profile: "code-signing".into(),
             spec: KeySpec::EcP256,
             public_key: spki(),
@@ -84,6 +85,7 @@ fn a_key_is_recorded_once_with_its_owner_and_audited(b: &Backend) {
             &NewCodesignKey {
                 key: key("cs-one"),
                 owner: "mallory".into(),
+                owner_kind: ca_core::codesign::OwnerKind::User,
                 profile: "code-signing".into(),
                 spec: KeySpec::EcP384,
                 public_key: spki(),

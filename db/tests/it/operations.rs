@@ -174,6 +174,7 @@ fn a_bound_token_counts_only_while_it_is_neither_revoked_nor_expired(b: &Backend
         &NewCodesignKey {
             key: key.clone(),
             owner: "carol".into(),
+            owner_kind: ca_core::codesign::OwnerKind::User,
             profile: "code-signing".into(),
             spec: KeySpec::EcP256,
             public_key: SpkiDer::parse(&der).unwrap(),

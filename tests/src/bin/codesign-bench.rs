@@ -166,6 +166,16 @@ fn measure(keys: &Arc<dyn KeyStore>, tmp: &Path, n: usize, time: Duration) -> Re
         name: "carol".into(),
         roles: vec!["requester".into()],
     };
+    // Approvals count only from officer accounts that held the role before the request.
+    for officer in ["alice", "bob"] {
+        ca_core::users::create_with_one_time_password(
+            db.as_ref(),
+            officer,
+            &[ca_core::users::Role::Officer],
+            "bench",
+            "bench",
+        )?;
+    }
     let requested = codesign.request_key(
         &ca,
         &KeyRequest {
@@ -241,7 +251,7 @@ fn measure(keys: &Arc<dyn KeyStore>, tmp: &Path, n: usize, time: Duration) -> Re
     let signed = count(&|| {
         codesign.sign(
             &SignRequest {
-                caller: "carol",
+                caller: ca_core::codesign::Principal::user("carol"),
                 key: &label,
                 digest: &digest,
                 source: "bench",

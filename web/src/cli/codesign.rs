@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ca_core::cms::DigestAlg;
-use ca_core::codesign::{Codesign, CodesignError, CodesignStore, KeyRequest, SignRequest};
+use ca_core::codesign::{
+    Codesign, CodesignError, CodesignStore, KeyRequest, Principal, SignRequest,
+};
 use ca_core::issuance::{Ca, Channel, Outcome};
 use ca_core::keystore::{KeyRef, KeySpec};
 use ca_core::policy::Requester;
@@ -103,6 +105,9 @@ pub enum CodesignCommand {
         /// The API token's name.
         #[arg(long, value_name = "NAME")]
         token: String,
+        /// The key's owner, consenting (only the owner binds a token to their key).
+        #[arg(long = "as", value_name = "OWNER")]
+        owner: String,
     },
     /// Take back `bind` (audited).
     Unbind {
@@ -256,7 +261,7 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             let now = SystemTime::now();
             let signed = codesign.sign(
                 &SignRequest {
-                    caller: &caller,
+                    caller: Principal::user(&caller),
                     key,
                     digest: &digest,
                     source: "cli",
@@ -330,29 +335,32 @@ pub fn run(cli: &Cli, cmd: &CodesignCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::from(crate::cli::issue::EXIT_PENDING))
         }
-        CodesignCommand::Bind { key, token } => {
+        CodesignCommand::Bind { key, token, owner } => {
             let Loaded { codesign, .. } = load(cli)?;
-            codesign.bind_token(key, token, &cli_admin(), "cli", SystemTime::now())?;
+            codesign.bind_token(key, token, Principal::user(owner), "cli", SystemTime::now())?;
             println!("API token {token} may now sign with key {key}");
             Ok(ExitCode::SUCCESS)
         }
         CodesignCommand::Unbind { key, token } => {
             let Loaded { codesign, .. } = load(cli)?;
-            codesign.unbind_token(key, token, &cli_admin(), "cli")?;
+            // Taking a binding back needs no consent: the operator of the data directory may.
+            let actor = cli_actor();
+            codesign.unbind_token(key, token, Principal::user(&actor), true, "cli")?;
             println!("API token {token} may no longer sign with key {key}");
             Ok(ExitCode::SUCCESS)
         }
         CodesignCommand::History { key, caller, limit } => {
             let caller = caller.clone().unwrap_or_else(cli_actor);
             let Loaded { codesign, .. } = load(cli)?;
-            let rows = match codesign.history(&caller, key, (*limit).clamp(1, 1000)) {
-                Ok(rows) => rows,
-                Err(e @ CodesignError::Forbidden(_)) => {
-                    eprintln!("refused: {e}");
-                    return Ok(ExitCode::from(EXIT_REJECTED));
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let rows =
+                match codesign.history(Principal::user(&caller), key, (*limit).clamp(1, 1000)) {
+                    Ok(rows) => rows,
+                    Err(e @ CodesignError::Forbidden(_)) => {
+                        eprintln!("refused: {e}");
+                        return Ok(ExitCode::from(EXIT_REJECTED));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             println!(
                 "{:<6} {:<20} {:<16} {:<7} DIGEST",
                 "ID", "AT", "CALLER", "ALG"
@@ -399,13 +407,6 @@ pub(crate) fn destroyed_text(label: &str, revoked: Option<&ca_core::store::Seria
 
 /// Whoever runs the CLI with access to the data directory administers the CA (as for
 /// `keyhold tokens create`); the audit log names their OS user.
-fn cli_admin() -> Requester {
-    Requester {
-        name: cli_actor(),
-        roles: vec!["admin".into()],
-    }
-}
-
 /// What the key-using commands need: the config, the CA's issuers and profiles, the database
 /// and the code-signing service over the configured key store.
 struct Loaded {

@@ -54,6 +54,11 @@ pub struct InitArgs {
     /// data directory).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    /// Create an officer account (repeat for several): the first officers, the only ones
+    /// made without the approval of existing officers. Each one-time password is printed
+    /// once.
+    #[arg(long = "officer", value_name = "NAME")]
+    pub officers: Vec<String>,
 }
 
 pub fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
@@ -104,11 +109,13 @@ pub fn run_init(cli: &Cli, args: &InitArgs) -> Result<()> {
             demo: args.demo,
             database_url: args.database_url.clone(),
             actor: crate::cli::io::cli_actor(),
+            officers: args.officers.clone(),
         },
         SystemTime::now(),
     )?;
 
     print!("{}", outcome.summary(&cli.paths.data_dir));
+    init::print_officers(&outcome);
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `keyhold ops ...`: sensitive operations waiting for a quorum of officers (creating an
-//! administrator, destroying a code-signing key, exporting or importing a wrapped key). The rules live in `ca_core::quorum`; the
+//! administrator or an officer, resetting an officer's password, destroying a code-signing
+//! key, exporting or importing a wrapped key). The rules live in `ca_core::quorum`; the
 //! operation is carried out here once its quorum is reached.
 
 use std::process::ExitCode;
@@ -115,7 +116,9 @@ pub fn run(cli: &Cli, cmd: &OpsCommand) -> Result<ExitCode> {
                     humantime(a.at),
                     plain(&a.comment)
                 );
-                if let Some(why) = ca_core::issuance::approval_void(db.as_ref(), &a.officer)? {
+                if let Some(why) =
+                    ca_core::issuance::approval_void(db.as_ref(), &a.officer, r.created_at)?
+                {
                     println!("      no longer counts: {why}");
                 }
             }
@@ -156,10 +159,23 @@ pub fn run(cli: &Cli, cmd: &OpsCommand) -> Result<ExitCode> {
                     crate::cli::keys::wrapped::carry_out(cli, &config, kind, what, name, Some(id))
                         .map_err(|e| format!("{e:#}"))
                 };
-                let done =
-                    ca_core::quorum::carry_out(db.as_ref(), destroy, transfer, &row, name, "cli")
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                println!("{done}");
+                let done = ca_core::quorum::carry_out(
+                    db.as_ref(),
+                    db.as_ref(),
+                    destroy,
+                    transfer,
+                    &row,
+                    name,
+                    "cli",
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if let ca_core::quorum::CarriedOut::CredentialsReset { password, .. } = &done {
+                    // Alone on standard output, like `keyhold users add`.
+                    println!("{}", password.expose());
+                    eprintln!("{done}");
+                } else {
+                    println!("{done}");
+                }
             }
         },
         OpsCommand::Reject {

@@ -76,10 +76,11 @@ pub fn run(cli: &Cli, cmd: &UsersCommand) -> Result<ExitCode> {
                 users::roles_text(&roles)
             );
             if let Some(id) = pending {
+                let needed =
+                    ca_core::quorum::creation_quorum(&policy, &roles).map_or(0, |(_, n)| n);
                 eprintln!(
-                    "the account cannot sign in until {} officers approve operation {id} \
-                     (keyhold ops approve {id} --as OFFICER)",
-                    policy.create_admin
+                    "the account cannot sign in until {needed} officers approve operation {id} \
+                     (keyhold ops approve {id} --as OFFICER)"
                 );
             }
         }
@@ -111,12 +112,34 @@ pub fn run(cli: &Cli, cmd: &UsersCommand) -> Result<ExitCode> {
             );
         }
         UsersCommand::ResetPassword { name } => {
-            let password = users::reset_password(store, name, &actor, "cli")
-                .with_context(|| format!("cannot reset the password of user {name:?}"))?;
-            println!("{}", password.as_str());
-            eprintln!(
-                "new one-time password for {name:?} above, shown once; their sessions have ended"
-            );
+            let reset = ca_core::quorum::reset_password(
+                store,
+                db.as_ref(),
+                &config.quorum.policy(),
+                name,
+                &actor,
+                "cli",
+                SystemTime::now(),
+            )
+            .with_context(|| format!("cannot reset the password of user {name:?}"))?;
+            match reset {
+                ca_core::quorum::Reset::Done(password) => {
+                    println!("{}", password.expose());
+                    eprintln!(
+                        "new one-time password for {name:?} above, shown once; their sessions \
+                         have ended"
+                    );
+                }
+                ca_core::quorum::Reset::Pending(id) => {
+                    eprintln!(
+                        "{name:?} is an officer: the reset waits for {} officers to approve \
+                         operation {id} (keyhold ops approve {id} --as OFFICER); the one who \
+                         completes it gets the one-time password",
+                        config.quorum.reset_officer
+                    );
+                    return Ok(ExitCode::from(crate::cli::issue::EXIT_PENDING));
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -857,6 +857,10 @@ async fn a_code_signing_key_signs_only_for_its_owner_over_the_api_and_openssl_ve
         name: name.into(),
         roles: vec![role.into()],
     };
+    // Approvals count only from officer accounts that held the role before the request.
+    for officer in ["olga", "oscar"] {
+        crate::quorum::add_user(&fx, officer, &[Role::Officer]);
+    }
     let requested = fx
         .state
         .codesign

@@ -36,7 +36,20 @@ fn person(name: &str, role: &str) -> Requester {
 }
 
 /// A P-256 key held for carol, its certificate issued after two approvals; its label.
+/// A code-signing key asked for through the API by the token `carol` (its owner), issued.
 pub(crate) fn issued_key(fx: &Fixture) -> String {
+    issued_key_via(fx, Channel::Api)
+}
+
+/// A code-signing key for `carol`, asked for through `channel` (the API: the token `carol`
+/// owns it; the CLI: the person `carol` does), issued.
+pub(crate) fn issued_key_via(fx: &Fixture, channel: Channel) -> String {
+    for officer in ["olga", "oscar"] {
+        // Approvals count only from officer accounts that held the role before the request.
+        if crate::quorum::users_of(fx).user(officer).unwrap().is_none() {
+            crate::quorum::add_user(fx, officer, &[Role::Officer]);
+        }
+    }
     let now = SystemTime::now();
     let requested = fx
         .state
@@ -49,7 +62,7 @@ pub(crate) fn issued_key(fx: &Fixture) -> String {
                 subject: "CN=Carol release signing",
                 spec: KeySpec::EcP256,
                 source: "test",
-                channel: Channel::Api,
+                channel,
             },
             now,
         )
@@ -110,10 +123,12 @@ fn signatures(fx: &Fixture) -> Vec<String> {
 }
 
 #[actix_web::test]
-async fn a_token_an_admin_binds_signs_until_unbound_or_revoked_and_others_get_403() {
+async fn a_token_its_owner_binds_signs_until_unbound_or_revoked_and_others_get_403() {
     let fx = Fixture::new();
     let app = app!(fx);
     let label = issued_key(&fx);
+    // The key's owner: the token that asked for it.
+    let owner = fx.token("carol", Role::Requester);
     let admin = fx.token("root-admin", Role::Admin);
     let ci = fx.token("ci-release", Role::Requester);
     let other = fx.token("ci-other", Role::Requester);
@@ -124,24 +139,25 @@ async fn a_token_an_admin_binds_signs_until_unbound_or_revoked_and_others_get_40
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(signatures(&fx).is_empty());
 
-    // Only an administrator binds; unknown keys and tokens are 404, repeats 409.
-    for t in [&ci, &officer] {
+    // Only the owner binds (issue 15: an administrator binding a token it made to someone
+    // else's key is refused); unknown keys and tokens are 404, repeats 409.
+    for t in [&ci, &officer, &admin] {
         let res = test::call_service(&app, bind(t, &label, "ci-release")).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
     }
-    let res = test::call_service(&app, bind(&admin, "cs-nope", "ci-release")).await;
+    let res = test::call_service(&app, bind(&owner, "cs-nope", "ci-release")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = test::call_service(&app, bind(&admin, &label, "no-such-token")).await;
+    let res = test::call_service(&app, bind(&owner, &label, "no-such-token")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = test::call_service(&app, bind(&admin, &label, "ci-release")).await;
+    let res = test::call_service(&app, bind(&owner, &label, "ci-release")).await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let res = test::call_service(&app, bind(&admin, &label, "ci-release")).await;
+    let res = test::call_service(&app, bind(&owner, &label, "ci-release")).await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     let res = test::call_service(
         &app,
         test::TestRequest::post()
             .uri(&format!("/api/v1/codesign/keys/{label}/bindings"))
-            .insert_header(bearer(&admin))
+            .insert_header(bearer(&owner))
             .set_json(json!({"token": "ci-release", "extra": 1}))
             .to_request(),
     )
@@ -164,7 +180,10 @@ async fn a_token_an_admin_binds_signs_until_unbound_or_revoked_and_others_get_40
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(signatures(&fx), ["ci-release"]);
 
-    // Unbound: 403 again; unbinding twice is 404.
+    // Unbound (an administrator may take a binding back): 403 again; twice is 404; another
+    // requester cannot unbind.
+    let res = test::call_service(&app, unbind(&other, &label, "ci-release")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = test::call_service(&app, unbind(&admin, &label, "ci-release")).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = test::call_service(&app, unbind(&admin, &label, "ci-release")).await;
@@ -174,7 +193,7 @@ async fn a_token_an_admin_binds_signs_until_unbound_or_revoked_and_others_get_40
 
     // Bound again, then revoked: the token stops at once (401 at the door), and the core
     // refuses the binding of a revoked token too (the CLI path, which has no token check).
-    let res = test::call_service(&app, bind(&admin, &label, "ci-release")).await;
+    let res = test::call_service(&app, bind(&owner, &label, "ci-release")).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     fx.state
         .tokens
@@ -195,7 +214,7 @@ async fn a_token_an_admin_binds_signs_until_unbound_or_revoked_and_others_get_40
         .codesign
         .sign(
             &ca_core::codesign::SignRequest {
-                caller: "ci-release",
+                caller: ca_core::codesign::Principal::token("ci-release"),
                 key: &label,
                 digest: &digest,
                 source: "cli",
@@ -207,11 +226,11 @@ async fn a_token_an_admin_binds_signs_until_unbound_or_revoked_and_others_get_40
         matches!(err, ca_core::codesign::CodesignError::Forbidden(_)),
         "{err}"
     );
-    let res = test::call_service(&app, bind(&admin, &label, "ci-other")).await;
+    let res = test::call_service(&app, bind(&owner, &label, "ci-other")).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(signatures(&fx), ["ci-release"], "nothing more was signed");
 
-    // Every binding change is audited, naming the administrator.
+    // Every binding change is audited, naming who made it.
     let store = &fx.state.ledger;
     let head = store.audit_head().unwrap().unwrap().0;
     let changes: Vec<(String, String)> = store
@@ -224,10 +243,10 @@ async fn a_token_an_admin_binds_signs_until_unbound_or_revoked_and_others_get_40
     assert_eq!(
         changes,
         [
-            ("codesign.token_bound".to_owned(), "root-admin".to_owned()),
+            ("codesign.token_bound".to_owned(), "carol".to_owned()),
             ("codesign.token_unbound".to_owned(), "root-admin".to_owned()),
-            ("codesign.token_bound".to_owned(), "root-admin".to_owned()),
-            ("codesign.token_bound".to_owned(), "root-admin".to_owned()),
+            ("codesign.token_bound".to_owned(), "carol".to_owned()),
+            ("codesign.token_bound".to_owned(), "carol".to_owned()),
         ]
     );
 }
@@ -235,7 +254,8 @@ async fn a_token_an_admin_binds_signs_until_unbound_or_revoked_and_others_get_40
 #[actix_web::test]
 async fn keyhold_codesign_bind_and_unbind_on_the_command_line() {
     let fx = Fixture::new();
-    let label = issued_key(&fx);
+    // Owned by the person carol (asked for on the command line).
+    let label = issued_key_via(&fx, Channel::Cli);
     fx.token("ci-release", Role::Requester);
     let dir = fx.tmp.path().join("data");
     let policies = shipped_policies();
@@ -245,18 +265,27 @@ async fn keyhold_codesign_bind_and_unbind_on_the_command_line() {
             .arg(&policies)
             .args(args))
     };
-    let r = keyhold(&["codesign", "bind", "--key", &label, "--token", "ci-release"]);
+    let bind_as = |who: &str, token: &str| {
+        keyhold(&[
+            "codesign", "bind", "--key", &label, "--token", token, "--as", who,
+        ])
+    };
+    // Only the owner consents: the operator's own name, or another person's, is refused.
+    let r = bind_as("root", "ci-release");
+    assert!(!r.ok, "{}", r.stdout);
+    assert!(r.stderr.contains("is not the owner"), "{}", r.stderr);
+    let r = bind_as("carol", "ci-release");
     assert!(r.ok, "{}", r.stderr);
     assert!(r.stdout.contains("may now sign"), "{}", r.stdout);
     assert_eq!(fx.state.codesign.bindings(&label).unwrap(), ["ci-release"]);
-    let r = keyhold(&["codesign", "bind", "--key", &label, "--token", "ci-release"]);
+    let r = bind_as("carol", "ci-release");
     assert!(!r.ok);
     assert!(
         r.stderr.contains("bound to code-signing key"),
         "{}",
         r.stderr
     );
-    let r = keyhold(&["codesign", "bind", "--key", &label, "--token", "ghost"]);
+    let r = bind_as("carol", "ghost");
     assert!(!r.ok);
     assert!(r.stderr.contains("\"ghost\""), "{}", r.stderr);
     let r = keyhold(&[

@@ -58,8 +58,21 @@ pub(crate) fn with_pass(dir: &Path, args: &[&str]) -> Run {
     run(keyhold(dir).args(args).env("KEYHOLD_PASSPHRASE", PASS))
 }
 
+/// The officers every test CA starts with (`keyhold init --officer`): approvals count only
+/// from officer accounts that held the role before what they approve was made.
+pub(crate) const OFFICERS: [&str; 7] = ["alice", "bob", "carol", "cyril", "dave", "olga", "oscar"];
+
+/// `init --officer NAME` for each of [`OFFICERS`], after `args`.
+pub(crate) fn init_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    for name in OFFICERS {
+        all.extend(["--officer", name]);
+    }
+    all
+}
+
 pub(crate) fn init_embedded(dir: &Path) -> Run {
-    with_pass(dir, &["init"])
+    with_pass(dir, &init_args(&["init"]))
 }
 
 /// Every file under `dir` with its contents, to prove a failed command changed nothing.
@@ -334,7 +347,7 @@ pub(crate) fn token() -> Option<(&'static str, PathBuf)> {
 
 pub(crate) fn init_pkcs11(dir: &Path, token: &str, prefix: &str, pin: &str) -> Run {
     run(keyhold(dir)
-        .args([
+        .args(init_args(&[
             "init",
             "--keystore",
             "pkcs11",
@@ -342,7 +355,7 @@ pub(crate) fn init_pkcs11(dir: &Path, token: &str, prefix: &str, pin: &str) -> R
             token,
             "--key-prefix",
             prefix,
-        ])
+        ]))
         .env("KEYHOLD_PKCS11_PIN", pin))
 }
 

@@ -17,6 +17,8 @@ mod harden;
 mod hsm_cluster;
 mod issue;
 mod ocsp;
+mod officers;
+mod owners;
 mod presign;
 mod quorum;
 mod revoke;

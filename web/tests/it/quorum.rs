@@ -230,7 +230,9 @@ async fn an_administrator_account_cannot_approve_under_an_officer_role_claimed_o
 #[actix_web::test]
 async fn a_request_past_its_deadline_shows_expired_everywhere_and_cannot_be_approved() {
     let fx = Fixture::new();
-    add_user(&fx, "alice", &[Role::Officer]);
+    for name in ["alice", "bob"] {
+        add_user(&fx, name, &[Role::Officer]);
+    }
     let now = SystemTime::now();
     // Received eight days ago: the code-signing profile gives seven.
     let id = code_signing_request(&fx, "Old request", now - Duration::from_secs(8 * 86_400));
@@ -474,7 +476,7 @@ async fn destroying_a_code_signing_key_under_quorum_revokes_its_certificate_and_
             .unwrap();
         fx.state.codesign.sign(
             &ca_core::codesign::SignRequest {
-                caller: "carol",
+                caller: ca_core::codesign::Principal::token("carol"),
                 key: &label,
                 digest: &digest,
                 source: "test",

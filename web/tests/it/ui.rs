@@ -814,7 +814,8 @@ async fn keyhold_users_prints_one_time_passwords_once_and_audits_changes() {
     use crate::cli::{fails_with, keyhold, run};
     let fx = Fixture::new();
     let dir = fx.tmp.path().join("data");
-    let r = run(keyhold(&dir).args(["users", "add", "alice", "--role", "auditor,officer"]));
+    // Not an officer: making one waits for officers (officers.rs tests that).
+    let r = run(keyhold(&dir).args(["users", "add", "alice", "--role", "auditor,requester"]));
     assert!(r.ok, "{}", r.stderr);
     let otp = r.stdout.trim().to_owned();
     assert_eq!(
@@ -827,14 +828,14 @@ async fn keyhold_users_prints_one_time_passwords_once_and_audits_changes() {
     let s = store(&fx);
     assert!(s.password_hash("alice").unwrap().unwrap().verify(&otp));
     let alice = s.user("alice").unwrap().unwrap();
-    assert_eq!(alice.roles, vec![Role::Officer, Role::Auditor]);
+    assert_eq!(alice.roles, vec![Role::Auditor, Role::Requester]);
     assert!(alice.must_change_password);
 
     let r = run(keyhold(&dir).args(["users", "list"]));
     assert!(r.ok, "{}", r.stderr);
     let line = r.stdout.lines().find(|l| l.starts_with("alice")).unwrap();
     assert!(
-        line.contains("officer,auditor") && line.contains("new"),
+        line.contains("auditor,requester") && line.contains("new"),
         "{line}"
     );
     assert!(!r.stdout.contains(&otp));
@@ -980,7 +981,8 @@ async fn administrators_manage_users_in_the_ui() {
             form(&[
                 ("csrf", &csrf),
                 ("name", "nora"),
-                ("officer", "on"),
+                // Not an officer: making one waits for officers (officers.rs tests that).
+                ("auditor", "on"),
                 ("requester", "on"),
             ]),
         )
@@ -990,7 +992,7 @@ async fn administrators_manage_users_in_the_ui() {
     assert_eq!(res.status(), StatusCode::OK);
     let otp = one_time_password_in(&body(res).await);
     let nora = store(&fx).user("nora").unwrap().unwrap();
-    assert_eq!(nora.roles, vec![Role::Officer, Role::Requester]);
+    assert_eq!(nora.roles, vec![Role::Auditor, Role::Requester]);
     assert!(nora.must_change_password);
     assert!(
         store(&fx)

@@ -211,10 +211,7 @@ fn a_key_moves_wrapped_between_two_softhsm2_tokens_under_quorum_and_signs_the_sa
 
     // Under quorum: the export waits for two officers; one is not enough.
     set_quorum(&a, 2);
-    for who in ["alice", "bob"] {
-        let r = at(&a, &["users", "add", who, "--role", "officer"]);
-        assert!(r.ok, "{}", r.stderr);
-    }
+    // alice, bob and carol are officers since `init --officer` (init_pkcs11).
     let r = export("wr-moves", "wr-kek");
     assert_eq!(r.code, Some(3), "{}{}", r.stdout, r.stderr);
     assert!(
@@ -247,8 +244,7 @@ fn a_key_moves_wrapped_between_two_softhsm2_tokens_under_quorum_and_signs_the_sa
 
     // The import into token B waits for its one officer; a rejection ends another request.
     set_quorum(&b, 1);
-    let r = at(&b, &["users", "add", "carol", "--role", "officer"]);
-    assert!(r.ok, "{}", r.stderr);
+    // carol is an officer of B since `init --officer` (init_pkcs11).
     let import = || {
         at(
             &b,
@@ -509,7 +505,7 @@ fn an_embedded_key_moves_re_encrypted_to_an_age_recipient_and_under_quorum() {
 
     // Into B, under a quorum of one officer; the wrong identity is refused at the quorum.
     set_quorum(&b, 1);
-    assert!(emb(&b, &["users", "add", "olga", "--role", "officer"]).ok);
+    // olga is an officer since `init --officer` (init_embedded).
     let import = |identity: &Path| {
         emb(
             &b,

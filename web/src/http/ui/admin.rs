@@ -27,7 +27,9 @@ fn row(u: &User, me: &str, now: SystemTime) -> UserRow {
     }
 }
 
-async fn page(
+/// The users page; a one-time password, if given, appears once (the officer who completes
+/// a `reset_officer` quorum sees it here too).
+pub(super) async fn page(
     state: &AppState,
     s: &SignedIn,
     status: StatusCode,
@@ -106,6 +108,7 @@ pub async fn create_user(
     .into_iter()
     .filter_map(|(r, on)| on.then_some(r))
     .collect();
+    let roles_shown = roles.clone();
     let store = super::users(&state);
     let (db, quorum) = (state.operations.clone(), state.quorum);
     let (name, actor, src) = (
@@ -133,12 +136,12 @@ pub async fn create_user(
     match made {
         Ok((password, pending)) => {
             let shown = (name.clone(), Hidden(password.as_str().to_owned()));
+            let needed = ca_core::quorum::creation_quorum(&quorum, &roles_shown).map_or(0, |q| q.1);
             let notice = Some(match pending {
                 None => format!("Created {name}."),
                 Some(id) => format!(
-                    "Created {name}, waiting for {} officers to approve (operation {id}): \
-                     the account cannot sign in before.",
-                    quorum.create_admin
+                    "Created {name}, waiting for {needed} officers to approve (operation {id}): \
+                     the account cannot sign in before."
                 ),
             });
             page(&state, &s, StatusCode::OK, notice, Some(shown), None).await
@@ -207,14 +210,37 @@ pub async fn change_user(
         }
         "reset-password" => {
             let n = name.clone();
-            let password =
-                web::block(move || users::reset_password(store.as_ref(), &n, &actor, &src))
-                    .await??;
-            let notice = Some(format!(
-                "{name} has a new one-time password; their sessions have ended."
-            ));
-            let shown = (name, Hidden(password.as_str().to_owned()));
-            page(&state, &s, StatusCode::OK, notice, Some(shown), None).await
+            let (ops, quorum) = (state.operations.clone(), state.quorum);
+            let reset = web::block(move || {
+                ca_core::quorum::reset_password(
+                    store.as_ref(),
+                    ops.as_ref(),
+                    &quorum,
+                    &n,
+                    &actor,
+                    &src,
+                    SystemTime::now(),
+                )
+            })
+            .await??;
+            match reset {
+                ca_core::quorum::Reset::Done(password) => {
+                    let notice = Some(format!(
+                        "{name} has a new one-time password; their sessions have ended."
+                    ));
+                    let shown = (name, Hidden(password.expose().to_owned()));
+                    page(&state, &s, StatusCode::OK, notice, Some(shown), None).await
+                }
+                ca_core::quorum::Reset::Pending(id) => {
+                    let notice = Some(format!(
+                        "{name} is an officer: the reset waits for {} officers to approve \
+                         operation {id}; the officer who completes it gets the one-time \
+                         password.",
+                        quorum.reset_officer
+                    ));
+                    page(&state, &s, StatusCode::ACCEPTED, notice, None, None).await
+                }
+            }
         }
         _ => Err(UiError::NotFound(format!("no user action {action:?}"))),
     }

@@ -224,17 +224,18 @@ pub async fn approve_operation(
     s.check_csrf(&form.csrf.0)?;
     s.require(&[Role::Officer])?;
     let id = id.into_inner();
-    let (ops, db, codesign) = (
+    let (ops, db, codesign, users) = (
         state.operations.clone(),
         state.ledger.clone(),
         state.codesign.clone(),
+        super::users(&state),
     );
     let (officer, src, comment) = (
         s.user.requester(),
         s.source.clone(),
         form.into_inner().comment,
     );
-    let done = web::block(move || -> Result<String, UiError> {
+    let done = web::block(move || -> Result<_, UiError> {
         let now = SystemTime::now();
         // A key export or import is carried out by the approval that completes its quorum,
         // with the CA host's token and file system: officers approve it there, with
@@ -259,7 +260,7 @@ pub async fn approve_operation(
             accounts: db.as_ref(),
         };
         match quorum.approve(id, &officer, comment.trim(), &src, now)? {
-            ca_core::quorum::Approved::Pending { .. } => Ok("op-approved".into()),
+            ca_core::quorum::Approved::Pending { .. } => Ok(None),
             ca_core::quorum::Approved::Ready(row) => {
                 let destroy = |label: &str, why: &str| {
                     codesign
@@ -271,8 +272,9 @@ pub async fn approve_operation(
                         "{kind} is carried out by `keyhold ops approve` only"
                     ))
                 };
-                ca_core::quorum::carry_out(
+                let done = ca_core::quorum::carry_out(
                     ops.as_ref(),
+                    users.as_ref(),
                     destroy,
                     transfer,
                     &row,
@@ -280,12 +282,36 @@ pub async fn approve_operation(
                     &src,
                 )
                 .map_err(|e| UiError::server(ErrorKind::Unavailable, &format!("{e:#}")))?;
-                Ok("op-done".into())
+                Ok(Some(done))
             }
         }
     })
     .await??;
-    Ok(see_other(&format!("{PREFIX}/requests?done={done}&id={id}")))
+    match done {
+        // The officer who completes a reset hands the one-time password over: shown once.
+        Some(ca_core::quorum::CarriedOut::CredentialsReset { name, password, .. }) => {
+            let notice = Some(format!(
+                "Operation {id} done: {name} has a new one-time password, shown once below; \
+                 hand it to them yourself."
+            ));
+            let shown = (name, super::views::Hidden(password.expose().to_owned()));
+            super::admin::page(
+                &state,
+                &s,
+                actix_web::http::StatusCode::OK,
+                notice,
+                Some(shown),
+                None,
+            )
+            .await
+        }
+        Some(_) => Ok(see_other(&format!(
+            "{PREFIX}/requests?done=op-done&id={id}"
+        ))),
+        None => Ok(see_other(&format!(
+            "{PREFIX}/requests?done=op-approved&id={id}"
+        ))),
+    }
 }
 
 /// `POST /ui/operations/{id}/reject` (officers; a reason is required).

@@ -6,9 +6,8 @@ use std::time::SystemTime;
 use actix_web::{HttpResponse, web};
 use ca_core::apitoken::Role;
 use ca_core::cms::{Digest, DigestAlg};
-use ca_core::codesign::SignRequest;
+use ca_core::codesign::{Principal, SignRequest};
 use ca_core::error::ErrorKind;
-use ca_core::policy::Requester;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -64,7 +63,7 @@ pub async fn sign(
     let signature = web::block(move || {
         codesign.sign(
             &SignRequest {
-                caller: &auth.token.name,
+                caller: Principal::token(&auth.token.name),
                 key: &body.key,
                 digest: &digest,
                 source: &auth.source,
@@ -95,13 +94,6 @@ pub struct BindBody {
     pub token: String,
 }
 
-fn admin(auth: &Auth) -> Requester {
-    Requester {
-        name: auth.token.name.clone(),
-        roles: vec![auth.token.role.as_str().to_owned()],
-    }
-}
-
 /// `GET /api/v1/codesign/keys/{label}/bindings`: the tokens bound to a key (readers).
 pub async fn bindings(
     auth: Auth,
@@ -118,35 +110,54 @@ pub async fn bindings(
     Ok(HttpResponse::Ok().json(json!({"key": label, "tokens": tokens})))
 }
 
-/// `POST /api/v1/codesign/keys/{label}/bindings`: lets a token sign with the key (admins).
+/// `POST /api/v1/codesign/keys/{label}/bindings`: lets a token sign with the key, with its
+/// owner's consent: only the token that owns the key may (403 for anyone else, an
+/// administrator's token included).
 pub async fn bind(
     auth: Auth,
     state: web::Data<AppState>,
     label: web::Path<String>,
     body: web::Json<BindBody>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(&[Role::Admin])?;
+    auth.require(&[Role::Requester, Role::Officer, Role::Admin])?;
     let (label, token) = (label.into_inner(), body.into_inner().token);
     let codesign = state.codesign.clone();
-    let (key, name, actor, source) = (label.clone(), token.clone(), admin(&auth), auth.source);
-    web::block(move || codesign.bind_token(&key, &name, &actor, &source, SystemTime::now()))
-        .await?
-        .map_err(ApiError::from)?;
+    let (key, name, actor, source) = (
+        label.clone(),
+        token.clone(),
+        auth.token.name.clone(),
+        auth.source,
+    );
+    web::block(move || {
+        codesign.bind_token(
+            &key,
+            &name,
+            Principal::token(&actor),
+            &source,
+            SystemTime::now(),
+        )
+    })
+    .await?
+    .map_err(ApiError::from)?;
     Ok(HttpResponse::Created().json(json!({"key": label, "token": token})))
 }
 
-/// `DELETE /api/v1/codesign/keys/{label}/bindings/{token}`: takes a binding back (admins).
+/// `DELETE /api/v1/codesign/keys/{label}/bindings/{token}`: takes a binding back (the
+/// owning token, or admins).
 pub async fn unbind(
     auth: Auth,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(&[Role::Admin])?;
+    auth.require(&[Role::Requester, Role::Officer, Role::Admin])?;
     let (label, token) = path.into_inner();
     let codesign = state.codesign.clone();
-    let (actor, source) = (admin(&auth), auth.source);
-    web::block(move || codesign.unbind_token(&label, &token, &actor, &source))
-        .await?
-        .map_err(ApiError::from)?;
+    let admin = auth.token.role == Role::Admin;
+    let (actor, source) = (auth.token.name.clone(), auth.source);
+    web::block(move || {
+        codesign.unbind_token(&label, &token, Principal::token(&actor), admin, &source)
+    })
+    .await?
+    .map_err(ApiError::from)?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,0 +1,1 @@
+ALTER TABLE codesign_keys DROP COLUMN owner_kind;
