@@ -519,7 +519,10 @@ fn an_old_data_directory_signs_code_with_the_fallback_issuer_until_add_issuing_a
     let ceremony = tmp.path().join("ceremony.toml");
     fs::write(&ceremony, "[[issuing]]\nid = \"issuing-ca\"\n").unwrap();
     let dir = tmp.path().join("data");
-    let r = with_pass(&dir, &["init", "--ceremony", ceremony.to_str().unwrap()]);
+    let r = with_pass(
+        &dir,
+        &crate::cli::init_args(&["init", "--ceremony", ceremony.to_str().unwrap()]),
+    );
     assert!(r.ok, "{}", r.stderr);
     let work = tmp.path().join("work");
     fs::create_dir(&work).unwrap();
