@@ -177,6 +177,11 @@ def main():
     if "Replay-Nonce" not in r.headers or 'rel="index"' not in r.headers.get("Link", ""):
         raise CaseFailed(f"newNonce headers lack Replay-Nonce or Link rel=index: {dict(r.headers)}")
     ok('newNonce answers with Replay-Nonce and Link rel="index"')
+    # RFC 8555 7.2: HEAD answers 200, GET 204 No Content, both with a fresh nonce.
+    head, get = http.head(directory["newNonce"]), http.get(directory["newNonce"])
+    if (head.status_code, get.status_code) != (200, 204) or "Replay-Nonce" not in get.headers:
+        raise CaseFailed(f"newNonce: HEAD {head.status_code} and GET {get.status_code}, want 200 and 204")
+    ok("newNonce: HEAD 200, GET 204 No Content")
 
     # 1. Key rollover (RFC 8555 7.3.5): afterwards the account answers to the new key only.
     old_key, new_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())

@@ -19,7 +19,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::header::HeaderValue;
 use actix_web::middleware::{Next, from_fn};
-use actix_web::web;
+use actix_web::{HttpMessage, web};
 use tracing::Instrument;
 
 use crate::http::error::{ApiError, REQUEST_ID};
@@ -185,6 +185,7 @@ async fn request_context(
     // GET. actix-http saw the HEAD before this point and sends the headers only.
     if method == actix_web::http::Method::HEAD {
         req.head_mut().method = actix_web::http::Method::GET;
+        req.extensions_mut().insert(http::WasHead);
     }
     let metrics = req
         .app_data::<web::Data<http::state::AppState>>()

@@ -1,7 +1,7 @@
 //! The directory, newNonce and renewalInfo (RFC 8555 7.1.1, 7.2; RFC 9773).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use ca_core::acme::AcmeProblem;
 use serde_json::{Map, Value, json};
 
@@ -34,13 +34,18 @@ pub async fn directory(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 }
 
 /// `HEAD` (200) and `GET` (204) `/acme/new-nonce` (RFC 8555 7.2): the nonce is in the
-/// header every ACME response carries. HEAD reaches here as GET (see `request_context`),
-/// so both answer 200, which RFC 8555 allows clients to accept.
+/// header every ACME response carries. HEAD reaches here as GET, marked
+/// [`WasHead`](crate::http::WasHead) by `request_context`.
 pub async fn new_nonce(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if state.acme.is_none() {
         return HttpResponse::NotFound().finish();
     }
-    respond(&req, &state, Ok(Reply::empty(StatusCode::OK)))
+    let status = if req.extensions().get::<crate::http::WasHead>().is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    respond(&req, &state, Ok(Reply::empty(status)))
 }
 
 /// `GET /acme/renewal-info/{id}` (RFC 9773 4.2).
