@@ -274,18 +274,7 @@ fn import_now(
     if let Some(id) = op {
         event = event.with("operation", id.to_string());
     }
-    if let Err(e) = db.audit(&[event]) {
-        // Fail closed: a key the audit log does not know must not exist.
-        let undone = ca_core::keystore::KeyStore::destroy(&store, &key).is_ok();
-        bail!(
-            "cannot write the audit log ({e}); the imported key was {}",
-            if undone {
-                "destroyed again"
-            } else {
-                "NOT destroyed: remove it by hand"
-            }
-        );
-    }
+    audit_import_or_undo(&db, &store, &key, event)?;
     Ok(format!(
         "imported key {} (sensitive, {}) sha256:{}",
         key.label(),
@@ -377,18 +366,7 @@ fn import_embedded(
     if let Some(id) = op {
         event = event.with("operation", id.to_string());
     }
-    if let Err(e) = db.audit(&[event]) {
-        // Fail closed: a key the audit log does not know must not exist.
-        let undone = ca_core::keystore::KeyStore::destroy(&store, &key).is_ok();
-        bail!(
-            "cannot write the audit log ({e}); the imported key was {}",
-            if undone {
-                "destroyed again"
-            } else {
-                "NOT destroyed: remove it by hand"
-            }
-        );
-    }
+    audit_import_or_undo(&db, &store, &key, event)?;
     Ok(format!(
         "imported key {} into the embedded token ({}) sha256:{}",
         key.label(),
@@ -424,4 +402,26 @@ fn path_text(path: &Path) -> Result<String> {
     path.to_str()
         .map(str::to_owned)
         .with_context(|| format!("{} is not UTF-8: name another file", path.display()))
+}
+
+/// Audits an imported key, or destroys it again: a key the audit log does not know must not
+/// exist (fail closed).
+fn audit_import_or_undo(
+    db: &db::Db,
+    store: &dyn ca_core::keystore::KeyStore,
+    key: &KeyRef,
+    event: AuditEvent,
+) -> Result<()> {
+    if let Err(e) = db.audit(&[event]) {
+        let undone = store.destroy(key).is_ok();
+        bail!(
+            "cannot write the audit log ({e}); the imported key was {}",
+            if undone {
+                "destroyed again"
+            } else {
+                "NOT destroyed: remove it by hand"
+            }
+        );
+    }
+    Ok(())
 }
