@@ -12,6 +12,7 @@
 //! - [`keychange`]: account key rollover (RFC 8555 7.3.5).
 //! - [`nonce`]: anti-replay nonces minted statelessly, redeemed once through the database.
 //! - [`order`]: the order, authorization and challenge state machine (RFC 8555 7.1.6).
+//! - [`revoke_authz`]: revocation by an account holding authorizations for every name.
 //! - [`store`]: the storage port; [`service`] and [`issue`]: the service that decides, and
 //!   issues through the API's cycle; [`secret`]: the key nonces and EAB keys derive from.
 
@@ -25,6 +26,7 @@ pub mod jws;
 pub mod keychange;
 pub mod nonce;
 pub mod order;
+pub mod revoke_authz;
 pub mod secret;
 pub mod service;
 pub mod store;

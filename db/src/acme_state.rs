@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use ca_core::acme::identifier::Identifier;
 use ca_core::acme::order::{AuthzStatus, ChallengeStatus, OrderStatus};
 use ca_core::acme::store::{
     Account, AccountStatus, AcmeStore, Authz, Challenge, EabKey, Order, StatusText, Validation,
@@ -428,6 +429,39 @@ impl AcmeStore for Db {
                 .count()
                 .get_result(conn)
                 .map_err(db_error)
+        })
+    }
+
+    fn holds_authorization(
+        &self,
+        account_id: &str,
+        identifier: &Identifier,
+        wildcard: bool,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let (kind, value) = match identifier {
+            Identifier::Dns(name) => ("dns", name.clone()),
+            Identifier::Ip(ip) => ("ip", ip.to_string()),
+        };
+        self.read(|conn| {
+            let mut query = acme_authzs::table
+                .filter(acme_authzs::kind.eq(kind))
+                .filter(acme_authzs::value.eq(&value))
+                .filter(acme_authzs::status.eq(AuthzStatus::Valid.as_str()))
+                .filter(acme_authzs::expires_at.gt(unix_micros(now)))
+                .select(acme_authzs::order_id)
+                .into_boxed();
+            if wildcard {
+                query = query.filter(acme_authzs::wildcard.eq(true));
+            }
+            let orders: Vec<String> = query.load(conn).map_err(db_error)?;
+            let mine: i64 = acme_orders::table
+                .filter(acme_orders::id.eq_any(&orders))
+                .filter(acme_orders::account_id.eq(account_id))
+                .count()
+                .get_result(conn)
+                .map_err(db_error)?;
+            Ok(mine > 0)
         })
     }
 

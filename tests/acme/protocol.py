@@ -276,12 +276,59 @@ def main():
         raise CaseFailed(f"downloaded chain: leaf names {sans}, {len(certs)} certificates")
     ok("the order's own CSR issues; the chain downloads as application/pem-certificate-chain, leaf first")
 
+    # 3b. Revocation by another account (RFC 8555 7.6): refused with unauthorized until that
+    #     account holds valid authorizations for every name in the certificate, then allowed.
+    revoke_by_authorized_account(key, kid)
+
     # 4. Renewal information (RFC 9773), profiles (draft-ietf-acme-profiles) and notAfter:
     #    only where the server offers them (ACME_EXPECT_ARI=1; pebble 2.4 has neither).
     if ENV.get("ACME_EXPECT_ARI") == "1":
         ari_profiles_not_after(key, kid, certs)
     else:
         print("     (ARI, profiles, notAfter: not run, ACME_EXPECT_ARI unset)")
+
+
+def authorize(key, kid, name):
+    """A new order for `name` whose dns-01 authorization becomes valid; not finalized."""
+    new_order = directory["newOrder"]
+    r = post(new_order, jws(key, new_order, {"identifiers": [{"type": "dns", "value": name}]}, kid=kid))
+    if r.status_code != 201:
+        raise CaseFailed(f"newOrder for {name}: HTTP {r.status_code}: {r.text[:300]}")
+    for authz_url in r.json()["authorizations"]:
+        authz = post(authz_url, jws(key, authz_url, None, kid=kid)).json()
+        if authz["status"] == "valid":
+            continue
+        chall = next(c for c in authz["challenges"] if c["type"] == "dns-01")
+        digest = hashlib.sha256(f"{chall['token']}.{thumbprint(key)}".encode()).digest()
+        http.post(f"{MGMT}/set-txt", data=json.dumps({"host": f"_acme-challenge.{name}.", "value": b64(digest)}),
+                  verify=False).raise_for_status()
+        post(chall["url"], jws(key, chall["url"], {}, kid=kid))
+        poll(key, kid, authz_url, "valid")
+
+
+def revoke_by_authorized_account(key, kid):
+    name = f"ra.{DOMAIN}"
+    _, leaf = issue(key, kid, name)
+    der = b64(leaf.public_bytes(serialization.Encoding.DER))
+    other = ec.generate_private_key(ec.SECP256R1())
+    other_kid = new_account(other)
+    url = directory["revokeCert"]
+    r = post(url, jws(other, url, {"certificate": der}, kid=other_kid))
+    expect_problem("revocation by an unauthorized account", r, "unauthorized")
+    authorize(other, other_kid, name)
+    r = post(url, jws(other, url, {"certificate": der}, kid=other_kid))
+    if r.status_code != 200:
+        # Pebble 2.4 lets only the ordering account (or the certificate's key) revoke.
+        deviation = f"revocation-by-authorized-account={r.json().get('type', '').removeprefix(ERR)}"
+        if deviation not in ENV.get("ACME_DEVIATIONS", "").split():
+            raise CaseFailed(f"revokeCert by an account authorized for {name}: HTTP {r.status_code}: {r.text[:300]}")
+        print(f"     (known deviation of this server: {deviation}, RFC 8555 7.6 allows it)")
+        r = post(url, jws(key, url, {"certificate": der}, kid=kid))
+        if r.status_code != 200:
+            raise CaseFailed(f"revokeCert by the ordering account: HTTP {r.status_code}: {r.text[:300]}")
+    r = post(url, jws(key, url, {"certificate": der}, kid=kid))
+    expect_problem("revocation after revocation", r, "alreadyRevoked")
+    ok("revokeCert by another account: unauthorized without authorizations, allowed once it holds them")
 
 
 def issue(key, kid, name, extra=None):

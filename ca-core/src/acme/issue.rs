@@ -3,7 +3,8 @@
 //! information (RFC 9773) and EAB keys.
 //!
 //! Invariant: a certificate leaves only for the account whose order made it; a revocation
-//! is signed by that account or by the certificate's own key.
+//! is signed by that account, by an account holding valid authorizations for every name in
+//! the certificate, or by the certificate's own key.
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -253,8 +254,9 @@ impl AcmeService {
         Ok(out)
     }
 
-    /// revokeCert (RFC 8555 7.6): by the account that ordered the certificate, or signed by
-    /// the certificate's own key. Re-signs the OCSP answers before it returns.
+    /// revokeCert (RFC 8555 7.6): by the account that ordered the certificate, by an account
+    /// holding valid authorizations for every name in it, or signed by the certificate's own
+    /// key. Re-signs the OCSP answers before it returns.
     pub fn revoke(
         &self,
         signer: RevokeSigner<'_>,
@@ -280,13 +282,17 @@ impl AcmeService {
         let (actor_name, revoker_name) = match signer {
             RevokeSigner::Account(account) => {
                 let name = actor(&account.id);
-                if row.requester != name {
+                if row.requester == name {
+                    (name.clone(), name)
+                } else if self.authorized_to_revoke(account, &cert, now)? {
+                    (name, row.requester.clone())
+                } else {
                     return Err(AcmeProblem::new(
                         ProblemKind::Unauthorized,
-                        "the certificate was not issued to this account",
+                        "the certificate was not issued to this account, and the account \
+                         holds no valid authorization for every name in it",
                     ));
                 }
-                (name.clone(), name)
             }
             RevokeSigner::CertificateKey(jwk) => {
                 let spki = cert.tbs_certificate().subject_public_key_info();
@@ -344,6 +350,21 @@ impl AcmeService {
                 ))
             }
         }
+    }
+
+    /// Whether `account` holds valid authorizations for every name `cert` carries
+    /// (RFC 8555 7.6); see [`super::revoke_authz`].
+    fn authorized_to_revoke(
+        &self,
+        account: &Account,
+        cert: &Certificate,
+        now: SystemTime,
+    ) -> Result<bool, AcmeProblem> {
+        let Some(ids) = super::revoke_authz::cert_identifiers(cert) else {
+            return Ok(false);
+        };
+        super::revoke_authz::holds_authorizations(self.store.as_ref(), &account.id, &ids, now)
+            .map_err(internal)
     }
 
     /// renewalInfo (RFC 9773): the window for the certificate `id` names; in the past when

@@ -241,6 +241,16 @@ pub trait AcmeStore: Send + Sync + std::fmt::Debug {
     /// Authorizations for `value` (a DNS name without `*.`, or an IP) that expire after
     /// `expires_after` (for the per-identifier rate limit).
     fn authzs_for(&self, value: &str, expires_after: SystemTime) -> Result<i64, StoreError>;
+    /// Whether the account holds an authorization for `identifier` (a DNS name without
+    /// `*.`, or an IP) that is `valid` and unexpired at `now`; with `wildcard`, only one made
+    /// for the wildcard counts (RFC 8555 7.6: revocation by an authorized account).
+    fn holds_authorization(
+        &self,
+        account_id: &str,
+        identifier: &Identifier,
+        wildcard: bool,
+        now: SystemTime,
+    ) -> Result<bool, StoreError>;
     /// Moves an order from `from` to `to`, recording `serial` or `error`, with `event`.
     /// Returns false, writing nothing, if the order was no longer `from`.
     fn set_order_status(

@@ -20,6 +20,7 @@ on_both_backends!(
     one_key_has_one_account_and_deactivation_sticks,
     eab_keys_are_named_once_and_revoked_once,
     an_order_moves_only_from_the_status_seen,
+    only_a_valid_unexpired_authorization_of_the_account_counts_for_revocation,
 );
 
 fn ev(action: Action) -> AuditEvent {
@@ -279,5 +280,66 @@ fn an_order_moves_only_from_the_status_seen(b: &Backend) {
     assert_eq!(
         (order.status, order.serial.as_deref()),
         (OrderStatus::Valid, Some("0a"))
+    );
+}
+
+fn only_a_valid_unexpired_authorization_of_the_account_counts_for_revocation(b: &Backend) {
+    order_with_authz(b);
+    b.db.create_account(
+        &account("other", "tp-other"),
+        &ev(Action::AcmeAccountCreated),
+    )
+    .unwrap();
+    let name = Identifier::Dns("a.internal".into());
+    let holds = |acct: &str, id: &Identifier, wildcard: bool, secs: u64| {
+        b.db.holds_authorization(acct, id, wildcard, t0() + Duration::from_secs(secs))
+            .unwrap()
+    };
+    assert!(
+        !holds("acct", &name, true, 1),
+        "a pending authorization does not count"
+    );
+    assert!(
+        b.db.start_challenge("ch0", &ev(Action::AcmeChallengeAnswered))
+            .unwrap()
+    );
+    assert!(
+        b.db.finish_challenge("ch0", &Validation::Valid, &ev(Action::AcmeValidated))
+            .unwrap()
+    );
+    assert!(
+        holds("acct", &name, true, 1),
+        "the wildcard's own authorization"
+    );
+    assert!(
+        holds("acct", &name, false, 1),
+        "it covers the base name too"
+    );
+    assert!(
+        !holds("other", &name, false, 1),
+        "another account's does not count"
+    );
+    assert!(
+        !holds("acct", &name, false, 3600),
+        "an expired one does not count"
+    );
+    assert!(!holds(
+        "acct",
+        &Identifier::Dns("b.internal".into()),
+        false,
+        1
+    ));
+    let ip = Identifier::Ip("10.0.0.1".parse::<IpAddr>().unwrap());
+    assert!(
+        !holds("acct", &ip, false, 1),
+        "the order's other identifier has no authorization"
+    );
+    assert!(
+        b.db.deactivate_authz("az", &ev(Action::AcmeAuthzDeactivated))
+            .unwrap()
+    );
+    assert!(
+        !holds("acct", &name, true, 1),
+        "a deactivated one does not count"
     );
 }

@@ -1,5 +1,6 @@
-//! revokeCert (RFC 8555 7.6): signed by the account that ordered the certificate (`kid`) or
-//! by the certificate's own key (`jwk`).
+//! revokeCert (RFC 8555 7.6): signed by an account (`kid`: the one that ordered the
+//! certificate, or one holding valid authorizations for every name in it) or by the
+//! certificate's own key (`jwk`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
