@@ -13,6 +13,7 @@
 //! - [`nonce`]: anti-replay nonces minted statelessly, redeemed once through the database.
 //! - [`order`]: the order, authorization and challenge state machine (RFC 8555 7.1.6).
 //! - [`revoke_authz`]: revocation by an account holding authorizations for every name.
+//! - [`upkeep`]: taking over a stopped node's validations; deleting what expired long ago.
 //! - [`store`]: the storage port; [`service`] and [`issue`]: the service that decides, and
 //!   issues through the API's cycle; [`secret`]: the key nonces and EAB keys derive from.
 
@@ -30,6 +31,7 @@ pub mod revoke_authz;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod upkeep;
 
 use crate::error::ErrorKind;
 

@@ -137,6 +137,10 @@ pub enum Action {
     AcmeEabCreated,
     /// An external account binding key was revoked.
     AcmeEabRevoked,
+    /// A live node took over the validation of a challenge whose node stopped.
+    AcmeChallengeReclaimed,
+    /// Expired ACME orders, authorizations and challenges were deleted (counts in details).
+    AcmeSwept,
 }
 
 impl Action {
@@ -194,6 +198,8 @@ impl Action {
             Action::AcmeAuthzDeactivated => "acme.authz_deactivated",
             Action::AcmeEabCreated => "acme.eab_created",
             Action::AcmeEabRevoked => "acme.eab_revoked",
+            Action::AcmeChallengeReclaimed => "acme.challenge_reclaimed",
+            Action::AcmeSwept => "acme.swept",
         }
     }
 }

@@ -5,7 +5,8 @@ use std::time::SystemTime;
 use ca_core::acme::identifier::Identifier;
 use ca_core::acme::order::{AuthzStatus, ChallengeStatus, OrderStatus};
 use ca_core::acme::store::{
-    Account, AccountStatus, AcmeStore, Authz, Challenge, EabKey, Order, StatusText, Validation,
+    Account, AccountStatus, AcmeStore, Authz, Challenge, EabKey, Order, StatusText, Swept,
+    Validation,
 };
 use ca_core::audit::AuditEvent;
 use ca_core::store::StoreError;
@@ -18,6 +19,7 @@ use crate::writer::Tx;
 use crate::{Db, unix_micros};
 
 mod records;
+mod upkeep;
 
 use self::records::{
     AccountRecord, AuthzRecord, ChallengeRecord, EabRecord, OrderRecord, authz_record,
@@ -93,7 +95,12 @@ fn authz_with_challenges(
     Ok((Authz::try_from(r)?, challenges))
 }
 
-fn start_challenge(tx: &mut Tx<'_>, id: &str, event: &AuditEvent) -> Result<bool, OpError> {
+fn start_challenge(
+    tx: &mut Tx<'_>,
+    id: &str,
+    own: Option<&str>,
+    event: &AuditEvent,
+) -> Result<bool, OpError> {
     let authz_id: Option<String> = acme_challenges::table
         .find(id)
         .filter(acme_challenges::status.eq(ChallengeStatus::Pending.as_str()))
@@ -114,8 +121,12 @@ fn start_challenge(tx: &mut Tx<'_>, id: &str, event: &AuditEvent) -> Result<bool
     }
     // RFC 8555 7.1.6: once one challenge is answered, the others of the authorization
     // are moot; only the one answered runs.
+    // The claim lets a live node take the validation over if this one stops.
     diesel::update(acme_challenges::table.find(id))
-        .set(acme_challenges::status.eq(ChallengeStatus::Processing.as_str()))
+        .set((
+            acme_challenges::status.eq(ChallengeStatus::Processing.as_str()),
+            acme_challenges::claimed_by.eq(own),
+        ))
         .execute(tx.conn)?;
     tx.audit(event)?;
     Ok(true)
@@ -561,8 +572,9 @@ impl AcmeStore for Db {
 
     fn start_challenge(&self, id: &str, event: &AuditEvent) -> Result<bool, StoreError> {
         let (id, event) = (id.to_owned(), event.clone());
+        let own = self.node.get().map(|n| n.instance.clone());
         self.writer
-            .write(move |tx| start_challenge(tx, &id, &event))
+            .write(move |tx| start_challenge(tx, &id, own.as_deref(), &event))
     }
 
     fn finish_challenge(
@@ -603,5 +615,56 @@ impl AcmeStore for Db {
                 .map(Challenge::try_from)
                 .collect()
         })
+    }
+    fn orphaned_challenges(
+        &self,
+        now: SystemTime,
+        limit: i64,
+    ) -> Result<Vec<(Challenge, Option<String>)>, StoreError> {
+        let own = self.node.get().map(|n| n.instance.clone());
+        self.read(|conn| upkeep::orphaned(conn, own.as_deref(), now, limit))
+    }
+
+    fn reclaim_challenge(
+        &self,
+        id: &str,
+        from: Option<&str>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let Some(own) = self.node.get().map(|n| n.instance.clone()) else {
+            return Ok(false);
+        };
+        let (id, from, event) = (id.to_owned(), from.map(str::to_owned), event.clone());
+        self.writer
+            .write(move |tx| upkeep::reclaim(tx, &id, from.as_deref(), &own, &event))
+    }
+
+    fn sweep_expired(
+        &self,
+        before: SystemTime,
+        batch: i64,
+        event: &AuditEvent,
+    ) -> Result<Swept, StoreError> {
+        let mut total = Swept::default();
+        for orders in [true, false] {
+            loop {
+                let e = event.clone();
+                let swept = self.writer.write(move |tx| {
+                    if orders {
+                        upkeep::sweep_orders(tx, before, batch, &e)
+                    } else {
+                        upkeep::sweep_authzs(tx, before, batch, &e)
+                    }
+                })?;
+                total.orders += swept.orders;
+                total.authzs += swept.authzs;
+                total.challenges += swept.challenges;
+                let done = if orders { swept.orders } else { swept.authzs };
+                if done < u64::try_from(batch).unwrap_or(u64::MAX) {
+                    break;
+                }
+            }
+        }
+        Ok(total)
     }
 }

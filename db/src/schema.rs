@@ -291,6 +291,7 @@ diesel::table! {
         status -> Text,
         validated_at -> Nullable<BigInt>,
         error -> Nullable<Text>,
+        claimed_by -> Nullable<Text>,
     }
 }
 

@@ -731,17 +731,6 @@ impl AcmeService {
             .map_err(internal)?;
         Ok(())
     }
-
-    /// Challenges left processing (after a restart), to queue again.
-    pub fn processing_challenges(&self) -> Result<Vec<String>, AcmeProblem> {
-        Ok(self
-            .store
-            .processing_challenges(1000)
-            .map_err(internal)?
-            .into_iter()
-            .map(|c| c.id)
-            .collect())
-    }
 }
 
 fn sans_text(sans: &[San]) -> String {

@@ -287,4 +287,45 @@ pub trait AcmeStore: Send + Sync + std::fmt::Debug {
     fn acme_counts(&self) -> Result<(i64, i64), StoreError>;
     /// Challenges left `processing` (by this process or one that died), oldest first.
     fn processing_challenges(&self, limit: i64) -> Result<Vec<Challenge>, StoreError>;
+
+    /// Challenges in `processing` that no live node is validating at `now`: claimed by an
+    /// instance other than this process's whose heartbeat is older than
+    /// [`crate::cluster::DEAD_AFTER`] (or gone), or claimed by none (started before claims
+    /// were recorded). Each with the instance that claimed it.
+    fn orphaned_challenges(
+        &self,
+        now: SystemTime,
+        limit: i64,
+    ) -> Result<Vec<(Challenge, Option<String>)>, StoreError>;
+    /// Claims the processing challenge `id` for this process, if it is still claimed by
+    /// `from` (compare and set), with `event`. Returns false, writing nothing, if another
+    /// node took it first, it settled, or this process has not joined as a node.
+    fn reclaim_challenge(
+        &self,
+        id: &str,
+        from: Option<&str>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Deletes, in batches of at most `batch` orders or authorizations per transaction,
+    /// every order that is not `valid` and expired before `before`, and every authorization
+    /// that expired before `before`, with their challenges. Each transaction that deletes
+    /// something writes `event` with the counts it deleted added. Valid orders stay: one
+    /// per certificate, as the certificates table keeps them.
+    fn sweep_expired(
+        &self,
+        before: SystemTime,
+        batch: i64,
+        event: &AuditEvent,
+    ) -> Result<Swept, StoreError>;
+}
+
+/// What one sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Orders.
+    pub orders: u64,
+    /// Authorizations.
+    pub authzs: u64,
+    /// Challenges.
+    pub challenges: u64,
 }

@@ -23,7 +23,7 @@ on_both_backends!(
     only_a_valid_unexpired_authorization_of_the_account_counts_for_revocation,
 );
 
-fn ev(action: Action) -> AuditEvent {
+pub(crate) fn ev(action: Action) -> AuditEvent {
     AuditEvent::new(action, "acme:test", "test", "acme-test")
 }
 
@@ -39,7 +39,7 @@ fn account(id: &str, thumbprint: &str) -> Account {
     }
 }
 
-fn order_with_authz(b: &Backend) -> (Order, Authz, Vec<Challenge>) {
+pub(crate) fn order_with_authz(b: &Backend) -> (Order, Authz, Vec<Challenge>) {
     b.db.create_account(&account("acct", "tp"), &ev(Action::AcmeAccountCreated))
         .unwrap();
     let order = Order {

@@ -9,6 +9,7 @@ mod support;
 
 mod acme;
 mod acme_state;
+mod acme_upkeep;
 mod approvals;
 mod audit;
 mod backup;

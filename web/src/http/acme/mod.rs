@@ -383,8 +383,8 @@ pub fn time(t: SystemTime) -> String {
     ca_core::revocation::rfc3339(t)
 }
 
-/// Starts ACME for `state`: the service, the validation worker (re-queueing challenges a
-/// stopped process left processing) and the nonce ledger.
+/// Starts ACME for `state`: the service, the validation worker (which takes over challenges
+/// a stopped process left processing) and the nonce ledger.
 ///
 /// Fails if the secret cannot be read, the settings are invalid, the resolver cannot be
 /// found or the worker cannot start.
@@ -418,11 +418,8 @@ pub fn start(
         resolver: dns::resolver(config.dns_resolver.as_deref())
             .map_err(|e| anyhow::anyhow!("[acme] dns_resolver: {e}"))?,
     };
+    // The worker also takes over challenges a stopped process left processing.
     let queue = validate::start(service.clone(), db.clone(), validator)?;
-    match service.processing_challenges() {
-        Ok(ids) => ids.into_iter().for_each(|id| queue.send(id)),
-        Err(p) => tracing::warn!(error = %p.detail, "cannot list challenges left processing"),
-    }
     Ok(Arc::new(Acme {
         service,
         nonces: db,

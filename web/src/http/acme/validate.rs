@@ -1,11 +1,14 @@
 //! Validation off the request path: a thread with its own async runtime takes answered
 //! challenges from a queue, checks each over the network (http-01 RFC 8555 8.3, dns-01 8.4,
 //! tls-alpn-01 RFC 8737, IP identifiers RFC 8738) and records the result through the ACME
-//! service. A challenge left `processing` by a process that stopped is queued again at start.
+//! service. The same thread runs ACME upkeep: every few seconds it takes over the challenges
+//! left `processing` by a node whose heartbeat stopped (or by this node's earlier process),
+//! and every ten minutes it deletes redeemed nonces past their lifetime and orders and
+//! authorizations long expired (`ca_core::acme::upkeep`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use ca_core::acme::identifier::{ChallengeType, Identifier};
@@ -13,6 +16,7 @@ use ca_core::acme::jwk::{dns01_txt_value, tls_alpn01_digest};
 use ca_core::acme::nonce::NonceLedger;
 use ca_core::acme::service::{AcmeService, ValidationJob};
 use ca_core::acme::store::Validation;
+use ca_core::acme::upkeep::RECLAIM_EVERY;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -48,11 +52,12 @@ pub struct Validator {
     pub resolver: SocketAddr,
 }
 
-/// How often redeemed nonces past their lifetime are deleted.
+/// How often redeemed nonces past their lifetime, and ACME state long expired, are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
-/// Starts the validation worker, which also sweeps expired nonce records every
-/// [`SWEEP_EVERY`]; it stops when every [`Queue`] is dropped.
+/// Starts the validation worker, which also takes over the validations of stopped nodes
+/// every [`RECLAIM_EVERY`] and sweeps expired records every [`SWEEP_EVERY`]; it stops when
+/// every [`Queue`] is dropped.
 ///
 /// Fails if the thread or its runtime cannot start.
 pub fn start(
@@ -71,7 +76,7 @@ pub fn start(
         .name("acme-validation".into())
         .spawn(move || {
             runtime.block_on(async move {
-                tokio::spawn(sweep(nonces));
+                tokio::spawn(upkeep(service.clone(), validator.clone(), nonces));
                 while let Some(id) = rx.recv().await {
                     let (service, validator) = (service.clone(), validator.clone());
                     tokio::spawn(async move { run(service, &validator, id).await });
@@ -82,17 +87,61 @@ pub fn start(
     Ok(queue)
 }
 
-async fn sweep(nonces: Arc<dyn NonceLedger>) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
+async fn upkeep(
+    service: Arc<AcmeService>,
+    validator: Arc<Validator>,
+    nonces: Arc<dyn NonceLedger>,
+) {
+    let mut every = tokio::time::interval(RECLAIM_EVERY);
+    let mut last_sweep: Option<tokio::time::Instant> = None;
     loop {
         every.tick().await;
-        let n = nonces.clone();
-        match tokio::task::spawn_blocking(move || n.sweep_nonces(std::time::SystemTime::now()))
+        let s = service.clone();
+        match tokio::task::spawn_blocking(move || s.reclaim_orphaned_challenges(SystemTime::now()))
             .await
         {
-            Ok(Ok(gone)) => tracing::debug!(gone, "acme: expired nonce records swept"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "acme: cannot sweep nonce records"),
-            Err(e) => tracing::error!(error = %e, "acme: nonce sweep task failed"),
+            Ok(Ok(ids)) => {
+                if !ids.is_empty() {
+                    tracing::warn!(
+                        challenges = ids.len(),
+                        "acme: validating challenges a stopped node left processing"
+                    );
+                }
+                for id in ids {
+                    let (service, validator) = (service.clone(), validator.clone());
+                    tokio::spawn(async move { run(service, &validator, id).await });
+                }
+            }
+            Ok(Err(p)) => tracing::warn!(error = %p.detail, "acme: cannot reclaim challenges"),
+            Err(e) => tracing::error!(error = %e, "acme: reclaim task failed"),
+        }
+        if last_sweep.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+            continue;
+        }
+        last_sweep = Some(tokio::time::Instant::now());
+        let (n, s) = (nonces.clone(), service.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            let now = SystemTime::now();
+            (n.sweep_nonces(now), s.sweep_expired(now))
+        })
+        .await;
+        match swept {
+            Ok((nonces, state)) => {
+                match nonces {
+                    Ok(gone) => tracing::debug!(gone, "acme: expired nonce records swept"),
+                    Err(e) => tracing::warn!(error = %e, "acme: cannot sweep nonce records"),
+                }
+                match state {
+                    Ok(s) => tracing::debug!(
+                        orders = s.orders,
+                        authorizations = s.authzs,
+                        challenges = s.challenges,
+                        "acme: expired orders and authorizations swept"
+                    ),
+                    Err(p) => tracing::warn!(error = %p.detail, "acme: cannot sweep expired state"),
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "acme: sweep task failed"),
         }
     }
 }
