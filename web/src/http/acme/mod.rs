@@ -5,6 +5,7 @@
 pub mod account;
 pub mod directory;
 pub mod dns;
+pub mod http01;
 pub mod order;
 pub mod revoke;
 pub mod tls_alpn;

@@ -127,23 +127,36 @@ fn verify_handshake(
     Ok(HandshakeSignatureValid::assertion())
 }
 
-/// Runs the handshake with ALPN `acme-tls/1` and SNI `sni` over `stream`; returns the
-/// presented certificate's DER.
-pub async fn handshake(stream: TcpStream, sni: &str) -> Result<Vec<u8>, String> {
+/// A TLS client handshake over `stream` with SNI `name` and ALPN `alpn` that accepts any
+/// certificate, but checks the handshake signature with the presented certificate's key.
+/// Used by tls-alpn-01 and by http-01 redirects to https (RFC 8555 10.2: not validated).
+pub async fn connect_unverified(
+    stream: TcpStream,
+    name: ServerName<'static>,
+    alpn: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls-alpn-01: {e}"))?
+        .map_err(|e| e.to_string())?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCertificate))
         .with_no_client_auth();
-    config.alpn_protocols = vec![ACME_TLS.to_vec()];
-    let name = ServerName::try_from(sni.to_owned())
-        .map_err(|_| format!("tls-alpn-01: {sni:?} is not a server name"))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, stream)
         .await
-        .map_err(|e| format!("tls-alpn-01: handshake failed: {e}"))?;
+        .map_err(|e| format!("handshake failed: {e}"))
+}
+
+/// Runs the handshake with ALPN `acme-tls/1` and SNI `sni` over `stream`; returns the
+/// presented certificate's DER.
+pub async fn handshake(stream: TcpStream, sni: &str) -> Result<Vec<u8>, String> {
+    let name = ServerName::try_from(sni.to_owned())
+        .map_err(|_| format!("tls-alpn-01: {sni:?} is not a server name"))?;
+    let tls = connect_unverified(stream, name, ACME_TLS)
+        .await
+        .map_err(|e| format!("tls-alpn-01: {e}"))?;
     let (_, session) = tls.get_ref();
     if session.alpn_protocol() != Some(ACME_TLS) {
         return Err("tls-alpn-01: the server did not negotiate acme-tls/1".into());

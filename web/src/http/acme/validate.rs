@@ -17,7 +17,6 @@ use ca_core::acme::nonce::NonceLedger;
 use ca_core::acme::service::{AcmeService, ValidationJob};
 use ca_core::acme::store::Validation;
 use ca_core::acme::upkeep::RECLAIM_EVERY;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -25,8 +24,6 @@ use super::dns;
 
 /// How long one validation may take in all.
 const DEADLINE: Duration = Duration::from_secs(20);
-/// The most of an http-01 response read.
-const MAX_RESPONSE: usize = 16 * 1024;
 
 /// Where answered challenges go.
 #[derive(Debug, Clone)]
@@ -225,94 +222,15 @@ async fn connect(v: &Validator, id: &Identifier, port: u16) -> Result<TcpStream,
     Err(last)
 }
 
-fn host_header(id: &Identifier) -> String {
-    match id {
-        Identifier::Dns(n) => n.clone(),
-        Identifier::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
-        Identifier::Ip(ip) => ip.to_string(),
-    }
-}
-
 /// http-01 (RFC 8555 8.3): `GET /.well-known/acme-challenge/{token}` on port 80 (or the
-/// configured port) must answer 200 with the key authorization (trailing whitespace
-/// ignored). Redirects are not followed.
+/// configured port) must answer 200, perhaps after redirects (see [`super::http01`]), with
+/// the key authorization (trailing whitespace ignored).
 async fn http01(v: &Validator, job: &ValidationJob) -> Result<(), String> {
-    let mut stream = connect(v, &job.identifier, v.http01_port).await?;
-    let request = format!(
-        "GET /.well-known/acme-challenge/{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: keyhold-acme\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        job.challenge.token,
-        host_header(&job.identifier)
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("http-01: cannot send the request: {e}"))?;
-    let mut response = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("http-01: cannot read the response: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        response.extend_from_slice(&chunk[..n]);
-        if response.len() > MAX_RESPONSE {
-            return Err(format!(
-                "http-01: the response exceeds {MAX_RESPONSE} bytes"
-            ));
-        }
-    }
-    let body = http_body(&response)?;
+    let body = super::http01::fetch(v, &job.identifier, &job.challenge.token).await?;
     if body.trim_end() == job.key_authorization {
         Ok(())
     } else {
         Err("http-01: the response is not the key authorization".into())
-    }
-}
-
-/// The body of a 200 response (Content-Length, chunked, or until close).
-fn http_body(response: &[u8]) -> Result<String, String> {
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("http-01: the response has no header end")?;
-    let head = String::from_utf8_lossy(&response[..split]);
-    let raw = &response[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default();
-    if status.split(' ').nth(1) != Some("200") {
-        return Err(format!("http-01: the server answered {status:?}"));
-    }
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(raw)? } else { raw.to_vec() };
-    String::from_utf8(body).map_err(|_| "http-01: the body is not text".into())
-}
-
-fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("http-01: bad chunked body")?;
-        let size_text = String::from_utf8_lossy(&raw[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "http-01: bad chunk size")?;
-        if size == 0 {
-            return Ok(out);
-        }
-        let data = raw
-            .get(eol + 2..eol + 2 + size)
-            .ok_or("http-01: truncated chunk")?;
-        out.extend_from_slice(data);
-        raw = raw
-            .get(eol + 4 + size..)
-            .ok_or("http-01: truncated chunk")?;
     }
 }
 
@@ -355,20 +273,6 @@ fn reverse_name(ip: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_bodies_are_read_plain_and_chunked() {
-        assert_eq!(
-            http_body(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc").as_deref(),
-            Ok("abc")
-        );
-        assert_eq!(
-            http_body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")
-                .as_deref(),
-            Ok("abc")
-        );
-        assert!(http_body(b"HTTP/1.1 404 Not Found\r\n\r\n").is_err());
-    }
 
     #[test]
     fn reverse_names_follow_rfc_8738() {
