@@ -82,7 +82,7 @@ ACME_DIRECTORY="https://localhost:$acme_port/dir" \
   ACME_REJECTED_NAME=blocked.acme-test.internal \
   ACME_EAB_KID=$eab_kid ACME_EAB_HMAC=$eab_hmac ACME_EAB_REQUIRED=1 \
   ACME_EXPECT_OCSP=0 \
-  ACME_DEVIATIONS="${ACME_DEVIATIONS:-alg-none=malformed alg-HS256=malformed wrong-url=malformed CSR-with-other-names=unauthorized revocation-by-authorized-account=unauthorized}" \
+  ACME_DEVIATIONS="${ACME_DEVIATIONS:-alg-none=malformed alg-HS256=malformed wrong-url=malformed CSR-with-other-names=unauthorized revocation-by-authorized-account=unauthorized EdDSA-account=badPublicKey}" \
   "$here/clients.sh" || status=$?
 if [ "$status" != 0 ]; then
   echo "--- pebble log (last 30 lines)" >&2
