@@ -172,6 +172,50 @@ if wants certbot; then
     pass "certbot: EAB with a wrong HMAC key is refused"
   fi
 
+  # ARI (RFC 9773) and profiles, where the server offers them (pebble 2.4 has neither).
+  if [ "${ACME_EXPECT_ARI:-0}" = 1 ]; then
+    # certbot 5.x asks renewalInfo on `renew` and stores the answer's Retry-After (so a
+    # lineage is asked once): one lineage shows "not due", another, revoked, renews early
+    # because ARI says so (certbot asks ARI first, and OCSP only when ARI does not say renew).
+    for n in cb3 cb4; do
+      certbot_in "$cb" certonly "${standalone[@]}" -d "$n.$D" --cert-name "$n" >"$w/log" 2>&1 ||
+        fail "certbot http-01 $n: $(tail -n 15 "$w/log")"
+    done
+    before=$(serial_of "$cb/config/live/cb3/cert.pem")
+    certbot_in "$cb" renew --cert-name cb3 --no-random-sleep-on-renew "${standalone[@]}" >"$w/log" 2>&1 ||
+      fail "certbot renew cb3: $(tail -n 15 "$w/log")"
+    grep -q "renewal-info/" "$cb/logs/letsencrypt.log" || fail "certbot renew did not ask renewalInfo"
+    [ "$(serial_of "$cb/config/live/cb3/cert.pem")" = "$before" ] ||
+      fail "certbot renewed cb3 although its renewal window is ahead"
+    certbot_in "$cb" revoke --cert-name cb4 --no-delete-after-revoke >"$w/log" 2>&1 ||
+      fail "certbot revoke cb4: $(tail -n 15 "$w/log")"
+    before=$(serial_of "$cb/config/live/cb4/cert.pem")
+    certbot_in "$cb" renew --cert-name cb4 --no-random-sleep-on-renew "${standalone[@]}" >"$w/log" 2>&1 ||
+      fail "certbot renew cb4: $(tail -n 15 "$w/log")"
+    grep -q "renewal-info/" "$cb/logs/letsencrypt.log" || fail "certbot renew did not ask renewalInfo"
+    ! grep -q "certificate is revoked" "$cb/logs/letsencrypt.log" ||
+      fail "certbot renewed cb4 because OCSP said revoked, not because of ARI"
+    split_chain "$cb/config/live/cb4/fullchain.pem" "$w/cb4r"
+    verify_cert "$w/cb4r/leaf.pem" "$w/cb4r/rest.pem" "DNS:cb4.$D"
+    [ "$(serial_of "$w/cb4r/leaf.pem")" != "$before" ] || fail "certbot renew kept the revoked cb4"
+    pass "certbot: renew asks ARI; a live certificate is not due, a revoked one renews at once"
+
+    if [ -n "${ACME_PROFILE_NO_WILDCARD:-}" ]; then
+      # The profile's own rules apply: this one allows no wildcard (the default profile
+      # issued *.wc.$D above).
+      certbot_in "$cb" certonly "${standalone[@]}" --required-profile "$ACME_PROFILE_NO_WILDCARD" \
+        -d "cp.$D" --cert-name cp >"$w/log" 2>&1 || fail "certbot --required-profile: $(tail -n 15 "$w/log")"
+      split_chain "$cb/config/live/cp/fullchain.pem" "$w/cp"
+      verify_cert "$w/cp/leaf.pem" "$w/cp/rest.pem" "DNS:cp.$D"
+      expect_log=$cb/logs/letsencrypt.log
+      expect_failure "certbot wildcard under --required-profile $ACME_PROFILE_NO_WILDCARD" 'rejectedIdentifier' \
+        certbot_in "$cb" certonly "${dns_manual[@]}" --required-profile "$ACME_PROFILE_NO_WILDCARD" \
+        -d "*.cp.$D" --cert-name cpw
+      expect_log=""
+      pass "certbot: --required-profile $ACME_PROFILE_NO_WILDCARD issues cp.$D and applies that profile's rules"
+    fi
+  fi
+
   # Deactivation: keep a copy of the account, deactivate it, put the copy back and ask
   # for a certificate with it: the server must refuse the deactivated account.
   cp -a "$cb/config" "$w/certbot-config-copy"
