@@ -357,6 +357,61 @@ CADDY
   caddy_pid=""
   pass "Caddy: http-01 issues kd1.$D, tls-alpn-01 issues kd2.$D, and Caddy serves them"
   pass "Caddy: http-01 issues IP identifier $ACME_IP (RFC 8738)"
+
+  # Renewal by Caddy itself, where the server honours notAfter (Keyhold; pebble 2.4 issues
+  # five-year certificates whatever is asked): a one-day certificate (`lifetime`), renewed
+  # once less than renewal_window_ratio of its lifetime is left, looked at every second.
+  if [ "${ACME_EXPECT_ARI:-0}" = 1 ]; then
+    cat >"$cd_dir/Caddyfile.renew" <<CADDY
+{
+	admin off
+	storage file_system $cd_dir/data
+	http_port $HTTP01_PORT
+	https_port $TLSALPN01_PORT
+	default_bind 127.0.0.1
+	skip_install_trust
+	ocsp_stapling off
+	renew_interval 1s
+	renewal_window_ratio 0.9999
+}
+kd3.$D {
+	tls {
+		issuer acme $ACME_DIRECTORY {
+			email acme-test@example.org
+			trusted_roots $ACME_CA_BUNDLE
+			disable_tlsalpn_challenge
+			lifetime 1d
+			$eab_caddy
+		}
+	}
+	respond "kd3"
+}
+CADDY
+    HOME=$cd_dir XDG_CONFIG_HOME=$cd_dir/config "$CADDY" run --config "$cd_dir/Caddyfile.renew" --adapter caddyfile \
+      >"$cd_dir/caddy-renew.log" 2>&1 &
+    caddy_pid=$!
+    first="" now=""
+    for _ in $(seq 1 600); do
+      crt=$(find "$cd_dir/data/certificates" -name "kd3.$D.crt" 2>/dev/null | head -n 1 || true)
+      if [ -n "$crt" ]; then
+        now=$(serial_of "$crt" 2>/dev/null || true)
+        [ -z "$first" ] && first=$now
+        [ -n "$now" ] && [ "$now" != "$first" ] && break
+      fi
+      kill -0 "$caddy_pid" 2>/dev/null || fail "Caddy exited: $(tail -n 20 "$cd_dir/caddy-renew.log")"
+      sleep 0.1
+    done
+    [ -n "$first" ] || fail "Caddy got no certificate for kd3.$D: $(grep -i error "$cd_dir/caddy-renew.log" | tail -n 5)"
+    [ "$now" != "$first" ] || fail "Caddy did not renew kd3.$D in 60 s: $(grep -i -E 'error|renew' "$cd_dir/caddy-renew.log" | tail -n 5)"
+    split_chain "$crt" "$w/caddy-kd3"
+    verify_cert "$w/caddy-kd3/leaf.pem" "$w/caddy-kd3/rest.pem" "DNS:kd3.$D"
+    ! openssl x509 -in "$w/caddy-kd3/leaf.pem" -noout -checkend 90000 >/dev/null ||
+      fail "Caddy's kd3.$D certificate outlives the one day it asked for"
+    kill "$caddy_pid"
+    wait "$caddy_pid" 2>/dev/null || true
+    caddy_pid=""
+    pass "Caddy: renews kd3.$D by itself (a one-day certificate, lifetime honoured)"
+  fi
 fi
 
 if wants protocol; then
