@@ -70,3 +70,53 @@ pub fn holds_authorizations(
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate naming `san` (openssl's syntax), made by openssl.
+    fn cert_with(san: &str) -> Certificate {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-subj", "/CN=t", "-days", "1", "-outform", "DER"])
+            .args(["-addext", &format!("subjectAltName={san}")])
+            .args(["-keyout", "k.pem", "-out", "c.der"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl must be installed (it is in .ci/setup)");
+        assert!(status.success());
+        Certificate::from_der(&std::fs::read(dir.path().join("c.der")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_certificates_identifiers_are_its_dns_names_and_ips_only() {
+        let ids = cert_identifiers(&cert_with(
+            "DNS:*.A.internal,DNS:a.internal,IP:10.0.0.1,IP:::1",
+        ));
+        assert_eq!(
+            ids,
+            Some(vec![
+                Identifier::Dns("*.a.internal".into()),
+                Identifier::Dns("a.internal".into()),
+                Identifier::Ip("10.0.0.1".parse().unwrap()),
+                Identifier::Ip("::1".parse().unwrap()),
+            ])
+        );
+        assert_eq!(
+            cert_identifiers(&cert_with("DNS:a.internal,email:x@a.internal")),
+            None,
+            "a name ACME cannot authorize makes the certificate unrevocable this way"
+        );
+    }
+}
