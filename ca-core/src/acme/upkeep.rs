@@ -9,10 +9,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::AcmeProblem;
-use super::service::{AcmeService, internal};
+use super::service::AcmeService;
 use super::store::Swept;
 use crate::audit::{Action, AuditEvent};
+use crate::store::StoreError;
 
 /// How long expired orders and authorizations are kept before the sweep deletes them.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -29,13 +29,9 @@ impl AcmeService {
     /// entry per challenge (the store adds which node wrote it).
     ///
     /// Fails if the store fails.
-    pub fn reclaim_orphaned_challenges(&self, now: SystemTime) -> Result<Vec<String>, AcmeProblem> {
+    pub fn reclaim_orphaned_challenges(&self, now: SystemTime) -> Result<Vec<String>, StoreError> {
         let mut mine = Vec::new();
-        for (challenge, from) in self
-            .store
-            .orphaned_challenges(now, 1000)
-            .map_err(internal)?
-        {
+        for (challenge, from) in self.store.orphaned_challenges(now, 1000)? {
             let mut e = AuditEvent::new(
                 Action::AcmeChallengeReclaimed,
                 "system",
@@ -47,8 +43,7 @@ impl AcmeService {
             }
             if self
                 .store
-                .reclaim_challenge(&challenge.id, from.as_deref(), &e)
-                .map_err(internal)?
+                .reclaim_challenge(&challenge.id, from.as_deref(), &e)?
             {
                 mine.push(challenge.id);
             }
@@ -61,12 +56,10 @@ impl AcmeService {
     /// that deleted something, with the counts.
     ///
     /// Fails if the store fails.
-    pub fn sweep_expired(&self, now: SystemTime) -> Result<Swept, AcmeProblem> {
+    pub fn sweep_expired(&self, now: SystemTime) -> Result<Swept, StoreError> {
         let before = now.checked_sub(RETENTION).unwrap_or(SystemTime::UNIX_EPOCH);
         let e = AuditEvent::new(Action::AcmeSwept, "system", "acme-upkeep", "acme-state")
             .with("expired_before", crate::revocation::rfc3339(before));
-        self.store
-            .sweep_expired(before, SWEEP_BATCH, &e)
-            .map_err(internal)
+        self.store.sweep_expired(before, SWEEP_BATCH, &e)
     }
 }

@@ -91,6 +91,7 @@ async fn upkeep(
 ) {
     let mut every = tokio::time::interval(RECLAIM_EVERY);
     let mut last_sweep: Option<tokio::time::Instant> = None;
+    let mut failing = false; // log a failing database once, not every RECLAIM_EVERY
     loop {
         every.tick().await;
         let s = service.clone();
@@ -98,6 +99,7 @@ async fn upkeep(
             .await
         {
             Ok(Ok(ids)) => {
+                failing = false;
                 if !ids.is_empty() {
                     tracing::warn!(
                         challenges = ids.len(),
@@ -109,7 +111,11 @@ async fn upkeep(
                     tokio::spawn(async move { run(service, &validator, id).await });
                 }
             }
-            Ok(Err(p)) => tracing::warn!(error = %p.detail, "acme: cannot reclaim challenges"),
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "acme: cannot reclaim challenges");
+            }
+            Ok(Err(_)) => {}
             Err(e) => tracing::error!(error = %e, "acme: reclaim task failed"),
         }
         if last_sweep.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
@@ -135,7 +141,7 @@ async fn upkeep(
                         challenges = s.challenges,
                         "acme: expired orders and authorizations swept"
                     ),
-                    Err(p) => tracing::warn!(error = %p.detail, "acme: cannot sweep expired state"),
+                    Err(e) => tracing::warn!(error = %e, "acme: cannot sweep expired state"),
                 }
             }
             Err(e) => tracing::error!(error = %e, "acme: sweep task failed"),
