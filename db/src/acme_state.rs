@@ -456,23 +456,20 @@ impl AcmeStore for Db {
         };
         self.read(|conn| {
             let mut query = acme_authzs::table
+                .inner_join(acme_orders::table.on(acme_orders::id.eq(acme_authzs::order_id)))
+                .filter(acme_orders::account_id.eq(account_id))
                 .filter(acme_authzs::kind.eq(kind))
                 .filter(acme_authzs::value.eq(&value))
                 .filter(acme_authzs::status.eq(AuthzStatus::Valid.as_str()))
                 .filter(acme_authzs::expires_at.gt(unix_micros(now)))
-                .select(acme_authzs::order_id)
+                .select(acme_authzs::id)
+                .limit(1)
                 .into_boxed();
             if wildcard {
                 query = query.filter(acme_authzs::wildcard.eq(true));
             }
-            let orders: Vec<String> = query.load(conn).map_err(db_error)?;
-            let mine: i64 = acme_orders::table
-                .filter(acme_orders::id.eq_any(&orders))
-                .filter(acme_orders::account_id.eq(account_id))
-                .count()
-                .get_result(conn)
-                .map_err(db_error)?;
-            Ok(mine > 0)
+            let found: Option<String> = query.get_result(conn).optional().map_err(db_error)?;
+            Ok(found.is_some())
         })
     }
 
@@ -616,6 +613,7 @@ impl AcmeStore for Db {
                 .collect()
         })
     }
+
     fn orphaned_challenges(
         &self,
         now: SystemTime,

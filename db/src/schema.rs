@@ -297,6 +297,7 @@ diesel::table! {
 
 diesel::joinable!(acme_challenges -> acme_authzs (authz_id));
 diesel::allow_tables_to_appear_in_same_query!(acme_challenges, acme_authzs);
+diesel::allow_tables_to_appear_in_same_query!(acme_authzs, acme_orders);
 
 diesel::table! {
     nodes (instance) {

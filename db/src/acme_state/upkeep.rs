@@ -115,11 +115,16 @@ pub(super) fn sweep_orders(
     if orders.is_empty() {
         return Ok(Swept::default());
     }
-    let authz_ids: Vec<String> = acme_authzs::table
+    // Subqueries, not id lists: an order may name up to 100 identifiers, and a list of
+    // every authorization of a batch could pass SQLite's limit on bound parameters.
+    let of_orders = acme_authzs::table
         .filter(acme_authzs::order_id.eq_any(&orders))
-        .select(acme_authzs::id)
-        .load(tx.conn)?;
-    let (authzs, challenges) = delete_authzs(tx, &authz_ids)?;
+        .select(acme_authzs::id);
+    let challenges =
+        diesel::delete(acme_challenges::table.filter(acme_challenges::authz_id.eq_any(of_orders)))
+            .execute(tx.conn)? as u64;
+    let authzs = diesel::delete(acme_authzs::table.filter(acme_authzs::order_id.eq_any(&orders)))
+        .execute(tx.conn)? as u64;
     let deleted =
         diesel::delete(expired.filter(acme_orders::id.eq_any(&orders))).execute(tx.conn)? as u64;
     let swept = Swept {
