@@ -560,6 +560,14 @@ impl Ca {
             return Err(IssueError::Lint(problems));
         }
         lap(Stage::Build);
+        // While the key store is known to be down (every HSM member out), refuse here: a
+        // reservation would only be burnt, a `failed` row and two audit entries per refused
+        // request for as long as the outage lasts.
+        issuer
+            .ca
+            .signer
+            .ready()
+            .map_err(|e| IssueError::Signing(e.into()))?;
 
         // 4. Reserve the serial with its audit entry (one transaction).
         let reservation = NewCertificate {

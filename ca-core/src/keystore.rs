@@ -335,6 +335,13 @@ pub trait Signer: Send + Sync + fmt::Debug {
     /// Fails with [`KeyStoreError::Unavailable`] when the module cannot be reached even after
     /// reconnecting.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyStoreError>;
+
+    /// Fails with [`KeyStoreError::Unavailable`] when the key store already knows it cannot
+    /// sign now (every PKCS#11 member is out), so that a caller can refuse before it writes
+    /// anything. `Ok` promises nothing about the next signature.
+    fn ready(&self) -> Result<(), KeyStoreError> {
+        Ok(())
+    }
 }
 
 /// Which key store backend a CA uses, as written in `keyhold.toml`'s `[keystore]`.

@@ -457,3 +457,47 @@ fn an_unknown_profile_is_refused_before_anything_is_written() {
     assert!(matches!(err, IssueError::UnknownProfile { .. }), "{err}");
     assert!(f.ledger.log().is_empty());
 }
+
+/// A key whose store says it is down (every HSM member out).
+#[derive(Debug)]
+struct DownSigner(Arc<dyn crate::keystore::Signer>);
+
+impl crate::keystore::Signer for DownSigner {
+    fn algorithm(&self) -> crate::keystore::SigAlg {
+        self.0.algorithm()
+    }
+
+    fn public_key(&self) -> &SpkiDer {
+        self.0.public_key()
+    }
+
+    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::keystore::KeyStoreError> {
+        panic!("a key store known to be down was asked to sign")
+    }
+
+    fn ready(&self) -> Result<(), crate::keystore::KeyStoreError> {
+        Err(crate::keystore::KeyStoreError::Unavailable(
+            "no hsm member of token \"ca\" is in service".into(),
+        ))
+    }
+}
+
+#[test]
+fn a_key_store_known_down_is_refused_before_anything_is_written() {
+    let f = fixture();
+    let mut issuers = f.ca.issuers().to_vec();
+    issuers[1].ca.signer = Arc::new(DownSigner(issuers[1].ca.signer.clone()));
+    let ca = Ca::new(
+        issuers,
+        f.ca.profiles().to_vec(),
+        f.ledger.clone(),
+        "https://ca.test",
+    )
+    .unwrap();
+    let f = Fixture { ca, ..f };
+    let err = submit(&f, "client").unwrap_err();
+    assert_eq!(err.kind(), crate::error::ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("no hsm member"), "{err}");
+    assert!(f.ledger.log().is_empty(), "{:?}", f.ledger.log());
+    assert!(f.ledger.rows.lock().unwrap().is_empty());
+}

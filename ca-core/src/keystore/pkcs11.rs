@@ -497,6 +497,11 @@ impl Signer for Pkcs11Signer {
         let raw = self.members.sign(&self.key, &digest)?;
         ec::raw_signature_to_der(&raw, spec)
     }
+
+    /// Out only when no member is in: a member being probed back counts as out.
+    fn ready(&self) -> Result<(), KeyStoreError> {
+        self.members.first().map(|_| ())
+    }
 }
 
 /// Initialises a token in a free slot of `module` and sets its user PIN: the security

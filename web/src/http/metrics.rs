@@ -270,4 +270,8 @@ impl Signer for TimedSigner {
         self.metrics.signing(self.backend, started.elapsed());
         signature
     }
+
+    fn ready(&self) -> Result<(), KeyStoreError> {
+        self.inner.ready()
+    }
 }
