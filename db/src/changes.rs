@@ -102,13 +102,32 @@ pub(crate) fn complete(
     der: &[u8],
     event: &AuditEvent,
 ) -> Result<(), OpError> {
-    let request_id = reserved(tx, serial)?;
+    let (status, request_id, requester, created_at): (String, Option<i64>, String, i64) =
+        certificates::table
+            .find(serial.as_str())
+            .select((
+                certificates::status,
+                certificates::request_id,
+                certificates::requester,
+                certificates::created_at,
+            ))
+            .get_result(tx.conn)
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("certificate {serial}")))?;
+    if status != CertStatus::Reserved.as_str() {
+        return Err(conflict(format!(
+            "certificate {serial} is {status}, not reserved"
+        )));
+    }
     diesel::update(certificates::table.find(serial.as_str()))
         .set((
             certificates::status.eq(CertStatus::Valid.as_str()),
             certificates::der.eq(der),
         ))
         .execute(tx.conn)?;
+    // The dashboard's per-day count: added up over the batch, written once per day and
+    // requester at its end (see `writer.rs`).
+    tx.count_issued(created_at, requester);
     if let Some(id) = request_id {
         // The request was pending when the serial was reserved, and `reject` and
         // `fail_request` refuse a request whose certificate is being signed.

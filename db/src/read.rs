@@ -387,8 +387,9 @@ struct DayCount {
 /// Microseconds in a day: `created_at` is unix microseconds.
 const DAY_MICROS: i64 = 86_400_000_000;
 
-/// See [`ca_core::store::Store::issued_per_day`]. Reads `issued_daily`, which triggers keep
-/// in step with `certificates` (one row per day and requester), so the 90-day chart reads
+/// See [`ca_core::store::Store::issued_per_day`]. Reads `issued_daily`, which the writer
+/// keeps in step with `certificates` in the same transactions (one row per day and
+/// requester; a trigger counts rows inserted already valid), so the 90-day chart reads
 /// a few hundred rows however many certificates there are. `since` is rounded down to its
 /// UTC day.
 pub(crate) fn issued_per_day(

@@ -10,7 +10,9 @@
 //!    fails any other way (a failed audit insert, a constraint) may have written part of its
 //!    change: the whole transaction is rolled back and the batch runs again with each job in
 //!    its own savepoint, so that only that job's change is undone;
-//! 3. store the new chain head, commit once (one fsync for the whole batch);
+//! 3. add the batch's certificates made valid to `issued_daily` (one statement per day and
+//!    requester, not a trigger per certificate), store the new chain head, commit once (one
+//!    fsync for the whole batch);
 //! 4. answer every caller: its own result if the commit succeeded, the commit's error if not.
 //!
 //! Savepoints only on the second try: they cost two statements per job, a good part of a
@@ -78,9 +80,17 @@ pub(crate) struct Tx<'a> {
     chain: &'a mut Chain,
     pub now: SystemTime,
     pub node: Option<&'a NodeId>,
+    /// Certificates this change made valid, by (`created_at`, requester), for `issued_daily`.
+    issued: &'a mut Vec<(i64, String)>,
 }
 
 impl Tx<'_> {
+    /// Counts a certificate made valid in `issued_daily` (its day is that of `created_at`,
+    /// unix microseconds), when the batch ends, with the batch's other counts.
+    pub(crate) fn count_issued(&mut self, created_at: i64, requester: String) {
+        self.issued.push((created_at, requester));
+    }
+
     /// Appends `event` to the audit chain (the caller's savepoint rolls it back with the
     /// change if anything later fails).
     pub(crate) fn audit(&mut self, event: &AuditEvent) -> Result<(), OpError> {
@@ -379,8 +389,10 @@ impl WriterState {
                 let start = lock_chain(conn)?;
                 let mut chain = start;
                 started = true;
+                let mut daily = DailyCounts::default();
                 for job in batch.iter_mut() {
                     let mut tentative = chain;
+                    let mut issued = Vec::new();
                     let now = clock();
                     let mut run = |conn: &mut AnyConnection| {
                         job.run(&mut Tx {
@@ -388,6 +400,7 @@ impl WriterState {
                             chain: &mut tentative,
                             now,
                             node,
+                            issued: &mut issued,
                         })
                     };
                     let ran = if savepoints {
@@ -396,7 +409,10 @@ impl WriterState {
                         run(conn)
                     };
                     match ran {
-                        Ok(()) => chain = tentative,
+                        Ok(()) => {
+                            chain = tentative;
+                            daily.add(issued);
+                        }
                         // Decided before writing anything (see `changes.rs`).
                         Err(OpError::Store(
                             e @ (StoreError::Conflict(_) | StoreError::NotFound(_)),
@@ -410,6 +426,7 @@ impl WriterState {
                         );
                     }
                 }
+                daily.write(conn)?;
                 if chain != start {
                     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
                         .set((
@@ -438,6 +455,56 @@ impl WriterState {
                 Err(Attempt::Failed(e.into()))
             }
         }
+    }
+}
+
+/// Microseconds in a day: `created_at` is unix microseconds.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Adds a batch's certificates made valid to `issued_daily`, one statement per day and
+/// requester (a trigger used to run one per certificate, inside the write every caller
+/// waits on; on PostgreSQL each of those was a new version of the same counter row).
+const COUNT_ISSUED: &str = "\
+    INSERT INTO issued_daily (day, requester, n) VALUES ($1, $2, $3) \
+        ON CONFLICT (day, requester) DO UPDATE SET n = issued_daily.n + excluded.n";
+
+/// A batch's certificates made valid, per (day, requester), in the order first seen.
+#[derive(Default)]
+struct DailyCounts(Vec<(i64, String, i64)>);
+
+impl DailyCounts {
+    /// Adds a job's certificates, once the job has succeeded.
+    fn add(&mut self, issued: Vec<(i64, String)>) {
+        for (created_at, requester) in issued {
+            let day = created_at.div_euclid(DAY_MICROS);
+            match self
+                .0
+                .iter_mut()
+                .find(|(d, r, _)| *d == day && *r == requester)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => self.0.push((day, requester, 1)),
+            }
+        }
+    }
+
+    fn write(&self, conn: &mut AnyConnection) -> Result<(), diesel::result::Error> {
+        use diesel::sql_types::{BigInt, Text};
+        for (day, requester, n) in &self.0 {
+            match conn {
+                AnyConnection::Sqlite(c) => diesel::sql_query(COUNT_ISSUED)
+                    .bind::<BigInt, _>(day)
+                    .bind::<Text, _>(requester)
+                    .bind::<BigInt, _>(n)
+                    .execute(c)?,
+                AnyConnection::Postgres(c) => diesel::sql_query(COUNT_ISSUED)
+                    .bind::<BigInt, _>(day)
+                    .bind::<Text, _>(requester)
+                    .bind::<BigInt, _>(n)
+                    .execute(c)?,
+            };
+        }
+        Ok(())
     }
 }
 

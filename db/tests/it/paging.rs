@@ -18,6 +18,7 @@ on_both_backends!(
     expiring_lists_valid_certificates_not_yet_expired,
     a_page_holds_at_most_a_thousand,
     issued_certificates_are_counted_per_utc_day,
+    certificates_completed_together_are_each_counted_once,
     pages_walk_every_certificate_once_in_every_order,
     counts_are_exact_and_scoped_to_a_requester,
     a_common_substring_is_found_as_surely_as_a_rare_one,
@@ -315,6 +316,42 @@ fn issued_certificates_are_counted_per_utc_day(b: &Backend) {
     assert_eq!(bobs, [(day0, 1), (day0 + 2, 1)], "{}", b.name);
     let later = b.db.issued_per_day(at(1, 0), None).unwrap();
     assert_eq!(later, [(day0 + 2, 1)], "{}", b.name);
+}
+
+/// Many completions share a writer batch, whose counts are written once per day and
+/// requester at its end; a completion refused inside the batch counts nothing.
+fn certificates_completed_together_are_each_counted_once(b: &Backend) {
+    with_issuer(b);
+    let at = t0() + Duration::from_secs(60);
+    let day = i64::try_from(at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        .unwrap()
+        .div_euclid(86_400);
+    b.clock.set(at);
+    let threads = 8u64;
+    let each = 25u64;
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let db = &b.db;
+            scope.spawn(move || {
+                for i in 0..each {
+                    let s = serial(1000 + t * each + i);
+                    let mut cert = new_cert(&s);
+                    cert.requester = if t % 2 == 0 { "alice" } else { "bob" }.into();
+                    db.reserve(&cert, &event(Action::IssuanceStarted, ""))
+                        .unwrap();
+                    db.complete(&s, b"DER", &event(Action::CertificateIssued, ""))
+                        .unwrap();
+                    // A second completion is refused, and must not count again.
+                    db.complete(&s, b"DER", &event(Action::CertificateIssued, ""))
+                        .unwrap_err();
+                }
+            });
+        }
+    });
+    let all = b.db.issued_per_day(t0(), None).unwrap();
+    assert_eq!(all, [(day, threads * each)], "{}", b.name);
+    let bobs = b.db.issued_per_day(t0(), Some("bob")).unwrap();
+    assert_eq!(bobs, [(day, threads / 2 * each)], "{}", b.name);
 }
 
 fn pages_walk_every_certificate_once_in_every_order(b: &Backend) {
