@@ -11,7 +11,7 @@ use ca_core::error::ErrorKind;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Presented};
 use crate::http::error::ApiError;
 use crate::http::public::PEM;
 use crate::http::state::AppState;
@@ -40,28 +40,30 @@ const PKCS7_SIGNATURE: &str = "application/pkcs7-signature";
 /// whose certificate is not issued, revoked or expired, 429 over the profile's rate limit or
 /// daily quota. Every signature is audited before it is returned.
 pub async fn sign(
-    auth: Auth,
+    presented: Presented,
     state: web::Data<AppState>,
     body: web::Json<SignBody>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(&[Role::Requester, Role::Officer])?;
     let body = body.into_inner();
-    let pem = match body.format.as_deref() {
-        None | Some("der") => false,
-        Some("pem") => true,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "format {other:?}: use der or pem"
-            )));
-        }
-    };
-    let alg = DigestAlg::parse(&body.digest_algorithm)
-        .map_err(|e| ApiError::invalid(format!("digest_algorithm: {e}")))?;
-    let digest = Digest::from_hex(alg, body.digest.trim())
-        .map_err(|e| ApiError::invalid(format!("digest: {e}")))?;
-    let codesign = state.codesign.clone();
-    let signature = web::block(move || {
-        codesign.sign(
+    // The token is looked up on the blocking thread the signature is made on (one hop
+    // between threads fewer, see `Presented`), and checked before the body is.
+    let (pem, signature) = web::block(move || -> Result<_, ApiError> {
+        let auth = presented.authenticate(&state)?;
+        auth.require(&[Role::Requester, Role::Officer])?;
+        let pem = match body.format.as_deref() {
+            None | Some("der") => false,
+            Some("pem") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "format {other:?}: use der or pem"
+                )));
+            }
+        };
+        let alg = DigestAlg::parse(&body.digest_algorithm)
+            .map_err(|e| ApiError::invalid(format!("digest_algorithm: {e}")))?;
+        let digest = Digest::from_hex(alg, body.digest.trim())
+            .map_err(|e| ApiError::invalid(format!("digest: {e}")))?;
+        let signature = state.codesign.sign(
             &SignRequest {
                 caller: Principal::token(&auth.token.name),
                 key: &body.key,
@@ -69,10 +71,10 @@ pub async fn sign(
                 source: &auth.source,
             },
             SystemTime::now(),
-        )
+        )?;
+        Ok((pem, signature))
     })
-    .await?
-    .map_err(ApiError::from)?;
+    .await??;
     if pem {
         let text = signature
             .cms
