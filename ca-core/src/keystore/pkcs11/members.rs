@@ -12,6 +12,7 @@
 //! - every member going out or coming back is reported once to the observer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use super::config::{MemberConfig, Pkcs11Config};
 use super::module::{self, Module};
 use super::pool::{Connection, Failure};
 use super::rv::Fault;
-use super::workers::{self, MAX_CALLER_SPIN, Waited, Workers};
+use super::workers::Workers;
 use super::{FoundKey, find_key};
 use crate::keystore::{KeySpec, KeyStoreError, MemberObserver, MemberState, MemberStatus, SpkiDer};
 use crate::secret::Secret;
@@ -72,25 +73,6 @@ pub(super) struct Member {
     errors: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
-}
-
-impl Member {
-    /// How long a caller spins for this member's answer before it parks: a little more
-    /// than its signatures take on average, at most [`MAX_CALLER_SPIN`] (so a slow HSM's
-    /// callers park at once and a fast one's rarely do).
-    fn spin(&self) -> Duration {
-        let n = self.signatures.load(Ordering::Relaxed);
-        if n == 0 {
-            return Duration::ZERO;
-        }
-        let mean = self.latency_sum_us.load(Ordering::Relaxed) / n;
-        let spin = Duration::from_micros(mean + mean / 2 + 10);
-        if spin > MAX_CALLER_SPIN {
-            Duration::ZERO
-        } else {
-            spin
-        }
-    }
 }
 
 /// A key every member must hold: its label, type and public key, and the CKA_ID it has on
@@ -512,7 +494,7 @@ impl Members {
                 error: KeyStoreError::Unavailable("the member has no open connection".into()),
             }));
         };
-        let (reply, answer) = workers::reply_slot();
+        let (tx, rx) = sync_channel(1);
         let label = key.label.clone();
         let digest = digest.to_vec();
         let spawned = self.workers.run(move || {
@@ -522,8 +504,8 @@ impl Members {
             // find its sessions closed (the token logs the application out).
             drop(connection);
             drop(set);
-            // The caller may have given up (deadline): then nobody looks.
-            answer.put(result);
+            // The caller may have given up (deadline): then nobody listens.
+            let _ = tx.send(result);
         });
         if let Err(e) = spawned {
             self.members[i].in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -532,15 +514,17 @@ impl Members {
                 error: KeyStoreError::io("cannot start a signing thread", e),
             }));
         }
-        match reply.wait_until(self.members[i].spin(), deadline) {
-            Waited::Answer(Ok(signature)) => Ok(signature),
-            Waited::Answer(Err(failure)) => Err(Outcome::Failed(failure)),
-            Waited::Late => Err(Outcome::Late(KeyStoreError::Unavailable(format!(
-                "hsm member {:?} did not sign within the {:?} deadline; the call was \
-                 abandoned and the member taken out",
-                self.members[i].config.name, self.sign_timeout
-            )))),
-            Waited::Dropped => Err(Outcome::Failed(Failure {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Ok(signature)) => Ok(signature),
+            Ok(Err(failure)) => Err(Outcome::Failed(failure)),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(Outcome::Late(KeyStoreError::Unavailable(format!(
+                    "hsm member {:?} did not sign within the {:?} deadline; the call was \
+                     abandoned and the member taken out",
+                    self.members[i].config.name, self.sign_timeout
+                ))))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(Outcome::Failed(Failure {
                 fault: Fault::Module,
                 error: KeyStoreError::Unavailable(
                     "the signing thread ended without an answer".into(),
