@@ -513,6 +513,14 @@ fn serve_with_two_members_keeps_issuing_through_kill_hang_and_both_down() {
         burnt <= refused,
         "a serial was burnt for a request that succeeded"
     );
+    // While every member is out, requests are refused before a serial is reserved: only
+    // calls already signing when a member went out (hung, killed, both down: at most
+    // THREADS each) burn one.
+    assert!(
+        burnt <= 3 * THREADS,
+        "{burnt} serials burnt for {refused} refused requests: refusals while every member \
+         is out must not reserve"
+    );
 
     // 7. Every member going out and coming back is audited once (not per failed call).
     let r = run(keyhold(&dir).args(["audit", "list", "--limit", "1000000"]));
