@@ -263,6 +263,9 @@ impl Conn {
             let tcp = TcpStream::connect(self.origin.addr)
                 .with_context(|| format!("connecting to {}", self.origin.addr))?;
             tcp.set_nodelay(true).context("TCP_NODELAY")?;
+            // A server that stops answering fails the issuance instead of the whole run.
+            tcp.set_read_timeout(Some(Duration::from_secs(10)))
+                .context("read timeout")?;
             self.stream = Some(BufReader::new(StreamOwned::new(tls, tcp)));
         }
         self.stream.as_mut().ok_or_else(|| anyhow!("no connection"))
@@ -466,6 +469,7 @@ impl Client {
         let payload = payload
             .map(|p| b64(p.to_string().as_bytes()))
             .unwrap_or_default();
+        let mut last = String::new();
         for _ in 0..3 {
             let nonce = match self.nonce.take() {
                 Some(n) => n,
@@ -492,13 +496,14 @@ impl Client {
             if a.status >= 400 {
                 let kind = a.problem();
                 if kind == "badNonce" {
+                    last = String::from_utf8_lossy(&a.body).chars().take(200).collect();
                     continue;
                 }
                 return Err(Failure(format!("{step}: {} {kind}", a.status)));
             }
             return Ok(a);
         }
-        Err(Failure(format!("{step}: badNonce three times")))
+        Err(Failure(format!("{step}: badNonce three times ({last})")))
     }
 
     fn create_account(&mut self) -> Result<()> {
