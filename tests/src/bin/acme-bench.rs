@@ -452,11 +452,14 @@ struct Client {
     poll: Duration,
     challenges: Arc<Mutex<HashMap<String, String>>>,
     domain: String,
+    /// Requests sent (HEAD newNonce and POSTs), for requests per issuance.
+    requests: u64,
 }
 
 impl Client {
     fn new_nonce(&mut self) -> Result<String> {
         let path = self.conn.origin.path(&self.dir.new_nonce)?.to_owned();
+        self.requests += 1;
         let a = self.conn.send("HEAD", &path, None)?;
         a.header("replay-nonce")
             .map(str::to_owned)
@@ -491,6 +494,7 @@ impl Client {
             let body = json!({"protected": protected, "payload": payload,
                 "signature": b64(sig.as_ref())})
             .to_string();
+            self.requests += 1;
             let a = self.conn.send("POST", &path, Some(body.as_bytes()))?;
             self.nonce = a.header("replay-nonce").map(str::to_owned);
             if a.status >= 400 {
@@ -729,6 +733,8 @@ fn answer_http01(stream: TcpStream, map: &Mutex<HashMap<String, String>>) {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
+    /// Requests sent by counted issuances.
+    requests: u64,
     errors: BTreeMap<String, u64>,
 }
 
@@ -771,15 +777,19 @@ fn measure(clients: &mut [Client], seconds: f64, pid: Option<u32>) -> Result<(f6
                     let mut t = Tally::default();
                     while !stop.load(Ordering::Relaxed) && Instant::now() < to {
                         let started = Instant::now();
+                        let sent = c.requests;
                         let result = c.issue();
                         let done = Instant::now();
                         if started < from || done > to {
                             continue;
                         }
                         match result {
-                            Ok(_) => t.latencies_us.push(
-                                u32::try_from((done - started).as_micros()).unwrap_or(u32::MAX),
-                            ),
+                            Ok(_) => {
+                                t.requests += c.requests - sent;
+                                t.latencies_us.push(
+                                    u32::try_from((done - started).as_micros()).unwrap_or(u32::MAX),
+                                );
+                            }
                             Err(Failure(kind)) => {
                                 let kind: String = kind.chars().take(120).collect();
                                 *t.errors.entry(kind).or_default() += 1;
@@ -805,6 +815,7 @@ fn measure(clients: &mut [Client], seconds: f64, pid: Option<u32>) -> Result<(f6
     let mut all = Tally::default();
     for t in tallies {
         all.latencies_us.extend(t.latencies_us);
+        all.requests += t.requests;
         for (k, n) in t.errors {
             *all.errors.entry(k).or_default() += n;
         }
@@ -852,6 +863,7 @@ fn main() -> Result<()> {
             dir: dir.clone(),
             account: Account::generate()?,
             nonce: None,
+            requests: 0,
             rng: SystemRandom::new(),
             poll: o.poll,
             challenges: challenges.clone(),
@@ -886,11 +898,13 @@ fn main() -> Result<()> {
             rates.push(rate);
             cpus.push(cpu);
             pooled.latencies_us.extend(t.latencies_us);
+            pooled.requests += t.requests;
             for (k, n) in t.errors {
                 *pooled.errors.entry(k).or_default() += n;
             }
         }
         let errors: u64 = pooled.errors.values().sum();
+        let per_issuance = pooled.requests as f64 / pooled.latencies_us.len().max(1) as f64;
         let rate = median(&rates);
         let (p50, p99) = (
             quantile_ms(&pooled.latencies_us, 0.5),
@@ -898,7 +912,7 @@ fn main() -> Result<()> {
         );
         let load = load_average();
         println!(
-            "  c={c:<3} {rate:8.1} issuances/s (runs {}), p50 {p50:.1} ms, p99 {p99:.1} ms, {errors} errors, server CPU {:.2} ms/issuance, load {load}",
+            "  c={c:<3} {rate:8.1} issuances/s (runs {}), p50 {p50:.1} ms, p99 {p99:.1} ms, {errors} errors, {per_issuance:.1} requests/issuance, server CPU {:.2} ms/issuance, load {load}",
             rates
                 .iter()
                 .map(|r| format!("{r:.1}"))
