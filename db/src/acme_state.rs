@@ -53,6 +53,13 @@ fn create_account(tx: &mut Tx<'_>, a: &Account, event: &AuditEvent) -> Result<()
     tx.audit(event)
 }
 
+/// Ordered steps: an order's creation, a challenge's answer and its validation result
+/// commit ordered, not durable (see `writer.rs`), each with its audit entry. They are
+/// visible at once and ordered before every later write, so finalize, which issues through
+/// the durable issuance cycle, makes the order's whole history durable before the
+/// certificate is returned. A crash before that loses only a tail of them, together with
+/// their audit entries and never in between others: the client then finds the order or
+/// challenge gone or still pending and starts again, as RFC 8555 lets it.
 fn create_order(
     tx: &mut Tx<'_>,
     order: &Order,
@@ -375,8 +382,9 @@ impl AcmeStore for Db {
         event: &AuditEvent,
     ) -> Result<(), StoreError> {
         let (order, authzs, event) = (order.clone(), authzs.to_vec(), event.clone());
+        // Ordered, not durable, like the two challenge steps: see the `create_order` fn above.
         self.writer
-            .write(move |tx| create_order(tx, &order, &authzs, &event))
+            .write_ordered(move |tx| create_order(tx, &order, &authzs, &event))
     }
 
     fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
@@ -571,7 +579,7 @@ impl AcmeStore for Db {
         let (id, event) = (id.to_owned(), event.clone());
         let own = self.node.get().map(|n| n.instance.clone());
         self.writer
-            .write(move |tx| start_challenge(tx, &id, own.as_deref(), &event))
+            .write_ordered(move |tx| start_challenge(tx, &id, own.as_deref(), &event))
     }
 
     fn finish_challenge(
@@ -582,7 +590,7 @@ impl AcmeStore for Db {
     ) -> Result<bool, StoreError> {
         let (id, result, event) = (id.to_owned(), result.clone(), event.clone());
         self.writer
-            .write(move |tx| finish_challenge(tx, &id, &result, &event))
+            .write_ordered(move |tx| finish_challenge(tx, &id, &result, &event))
     }
 
     fn acme_counts(&self) -> Result<(i64, i64), StoreError> {
