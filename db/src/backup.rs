@@ -54,6 +54,9 @@ pub const TABLES: &[&str] = &[
     "acme_authzs",
     "acme_challenges",
     "nodes",
+    "leases",
+    "published_crls",
+    "ocsp_answers",
 ];
 
 /// Rows per PostgreSQL FETCH on export and per INSERT on import.

@@ -25,8 +25,10 @@ mod codesign;
 mod conn;
 mod error;
 mod health;
+mod listen;
 mod nodes;
 mod operations;
+mod publication;
 mod read;
 mod records;
 mod revocation;
@@ -43,6 +45,8 @@ pub(crate) use ca_core::audit::unix_micros;
 use ca_core::audit::{AuditEvent, AuditRecord, Checkpoint};
 use ca_core::cluster::{Liveness, NodeId, Orphan};
 use ca_core::issuer::IssuerId;
+use ca_core::revocation::crl::SignedCrl;
+use ca_core::revocation::publish::shared::Publication;
 use ca_core::store::{
     Approval, AuditLog, CaRevocation, CertFilter, CertificateQueries, CertificateRow, CrlList,
     IssuanceLedger, NewCertificate, NewRequest, RequestFilter, RequestRow, Revocation,
@@ -57,6 +61,7 @@ use crate::error::OpError;
 use crate::health::{Health, Pass};
 use crate::writer::Writer;
 
+pub use crate::listen::Listened;
 pub use crate::read::MAX_PAGE;
 
 /// The current time, as the store stamps rows and audit entries. Injected so tests can fix
@@ -196,6 +201,26 @@ impl Db {
     /// tries it again).
     pub fn known_down(&self) -> bool {
         self.health.is_down()
+    }
+
+    /// On PostgreSQL, starts a thread that listens for the notices of revocations and new
+    /// CRLs on a connection of its own and calls `on` with each (and when listening starts
+    /// or stops), until `stop`. `None` on SQLite, which has no notices.
+    ///
+    /// Fails if the thread cannot be started.
+    pub fn listen(
+        &self,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        on: Box<dyn Fn(Listened) + Send + Sync>,
+    ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+        let Target::Postgres(url) = &self.target else {
+            return Ok(None);
+        };
+        let url = url.clone();
+        std::thread::Builder::new()
+            .name("db-listen".into())
+            .spawn(move || listen::run(&url, &stop, on.as_ref()))
+            .map(Some)
     }
 
     fn read<T>(
@@ -437,6 +462,34 @@ impl Liveness for Db {
                 ca_core::issuance::ABANDONED_AFTER,
             )
         })
+    }
+}
+
+impl Publication for Db {
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: SystemTime,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.writer
+            .write(move |tx| publication::take_lease(tx, &name, &holder, now, ttl))
+    }
+
+    fn put_crl(&self, issuer: &str, crl: &SignedCrl) -> Result<bool, StoreError> {
+        let (issuer, crl) = (issuer.to_owned(), crl.clone());
+        self.writer
+            .write(move |tx| publication::put_crl(tx, &issuer, &crl))
+    }
+
+    fn stored_crl_number(&self, issuer: &str) -> Result<Option<u64>, StoreError> {
+        self.read(|conn| publication::stored_crl_number(conn, issuer).map_err(StoreError::from))
+    }
+
+    fn stored_crl(&self, issuer: &str) -> Result<Option<SignedCrl>, StoreError> {
+        self.read(|conn| publication::stored_crl(conn, issuer).map_err(StoreError::from))
     }
 }
 

@@ -67,6 +67,11 @@ pub(crate) fn revoke(
             revocations::not_after.eq(not_after),
         ))
         .execute(tx.conn)?;
+    crate::publication::notify(
+        tx.conn,
+        crate::publication::REVOKED,
+        &format!("{issuer} {serial}"),
+    )?;
     tx.audit(event)
 }
 
@@ -240,6 +245,11 @@ pub(crate) fn revoke_ca(
             ca_revocations::revoked_by.eq(&revocation.revoked_by),
         ))
         .execute(tx.conn)?;
+    crate::publication::notify(
+        tx.conn,
+        crate::publication::REVOKED,
+        &format!("{parent} {serial}"),
+    )?;
     tx.audit(event)
 }
 

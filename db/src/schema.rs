@@ -307,3 +307,33 @@ diesel::table! {
         heartbeat_at -> BigInt,
     }
 }
+
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    published_crls (issuer) {
+        issuer -> Text,
+        number -> BigInt,
+        this_update -> BigInt,
+        next_update -> BigInt,
+        entries -> BigInt,
+        der -> Binary,
+    }
+}
+
+diesel::table! {
+    ocsp_answers (cert_id) {
+        cert_id -> Binary,
+        serial -> Text,
+        issuer -> Text,
+        this_update -> BigInt,
+        next_update -> BigInt,
+        der -> Binary,
+    }
+}

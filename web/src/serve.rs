@@ -380,8 +380,11 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
         host: base_url_host(state.ca.base_url()),
     });
     let stop_presigner = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let heartbeat = spawn_heartbeat(&state, node, stop_presigner.clone())
+    let heartbeat = spawn_heartbeat(&state, node.clone(), stop_presigner.clone())
         .context("cannot start the node heartbeat")?;
+    let publication =
+        crate::http::revocation::spawn_shared_publication(&state, &node, stop_presigner.clone())
+            .context("cannot start the CRL builder")?;
     let presigner = crate::http::revocation::spawn_presigner(&state, stop_presigner.clone())
         .context("cannot start the OCSP pre-signer")?;
     let checkpoints = spawn_checkpointer(&state, stop_presigner.clone())
@@ -494,6 +497,11 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     stop_presigner.store(true, std::sync::atomic::Ordering::Relaxed);
     if presigner.join().is_err() {
         tracing::error!("the OCSP pre-signer panicked");
+    }
+    for thread in publication {
+        if thread.join().is_err() {
+            tracing::error!("the CRL builder or the notice listener panicked");
+        }
     }
     if checkpoints.is_some_and(|t| t.join().is_err()) {
         tracing::error!("the audit checkpointer panicked");

@@ -17,8 +17,10 @@
 //!   CA's answers or starve the signing of a certificate issued or revoked a second ago.
 
 mod answers;
+mod builder;
 mod crls;
 pub mod presign;
+pub mod shared;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,9 +28,11 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use self::answers::{AnswerStore, Budget, Held};
+pub use self::builder::CrlBuilder;
 pub use self::crls::CRL_REFRESH;
-use self::crls::CrlCache;
+use self::crls::{CrlCache, Shared};
 pub use self::presign::Presigner;
+use self::shared::{Notice, Publication};
 use crate::issuer::{Issuer, IssuerId};
 use crate::revocation::crl::SignedCrl;
 use crate::revocation::ocsp::{self, OcspResponder, ResponseStatus};
@@ -98,6 +102,11 @@ pub struct Publisher {
     live: Budget,
     live_strangers: Budget,
     crls: CrlCache,
+    crl_validity: Duration,
+    /// Whether notices of revocations by this process come back from the database
+    /// (PostgreSQL's `LISTEN` is connected): then they wake the CRL builder, not the
+    /// revocation itself, so it is not woken twice.
+    notices_live: std::sync::atomic::AtomicBool,
 }
 
 impl Publisher {
@@ -118,7 +127,44 @@ impl Publisher {
             live: Budget::new(LIVE_PER_SECOND),
             live_strangers: Budget::new(STRANGERS_PER_SECOND),
             crls: CrlCache::new(crl_validity),
+            crl_validity,
+            notices_live: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Publishes for a cluster sharing `publication` (issue 20), this process being
+    /// `holder` (its node instance) in leases: the CRL served is the stored one, built by
+    /// the holder of its issuer's lease (a [`CrlBuilder`] must run). Once: returns `false`
+    /// (and changes nothing) if it was shared already.
+    pub fn share(&self, publication: Arc<dyn Publication>, holder: String) -> bool {
+        self.crls
+            .shared
+            .set(Shared {
+                publication,
+                holder,
+            })
+            .is_ok()
+    }
+
+    /// Acts on what the database notified: a revocation (its issuer's CRL is due), a new
+    /// stored CRL (read it at the next fetch), or notices lost (everything is read again).
+    pub fn notice(&self, notice: &Notice) {
+        match notice {
+            Notice::Revoked { issuer, serial } => self.crls.invalidate(issuer, Some(serial)),
+            Notice::Crl { issuer, number } => self.crls.newer_stored(Some(issuer), Some(*number)),
+            Notice::Lost => {
+                for issuer in &self.issuers {
+                    self.crls.invalidate(issuer.id.as_str(), None);
+                }
+                self.crls.newer_stored(None, None);
+            }
+        }
+    }
+
+    /// Says whether notices come back from the database (see [`Publisher::notice`]).
+    pub fn set_notices_live(&self, live: bool) {
+        self.notices_live
+            .store(live, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The answer to a DER OCSPRequest at `now`: from memory when it was signed ahead of
@@ -221,7 +267,8 @@ impl Publisher {
         Ok(revocation)
     }
 
-    /// After a revocation: signs `serial`'s answers again and drops `issuer`'s CRL.
+    /// After a revocation: signs `serial`'s answers again and drops `issuer`'s CRL (in a
+    /// cluster: wakes the builder, unless the database's notice will).
     fn revoked(&self, issuer: &str, serial: &Serial) {
         if let Ok(id) = IssuerId::new(issuer)
             && let Err(why) = self.sign(&id, serial, SystemTime::now(), true)
@@ -229,7 +276,9 @@ impl Publisher {
             tracing::warn!(%serial, error = %why,
                 "cannot sign the revoked answer; OCSP signs it on demand");
         }
-        self.crls.invalidate(issuer);
+        if !self.notices_live.load(std::sync::atomic::Ordering::Relaxed) {
+            self.crls.invalidate(issuer, Some(serial));
+        }
     }
 
     /// Signs `serial`'s answers now and keeps them, replacing any older ones. If signing

@@ -19,6 +19,7 @@ mod nodes;
 mod open;
 mod operations;
 mod paging;
+mod publication;
 mod requests;
 mod revocation;
 mod store;

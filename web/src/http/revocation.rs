@@ -11,7 +11,8 @@ use std::time::SystemTime;
 use actix_web::http::header::{self, CacheControl, CacheDirective, HttpDate};
 use actix_web::{HttpRequest, HttpResponse, web};
 use ca_core::revocation::ocsp::{self, ResponseStatus};
-use ca_core::revocation::publish::{Presigner, presign};
+use ca_core::revocation::publish::shared::Notice;
+use ca_core::revocation::publish::{CrlBuilder, Presigner, presign};
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -36,6 +37,51 @@ pub fn spawn_presigner(
                 std::thread::sleep(presign::POLL);
             }
         })
+}
+
+/// In a cluster (issue 20): shares the publication through the database, starts the thread
+/// that builds the CRLs of the issuers whose lease this node holds (see [`CrlBuilder`]), and,
+/// on PostgreSQL, the thread that listens for revocation and CRL notices; both run until
+/// `stop`. Their log lines name `node`.
+pub fn spawn_shared_publication(
+    state: &AppState,
+    node: &ca_core::cluster::NodeId,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let db = state.probes.db.clone();
+    state.publisher.share(db.clone(), node.instance.clone());
+    let mut threads = Vec::new();
+    let publisher = state.publisher.clone();
+    let name = node.name.clone();
+    let listening = db.listen(
+        stop.clone(),
+        Box::new(move |event| {
+            let _span = tracing::info_span!("db-listen", node = %name).entered();
+            match event {
+                db::Listened::Up => {
+                    publisher.set_notices_live(true);
+                    publisher.notice(&Notice::Lost);
+                }
+                db::Listened::Down => publisher.set_notices_live(false),
+                db::Listened::Notice(notice) => publisher.notice(&notice),
+            }
+        }),
+    )?;
+    threads.extend(listening);
+    if let Some(mut builder) = CrlBuilder::new(state.publisher.clone()) {
+        let name = node.name.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("crl-builder".into())
+                .spawn(move || {
+                    let _span = tracing::info_span!("crl-builder", node = %name).entered();
+                    while !stop.load(Ordering::Relaxed) {
+                        builder.tick();
+                    }
+                })?,
+        );
+    }
+    Ok(threads)
 }
 
 /// `GET /crl/{issuer}.crl`: DER.

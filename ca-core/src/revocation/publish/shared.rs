@@ -1,0 +1,78 @@
+//! What the nodes of a cluster share so that revocation status is published once for all of
+//! them (issue 20, items 2 and 3): leases that say which node instance does a piece of work,
+//! the current CRL of each issuer, and the notices that tell every node something changed.
+//!
+//! Every node serves the stored CRL; the holder of an issuer's `crl:` lease builds it, at
+//! once after a revocation anywhere, and stores it. On PostgreSQL revocations and new CRLs
+//! are notified (`LISTEN`/`NOTIFY`); everywhere a slow periodic read catches what a lost
+//! notice would miss.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::revocation::crl::SignedCrl;
+use crate::store::{Serial, StoreError};
+
+/// A lease is taken for this long and renewed well before it runs out; a node that dies
+/// holding it is replaced this long after its last renewal at most.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often a lease holder renews its leases, and others try to take expired ones.
+pub const LEASE_EVERY: Duration = Duration::from_secs(2);
+/// How often every node reads the stored CRLs and the recent revocations even without a
+/// notice (a lost connection, SQLite, a revocation by a CLI process).
+pub const FALLBACK_EVERY: Duration = Duration::from_secs(5);
+
+/// The name of the lease to build `issuer`'s CRL.
+pub fn crl_lease(issuer: &str) -> String {
+    format!("crl:{issuer}")
+}
+
+/// Something another node (or process) changed, as the database notifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A certificate of `issuer` was revoked (committed).
+    Revoked {
+        /// Its issuer's id.
+        issuer: String,
+        /// Its serial.
+        serial: Serial,
+    },
+    /// `issuer`'s stored CRL is now number `number`.
+    Crl {
+        /// The issuer's id.
+        issuer: String,
+        /// Its number.
+        number: u64,
+    },
+    /// Notices may have been lost (the listening connection was re-established): read
+    /// everything again.
+    Lost,
+}
+
+/// What publishing once for the cluster needs from storage.
+pub trait Publication: Send + Sync + fmt::Debug {
+    /// Takes or renews lease `name` for `holder` until `now + ttl`, if it is free, expired,
+    /// or already `holder`'s.
+    ///
+    /// Returns whether `holder` holds it now; fails if the database fails.
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: SystemTime,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores `crl` as `issuer`'s current CRL unless one with the same or a higher number is
+    /// stored already, and notifies the other nodes.
+    ///
+    /// Returns whether it was stored; fails if the database fails.
+    fn put_crl(&self, issuer: &str, crl: &SignedCrl) -> Result<bool, StoreError>;
+
+    /// The number of `issuer`'s stored CRL, if any: a cheap read to decide whether to read
+    /// the CRL itself.
+    fn stored_crl_number(&self, issuer: &str) -> Result<Option<u64>, StoreError>;
+
+    /// `issuer`'s stored CRL, if any.
+    fn stored_crl(&self, issuer: &str) -> Result<Option<SignedCrl>, StoreError>;
+}

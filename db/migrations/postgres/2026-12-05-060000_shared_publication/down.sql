@@ -1,0 +1,3 @@
+DROP TABLE ocsp_answers;
+DROP TABLE published_crls;
+DROP TABLE leases;

@@ -1,0 +1,141 @@
+//! Waiting for PostgreSQL notices (`LISTEN`) on a connection of its own: diesel cannot
+//! wait for notifications, so this uses the `postgres` crate, on the same URL (multi-host
+//! and `target_session_attrs=read-write` included, so it follows a failover to the new
+//! primary, where notices are sent).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ca_core::revocation::publish::shared::Notice;
+use ca_core::store::Serial;
+use postgres::fallible_iterator::FallibleIterator;
+
+use crate::publication::{CRL, REVOKED};
+
+/// What the listening thread reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listened {
+    /// Listening (again): notices sent before may have been missed, so read everything.
+    Up,
+    /// The connection was lost; notices are missed until [`Listened::Up`].
+    Down,
+    /// A notice.
+    Notice(Notice),
+}
+
+/// How long a wait for a notice lasts before `stop` is looked at again.
+const WAIT: Duration = Duration::from_millis(250);
+/// How often an idle listening connection is checked (a silent network partition).
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// The wait before connecting again.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// Runs until `stop`: connects to `url`, listens on the revocation and CRL channels, and
+/// calls `on` for each notice, and when listening starts and stops.
+pub(crate) fn run(url: &str, stop: &Arc<AtomicBool>, on: &(dyn Fn(Listened) + Send + Sync)) {
+    let config = match postgres::Config::from_str(url) {
+        Ok(mut config) => {
+            if config.get_connect_timeout().is_none() {
+                config.connect_timeout(Duration::from_secs(2));
+            }
+            config
+        }
+        Err(e) => {
+            tracing::error!(error = %e,
+                "cannot read the database URL to listen for notices; relying on periodic reads");
+            return;
+        }
+    };
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        match listen(&config, stop, on) {
+            Ok(()) => return,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e,
+                        "not listening for database notices; relying on periodic reads until it is back");
+                }
+                failing = true;
+                on(Listened::Down);
+                std::thread::sleep(RECONNECT);
+            }
+        }
+    }
+}
+
+/// One connection's life: `Ok` when `stop` is set, `Err` when the connection fails.
+fn listen(
+    config: &postgres::Config,
+    stop: &Arc<AtomicBool>,
+    on: &(dyn Fn(Listened) + Send + Sync),
+) -> Result<(), postgres::Error> {
+    let mut client = config.connect(postgres::NoTls)?;
+    client.batch_execute(&format!("LISTEN {REVOKED}; LISTEN {CRL}"))?;
+    tracing::info!("listening for database notices");
+    on(Listened::Up);
+    let mut checked = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut got = Vec::new();
+        {
+            let mut notices = client.notifications();
+            let mut iter = notices.timeout_iter(WAIT);
+            while let Some(n) = iter.next()? {
+                got.push(n);
+            }
+        }
+        for n in got {
+            if let Some(notice) = parse(n.channel(), n.payload()) {
+                on(Listened::Notice(notice));
+            }
+        }
+        if checked.elapsed() >= CHECK_EVERY {
+            checked = Instant::now();
+            client.is_valid(Duration::from_secs(2))?;
+        }
+    }
+    Ok(())
+}
+
+/// A notice from its channel and payload (`ISSUER SERIAL` or `ISSUER NUMBER`).
+fn parse(channel: &str, payload: &str) -> Option<Notice> {
+    let (issuer, rest) = payload.split_once(' ')?;
+    let issuer = issuer.to_owned();
+    match channel {
+        REVOKED => Some(Notice::Revoked {
+            issuer,
+            serial: Serial::parse(rest).ok()?,
+        }),
+        CRL => Some(Notice::Crl {
+            issuer,
+            number: rest.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_are_read_from_their_channel_and_payload() {
+        assert_eq!(
+            parse(REVOKED, "issuing-ca 0a1b"),
+            Some(Notice::Revoked {
+                issuer: "issuing-ca".into(),
+                serial: Serial::parse("0a1b").unwrap()
+            })
+        );
+        assert_eq!(
+            parse(CRL, "issuing-ca 42"),
+            Some(Notice::Crl {
+                issuer: "issuing-ca".into(),
+                number: 42
+            })
+        );
+        assert_eq!(parse(CRL, "issuing-ca x"), None);
+        assert_eq!(parse("other", "a 1"), None);
+    }
+}
