@@ -46,7 +46,7 @@ use ca_core::audit::{AuditEvent, AuditRecord, Checkpoint};
 use ca_core::cluster::{Liveness, NodeId, Orphan};
 use ca_core::issuer::IssuerId;
 use ca_core::revocation::crl::SignedCrl;
-use ca_core::revocation::publish::shared::Publication;
+use ca_core::revocation::publish::shared::{Publication, StoredAnswer};
 use ca_core::store::{
     Approval, AuditLog, CaRevocation, CertFilter, CertificateQueries, CertificateRow, CrlList,
     IssuanceLedger, NewCertificate, NewRequest, RequestFilter, RequestRow, Revocation,
@@ -490,6 +490,33 @@ impl Publication for Db {
 
     fn stored_crl(&self, issuer: &str) -> Result<Option<SignedCrl>, StoreError> {
         self.read(|conn| publication::stored_crl(conn, issuer).map_err(StoreError::from))
+    }
+
+    fn put_answers(&self, answers: &[StoredAnswer]) -> Result<(), StoreError> {
+        let answers = answers.to_vec();
+        self.writer
+            .write(move |tx| publication::put_answers(tx, &answers))
+    }
+
+    fn stored_answer(&self, cert_id: &[u8]) -> Result<Option<StoredAnswer>, StoreError> {
+        self.read(|conn| publication::stored_answer(conn, cert_id).map_err(StoreError::from))
+    }
+
+    fn answered(&self, serials: &[Serial]) -> Result<Vec<Serial>, StoreError> {
+        self.read(|conn| publication::answered(conn, serials).map_err(StoreError::from))
+    }
+
+    fn answers_due(
+        &self,
+        before: SystemTime,
+        limit: u32,
+    ) -> Result<Vec<(IssuerId, Serial)>, StoreError> {
+        self.read(|conn| publication::answers_due(conn, before, limit).map_err(StoreError::from))
+    }
+
+    fn drop_stale_answers(&self, now: SystemTime) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |tx| publication::drop_stale_answers(tx, now))
     }
 }
 

@@ -4,13 +4,16 @@
 use std::time::{Duration, SystemTime};
 
 use ca_core::audit::from_unix_micros;
+use ca_core::issuer::IssuerId;
 use ca_core::revocation::crl::SignedCrl;
+use ca_core::revocation::publish::shared::StoredAnswer;
+use ca_core::store::Serial;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
 use crate::conn::AnyConnection;
 use crate::error::{OpError, corrupt};
-use crate::schema::{leases, published_crls};
+use crate::schema::{leases, ocsp_answers, published_crls};
 use crate::unix_micros;
 use crate::writer::Tx;
 
@@ -146,4 +149,114 @@ pub(crate) fn stored_crl(
         next_update: from_unix_micros(next_update),
         entries: usize::try_from(entries).map_err(|e| corrupt("CRL entries", e))?,
     }))
+}
+
+/// Stores `answers`, each replacing the one stored under its CertID.
+pub(crate) fn put_answers(tx: &mut Tx<'_>, answers: &[StoredAnswer]) -> Result<(), OpError> {
+    for a in answers {
+        diesel::delete(ocsp_answers::table.find(a.cert_id.as_slice())).execute(tx.conn)?;
+        diesel::insert_into(ocsp_answers::table)
+            .values((
+                ocsp_answers::cert_id.eq(a.cert_id.as_slice()),
+                ocsp_answers::serial.eq(a.serial.as_str()),
+                ocsp_answers::issuer.eq(a.issuer.as_str()),
+                ocsp_answers::this_update.eq(unix_micros(a.this_update)),
+                ocsp_answers::next_update.eq(unix_micros(a.next_update)),
+                ocsp_answers::der.eq(a.der.as_slice()),
+            ))
+            .execute(tx.conn)?;
+    }
+    Ok(())
+}
+
+/// Drops `serial`'s stored answers (in a revocation's transaction: from its commit on, no
+/// node can read an answer signed before it).
+pub(crate) fn drop_answers(conn: &mut AnyConnection, serial: &str) -> Result<(), OpError> {
+    diesel::delete(ocsp_answers::table.filter(ocsp_answers::serial.eq(serial))).execute(conn)?;
+    Ok(())
+}
+
+type AnswerRow = (Vec<u8>, String, String, i64, i64, Vec<u8>);
+
+/// The stored answer for `cert_id`.
+pub(crate) fn stored_answer(
+    conn: &mut AnyConnection,
+    cert_id: &[u8],
+) -> Result<Option<StoredAnswer>, OpError> {
+    let row: Option<AnswerRow> = ocsp_answers::table
+        .find(cert_id)
+        .select((
+            ocsp_answers::cert_id,
+            ocsp_answers::serial,
+            ocsp_answers::issuer,
+            ocsp_answers::this_update,
+            ocsp_answers::next_update,
+            ocsp_answers::der,
+        ))
+        .get_result(conn)
+        .optional()?;
+    let Some((cert_id, serial, issuer, this_update, next_update, der)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(StoredAnswer {
+        cert_id,
+        serial: Serial::parse(&serial).map_err(|e| corrupt("serial", e))?,
+        issuer: IssuerId::new(&issuer).map_err(|e| corrupt("issuer", e))?,
+        this_update: from_unix_micros(this_update),
+        next_update: from_unix_micros(next_update),
+        der,
+    }))
+}
+
+/// Which of `serials` have a stored answer.
+pub(crate) fn answered(
+    conn: &mut AnyConnection,
+    serials: &[Serial],
+) -> Result<Vec<Serial>, OpError> {
+    let mut out = Vec::new();
+    for chunk in serials.chunks(500) {
+        let names: Vec<&str> = chunk.iter().map(Serial::as_str).collect();
+        let found: Vec<String> = ocsp_answers::table
+            .filter(ocsp_answers::serial.eq_any(names))
+            .select(ocsp_answers::serial)
+            .distinct()
+            .load(conn)?;
+        for s in found {
+            out.push(Serial::parse(&s).map_err(|e| corrupt("serial", e))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Up to `limit` certificates with an answer whose nextUpdate is before `before`.
+pub(crate) fn answers_due(
+    conn: &mut AnyConnection,
+    before: SystemTime,
+    limit: u32,
+) -> Result<Vec<(IssuerId, Serial)>, OpError> {
+    let rows: Vec<(String, String)> = ocsp_answers::table
+        .filter(ocsp_answers::next_update.lt(unix_micros(before)))
+        .order(ocsp_answers::next_update.asc())
+        .select((ocsp_answers::issuer, ocsp_answers::serial))
+        .limit(i64::from(limit))
+        .load(conn)?;
+    let mut out: Vec<(IssuerId, Serial)> = Vec::with_capacity(rows.len());
+    for (issuer, serial) in rows {
+        let pair = (
+            IssuerId::new(&issuer).map_err(|e| corrupt("issuer", e))?,
+            Serial::parse(&serial).map_err(|e| corrupt("serial", e))?,
+        );
+        if !out.contains(&pair) {
+            out.push(pair);
+        }
+    }
+    Ok(out)
+}
+
+/// Drops the answers past their nextUpdate.
+pub(crate) fn drop_stale_answers(tx: &mut Tx<'_>, now: SystemTime) -> Result<usize, OpError> {
+    Ok(
+        diesel::delete(ocsp_answers::table.filter(ocsp_answers::next_update.le(unix_micros(now))))
+            .execute(tx.conn)?,
+    )
 }

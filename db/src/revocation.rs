@@ -72,6 +72,7 @@ pub(crate) fn revoke(
         crate::publication::REVOKED,
         &format!("{issuer} {serial}"),
     )?;
+    crate::publication::drop_answers(tx.conn, serial.as_str())?;
     tx.audit(event)
 }
 
@@ -250,6 +251,7 @@ pub(crate) fn revoke_ca(
         crate::publication::REVOKED,
         &format!("{parent} {serial}"),
     )?;
+    crate::publication::drop_answers(tx.conn, serial)?;
     tx.audit(event)
 }
 

@@ -116,6 +116,10 @@ pub struct NodeConfig {
     /// metrics and every audit entry it writes (default: the host name and process id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The most OCSP answers about this CA's certificates the node holds in memory, in front
+    /// of those stored in the database (default 50,000, about 75 MiB; at least 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_cache: Option<usize>,
 }
 
 /// `[backup]`: who backups are encrypted to, and where `keyhold serve` writes them.

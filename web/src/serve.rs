@@ -382,9 +382,18 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     let stop_presigner = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let heartbeat = spawn_heartbeat(&state, node.clone(), stop_presigner.clone())
         .context("cannot start the node heartbeat")?;
-    let publication =
-        crate::http::revocation::spawn_shared_publication(&state, &node, stop_presigner.clone())
-            .context("cannot start the CRL builder")?;
+    let ocsp_cache = load_config(paths, args.config.as_deref())?
+        .node
+        .and_then(|n| n.ocsp_cache)
+        .unwrap_or(ca_core::revocation::publish::shared::CACHE_DEFAULT)
+        .max(1_000);
+    let publication = crate::http::revocation::spawn_shared_publication(
+        &state,
+        &node,
+        ocsp_cache,
+        stop_presigner.clone(),
+    )
+    .context("cannot start the CRL builder")?;
     let presigner = crate::http::revocation::spawn_presigner(&state, stop_presigner.clone())
         .context("cannot start the OCSP pre-signer")?;
     let checkpoints = spawn_checkpointer(&state, stop_presigner.clone())

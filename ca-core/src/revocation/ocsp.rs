@@ -206,6 +206,11 @@ impl CacheKey {
     pub fn from_cert_id_der(der: Vec<u8>) -> Self {
         CacheKey(der)
     }
+
+    /// The DER CertID this key is.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl Served {
@@ -599,6 +604,11 @@ impl OcspResponder {
             out.push((key, self.sign(served, &[&id], None, now)?));
         }
         Ok(out)
+    }
+
+    /// How long the answers it signs are valid (thisUpdate to nextUpdate).
+    pub fn validity(&self) -> Duration {
+        self.validity
     }
 
     fn issuer_of(&self, id: &CertId) -> Option<&Served> {

@@ -107,6 +107,12 @@ pub struct Publisher {
     /// (PostgreSQL's `LISTEN` is connected): then they wake the CRL builder, not the
     /// revocation itself, so it is not woken twice.
     notices_live: std::sync::atomic::AtomicBool,
+    /// Counts revocations seen by notice (or notices lost): an answer read from the
+    /// database is kept only if no revocation came while it was read.
+    generation: std::sync::atomic::AtomicU64,
+    /// Revocations notified, for the pre-signer holding the lease to sign again (unless
+    /// the revoking node already did), with when they were seen.
+    revoked_queue: std::sync::Mutex<Vec<(IssuerId, Serial, std::time::Instant)>>,
 }
 
 impl Publisher {
@@ -129,36 +135,111 @@ impl Publisher {
             crls: CrlCache::new(crl_validity),
             crl_validity,
             notices_live: std::sync::atomic::AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            revoked_queue: std::sync::Mutex::default(),
         }
     }
 
     /// Publishes for a cluster sharing `publication` (issue 20), this process being
     /// `holder` (its node instance) in leases: the CRL served is the stored one, built by
-    /// the holder of its issuer's lease (a [`CrlBuilder`] must run). Once: returns `false`
-    /// (and changes nothing) if it was shared already.
-    pub fn share(&self, publication: Arc<dyn Publication>, holder: String) -> bool {
-        self.crls
+    /// the holder of its issuer's lease (a [`CrlBuilder`] must run); OCSP answers are
+    /// stored there once signed, pre-signed only by the holder of the [`shared::OCSP_LEASE`],
+    /// and held in memory in a cache of at most `cache` answers in front of the database.
+    /// Once: returns `false` (and changes nothing) if it was shared already.
+    pub fn share(&self, publication: Arc<dyn Publication>, holder: String, cache: usize) -> bool {
+        let shared = self
+            .crls
             .shared
             .set(Shared {
                 publication,
                 holder,
             })
-            .is_ok()
+            .is_ok();
+        if shared {
+            self.answers.bound(cache);
+        }
+        shared
+    }
+
+    /// The storage shared with the other nodes, once [`Publisher::share`]d.
+    fn publication(&self) -> Option<&Arc<dyn Publication>> {
+        self.crls.shared.get().map(|s| &s.publication)
+    }
+
+    /// In a cluster: the answer stored under `key`, kept in memory (unless a revocation was
+    /// notified while it was read: it may predate it).
+    fn stored(&self, key: &ocsp::CacheKey, now: SystemTime) -> Option<OcspReply> {
+        use std::sync::atomic::Ordering;
+        let publication = self.publication()?;
+        let before = self.generation.load(Ordering::Acquire);
+        let stored = match publication.stored_answer(key.as_bytes()) {
+            Ok(Some(stored)) if now < stored.next_update => stored,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read stored OCSP answers");
+                return None;
+            }
+        };
+        let held = Held {
+            der: Bytes::from(stored.der),
+            validity: (stored.this_update, stored.next_update),
+            issuer: stored.issuer,
+            serial: stored.serial,
+        };
+        if self.generation.load(Ordering::Acquire) == before {
+            self.answers.put(key.clone(), held.clone());
+        }
+        Some(OcspReply::held(held))
+    }
+
+    /// In a cluster: stores answers just signed, so no node signs them again.
+    fn store_answers(&self, answers: &[shared::StoredAnswer]) -> Result<(), StoreError> {
+        match self.publication() {
+            Some(publication) if !answers.is_empty() => publication.put_answers(answers),
+            _ => Ok(()),
+        }
     }
 
     /// Acts on what the database notified: a revocation (its issuer's CRL is due), a new
     /// stored CRL (read it at the next fetch), or notices lost (everything is read again).
     pub fn notice(&self, notice: &Notice) {
+        use std::sync::atomic::Ordering;
         match notice {
-            Notice::Revoked { issuer, serial } => self.crls.invalidate(issuer, Some(serial)),
+            Notice::Revoked { issuer, serial } => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.answers.forget(serial);
+                if let (Ok(id), Ok(mut queue)) = (IssuerId::new(issuer), self.revoked_queue.lock())
+                {
+                    queue.push((id, serial.clone(), std::time::Instant::now()));
+                }
+                self.crls.invalidate(issuer, Some(serial));
+            }
             Notice::Crl { issuer, number } => self.crls.newer_stored(Some(issuer), Some(*number)),
             Notice::Lost => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.answers.clear();
                 for issuer in &self.issuers {
                     self.crls.invalidate(issuer.id.as_str(), None);
                 }
                 self.crls.newer_stored(None, None);
             }
         }
+    }
+
+    /// In a cluster, after a revocation seen by a read rather than a notice: forgets the
+    /// answers held about `serial` (and queues it as a notice would).
+    fn seen_revoked(&self, issuer: &IssuerId, serial: &Serial) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.answers.forget(serial);
+        if let Ok(mut queue) = self.revoked_queue.lock() {
+            queue.push((issuer.clone(), serial.clone(), std::time::Instant::now()));
+        }
+    }
+
+    /// Whether notices come back from the database.
+    fn notices_live(&self) -> bool {
+        self.notices_live.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Says whether notices come back from the database (see [`Publisher::notice`]).
@@ -176,6 +257,9 @@ impl Publisher {
         // The request is parsed for its key once: this path also serves floods.
         let key = self.responder.cache_key(request);
         if let Some(reply) = key.as_ref().and_then(|k| self.lookup(k, now)) {
+            return reply;
+        }
+        if let Some(reply) = key.as_ref().and_then(|k| self.stored(k, now)) {
             return reply;
         }
         let ours = match self.asks_about_ours(request) {
@@ -205,6 +289,18 @@ impl Publisher {
                 serial,
             };
             if ours {
+                // Stored for the cluster, so the pre-signer does not sign it again.
+                let stored = shared::StoredAnswer {
+                    cert_id: key.as_bytes().to_vec(),
+                    serial: held.serial.clone(),
+                    issuer: held.issuer.clone(),
+                    this_update: validity.0,
+                    next_update: validity.1,
+                    der: der.to_vec(),
+                };
+                if let Err(e) = self.store_answers(&[stored]) {
+                    tracing::warn!(error = %e, "cannot store an OCSP answer signed on demand");
+                }
                 self.answers.put(key, held);
             } else {
                 self.strangers.put(key, held);
@@ -297,6 +393,22 @@ impl Publisher {
         match self.responder.presign(issuer, serial, now) {
             Ok(answers) => {
                 self.strangers.forget(serial);
+                let stored: Vec<shared::StoredAnswer> = answers
+                    .iter()
+                    .filter_map(|(key, answer)| {
+                        let (this_update, next_update) = answer.validity?;
+                        Some(shared::StoredAnswer {
+                            cert_id: key.as_bytes().to_vec(),
+                            serial: serial.clone(),
+                            issuer: issuer.clone(),
+                            this_update,
+                            next_update,
+                            der: answer.der.clone(),
+                        })
+                    })
+                    .collect();
+                self.store_answers(&stored)
+                    .map_err(|e| format!("cannot store the answers signed: {e}"))?;
                 for (key, answer) in answers {
                     if let Some(validity) = answer.validity {
                         self.answers.put(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ca_core::audit::Action;
 use ca_core::revocation::Reason;
 use ca_core::revocation::crl::SignedCrl;
-use ca_core::revocation::publish::shared::{Notice, Publication};
+use ca_core::revocation::publish::shared::{Notice, Publication, StoredAnswer};
 use ca_core::store::{Revocation, RevocationLedger};
 use db::{Db, Listened};
 
@@ -69,9 +69,71 @@ fn a_stored_crl_is_replaced_only_by_a_higher_number(b: &Backend) {
     assert_eq!(b.db.stored_crl_number("other-ca").unwrap(), None);
 }
 
+fn answer(cert_id: u8, serial: &ca_core::store::Serial, next: u64) -> StoredAnswer {
+    StoredAnswer {
+        cert_id: vec![0x30, cert_id],
+        serial: serial.clone(),
+        issuer: issuer_id(),
+        this_update: t0(),
+        next_update: t0() + Duration::from_secs(next),
+        der: vec![cert_id; 3],
+    }
+}
+
+fn answers_are_stored_once_for_every_node_and_dropped_by_a_revocation(b: &Backend) {
+    with_issuer(b);
+    let other = process(b);
+    let (s1, s2) = (serial(1), serial(2));
+    issue(b, &s1);
+    issue(b, &s2);
+    b.db.put_answers(&[answer(1, &s1, 100), answer(2, &s1, 100), answer(3, &s2, 50)])
+        .unwrap();
+    // Replaced under its CertID.
+    other.put_answers(&[answer(3, &s2, 200)]).unwrap();
+    assert_eq!(
+        other.stored_answer(&[0x30, 1]).unwrap(),
+        Some(answer(1, &s1, 100))
+    );
+    assert_eq!(
+        b.db.stored_answer(&[0x30, 3]).unwrap(),
+        Some(answer(3, &s2, 200))
+    );
+    assert_eq!(b.db.stored_answer(&[0x30, 9]).unwrap(), None);
+    let mut answered = b.db.answered(&[s1.clone(), s2.clone(), serial(3)]).unwrap();
+    answered.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(answered, vec![s1.clone(), s2.clone()]);
+    // Due: nextUpdate before the bound, once per certificate.
+    let due =
+        b.db.answers_due(t0() + Duration::from_secs(150), 10)
+            .unwrap();
+    assert_eq!(due, vec![(issuer_id(), s1.clone())]);
+    // A revocation drops its certificate's answers in its own transaction.
+    other
+        .revoke(
+            &Revocation {
+                serial: s1.clone(),
+                revoked_at: t0(),
+                reason: Reason::KeyCompromise,
+                invalidity_date: None,
+            },
+            &cert_event(Action::CertificateRevoked, &s1),
+        )
+        .unwrap();
+    assert_eq!(b.db.stored_answer(&[0x30, 1]).unwrap(), None);
+    assert_eq!(b.db.answered(std::slice::from_ref(&s1)).unwrap(), vec![]);
+    // Past their nextUpdate they are dropped.
+    assert_eq!(
+        b.db.drop_stale_answers(t0() + Duration::from_secs(200))
+            .unwrap(),
+        1
+    );
+    assert_eq!(b.db.stored_answer(&[0x30, 3]).unwrap(), None);
+}
+
 on_both_backends!(
     a_lease_has_one_holder_until_it_expires,
     a_stored_crl_is_replaced_only_by_a_higher_number,
+    answers_are_stored_once_for_every_node_and_dropped_by_a_revocation,
 );
 
 /// Waits up to 5 s for a notice matching `want`.

@@ -39,17 +39,21 @@ pub fn spawn_presigner(
         })
 }
 
-/// In a cluster (issue 20): shares the publication through the database, starts the thread
+/// In a cluster (issue 20): shares the publication through the database (OCSP answers held
+/// in memory: at most `ocsp_cache`), starts the thread
 /// that builds the CRLs of the issuers whose lease this node holds (see [`CrlBuilder`]), and,
 /// on PostgreSQL, the thread that listens for revocation and CRL notices; both run until
 /// `stop`. Their log lines name `node`.
 pub fn spawn_shared_publication(
     state: &AppState,
     node: &ca_core::cluster::NodeId,
+    ocsp_cache: usize,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let db = state.probes.db.clone();
-    state.publisher.share(db.clone(), node.instance.clone());
+    state
+        .publisher
+        .share(db.clone(), node.instance.clone(), ocsp_cache);
     let mut threads = Vec::new();
     let publisher = state.publisher.clone();
     let name = node.name.clone();

@@ -6,6 +6,7 @@
 //! nor starve their signing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,19 +40,42 @@ impl Held {
 #[derive(Debug)]
 pub(super) struct AnswerStore {
     answers: RwLock<HashMap<CacheKey, Held>>,
-    cap: usize,
+    cap: AtomicUsize,
     /// When full, replace an old answer (`true`: strangers, where the newest question is as
     /// good as any) or refuse the new one (`false`: this CA's certificates, which the
-    /// pre-signer keeps and the sweep makes room among).
-    evict: bool,
+    /// pre-signer keeps and the sweep makes room among; in a cluster they are stored in
+    /// the database and this is a bounded cache in front of it, which evicts).
+    evict: AtomicBool,
 }
 
 impl AnswerStore {
     pub(super) fn new(cap: usize, evict: bool) -> Self {
         AnswerStore {
             answers: RwLock::default(),
-            cap,
-            evict,
+            cap: AtomicUsize::new(cap),
+            evict: AtomicBool::new(evict),
+        }
+    }
+
+    /// From now on holds at most `cap` answers, replacing old ones when full: a cache in
+    /// front of the answers stored for a cluster.
+    pub(super) fn bound(&self, cap: usize) {
+        self.cap.store(cap.max(1), Ordering::Relaxed);
+        self.evict.store(true, Ordering::Relaxed);
+        if let Ok(mut answers) = self.answers.write() {
+            while answers.len() > cap.max(1) {
+                let Some(old) = answers.keys().next().cloned() else {
+                    break;
+                };
+                answers.remove(&old);
+            }
+        }
+    }
+
+    /// Forgets every answer.
+    pub(super) fn clear(&self) {
+        if let Ok(mut answers) = self.answers.write() {
+            answers.clear();
         }
     }
 
@@ -67,8 +91,8 @@ impl AnswerStore {
         let Ok(mut answers) = self.answers.write() else {
             return;
         };
-        if answers.len() >= self.cap && !answers.contains_key(&key) {
-            if !self.evict {
+        if answers.len() >= self.cap.load(Ordering::Relaxed) && !answers.contains_key(&key) {
+            if !self.evict.load(Ordering::Relaxed) {
                 return;
             }
             if let Some(old) = answers.keys().next().cloned() {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::shared::{FALLBACK_EVERY, LEASE_EVERY, LEASE_TTL, OCSP_LEASE};
 use super::{Publisher, RETRY_MAX, RETRY_MIN};
 use crate::issuer::IssuerId;
 use crate::store::{CertFilter, CertSort, CertStatus, Serial};
@@ -17,6 +18,11 @@ use crate::store::{CertFilter, CertSort, CertStatus, Serial};
 /// such a revocation can show `good`, and on how long a new certificate's answer is signed
 /// on demand rather than ahead of time.
 pub const POLL: Duration = Duration::from_secs(1);
+/// In a cluster, how long after a revocation's notice the pre-signer checks whether the
+/// node that revoked has signed its answers again (it does so at once) before signing them.
+const GRACE: Duration = Duration::from_millis(500);
+/// In a cluster, how often stored answers past their nextUpdate are dropped.
+const DROP_EVERY: Duration = Duration::from_secs(60);
 /// How often answers past half their validity are looked for.
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// Certificates listed per read while catching up.
@@ -47,8 +53,18 @@ pub struct Presigner {
     retry: Option<(Instant, Duration)>,
     /// When answers past half their validity were last looked for.
     last_refresh: Option<Instant>,
+    /// In a cluster: when stored answers past half their validity were last listed.
+    last_due: Option<Instant>,
     /// The CA certificates already signed for: `None` until the first round.
     cas_seen: Option<Vec<CaRevocationKey>>,
+    /// In a cluster: whether this node holds the pre-signing lease, and when it last
+    /// renewed or tried to take it.
+    holding: bool,
+    last_lease: Option<Instant>,
+    /// In a cluster: when revocations were last read (the fallback for lost notices).
+    last_read: Option<Instant>,
+    /// In a cluster: when stale stored answers were last dropped.
+    last_drop: Option<Instant>,
 }
 
 /// A revoked CA certificate, as (parent, serial).
@@ -65,13 +81,22 @@ impl Presigner {
             pending: Vec::new(),
             retry: None,
             last_refresh: None,
+            last_due: None,
             cas_seen: None,
+            holding: false,
+            last_lease: None,
+            last_read: None,
+            last_drop: None,
         }
     }
 
     /// One round: revocations seen since the last tick, newly issued certificates, answers
     /// past half their validity (every few seconds), and earlier failures.
     pub fn tick(&mut self) {
+        if self.publisher.publication().is_some() {
+            self.tick_shared();
+            return;
+        }
         self.revocations();
         self.ca_revocations();
         if self.backing_off() {
@@ -91,6 +116,141 @@ impl Presigner {
         self.issued(&mut work);
         if !work.is_empty() {
             self.sign_all(work, now, false);
+        }
+    }
+
+    /// One round in a cluster (issue 20, item 3): every node forgets the answers of
+    /// revocations (by notice, or read every [`FALLBACK_EVERY`], every [`POLL`] while
+    /// notices are not coming); only the holder of [`OCSP_LEASE`] signs, and only what is
+    /// not stored already: revocations not yet signed again by the node that revoked,
+    /// certificates issued and not yet answered on demand, CA certificates, and answers
+    /// stored past half their validity. What it signs is stored for every node.
+    fn tick_shared(&mut self) {
+        let Some(shared) = self.publisher.crls.shared.get().cloned() else {
+            return;
+        };
+        let read_every = if self.publisher.notices_live() {
+            FALLBACK_EVERY
+        } else {
+            POLL
+        };
+        if self.last_read.is_none_or(|t| t.elapsed() >= read_every) {
+            self.last_read = Some(Instant::now());
+            self.read_revocations();
+        }
+        if self.last_lease.is_none_or(|t| t.elapsed() >= LEASE_EVERY) {
+            self.last_lease = Some(Instant::now());
+            let held = shared
+                .publication
+                .take_lease(OCSP_LEASE, &shared.holder, SystemTime::now(), LEASE_TTL)
+                .unwrap_or(false);
+            if held != self.holding {
+                tracing::info!(
+                    holding = held,
+                    "{} the OCSP pre-signing lease",
+                    if held { "took" } else { "no longer holds" }
+                );
+                self.holding = held;
+            }
+        }
+        let now = SystemTime::now();
+        if self
+            .last_refresh
+            .is_none_or(|t| t.elapsed() >= REFRESH_EVERY)
+        {
+            self.last_refresh = Some(Instant::now());
+            self.publisher.answers.sweep(now);
+            self.publisher.strangers.sweep(now);
+        }
+        let revoked = self.take_revoked();
+        if !self.holding {
+            return;
+        }
+        if self.last_drop.is_none_or(|t| t.elapsed() >= DROP_EVERY) {
+            self.last_drop = Some(Instant::now());
+            if let Err(e) = shared.publication.drop_stale_answers(now) {
+                tracing::warn!(error = %e, "cannot drop stale OCSP answers");
+            }
+        }
+        self.ca_revocations();
+        if self.backing_off() {
+            self.pending.extend(revoked);
+            return;
+        }
+        let revoked = self.unanswered(revoked);
+        if !revoked.is_empty() {
+            self.sign_all(revoked, now, true);
+        }
+        let mut work = std::mem::take(&mut self.pending);
+        if self.last_due.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+            self.last_due = Some(Instant::now());
+            let half = self.publisher.responder.validity() / 2;
+            match shared.publication.answers_due(now + half, PAGE) {
+                Ok(due) => work.extend(due),
+                Err(e) => tracing::warn!(error = %e, "cannot list OCSP answers to refresh"),
+            }
+        }
+        let mut issued = Vec::new();
+        self.issued(&mut issued);
+        work.extend(self.unanswered(issued));
+        if !work.is_empty() {
+            self.sign_all(work, now, false);
+        }
+    }
+
+    /// Revocations since a little before the last read, by anyone: their answers held here
+    /// are forgotten, and queued for the lease holder.
+    fn read_revocations(&mut self) {
+        let since = self.revoked_after;
+        let now = SystemTime::now();
+        match self.publisher.store.revoked_since(since) {
+            Ok(revoked) => {
+                self.revoked_after = now - POLL * 5;
+                for (issuer, serial) in &revoked {
+                    self.publisher.seen_revoked(issuer, serial);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read recent revocations"),
+        }
+    }
+
+    /// The queued revocations seen at least [`GRACE`] ago (the node that revoked signs
+    /// them again at once; this is for those it could not, and for the CLI's).
+    fn take_revoked(&mut self) -> Vec<(IssuerId, Serial)> {
+        let Ok(mut queue) = self.publisher.revoked_queue.lock() else {
+            return Vec::new();
+        };
+        let (ready, wait): (Vec<_>, Vec<_>) = queue
+            .drain(..)
+            .partition(|(_, _, at)| at.elapsed() >= GRACE);
+        *queue = wait;
+        let mut out: Vec<(IssuerId, Serial)> = ready.into_iter().map(|(i, s, _)| (i, s)).collect();
+        out.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
+        out.dedup();
+        out
+    }
+
+    /// `work` without the certificates whose answers are stored already (signed by
+    /// another node, on demand, or after a revocation by the node that revoked).
+    fn unanswered(&self, work: Vec<(IssuerId, Serial)>) -> Vec<(IssuerId, Serial)> {
+        let Some(publication) = self.publisher.publication() else {
+            return work;
+        };
+        if work.is_empty() {
+            return work;
+        }
+        let serials: Vec<Serial> = work.iter().map(|(_, s)| s.clone()).collect();
+        match publication.answered(&serials) {
+            Ok(done) => {
+                let done: std::collections::HashSet<Serial> = done.into_iter().collect();
+                work.into_iter()
+                    .filter(|(_, s)| !done.contains(s))
+                    .collect()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read which answers are stored");
+                work
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use crate::issuer::IssuerId;
 use crate::revocation::crl::SignedCrl;
 use crate::store::{Serial, StoreError};
 
@@ -25,6 +26,31 @@ pub const FALLBACK_EVERY: Duration = Duration::from_secs(5);
 /// The name of the lease to build `issuer`'s CRL.
 pub fn crl_lease(issuer: &str) -> String {
     format!("crl:{issuer}")
+}
+
+/// The name of the lease to pre-sign OCSP answers (one pre-signer for the cluster).
+pub const OCSP_LEASE: &str = "ocsp";
+
+/// The most answers about this CA's certificates a node holds in memory in a cluster, by
+/// default (`[revocation] ocsp_cache`): about 1.5 KiB each, so about 75 MiB, whatever the
+/// number of certificates; the rest are read from the database when asked for.
+pub const CACHE_DEFAULT: usize = 50_000;
+
+/// One signed OCSP answer as stored for the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    /// The DER CertID it answers (its cache key).
+    pub cert_id: Vec<u8>,
+    /// The certificate.
+    pub serial: Serial,
+    /// Its issuer.
+    pub issuer: IssuerId,
+    /// thisUpdate.
+    pub this_update: SystemTime,
+    /// nextUpdate.
+    pub next_update: SystemTime,
+    /// The DER OCSPResponse.
+    pub der: Vec<u8>,
 }
 
 /// Something another node (or process) changed, as the database notifies it.
@@ -75,4 +101,27 @@ pub trait Publication: Send + Sync + fmt::Debug {
 
     /// `issuer`'s stored CRL, if any.
     fn stored_crl(&self, issuer: &str) -> Result<Option<SignedCrl>, StoreError>;
+
+    /// Stores `answers`, each replacing the one stored for its CertID. (A revocation drops
+    /// its certificate's stored answers in its own transaction.)
+    ///
+    /// Fails if the database fails.
+    fn put_answers(&self, answers: &[StoredAnswer]) -> Result<(), StoreError>;
+
+    /// The stored answer for the DER CertID `cert_id`, if any.
+    fn stored_answer(&self, cert_id: &[u8]) -> Result<Option<StoredAnswer>, StoreError>;
+
+    /// Which of `serials` have a stored answer (for any CertID).
+    fn answered(&self, serials: &[Serial]) -> Result<Vec<Serial>, StoreError>;
+
+    /// Up to `limit` certificates with a stored answer whose nextUpdate is before `before`,
+    /// once each: those to sign again.
+    fn answers_due(
+        &self,
+        before: SystemTime,
+        limit: u32,
+    ) -> Result<Vec<(IssuerId, Serial)>, StoreError>;
+
+    /// Drops the stored answers past their nextUpdate at `now`; returns how many.
+    fn drop_stale_answers(&self, now: SystemTime) -> Result<usize, StoreError>;
 }

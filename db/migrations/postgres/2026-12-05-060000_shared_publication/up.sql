@@ -28,4 +28,4 @@ CREATE TABLE ocsp_answers (
     der BYTEA NOT NULL
 );
 CREATE INDEX ocsp_answers_serial ON ocsp_answers (serial);
-CREATE INDEX ocsp_answers_this_update ON ocsp_answers (this_update);
+CREATE INDEX ocsp_answers_next_update ON ocsp_answers (next_update);
