@@ -248,6 +248,7 @@ pub fn spawn_schedule(
     config: Config,
     (every, dir, keep): (Duration, PathBuf, usize),
     stop: Arc<AtomicBool>,
+    span: tracing::Span,
 ) -> Result<(Arc<Status>, std::thread::JoinHandle<()>)> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let status = Arc::new(Status {
@@ -259,6 +260,7 @@ pub fn spawn_schedule(
     let handle = std::thread::Builder::new()
         .name("backups".into())
         .spawn(move || {
+            let _span = span.entered();
             let mut last: Option<Instant> = None;
             while !stop.load(Ordering::Relaxed) {
                 if last.is_none_or(|t| t.elapsed() >= every) {

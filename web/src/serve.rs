@@ -394,10 +394,18 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
         stop_presigner.clone(),
     )
     .context("cannot start the CRL builder")?;
-    let presigner = crate::http::revocation::spawn_presigner(&state, stop_presigner.clone())
-        .context("cannot start the OCSP pre-signer")?;
-    let checkpoints = spawn_checkpointer(&state, stop_presigner.clone())
-        .context("cannot start the audit checkpointer")?;
+    let presigner = crate::http::revocation::spawn_presigner(
+        &state,
+        stop_presigner.clone(),
+        tracing::info_span!("ocsp-presigner", node = %node.name),
+    )
+    .context("cannot start the OCSP pre-signer")?;
+    let checkpoints = spawn_checkpointer(
+        &state,
+        stop_presigner.clone(),
+        tracing::info_span!("audit-checkpointer", node = %node.name),
+    )
+    .context("cannot start the audit checkpointer")?;
     let config = load_config(paths, args.config.as_deref())?;
     let backups = match crate::backups::schedule(paths, &config)? {
         Some(plan) => {
@@ -406,6 +414,7 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
                 config,
                 plan,
                 stop_presigner.clone(),
+                tracing::info_span!("backups", node = %node.name),
             )?;
             state.backups = Some(status);
             Some(handle)
@@ -604,6 +613,7 @@ fn spawn_heartbeat(
 fn spawn_checkpointer(
     state: &AppState,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    span: tracing::Span,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     let Some(checkpointer) = state.checkpointer.clone() else {
         return Ok(None);
@@ -612,6 +622,7 @@ fn spawn_checkpointer(
     std::thread::Builder::new()
         .name("audit-checkpointer".into())
         .spawn(move || {
+            let _span = span.entered();
             let mut last: Option<std::time::Instant> = None;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if last.is_none_or(|t| t.elapsed() >= checkpointer.every) {

@@ -23,15 +23,18 @@ pub const OCSP_RESPONSE: &str = "application/ocsp-response";
 pub const CRL: &str = "application/pkix-crl";
 
 /// Starts the thread that signs OCSP answers ahead of time (see
-/// [`Presigner`]); it ticks every [`presign::POLL`] until `stop` is set.
+/// [`Presigner`]); it ticks every [`presign::POLL`] until `stop` is set, logging in `span`
+/// (which names the node).
 pub fn spawn_presigner(
     state: &AppState,
     stop: Arc<AtomicBool>,
+    span: tracing::Span,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let mut presigner = Presigner::new(state.publisher.clone());
     std::thread::Builder::new()
         .name("ocsp-presigner".into())
         .spawn(move || {
+            let _span = span.entered();
             while !stop.load(Ordering::Relaxed) {
                 presigner.tick();
                 std::thread::sleep(presign::POLL);

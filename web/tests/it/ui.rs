@@ -1907,7 +1907,8 @@ async fn the_dashboard_shows_scheduled_backups() {
     let plan = ca_web::backups::schedule(&paths, &config).unwrap().unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (status, handle) =
-        ca_web::backups::spawn_schedule(paths, config, plan, stop.clone()).unwrap();
+        ca_web::backups::spawn_schedule(paths, config, plan, stop.clone(), tracing::Span::none())
+            .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while status.last_success().is_none() {
         assert!(

@@ -2,9 +2,9 @@
 //!
 //! Alone (no [`Shared`] publication: tests, a process of its own), a node makes each CRL at
 //! most once per [`CRL_REFRESH`] or after a revocation, at the next fetch. In a cluster
-//! ([`super::Publisher::shared`]), every node serves the CRL stored in the database, read
-//! again when a notice says a newer one was stored (and every [`FALLBACK_EVERY`] regardless),
-//! never replacing the one it serves by a lower number; only the holder of the issuer's
+//! ([`super::Publisher::share`]), every node serves the CRL stored in the database, compared
+//! by number with the stored one at every fetch (one primary-key read; the CRL itself only
+//! when the number is higher), never replacing the one it serves by a lower number; only the holder of the issuer's
 //! lease builds one ([`super::CrlBuilder`]). Either way the public endpoint cannot be used to
 //! burn CRL numbers or keep the key store busy.
 
@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::shared::{FALLBACK_EVERY, Publication};
+use super::shared::Publication;
 use super::{RETRY_MAX, RETRY_MIN};
 use crate::issuer::Issuer;
 use crate::revocation::RevocationError;
@@ -199,8 +199,10 @@ impl CrlCache {
         }
     }
 
-    /// In a cluster: the CRL served here, unless a notice (or [`FALLBACK_EVERY`]) says to
-    /// compare it with the stored one, which replaces it if its number is higher. Only
+    /// In a cluster: the CRL served here, unless the stored one's number (read at every
+    /// fetch: one primary-key read) is higher; then the stored one replaces it. So once any
+    /// node has served a number, no node serves a lower one: a client fetching from several
+    /// nodes behind a load balancer never sees the number go back. Only
     /// without any CRL (a new cluster, before the builder's first), or with one past its
     /// nextUpdate (no builder for that long), does this node make one itself, and store it.
     fn get_shared(
@@ -212,13 +214,6 @@ impl CrlCache {
         now: SystemTime,
     ) -> Result<Arc<SignedCrl>, RevocationError> {
         let id = issuer.id.as_str();
-        if let Some(slot) = crls.get(id) {
-            let fresh = !slot.stale && slot.made.elapsed() < FALLBACK_EVERY;
-            let waiting = slot.retry.is_some_and(|(at, _)| Instant::now() < at);
-            if (fresh || waiting) && now < slot.crl.next_update {
-                return Ok(slot.crl.clone());
-            }
-        }
         let held = crls.get(id).map(|s| s.crl.number);
         let read = shared
             .publication
@@ -235,7 +230,8 @@ impl CrlCache {
                     slot.stale = false;
                 }
             }
-            Err(e) => tracing::warn!(issuer = id, error = %e,
+            // At every fetch while the database is down: not worth a warning each time.
+            Err(e) => tracing::debug!(issuer = id, error = %e,
                 "cannot read the stored CRL; serving the one held"),
         }
         if let Some(slot) = crls.get(id)

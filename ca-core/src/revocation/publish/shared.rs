@@ -3,9 +3,10 @@
 //! the current CRL of each issuer, and the notices that tell every node something changed.
 //!
 //! Every node serves the stored CRL; the holder of an issuer's `crl:` lease builds it, at
-//! once after a revocation anywhere, and stores it. On PostgreSQL revocations and new CRLs
-//! are notified (`LISTEN`/`NOTIFY`); everywhere a slow periodic read catches what a lost
-//! notice would miss.
+//! once after a revocation anywhere, and stores it. Every signed OCSP answer is stored; the
+//! holder of the `ocsp` lease pre-signs what no node has. On PostgreSQL revocations and new
+//! CRLs are notified (`LISTEN`/`NOTIFY`); everywhere a slow periodic read catches what a
+//! lost notice would miss.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -19,8 +20,8 @@ use crate::store::{Serial, StoreError};
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// How often a lease holder renews its leases, and others try to take expired ones.
 pub const LEASE_EVERY: Duration = Duration::from_secs(2);
-/// How often every node reads the stored CRLs and the recent revocations even without a
-/// notice (a lost connection, SQLite, a revocation by a CLI process).
+/// How often the recent revocations are read even while notices come (for one lost, or a
+/// revocation by a CLI process on SQLite).
 pub const FALLBACK_EVERY: Duration = Duration::from_secs(5);
 
 /// The name of the lease to build `issuer`'s CRL.
