@@ -59,7 +59,10 @@ pub(crate) fn run(url: &str, stop: &Arc<AtomicBool>, on: &(dyn Fn(Listened) + Se
                 }
                 failing = true;
                 on(Listened::Down);
-                std::thread::sleep(RECONNECT);
+                let since = Instant::now();
+                while since.elapsed() < RECONNECT && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
         }
     }
