@@ -138,21 +138,7 @@ impl Presigner {
             self.last_read = Some(Instant::now());
             self.read_revocations();
         }
-        if self.last_lease.is_none_or(|t| t.elapsed() >= LEASE_EVERY) {
-            self.last_lease = Some(Instant::now());
-            let held = shared
-                .publication
-                .take_lease(OCSP_LEASE, &shared.holder, SystemTime::now(), LEASE_TTL)
-                .unwrap_or(false);
-            if held != self.holding {
-                tracing::info!(
-                    holding = held,
-                    "{} the OCSP pre-signing lease",
-                    if held { "took" } else { "no longer holds" }
-                );
-                self.holding = held;
-            }
-        }
+        self.renew_lease();
         let now = SystemTime::now();
         if self
             .last_refresh
@@ -195,6 +181,31 @@ impl Presigner {
         work.extend(self.unanswered(issued));
         if !work.is_empty() {
             self.sign_all(work, now, false);
+        }
+    }
+
+    /// In a cluster, every [`LEASE_EVERY`]: renews the pre-signing lease, or takes it if it
+    /// expired. Also called between signatures, so a long run of them never lets the lease
+    /// lapse while this node still signs.
+    fn renew_lease(&mut self) {
+        let Some(shared) = self.publisher.crls.shared.get() else {
+            return;
+        };
+        if self.last_lease.is_some_and(|t| t.elapsed() < LEASE_EVERY) {
+            return;
+        }
+        self.last_lease = Some(Instant::now());
+        let held = shared
+            .publication
+            .take_lease(OCSP_LEASE, &shared.holder, SystemTime::now(), LEASE_TTL)
+            .unwrap_or(false);
+        if held != self.holding {
+            tracing::info!(
+                holding = held,
+                "{} the OCSP pre-signing lease",
+                if held { "took" } else { "no longer holds" }
+            );
+            self.holding = held;
         }
     }
 
@@ -258,7 +269,15 @@ impl Presigner {
     /// what was not signed is kept for the next try.
     fn sign_all(&mut self, work: Vec<(IssuerId, Serial)>, now: SystemTime, revoked: bool) {
         let mut work = work.into_iter();
+        let shared = self.publisher.publication().is_some();
         for (issuer, serial) in work.by_ref() {
+            if shared {
+                self.renew_lease();
+                if !self.holding {
+                    // Another node holds the lease now: what is left is its work.
+                    return;
+                }
+            }
             if let Err(why) = self.publisher.sign(&issuer, &serial, now, revoked) {
                 let wait = self
                     .retry
