@@ -34,7 +34,7 @@ pub struct CrlBuilder {
 
 impl CrlBuilder {
     /// A builder for `publisher`'s CRLs, or `None` if it publishes alone (not
-    /// [`Publisher::shared`]), where CRLs are made on demand.
+    /// [`Publisher::share`]d), where CRLs are made on demand.
     pub fn new(publisher: Arc<Publisher>) -> Option<Self> {
         publisher.crls.shared.get()?;
         Some(CrlBuilder {
@@ -47,7 +47,7 @@ impl CrlBuilder {
         })
     }
 
-    /// One round: waits up to [`TICK`] for a revocation, renews or takes leases (every
+    /// One round: waits up to `TICK` (1 s) for a revocation, renews or takes leases (every
     /// [`LEASE_EVERY`]), reads recent revocations (every [`FALLBACK_EVERY`]), and builds the
     /// CRL of each issuer it holds the lease of that has a revocation not yet listed or is
     /// older than [`CRL_REFRESH`].
