@@ -7,7 +7,10 @@
 //!   PEM}`, counted when `200` with `"success":true`;
 //! - `ocsp-post` / `ocsp-get`: the DER OCSP requests (`*.der`) in `--input`, sent by POST to
 //!   `--path` or by GET to `--path/{base64}`, counted when `200` with a successful
-//!   OCSPResponse. Used for Keyhold, `openssl ocsp -port` and `cfssl ocspserve` alike.
+//!   OCSPResponse. Used for Keyhold, `openssl ocsp -port` and `cfssl ocspserve` alike;
+//! - `codesign`: `POST /api/v1/sign` of a running `keyhold serve` with the SHA-256 digest of
+//!   one of 64 small artifacts (made here, no `--input`) for the key `--key`, counted when
+//!   `200` with a DER CMS SignedData body.
 //!
 //! A connection is opened only to send a request on it, never as a probe (`openssl ocsp
 //! -port` spins after a connection that closes without a request); an HTTP/1.0 answer or
@@ -19,8 +22,9 @@
 //! one is printed. Each measurement warms up for 0.5 s, then counts for `--seconds`; each
 //! figure is the median of `--runs` runs, latencies are pooled over the runs.
 //!
-//! The token for `issue` comes from `KEYHOLD_BENCH_TOKEN` (not an argument, so that it stays
-//! out of `ps`). `tests/bench/http` and `bench/run` set everything up and run this.
+//! The token for `issue` and `codesign` comes from `KEYHOLD_BENCH_TOKEN` (not an argument, so that it stays
+//! out of `ps`). `tests/bench/http`, `tests/bench/codesign` and `bench/run` set everything up
+//! and run this.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -34,19 +38,21 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use ca_e2e::report::{
     cpu_model, json_number, json_string, load_average, median, quantile_ms, thousands,
 };
+use sha2::Digest as _;
 
 const USAGE: &str = "usage: http-bench --url http://HOST:PORT --input DIR [--mode MODE]
-                  [--path PATH] [--profile NAME] [--concurrency LIST] [--seconds N]
+                  [--path PATH] [--profile NAME] [--key LABEL] [--concurrency LIST] [--seconds N]
                   [--runs N] [--max-requests N] [--json FILE] [--label NAME]
                   [--save DIR] [--no-target] [--server-pid PID]
   --max-requests N: a measurement (warm-up included) sends at most N requests
-  --mode: issue (default), cfssl-sign, ocsp-post, ocsp-get
+  --mode: issue (default), cfssl-sign, ocsp-post, ocsp-get, codesign
   --input DIR: *.pem CSRs (issue, cfssl-sign) or *.der OCSP requests (ocsp-*); --csrs is
-               the same option
+               the same option; codesign takes none (it signs digests of its own artifacts)
   --path: the OCSP path (default /ocsp)
-  token (issue): the environment variable KEYHOLD_BENCH_TOKEN
-  --save DIR: write one answer there (cert.pem and chain.pem, or ocsp.der), to check with
-              openssl
+  --key LABEL: the code-signing key (codesign)
+  token (issue, codesign): the environment variable KEYHOLD_BENCH_TOKEN
+  --save DIR: write one answer there (cert.pem and chain.pem, ocsp.der, or artifact and
+              signature.der), to check with openssl
   --server-pid PID: also report the server's CPU (user + system, every thread) per answer
               counted, from /proc/PID/stat over each timed window";
 
@@ -57,6 +63,7 @@ enum Mode {
     CfsslSign,
     OcspPost,
     OcspGet,
+    Codesign,
 }
 
 impl Mode {
@@ -66,7 +73,8 @@ impl Mode {
             "cfssl-sign" => Mode::CfsslSign,
             "ocsp-post" => Mode::OcspPost,
             "ocsp-get" => Mode::OcspGet,
-            other => bail!("--mode {other:?}: issue, cfssl-sign, ocsp-post or ocsp-get"),
+            "codesign" => Mode::Codesign,
+            other => bail!("--mode {other:?}: issue, cfssl-sign, ocsp-post, ocsp-get or codesign"),
         })
     }
 
@@ -76,6 +84,7 @@ impl Mode {
             Mode::CfsslSign => "cfssl-sign",
             Mode::OcspPost => "ocsp-post",
             Mode::OcspGet => "ocsp-get",
+            Mode::Codesign => "codesign",
         }
     }
 
@@ -89,6 +98,7 @@ impl Mode {
             Mode::Issue => answer.status == 201,
             Mode::CfsslSign => answer.status == 200 && contains(&answer.body, b"\"success\":true"),
             Mode::OcspPost | Mode::OcspGet => answer.status == 200 && ocsp_successful(&answer.body),
+            Mode::Codesign => answer.status == 200 && cms_signed_data(&answer.body),
         }
     }
 }
@@ -106,6 +116,28 @@ fn ocsp_successful(der: &[u8]) -> bool {
         None => return false,
     };
     der.first() == Some(&0x30) && der.get(header..header + 3) == Some(&[0x0a, 0x01, 0x00][..])
+}
+
+/// Whether `der` starts as a CMS ContentInfo of type signedData (RFC 5652 3: SEQUENCE {
+/// OBJECT IDENTIFIER 1.2.840.113549.1.7.2, [0] ... }).
+fn cms_signed_data(der: &[u8]) -> bool {
+    const SIGNED_DATA: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02,
+    ];
+    let header = match der.get(1) {
+        Some(&n) if n < 0x80 => 2,
+        Some(&n) => 2 + usize::from(n & 0x7f),
+        None => return false,
+    };
+    der.first() == Some(&0x30) && der.get(header..header + SIGNED_DATA.len()) == Some(SIGNED_DATA)
+}
+
+/// The artifacts `codesign` signs the digests of: small, distinct, and written out with
+/// `--save` so that `openssl cms -verify -content` can check a signature against one.
+const ARTIFACTS: usize = 64;
+
+fn artifact(i: usize) -> Vec<u8> {
+    format!("keyhold code-signing benchmark artifact {i}\n").into_bytes()
 }
 
 /// The issue's target at concurrency 16 (issue 21).
@@ -126,6 +158,7 @@ struct Options {
     max_requests: u64,
     input: PathBuf,
     profile: String,
+    key: String,
     concurrency: Vec<usize>,
     seconds: f64,
     runs: usize,
@@ -144,6 +177,7 @@ fn parse_options() -> Result<Options> {
     let mut target = true;
     let mut max_requests = u64::MAX;
     let mut profile = "tls-server".to_owned();
+    let mut key = None;
     let mut concurrency = vec![1, 16, 64];
     let mut seconds = 3.0;
     let mut runs = 3;
@@ -176,6 +210,7 @@ fn parse_options() -> Result<Options> {
                     .ok_or_else(|| anyhow!("--max-requests {v:?}: a positive whole number"))?;
             }
             "--profile" => profile = value()?,
+            "--key" => key = Some(value()?),
             "--concurrency" => {
                 let v = value()?;
                 concurrency = v
@@ -243,7 +278,21 @@ fn parse_options() -> Result<Options> {
         Mode::Issue => std::env::var("KEYHOLD_BENCH_TOKEN").map_err(|_| {
             anyhow!("set KEYHOLD_BENCH_TOKEN to an API token with the requester role")
         })?,
+        Mode::Codesign => std::env::var("KEYHOLD_BENCH_TOKEN").map_err(|_| {
+            anyhow!("set KEYHOLD_BENCH_TOKEN to an API token that owns or is bound to --key")
+        })?,
         _ => String::new(),
+    };
+    let key = match (mode, key) {
+        (Mode::Codesign, Some(key)) => key,
+        (Mode::Codesign, None) => bail!("--mode codesign needs --key LABEL\n\n{USAGE}"),
+        (_, Some(_)) => bail!("--key is for --mode codesign only"),
+        (_, None) => String::new(),
+    };
+    let input = match (mode, input) {
+        (Mode::Codesign, None) => PathBuf::new(),
+        (Mode::Codesign, Some(_)) => bail!("--mode codesign makes its own inputs: no --input"),
+        (_, input) => input.ok_or_else(|| anyhow!("--input DIR is required\n\n{USAGE}"))?,
     };
     Ok(Options {
         addr,
@@ -253,8 +302,9 @@ fn parse_options() -> Result<Options> {
         label,
         target: target && mode == Mode::Issue,
         max_requests,
-        input: input.ok_or_else(|| anyhow!("--input DIR is required\n\n{USAGE}"))?,
+        input,
         profile,
+        key,
         concurrency,
         seconds,
         runs,
@@ -456,6 +506,23 @@ fn http_request(options: &Options, input: &[u8]) -> Vec<u8> {
             percent_encode(&base64(input))
         )
         .into_bytes(),
+        Mode::Codesign => {
+            let digest: String = sha2::Sha256::digest(input)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let body = format!(
+                "{{\"key\":{},\"digest\":\"{digest}\",\"digest_algorithm\":\"sha256\"}}",
+                json_string(&options.key)
+            );
+            format!(
+                "POST /api/v1/sign HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                options.token,
+                body.len()
+            )
+            .into_bytes()
+        }
     }
 }
 
@@ -593,9 +660,10 @@ fn measure(options: &Options, requests: &Arc<Vec<Vec<u8>>>, connections: usize) 
     Ok(run)
 }
 
-/// Sends `request` once and writes the answer to `dir`: `cert.pem` and `chain.pem` for
-/// issuance (cfssl answers no chain), `ocsp.der` for OCSP.
-fn save_one(options: &Options, request: &[u8], dir: &std::path::Path) -> Result<()> {
+/// Sends `request` (made from `input`) once and writes the answer to `dir`: `cert.pem` and
+/// `chain.pem` for issuance (cfssl answers no chain), `ocsp.der` for OCSP, `artifact` and
+/// `signature.der` for code signing.
+fn save_one(options: &Options, input: &[u8], request: &[u8], dir: &std::path::Path) -> Result<()> {
     let answer = Client::new(options.addr).send(request)?;
     ensure!(
         options.mode.accepts(&answer),
@@ -606,6 +674,11 @@ fn save_one(options: &Options, request: &[u8], dir: &std::path::Path) -> Result<
     std::fs::create_dir_all(dir)?;
     if options.mode.is_ocsp() {
         std::fs::write(dir.join("ocsp.der"), &answer.body)?;
+        return Ok(());
+    }
+    if options.mode == Mode::Codesign {
+        std::fs::write(dir.join("artifact"), input)?;
+        std::fs::write(dir.join("signature.der"), &answer.body)?;
         return Ok(());
     }
     let value: serde_json::Value =
@@ -649,7 +722,11 @@ fn read_inputs(dir: &std::path::Path, mode: Mode) -> Result<Vec<Vec<u8>>> {
 
 fn run() -> Result<()> {
     let options = parse_options()?;
-    let inputs = read_inputs(&options.input, options.mode)?;
+    let inputs = if options.mode == Mode::Codesign {
+        (0..ARTIFACTS).map(artifact).collect()
+    } else {
+        read_inputs(&options.input, options.mode)?
+    };
     let requests: Arc<Vec<Vec<u8>>> =
         Arc::new(inputs.iter().map(|c| http_request(&options, c)).collect());
     println!("cpu: {}", cpu_model());
@@ -671,7 +748,7 @@ fn run() -> Result<()> {
         options.runs
     );
     if let Some(dir) = &options.save {
-        save_one(&options, &requests[0], dir)?;
+        save_one(&options, &inputs[0], &requests[0], dir)?;
     }
     let mut cells = Vec::new();
     for &connections in &options.concurrency {
@@ -797,6 +874,23 @@ mod tests {
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
         assert_eq!(percent_encode("+/8="), "%2B%2F8%3D");
+    }
+
+    #[test]
+    fn a_cms_signed_data_is_told_from_other_content_types() {
+        let oid = [
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02,
+        ];
+        let short = [&[0x30, 0x0b][..], &oid].concat();
+        let long = [&[0x30, 0x82, 0x03, 0x00][..], &oid].concat();
+        assert!(cms_signed_data(&short));
+        assert!(cms_signed_data(&long));
+        // id-data (1.2.840.113549.1.7.1), a JSON error, nothing.
+        let mut data = short.clone();
+        data[12] = 0x01;
+        assert!(!cms_signed_data(&data));
+        assert!(!cms_signed_data(b"{\"error\":\"x\"}"));
+        assert!(!cms_signed_data(&[]));
     }
 
     #[test]
