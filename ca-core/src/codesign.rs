@@ -404,10 +404,12 @@ impl Codesign {
             ))
         })?;
         let windows = windows(profile, now)?;
-        for w in &windows {
-            if self.store.codesign_signature_count(&key, w.since)? >= w.max {
-                return Err(CodesignError::RateLimited(limit_reached(&key, w)));
-            }
+        if let Some(w) = self
+            .store
+            .codesign_full_window(&key, &windows)?
+            .and_then(|i| windows.get(i))
+        {
+            return Err(CodesignError::RateLimited(limit_reached(&key, w)));
         }
 
         // 4. Sign.

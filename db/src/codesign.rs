@@ -4,7 +4,16 @@
 //! Writes go through the same writer as every other change, so each runs in the batch
 //! transaction that holds the audit chain's lock: checking the limits and inserting a
 //! signature cannot interleave with another process doing the same.
+//!
+//! The writer keeps each key's count per window ([`Tallies`]) from one signature to the
+//! next, and counts only the rows that entered or left the window since: counting the
+//! whole window each time cost as much as the window held (with the limits raised, every
+//! signature of the last 24 hours, twice per signature). The counts are exact while nothing
+//! but this writer appends to the audit chain (every signature is recorded with its audit
+//! entry); when anything else has, the writer forgets them and counts afresh.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use ca_core::audit::{AuditEvent, from_unix_micros};
@@ -20,7 +29,7 @@ use diesel::prelude::*;
 use crate::conn::AnyConnection;
 use crate::error::{OpError, corrupt, db_error};
 use crate::schema::{api_tokens, codesign_bindings, codesign_keys, codesign_signatures, requests};
-use crate::writer::Tx;
+use crate::writer::{Chain, Tx};
 use crate::{Db, read, unix_micros};
 
 /// The most history rows one call returns.
@@ -113,6 +122,116 @@ fn count_since(conn: &mut AnyConnection, label: &str, since: SystemTime) -> Resu
         .count()
         .get_result(conn)?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The key's signatures with `from <= at < to` (unix microseconds).
+fn count_between(
+    conn: &mut AnyConnection,
+    label: &str,
+    from: i64,
+    to: i64,
+) -> Result<u64, OpError> {
+    let n: i64 = codesign_signatures::table
+        .filter(codesign_signatures::label.eq(label))
+        .filter(codesign_signatures::at.ge(from))
+        .filter(codesign_signatures::at.lt(to))
+        .count()
+        .get_result(conn)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Per (key label, window name): `(since, n)`, the key's `n` signatures at or after `since`
+/// (unix microseconds).
+type Counts = HashMap<(String, String), (i64, u64)>;
+
+/// The counts as of the writer's last commit, for the early check before signing.
+pub(crate) type Published = Arc<Mutex<Counts>>;
+
+/// The most (key, window) pairs the writer keeps; past it, it starts again.
+const MAX_TALLIES: usize = 4096;
+
+/// The writer's per-key window counts (see the module's documentation).
+pub(crate) struct Tallies {
+    counts: Counts,
+    /// The chain head after the writer's last commit, while the counts are exact there.
+    exact_at: Option<Chain>,
+    changed: bool,
+    published: Published,
+}
+
+impl Tallies {
+    pub(crate) fn new(published: Published) -> Tallies {
+        Tallies {
+            counts: Counts::new(),
+            exact_at: None,
+            changed: false,
+            published,
+        }
+    }
+
+    /// A batch begins at chain head `head`: if anything but this writer has appended since
+    /// its last commit, or that batch did not commit, the counts are forgotten.
+    pub(crate) fn begin(&mut self, head: Chain) {
+        if self.exact_at.take() != Some(head) && !self.counts.is_empty() {
+            self.counts.clear();
+            self.changed = true;
+        }
+    }
+
+    /// The batch committed, leaving the chain at `head`.
+    pub(crate) fn committed(&mut self, head: Chain) {
+        self.exact_at = Some(head);
+        if std::mem::take(&mut self.changed)
+            && let Ok(mut published) = self.published.lock()
+        {
+            published.clone_from(&self.counts);
+        }
+    }
+
+    fn get(&self, label: &str, window: &str) -> Option<(i64, u64)> {
+        // No allocation for the look-up of the common case: few keys sign.
+        self.counts
+            .iter()
+            .find(|((l, w), _)| l == label && w == window)
+            .map(|(_, v)| *v)
+    }
+
+    fn set(&mut self, label: &str, window: &str, since: i64, n: u64) {
+        if let Some(v) = self
+            .counts
+            .iter_mut()
+            .find(|((l, w), _)| l == label && w == window)
+            .map(|(_, v)| v)
+        {
+            *v = (since, n);
+        } else {
+            if self.counts.len() >= MAX_TALLIES {
+                self.counts.clear();
+            }
+            self.counts
+                .insert((label.to_owned(), window.to_owned()), (since, n));
+        }
+        self.changed = true;
+    }
+}
+
+/// The key's signatures in window `w`, from the writer's last count of it and the rows that
+/// entered or left the window since (or counted afresh); remembered for the next one.
+fn window_count(tx: &mut Tx<'_>, label: &str, w: &SigningWindow) -> Result<u64, OpError> {
+    let since = unix_micros(w.since);
+    let known = match tx.tallies.get(label, &w.name) {
+        Some((then, n)) if then <= since => {
+            n.checked_sub(count_between(tx.conn, label, then, since)?)
+        }
+        Some((then, n)) => Some(n + count_between(tx.conn, label, since, then)?),
+        None => None,
+    };
+    let n = match known {
+        Some(n) => n,
+        None => count_since(tx.conn, label, w.since)?,
+    };
+    tx.tallies.set(label, &w.name, since, n);
+    Ok(n)
 }
 
 fn add_key(tx: &mut Tx<'_>, key: &NewCodesignKey, event: &AuditEvent) -> Result<(), OpError> {
@@ -269,7 +388,7 @@ fn record_signature(
     }
     // The chain lock is held: no other writer counts or inserts until this commits.
     for w in windows {
-        if count_since(tx.conn, label, w.since)? >= w.max {
+        if window_count(tx, label, w)? >= w.max {
             return Err(
                 StoreError::Conflict(ca_core::codesign::limit_reached(&signature.key, w)).into(),
             );
@@ -289,7 +408,17 @@ fn record_signature(
             at: unix_micros(signature.at),
         })
         .execute(tx.conn)?;
-    tx.audit(event)
+    tx.audit(event)?;
+    // Last, so that a job that fails leaves the counts as they were.
+    let at = unix_micros(signature.at);
+    for w in windows {
+        if let Some((since, n)) = tx.tallies.get(label, &w.name)
+            && at >= since
+        {
+            tx.tallies.set(label, &w.name, since, n + 1);
+        }
+    }
+    Ok(())
 }
 
 impl CodesignStore for Db {
@@ -346,6 +475,29 @@ impl CodesignStore for Db {
 
     fn codesign_signature_count(&self, key: &KeyRef, since: SystemTime) -> Result<u64, StoreError> {
         self.read(|conn| count_since(conn, key.label(), since).map_err(StoreError::from))
+    }
+
+    /// A window the writer's last commit counted under its limit at or before `since` is
+    /// not full (it holds at most that count now, plus what others recorded since, which
+    /// the record's own check catches); any other is counted.
+    fn codesign_full_window(
+        &self,
+        key: &KeyRef,
+        windows: &[SigningWindow],
+    ) -> Result<Option<usize>, StoreError> {
+        for (i, w) in windows.iter().enumerate() {
+            let since = unix_micros(w.since);
+            let under = self.tallies.lock().ok().is_some_and(|counts| {
+                counts
+                    .iter()
+                    .find(|((l, n), _)| l == key.label() && n == &w.name)
+                    .is_some_and(|(_, &(then, n))| then <= since && n < w.max)
+            });
+            if !under && self.codesign_signature_count(key, w.since)? >= w.max {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
     }
 
     fn record_codesign_signature(

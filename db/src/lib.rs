@@ -91,6 +91,8 @@ pub struct Db {
     clock: Clock,
     health: Arc<Health>,
     node: Arc<OnceLock<NodeId>>,
+    /// The writer's code-signing window counts as of its last commit.
+    tallies: codesign::Published,
 }
 
 impl fmt::Debug for Db {
@@ -136,12 +138,14 @@ impl Db {
             });
         let health = Arc::new(Health::default());
         let node = Arc::new(OnceLock::new());
+        let tallies = codesign::Published::default();
         let writer = Writer::start(
             target.clone(),
             first,
             clock.clone(),
             health.clone(),
             node.clone(),
+            tallies.clone(),
         )?;
         Ok(Db {
             target,
@@ -150,6 +154,7 @@ impl Db {
             clock,
             health,
             node,
+            tallies,
         })
     }
 

@@ -43,6 +43,7 @@ use ca_core::store::StoreError;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
+use crate::codesign::{Published, Tallies};
 use crate::conn::{self, AnyConnection, Commit, Target};
 use crate::error::OpError;
 use crate::health::Health;
@@ -82,6 +83,8 @@ pub(crate) struct Tx<'a> {
     pub node: Option<&'a NodeId>,
     /// Certificates this change made valid, by (`created_at`, requester), for `issued_daily`.
     issued: &'a mut Vec<(i64, String)>,
+    /// Code-signing keys' window counts, kept between batches.
+    pub tallies: &'a mut Tallies,
 }
 
 impl Tx<'_> {
@@ -181,6 +184,7 @@ impl Writer {
         clock: Clock,
         health: Arc<Health>,
         node: Arc<OnceLock<NodeId>>,
+        tallies: Published,
     ) -> Result<Writer, StoreError> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let shared = health.clone();
@@ -197,6 +201,7 @@ impl Writer {
                     search_caught_up: Instant::now(),
                     health: shared,
                     node,
+                    tallies: Tallies::new(tallies),
                 };
                 state.serve(queue);
             })
@@ -274,6 +279,7 @@ struct WriterState {
     search_caught_up: Instant,
     health: Arc<Health>,
     node: Arc<OnceLock<NodeId>>,
+    tallies: Tallies,
 }
 
 impl WriterState {
@@ -384,11 +390,14 @@ impl WriterState {
         };
         let clock = &self.clock;
         let current = &mut self.sqlite_commit;
+        let tallies = &mut self.tallies;
+        let mut end = None;
         let result =
             conn::write_transaction(conn, commit, current, |conn| -> Result<(), BatchError> {
                 let start = lock_chain(conn)?;
                 let mut chain = start;
                 started = true;
+                tallies.begin(start);
                 let mut daily = DailyCounts::default();
                 for job in batch.iter_mut() {
                     let mut tentative = chain;
@@ -401,6 +410,7 @@ impl WriterState {
                             now,
                             node,
                             issued: &mut issued,
+                            tallies,
                         })
                     };
                     let ran = if savepoints {
@@ -435,10 +445,17 @@ impl WriterState {
                         ))
                         .execute(conn)?;
                 }
+                end = Some(chain);
                 Ok(())
             });
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // After a retry with savepoints, counts may include a job's undone row.
+                if let (Some(end), false) = (end, savepoints) {
+                    self.tallies.committed(end);
+                }
+                Ok(())
+            }
             Err(BatchError::Retry) => Err(Attempt::Retry),
             Err(BatchError::Failed(e)) => {
                 // The connection may be dead or in an unknown state: open a new one next time.

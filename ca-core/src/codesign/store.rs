@@ -207,6 +207,23 @@ pub trait CodesignStore: Send + Sync + fmt::Debug {
     /// How many signatures the key made at or after `since`.
     fn codesign_signature_count(&self, key: &KeyRef, since: SystemTime) -> Result<u64, StoreError>;
 
+    /// The index of the first of `windows` that is full for `key`: the early check before
+    /// signing. [`CodesignStore::record_codesign_signature`] checks every window again,
+    /// exactly, so a store may answer `None` for a window its own records say is not full
+    /// without counting (a signature another process records meanwhile is caught there).
+    fn codesign_full_window(
+        &self,
+        key: &KeyRef,
+        windows: &[SigningWindow],
+    ) -> Result<Option<usize>, StoreError> {
+        for (i, w) in windows.iter().enumerate() {
+            if self.codesign_signature_count(key, w.since)? >= w.max {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
     /// Records a signature and appends `event`, in one transaction, after checking every
     /// window again inside it.
     ///

@@ -17,6 +17,7 @@ on_both_backends!(
     a_key_bound_to_a_certificate_resolves_it_directly,
     a_retired_key_cannot_be_bound_again,
     recording_enforces_every_window_inside_the_transaction,
+    window_counts_follow_the_window_and_another_writers_signatures,
     history_is_newest_first_per_key,
 );
 
@@ -251,6 +252,61 @@ fn recording_enforces_every_window_inside_the_transaction(b: &Backend) {
         b.db.record_codesign_signature(&signature("cs-none", at(5)), &[], &signed)
             .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+/// The writer keeps each window's count between signatures (counting only what entered or
+/// left it): it must stay exact as the window slides either way, and when another process
+/// records a signature in between.
+fn window_counts_follow_the_window_and_another_writers_signatures(b: &Backend) {
+    add(b, "cs-slide", "carol");
+    let at = |s: u64| t0() + Duration::from_secs(s);
+    let signed = event(Action::CodesignSigned, "key:embedded:cs-slide");
+    let record = |db: &db::Db, s: u64, since: u64| {
+        db.record_codesign_signature(
+            &signature("cs-slide", at(s)),
+            &[window(at(since), 3)],
+            &signed,
+        )
+    };
+    record(&b.db, 0, 0).unwrap();
+    record(&b.db, 1, 0).unwrap();
+    // Another process records one: this writer's count of 2 is stale, the window is full.
+    let other = b.reopen();
+    other
+        .record_codesign_signature(&signature("cs-slide", at(2)), &[], &signed)
+        .unwrap();
+    let err = record(&b.db, 3, 0).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    // Forward: 1 and 2 are in [1, ...).
+    record(&b.db, 3, 1).unwrap();
+    assert!(matches!(record(&b.db, 4, 1), Err(StoreError::Conflict(_))));
+    // Further forward (2, 3), then back (1, 2, 3, 4).
+    record(&b.db, 4, 2).unwrap();
+    assert!(matches!(record(&b.db, 5, 1), Err(StoreError::Conflict(_))));
+    assert!(matches!(record(&b.db, 5, 2), Err(StoreError::Conflict(_))));
+    record(&b.db, 5, 3).unwrap();
+
+    // The early check before signing agrees with the counts: [3, ...) holds 3, 4 and 5.
+    let k = key("cs-slide");
+    assert_eq!(
+        b.db.codesign_full_window(&k, &[window(at(4), 3), window(at(3), 3)])
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        b.db.codesign_full_window(&k, &[window(at(4), 3)]).unwrap(),
+        None
+    );
+    // Another process's signature is seen by this writer's next check.
+    other
+        .record_codesign_signature(&signature("cs-slide", at(6)), &[], &signed)
+        .unwrap();
+    assert!(matches!(record(&b.db, 7, 4), Err(StoreError::Conflict(_))));
+    assert_eq!(
+        b.db.codesign_signature_count(&k, at(0)).unwrap(),
+        7,
+        "0, 1, 2 (other), 3, 4, 5, 6 (other)"
+    );
 }
 
 fn history_is_newest_first_per_key(b: &Backend) {
