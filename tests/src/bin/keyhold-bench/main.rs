@@ -43,13 +43,11 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, VerificationAlgorithm};
-use ca_core::keystore::KeySpec;
 use ca_e2e::report::{cpu_model, load_average, thousands};
-use sha2::{Digest, Sha256, Sha384};
 
 use crate::report::{Cell, Machine, PairCell, Results, noise_report, paired_table, table, to_json};
 use crate::setup::Setup;
+use crate::subjects::Curve;
 use crate::timing::{measure, measure_paired};
 
 mod noise;
@@ -69,7 +67,6 @@ const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// Passphrase of the throwaway embedded token (at least 12 characters).
 const EMBEDDED_PASSPHRASE: &str = "keyhold-bench-passphrase";
 const SO_PIN: &str = "bench-so-pin";
-const USER_PIN: &str = "bench-user-pin";
 
 const USAGE: &str = "\
 usage: keyhold-bench [--seconds N] [--runs N] [--json FILE] [--only LIST] [--module PATH]
@@ -83,63 +80,6 @@ Run it through tests/bench/sign, which provides a throwaway SoftHSM2 token direc
   --json FILE    also write the results as JSON to FILE
   --only LIST    comma-separated backends: embedded, aws-lc-rs, rustcrypto, pkcs11, c-sign
   --module PATH  PKCS#11 module (default /usr/lib/softhsm/libsofthsm2.so)";
-
-/// A curve, with the hash Keyhold pairs it with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Curve {
-    P384,
-    P256,
-}
-
-impl Curve {
-    const ALL: [Curve; 2] = [Curve::P384, Curve::P256];
-
-    fn name(self) -> &'static str {
-        match self {
-            Curve::P384 => "P-384",
-            Curve::P256 => "P-256",
-        }
-    }
-
-    fn spec(self) -> KeySpec {
-        match self {
-            Curve::P384 => KeySpec::EcP384,
-            Curve::P256 => KeySpec::EcP256,
-        }
-    }
-
-    /// aws-lc-rs's verifier for DER signatures on this curve.
-    fn verification(self) -> &'static dyn VerificationAlgorithm {
-        match self {
-            Curve::P384 => &ECDSA_P384_SHA384_ASN1,
-            Curve::P256 => &ECDSA_P256_SHA256_ASN1,
-        }
-    }
-
-    /// The digest CKM_ECDSA signs for this curve (RFC 5758 3.2).
-    fn digest(self, message: &[u8]) -> Vec<u8> {
-        match self {
-            Curve::P384 => Sha384::digest(message).to_vec(),
-            Curve::P256 => Sha256::digest(message).to_vec(),
-        }
-    }
-
-    /// A raw `r || s` signature (what CKM_ECDSA returns) as a DER Ecdsa-Sig-Value.
-    fn raw_to_der(self, raw: &[u8]) -> Result<Vec<u8>> {
-        Ok(match self {
-            Curve::P384 => p384::ecdsa::Signature::from_slice(raw)
-                .context("C_Sign returned a malformed P-384 signature")?
-                .to_der()
-                .to_bytes()
-                .to_vec(),
-            Curve::P256 => p256::ecdsa::Signature::from_slice(raw)
-                .context("C_Sign returned a malformed P-256 signature")?
-                .to_der()
-                .to_bytes()
-                .to_vec(),
-        })
-    }
-}
 
 /// What signs, in the order of the table's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use ca_e2e::report::{json_string, median, thousands};
 
 use crate::noise::Disturbance;
+use crate::subjects::Curve;
 use crate::timing::{PairedSample, SLICE, Sample};
-use crate::{Backend, Curve, MESSAGE_LEN, Options, THREADS, WARM_UP};
+use crate::{Backend, MESSAGE_LEN, Options, THREADS, WARM_UP};
 
 /// The runs of one (curve, backend, threads) cell.
 pub(crate) struct Cell {

@@ -10,9 +10,10 @@ use ca_core::keystore::{KeyRef, KeyStore};
 use ca_core::secret::Secret;
 
 use crate::subjects::{
-    AwsLcSubject, CSignSubject, KeyholdSubject, RustCryptoSubject, Subject, slot_by_label,
+    AwsLcSubject, CSignSubject, Curve, KeyholdSubject, RustCryptoSubject, Subject, USER_PIN,
+    slot_by_label,
 };
-use crate::{Backend, Curve, EMBEDDED_PASSPHRASE, Options, SO_PIN, THREADS, USER_PIN};
+use crate::{Backend, EMBEDDED_PASSPHRASE, Options, SO_PIN, THREADS};
 
 /// Everything the benchmark signs with, and the stores and directory that must outlive them.
 /// Fields drop in order: signers first, the embedded token's directory last.

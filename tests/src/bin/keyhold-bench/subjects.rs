@@ -5,10 +5,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
-    UnparsedPublicKey,
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1,
+    ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, KeyPair, UnparsedPublicKey,
+    VerificationAlgorithm,
 };
-use ca_core::keystore::Signer;
+use ca_core::keystore::{KeySpec, Signer};
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -16,8 +17,66 @@ use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
+use sha2::{Digest, Sha256, Sha384};
 
-use crate::{Curve, USER_PIN};
+pub(crate) const USER_PIN: &str = "bench-user-pin";
+
+/// A curve, with the hash Keyhold pairs it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Curve {
+    P384,
+    P256,
+}
+
+impl Curve {
+    pub(crate) const ALL: [Curve; 2] = [Curve::P384, Curve::P256];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Curve::P384 => "P-384",
+            Curve::P256 => "P-256",
+        }
+    }
+
+    pub(crate) fn spec(self) -> KeySpec {
+        match self {
+            Curve::P384 => KeySpec::EcP384,
+            Curve::P256 => KeySpec::EcP256,
+        }
+    }
+
+    /// aws-lc-rs's verifier for DER signatures on this curve.
+    pub(crate) fn verification(self) -> &'static dyn VerificationAlgorithm {
+        match self {
+            Curve::P384 => &ECDSA_P384_SHA384_ASN1,
+            Curve::P256 => &ECDSA_P256_SHA256_ASN1,
+        }
+    }
+
+    /// The digest CKM_ECDSA signs for this curve (RFC 5758 3.2).
+    pub(crate) fn digest(self, message: &[u8]) -> Vec<u8> {
+        match self {
+            Curve::P384 => Sha384::digest(message).to_vec(),
+            Curve::P256 => Sha256::digest(message).to_vec(),
+        }
+    }
+
+    /// A raw `r || s` signature (what CKM_ECDSA returns) as a DER Ecdsa-Sig-Value.
+    pub(crate) fn raw_to_der(self, raw: &[u8]) -> Result<Vec<u8>> {
+        Ok(match self {
+            Curve::P384 => p384::ecdsa::Signature::from_slice(raw)
+                .context("C_Sign returned a malformed P-384 signature")?
+                .to_der()
+                .to_bytes()
+                .to_vec(),
+            Curve::P256 => p256::ecdsa::Signature::from_slice(raw)
+                .context("C_Sign returned a malformed P-256 signature")?
+                .to_der()
+                .to_bytes()
+                .to_vec(),
+        })
+    }
+}
 
 /// Signs the benchmark message once and returns the signature (DER, or raw `r || s` for
 /// C_Sign).
