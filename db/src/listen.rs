@@ -169,6 +169,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn options_neither_read_here_nor_by_the_crate_are_refused_by_name() {
+        let e = configure("postgres://u:secret@h/d?sslmode=require&sslcert=/c.pem")
+            .err()
+            .unwrap();
+        assert!(e.contains("sslcert"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn unix_sockets_carry_no_tls_as_with_libpq() {
+        let ssl = |url| configure(url).unwrap().0.get_ssl_mode();
+        use postgres::config::SslMode;
+        assert_eq!(
+            ssl("postgres://u@/d?host=/run/pg&sslmode=verify-full&sslrootcert=/r"),
+            SslMode::Disable
+        );
+        assert_eq!(
+            ssl("postgres://u@h/d?sslmode=verify-ca&sslrootcert=/r"),
+            SslMode::Require
+        );
+        assert_eq!(ssl("postgres://u@h/d?sslmode=require"), SslMode::Require);
+        assert_eq!(ssl("postgres://u@h/d"), SslMode::Prefer);
+        assert_eq!(ssl("postgres://u@h/d?sslmode=disable"), SslMode::Disable);
+    }
+
+    #[test]
     fn notices_are_read_from_their_channel_and_payload() {
         assert_eq!(
             parse(REVOKED, "issuing-ca 0a1b"),
