@@ -100,7 +100,7 @@ fn listen(
     on: &(dyn Fn(Listened) + Send + Sync),
 ) -> Result<(), String> {
     // Made for every connection, so a replaced sslrootcert is read again.
-    let tls = tls::Tls::new(split.mode, split.root.as_deref())?;
+    let tls = tls::Tls::new(split)?;
     let mut client = config.connect(tls).map_err(|e| described(&e))?;
     client
         .batch_execute(&format!("LISTEN {REVOKED}; LISTEN {CRL}"))

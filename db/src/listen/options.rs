@@ -27,6 +27,8 @@ pub(crate) struct Split {
     pub mode: Mode,
     /// `sslrootcert`: a PEM file of the certificates to trust.
     pub root: Option<PathBuf>,
+    /// `sslcert` and `sslkey`: the client's certificate (chain) and key, PEM files.
+    pub client: Option<(PathBuf, PathBuf)>,
     /// The URL without the options read here, for the `postgres` crate.
     pub rest: String,
 }
@@ -35,6 +37,8 @@ pub(crate) struct Split {
 /// which refuses those it does not know.
 const SSLMODE: &str = "sslmode";
 const SSLROOTCERT: &str = "sslrootcert";
+const SSLCERT: &str = "sslcert";
+const SSLKEY: &str = "sslkey";
 /// libpq options that change nothing this connection does, removed so the crate accepts
 /// the URL: SNI is sent for host names anyway, and compression is off in TLS 1.3 and here.
 const IGNORED: [&str; 2] = ["sslsni", "sslcompression"];
@@ -44,10 +48,14 @@ const IGNORED: [&str; 2] = ["sslsni", "sslcompression"];
 pub(crate) fn split(url: &str) -> Result<Split, String> {
     let mut mode = None;
     let mut root = None;
+    let mut cert = None;
+    let mut client_key = None;
     let mut take = |key: &str, value: &str| -> Result<bool, String> {
         match key {
             SSLMODE => mode = Some(value.to_owned()),
             SSLROOTCERT => root = Some(value.to_owned()),
+            SSLCERT => cert = Some(value.to_owned()).filter(|v| !v.is_empty()),
+            SSLKEY => client_key = Some(value.to_owned()).filter(|v| !v.is_empty()),
             k if IGNORED.contains(&k) => {}
             _ => return Ok(false),
         }
@@ -97,7 +105,23 @@ pub(crate) fn split(url: &str) -> Result<Split, String> {
         }
         _ => {}
     }
-    Ok(Split { mode, root, rest })
+    let client = match (cert, client_key) {
+        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "sslcert and sslkey go together on the notice connection: libpq's \
+                        defaults in ~/.postgresql are not read"
+                    .into(),
+            );
+        }
+    };
+    Ok(Split {
+        mode,
+        root,
+        client,
+        rest,
+    })
 }
 
 type Take<'a> = dyn FnMut(&str, &str) -> Result<bool, String> + 'a;
@@ -217,7 +241,13 @@ mod tests {
         assert_eq!(ok("postgres://u@h/d?sslmode=disable").mode, Mode::Disable);
         assert_eq!(ok("postgres://u@h/d?sslmode=allow").mode, Mode::Prefer);
         let s = ok("postgres://u@h/d?sslmode=require");
-        assert_eq!((s.mode, s.root), (Mode::Require, None));
+        assert_eq!((s.mode, s.root, s.client), (Mode::Require, None, None));
+        let s = ok("postgres://u@h/d?sslcert=/c.pem&sslkey=/k.pem&sslmode=require");
+        assert_eq!(
+            s.client,
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+        assert_eq!(s.rest, "postgres://u@h/d");
     }
 
     #[test]
@@ -267,6 +297,14 @@ mod tests {
             ),
             ("postgres://u:secret@h/d?sslmode=%zz", "%-escape"),
             ("host=h password=secret sslmode", "\"sslmode\" has no value"),
+            (
+                "postgres://u:secret@h/d?sslcert=/c.pem",
+                "sslcert and sslkey",
+            ),
+            (
+                "postgres://u:secret@h/d?sslkey=/k.pem",
+                "sslcert and sslkey",
+            ),
             ("host=h password='secret", "no closing quote"),
         ] {
             let e = split(url).unwrap_err();

@@ -16,13 +16,13 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::options::Mode;
+use super::options::{Mode, Split};
 
 /// The `postgres` crate's TLS connector for one [`Mode`].
 #[derive(Debug, Clone)]
@@ -31,9 +31,11 @@ pub(crate) struct Tls {
 }
 
 impl Tls {
-    /// The connector for `mode`, trusting the certificates in the PEM file `root` when it
-    /// verifies. Fails if `root` cannot be read or holds no certificate.
-    pub(crate) fn new(mode: Mode, root: Option<&Path>) -> Result<Tls, String> {
+    /// The connector for `split`'s mode, trusting the certificates in its PEM file `root`
+    /// when it verifies, and showing its client certificate if it names one. Fails if a
+    /// file cannot be read or holds nothing usable.
+    pub(crate) fn new(split: &Split) -> Result<Tls, String> {
+        let (mode, root) = (split.mode, split.root.as_deref());
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let algorithms = provider.signature_verification_algorithms;
         let verifier: Arc<dyn ServerCertVerifier> = match (mode, root) {
@@ -57,8 +59,28 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("cannot set up TLS: {e}"))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match &split.client {
+            None => config.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("cannot read sslcert {}: {e}", cert.display()))?;
+                if chain.is_empty() {
+                    return Err(format!("sslcert {} holds no certificate", cert.display()));
+                }
+                // The key's own error could quote it: say only which file.
+                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|_| {
+                    format!(
+                        "cannot read sslkey {} (an unencrypted PEM private key)",
+                        key.display()
+                    )
+                })?;
+                config
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| format!("cannot use sslcert and sslkey: {e}"))?
+            }
+        };
         Ok(Tls {
             config: Arc::new(config),
         })

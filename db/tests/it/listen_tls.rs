@@ -1,7 +1,8 @@
 //! Notices over TLS (issue 20): a PostgreSQL of its own with `ssl = on`, a server certificate
 //! made with openssl, and password logins accepted only over TLS. The node's pool (libpq)
 //! and its listening connection (the `postgres` crate over rustls) take the same URL with
-//! `sslmode=verify-full&sslrootcert=...`; a wrong root stops the listener, saying why.
+//! `sslmode=verify-full&sslrootcert=...`; a wrong root stops the listener, saying why; a
+//! client certificate logs in where pg_hba.conf asks for one.
 //!
 //! Needs PostgreSQL's server programs and openssl: without them the test is skipped with a
 //! message, unless `KEYHOLD_REQUIRE_ALL_BACKENDS=1` (CI), where it fails.
@@ -106,8 +107,10 @@ fn ca(dir: &Path, name: &str) -> Result<(), String> {
     .map(|_| ())
 }
 
-/// The server's key and certificate for 127.0.0.1 and localhost, signed by `ca`.
-fn leaf(dir: &Path) -> Result<(), String> {
+/// A key (`NAME.key`) and certificate (`NAME.crt`) for `subject` with the extensions `ext`,
+/// signed by the CA `ca`.
+fn leaf(dir: &Path, name: &str, subject: &str, ext: &str) -> Result<(), String> {
+    let file = |suffix: &str| format!("{name}.{suffix}");
     run(Command::new("openssl").current_dir(dir).args([
         "req",
         "-new",
@@ -117,22 +120,18 @@ fn leaf(dir: &Path) -> Result<(), String> {
         "ec_paramgen_curve:P-256",
         "-nodes",
         "-keyout",
-        "server.key",
+        &file("key"),
         "-out",
-        "server.csr",
+        &file("csr"),
         "-subj",
-        "/CN=localhost",
+        subject,
     ]))?;
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName = DNS:localhost, IP:127.0.0.1\n",
-    )
-    .map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(file("ext")), ext).map_err(|e| e.to_string())?;
     run(Command::new("openssl").current_dir(dir).args([
         "x509",
         "-req",
         "-in",
-        "server.csr",
+        &file("csr"),
         "-CA",
         "ca.crt",
         "-CAkey",
@@ -141,9 +140,9 @@ fn leaf(dir: &Path) -> Result<(), String> {
         "-days",
         "2",
         "-extfile",
-        "server.ext",
+        &file("ext"),
         "-out",
-        "server.crt",
+        &file("crt"),
     ]))
     .map(|_| ())
 }
@@ -164,7 +163,18 @@ fn start() -> Result<TlsServer, String> {
     let d = server.dir.path();
     ca(d, "ca")?;
     ca(d, "wrong")?;
-    leaf(d)?;
+    leaf(
+        d,
+        "server",
+        "/CN=localhost",
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\n",
+    )?;
+    leaf(
+        d,
+        "client",
+        "/CN=certuser",
+        "extendedKeyUsage = clientAuth\n",
+    )?;
     std::fs::write(d.join("pw"), PASSWORD).map_err(|e| e.to_string())?;
     if as_root() {
         run(Command::new("chown").args(["-R", "postgres:"]).arg(d))?;
@@ -179,16 +189,18 @@ fn start() -> Result<TlsServer, String> {
     std::fs::write(
         data.join("pg_hba.conf"),
         "local all all trust\n\
+         hostssl all certuser 127.0.0.1/32 cert\n\
          hostssl all all 127.0.0.1/32 scram-sha-256\n\
          hostnossl all all 127.0.0.1/32 reject\n",
     )
     .map_err(|e| e.to_string())?;
     let options = format!(
         "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories='{}' \
-         -c ssl=on -c ssl_cert_file='{}' -c ssl_key_file='{}'",
+         -c ssl=on -c ssl_cert_file='{}' -c ssl_key_file='{}' -c ssl_ca_file='{}'",
         d.display(),
         server.path("server.crt").display(),
-        server.path("server.key").display()
+        server.path("server.key").display(),
+        server.path("ca.crt").display()
     );
     run(as_postgres(&server.bin.join("pg_ctl"))
         .arg("-D")
@@ -200,6 +212,12 @@ fn start() -> Result<TlsServer, String> {
         let log = std::fs::read_to_string(server.path("server.log")).unwrap_or_default();
         format!("{e}\n{log}")
     })?;
+    // A user who logs in with a client certificate (`cert` in pg_hba.conf).
+    run(as_postgres(Path::new("psql"))
+        .args(["-q", "-h"])
+        .arg(d)
+        .args(["-p", &port.to_string(), "-U", "keyhold", "-d", "postgres"])
+        .args(["-c", "CREATE ROLE certuser LOGIN"]))?;
     Ok(server)
 }
 
@@ -312,6 +330,21 @@ fn notices_arrive_over_tls_verified_to_sslrootcert() {
     assert_refused(&elsewhere("verify-full"), "certificate not valid for name");
     assert_listens(&server.url("localhost", "sslmode=require"));
     assert_listens(&server.url("localhost", "sslmode=prefer"));
+    // A client certificate, for a user the server lets in by certificate only.
+    let by_certificate = |client: &str| {
+        format!(
+            "postgres://certuser@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}{client}",
+            server.port,
+            root.display()
+        )
+    };
+    let client = format!(
+        "&sslcert={}&sslkey={}",
+        server.path("client.crt").display(),
+        server.path("client.key").display()
+    );
+    assert_listens(&by_certificate(&client));
+    assert_refused(&by_certificate(""), "valid client certificate");
     // Without TLS the server refuses the password login (pg_hba.conf): TLS really is used.
     assert_refused(&server.url("localhost", "sslmode=disable"), "no encryption");
 
@@ -352,6 +385,7 @@ fn assert_refused(url: &str, says: &str) {
     let Some(Listened::Down(why)) = events.first() else {
         panic!("{events:?}")
     };
+    eprintln!("refused as it should be: {why}");
     assert!(why.contains(says), "{why}");
     assert!(!why.contains(PASSWORD), "{why}");
 }
