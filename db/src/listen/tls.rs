@@ -152,11 +152,40 @@ impl TlsConnect<Socket> for Connect {
 pub(crate) struct Stream(tokio_rustls::client::TlsStream<Socket>);
 
 impl TlsStream for Stream {
-    /// None: SCRAM authenticates without channel binding (as libpq with
-    /// `channel_binding=prefer` against a server that offers none).
+    /// `tls-server-end-point` (RFC 5929): the hash of the server's certificate, with the
+    /// hash of its signature (SHA-256 for MD5, SHA-1 and anything else), so SCRAM binds the
+    /// login to this TLS connection (`channel_binding=require` works as with libpq).
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        let leaf = self
+            .0
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first());
+        match leaf.and_then(|der| end_point(der)) {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash),
+            None => ChannelBinding::none(),
+        }
     }
+}
+
+/// The `tls-server-end-point` hash of the certificate `der`, if it can be read.
+fn end_point(der: &[u8]) -> Option<Vec<u8>> {
+    use const_oid::db::rfc5912::{
+        ECDSA_WITH_SHA_384, ECDSA_WITH_SHA_512, SHA_384_WITH_RSA_ENCRYPTION,
+        SHA_512_WITH_RSA_ENCRYPTION,
+    };
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let oid = cert.signature_algorithm().oid;
+    let hash = if oid == ECDSA_WITH_SHA_384 || oid == SHA_384_WITH_RSA_ENCRYPTION {
+        &aws_lc_rs::digest::SHA384
+    } else if oid == ECDSA_WITH_SHA_512 || oid == SHA_512_WITH_RSA_ENCRYPTION {
+        &aws_lc_rs::digest::SHA512
+    } else {
+        &aws_lc_rs::digest::SHA256
+    };
+    Some(aws_lc_rs::digest::digest(hash, der).as_ref().to_vec())
 }
 
 impl AsyncRead for Stream {

@@ -316,6 +316,12 @@ fn notices_arrive_over_tls_verified_to_sslrootcert() {
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
 
+    // SCRAM bound to the TLS connection (the server checks the certificate hash sent).
+    assert_listens(&format!(
+        "{}&channel_binding=require",
+        verified("localhost")
+    ));
+
     // verify-ca checks the chain only; verify-full the name as well; require neither.
     let elsewhere = |mode: &str| {
         server.url(
