@@ -223,11 +223,7 @@ impl Db {
         let Target::Postgres(url) = &self.target else {
             return Ok(None);
         };
-        let url = url.clone();
-        std::thread::Builder::new()
-            .name("db-listen".into())
-            .spawn(move || listen::run(&url, &stop, on.as_ref()))
-            .map(Some)
+        listen_to(url, stop, on).map(Some)
     }
 
     /// A pooled read connection, waiting up to [`CONNECT_TIMEOUT`] for one, but only until
@@ -265,6 +261,21 @@ impl Db {
         self.health.up();
         f(&mut conn)
     }
+}
+
+/// [`Db::listen`] on the PostgreSQL URL `url` itself, with no [`Db`]: a thread that calls
+/// `on` with each notice, and when listening starts or stops (saying why), until `stop`.
+///
+/// Fails if the thread cannot be started.
+pub fn listen_to(
+    url: &str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    on: Box<dyn Fn(Listened) + Send + Sync>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let url = url.to_owned();
+    std::thread::Builder::new()
+        .name("db-listen".into())
+        .spawn(move || listen::run(&url, &stop, on.as_ref()))
 }
 
 /// Brings the schema up to this build's, holding the write lock so that two processes

@@ -15,6 +15,7 @@ mod audit;
 mod backup;
 mod codesign;
 mod concurrency;
+mod listen_tls;
 mod nodes;
 mod open;
 mod operations;

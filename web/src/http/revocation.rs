@@ -69,7 +69,7 @@ pub fn spawn_shared_publication(
                     publisher.set_notices_live(true);
                     publisher.notice(&Notice::Lost);
                 }
-                db::Listened::Down => publisher.set_notices_live(false),
+                db::Listened::Down(_) => publisher.set_notices_live(false),
                 db::Listened::Notice(notice) => publisher.notice(&notice),
             }
         }),
