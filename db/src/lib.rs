@@ -7,7 +7,7 @@
 //! - a call that changes state returns only once its transaction is durable (SQLite:
 //!   `synchronous=FULL`; PostgreSQL: its default synchronous commit), except a serial's
 //!   reservation, which returns once committed and ordered before every later change
-//!   (see [`ca_core::store::Store::reserve`]);
+//!   (see [`ca_core::store::IssuanceLedger::reserve`]);
 //! - audit appends are serialised across every process sharing the database (SQLite: the
 //!   file's write lock, `BEGIN IMMEDIATE`; PostgreSQL: the `audit_head` row lock).
 //!

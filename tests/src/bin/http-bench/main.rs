@@ -26,8 +26,7 @@
 //! out of `ps`). `tests/bench/http`, `tests/bench/codesign` and `bench/run` set everything up
 //! and run this.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -38,7 +37,14 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use ca_e2e::report::{
     cpu_model, json_number, json_string, load_average, median, quantile_ms, thousands,
 };
-use sha2::Digest as _;
+
+mod bodies;
+mod client;
+mod requests;
+
+use bodies::{ARTIFACTS, artifact, cms_signed_data, contains, ocsp_successful};
+use client::{Answer, Client};
+use requests::http_request;
 
 const USAGE: &str = "usage: http-bench --url http://HOST:PORT --input DIR [--mode MODE]
                   [--path PATH] [--profile NAME] [--key LABEL] [--concurrency LIST] [--seconds N]
@@ -103,50 +109,11 @@ impl Mode {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Whether `der` starts as an OCSPResponse whose responseStatus is successful (0)
-/// (RFC 6960 4.2.1: SEQUENCE { ENUMERATED responseStatus, ... }).
-fn ocsp_successful(der: &[u8]) -> bool {
-    let header = match der.get(1) {
-        Some(&n) if n < 0x80 => 2,
-        Some(&n) => 2 + usize::from(n & 0x7f),
-        None => return false,
-    };
-    der.first() == Some(&0x30) && der.get(header..header + 3) == Some(&[0x0a, 0x01, 0x00][..])
-}
-
-/// Whether `der` starts as a CMS ContentInfo of type signedData (RFC 5652 3: SEQUENCE {
-/// OBJECT IDENTIFIER 1.2.840.113549.1.7.2, [0] ... }).
-fn cms_signed_data(der: &[u8]) -> bool {
-    const SIGNED_DATA: &[u8] = &[
-        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02,
-    ];
-    let header = match der.get(1) {
-        Some(&n) if n < 0x80 => 2,
-        Some(&n) => 2 + usize::from(n & 0x7f),
-        None => return false,
-    };
-    der.first() == Some(&0x30) && der.get(header..header + SIGNED_DATA.len()) == Some(SIGNED_DATA)
-}
-
-/// The artifacts `codesign` signs the digests of: small, distinct, and written out with
-/// `--save` so that `openssl cms -verify -content` can check a signature against one.
-const ARTIFACTS: usize = 64;
-
-fn artifact(i: usize) -> Vec<u8> {
-    format!("keyhold code-signing benchmark artifact {i}\n").into_bytes()
-}
-
 /// The issue's target at concurrency 16 (issue 21).
 const TARGET_RATE: f64 = 2500.0;
 /// The issue's p99 target, milliseconds.
 const TARGET_P99_MS: f64 = 50.0;
 const WARM_UP: Duration = Duration::from_millis(500);
-/// Largest response accepted (a certificate and its chain are a few KiB).
-const MAX_BODY: usize = 1 << 20;
 
 struct Options {
     addr: SocketAddr,
@@ -337,222 +304,6 @@ fn server_cpu(pid: u32) -> Result<Duration> {
     let per_second = rustix::param::clock_ticks_per_second();
     ensure!(per_second > 0, "the clock tick rate is unknown");
     Ok(Duration::from_secs_f64(total as f64 / per_second as f64))
-}
-
-/// One HTTP answer.
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-    /// The server will close the connection after this answer.
-    close: bool,
-}
-
-/// A keep-alive HTTP/1.1 connection that sends one prepared request again and again.
-struct Client {
-    addr: SocketAddr,
-    conn: Option<BufReader<TcpStream>>,
-}
-
-impl Client {
-    fn new(addr: SocketAddr) -> Client {
-        Client { addr, conn: None }
-    }
-
-    fn send(&mut self, request: &[u8]) -> Result<Answer> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let stream = TcpStream::connect(self.addr)
-                    .with_context(|| format!("connecting to {}", self.addr))?;
-                stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-                self.conn.insert(BufReader::new(stream))
-            }
-        };
-        let answer = exchange(conn, request);
-        match &answer {
-            Ok(a) if !a.close => {}
-            _ => self.conn = None,
-        }
-        answer
-    }
-}
-
-fn exchange(conn: &mut BufReader<TcpStream>, request: &[u8]) -> Result<Answer> {
-    conn.get_mut().write_all(request)?;
-    let mut line = String::new();
-    conn.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| anyhow!("not an HTTP status line: {line:?}"))?;
-    let mut length = None;
-    let mut chunked = false;
-    // HTTP/1.0 closes after the answer unless it says keep-alive (openssl ocsp -port).
-    let mut close = line.starts_with("HTTP/1.0");
-    loop {
-        line.clear();
-        ensure!(
-            conn.read_line(&mut line)? > 0,
-            "connection closed in the headers"
-        );
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            let value = value.trim();
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = Some(value.parse::<usize>()?),
-                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                "connection" => close = !value.eq_ignore_ascii_case("keep-alive"),
-                _ => {}
-            }
-        }
-    }
-    let body = if chunked {
-        read_chunked(conn)?
-    } else if length.is_none() && close {
-        let mut body = Vec::new();
-        conn.take(MAX_BODY as u64 + 1).read_to_end(&mut body)?;
-        ensure!(body.len() <= MAX_BODY, "an answer over {MAX_BODY} bytes");
-        body
-    } else {
-        let length = length.unwrap_or(0);
-        ensure!(length <= MAX_BODY, "a {length}-byte answer");
-        let mut body = vec![0; length];
-        conn.read_exact(&mut body)?;
-        body
-    };
-    Ok(Answer {
-        status,
-        body,
-        close,
-    })
-}
-
-fn read_chunked(conn: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        conn.read_line(&mut line)?;
-        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-            .with_context(|| format!("chunk size {line:?}"))?;
-        ensure!(
-            body.len() + size <= MAX_BODY,
-            "an answer over {MAX_BODY} bytes"
-        );
-        let start = body.len();
-        body.resize(start + size, 0);
-        conn.read_exact(&mut body[start..])?;
-        line.clear();
-        conn.read_line(&mut line)?; // the CRLF after the chunk (or the trailer's end)
-        if size == 0 {
-            return Ok(body);
-        }
-    }
-}
-
-/// The HTTP request for one input: a CSR (PEM text) or an OCSP request (DER).
-fn http_request(options: &Options, input: &[u8]) -> Vec<u8> {
-    let host = &options.host;
-    match options.mode {
-        Mode::Issue => {
-            let body = format!(
-                "{{\"profile\":{},\"csr\":{}}}",
-                json_string(&options.profile),
-                json_string(&String::from_utf8_lossy(input))
-            );
-            format!(
-                "POST /api/v1/certificates HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                options.token,
-                body.len()
-            )
-            .into_bytes()
-        }
-        Mode::CfsslSign => {
-            let body = format!(
-                "{{\"certificate_request\":{}}}",
-                json_string(&String::from_utf8_lossy(input))
-            );
-            format!(
-                "POST /api/v1/cfssl/sign HTTP/1.1\r\nHost: {host}\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .into_bytes()
-        }
-        Mode::OcspPost => {
-            let path = if options.path.is_empty() {
-                "/"
-            } else {
-                &options.path
-            };
-            let mut request = format!(
-                "POST {path} HTTP/1.1\r\nHost: {host}\r\n\
-                 Content-Type: application/ocsp-request\r\nContent-Length: {}\r\n\r\n",
-                input.len()
-            )
-            .into_bytes();
-            request.extend_from_slice(input);
-            request
-        }
-        Mode::OcspGet => format!(
-            "GET {}/{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
-            options.path,
-            percent_encode(&base64(input))
-        )
-        .into_bytes(),
-        Mode::Codesign => {
-            let digest: String = sha2::Sha256::digest(input)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let body = format!(
-                "{{\"key\":{},\"digest\":\"{digest}\",\"digest_algorithm\":\"sha256\"}}",
-                json_string(&options.key)
-            );
-            format!(
-                "POST /api/v1/sign HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                options.token,
-                body.len()
-            )
-            .into_bytes()
-        }
-    }
-}
-
-/// Standard base64 with padding (RFC 4648 section 4), as RFC 6960 appendix A.1 asks.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// `+`, `/` and `=` percent-encoded, so the path survives every server's decoding.
-fn percent_encode(s: &str) -> String {
-    s.replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
 }
 
 /// One run at one concurrency.
@@ -859,47 +610,5 @@ fn main() -> std::process::ExitCode {
             eprintln!("http-bench: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_pads_as_rfc_4648_says() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
-        assert_eq!(percent_encode("+/8="), "%2B%2F8%3D");
-    }
-
-    #[test]
-    fn a_cms_signed_data_is_told_from_other_content_types() {
-        let oid = [
-            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02,
-        ];
-        let short = [&[0x30, 0x0b][..], &oid].concat();
-        let long = [&[0x30, 0x82, 0x03, 0x00][..], &oid].concat();
-        assert!(cms_signed_data(&short));
-        assert!(cms_signed_data(&long));
-        // id-data (1.2.840.113549.1.7.1), a JSON error, nothing.
-        let mut data = short.clone();
-        data[12] = 0x01;
-        assert!(!cms_signed_data(&data));
-        assert!(!cms_signed_data(b"{\"error\":\"x\"}"));
-        assert!(!cms_signed_data(&[]));
-    }
-
-    #[test]
-    fn ocsp_status_is_read_after_short_and_long_lengths() {
-        assert!(ocsp_successful(&[0x30, 0x03, 0x0a, 0x01, 0x00]));
-        assert!(ocsp_successful(&[0x30, 0x82, 0x01, 0x00, 0x0a, 0x01, 0x00]));
-        // malformedRequest (1), and what is not an OCSPResponse at all.
-        assert!(!ocsp_successful(&[0x30, 0x03, 0x0a, 0x01, 0x01]));
-        assert!(!ocsp_successful(b"HTTP"));
-        assert!(!ocsp_successful(&[]));
     }
 }
