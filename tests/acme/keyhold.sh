@@ -20,7 +20,7 @@ cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  rm -rf "$work" "$ACME_PORTS_GIVEN"
 }
 trap cleanup EXIT
 

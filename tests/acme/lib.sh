@@ -1,7 +1,8 @@
 # Shared by the ACME harness scripts (sourced, not run). Loopback only, no network.
 #   acme_tools_check      fails unless every client and fixture is installed
-#   free_port             prints a free TCP port on 127.0.0.1
-#   wait_port PORT        waits up to 20 s for a listener on 127.0.0.1:PORT
+#   free_port             prints a free TCP port on 127.0.0.1, never one it printed before
+#                         in this script (two servers given one port fail to start)
+#   wait_port PORT [S]    waits up to S s (default 20) for a listener on 127.0.0.1:PORT
 #   pass/fail/section     the report lines; fail exits non-zero
 
 KEYHOLD_ACME_VENV=${KEYHOLD_ACME_VENV:-/opt/keyhold-acme/venv}
@@ -24,17 +25,37 @@ acme_tools_check() {
   fi
 }
 
+# The ports handed out so far, per script ($$ is the script's own shell, also in $(...)).
+ACME_PORTS_GIVEN=${TMPDIR:-/tmp}/keyhold-acme-ports.$$
 free_port() {
-  "$ACME_PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  "$ACME_PY" - "$ACME_PORTS_GIVEN" <<'PY'
+import socket, sys
+path = sys.argv[1]
+try:
+    given = set(open(path).read().split())
+except FileNotFoundError:
+    given = set()
+held = []
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    held.append(s)
+    port = str(s.getsockname()[1])
+    if port not in given:
+        break
+with open(path, "a") as f:
+    f.write(port + "\n")
+print(port)
+PY
 }
 
 wait_port() {
-  local i
-  for i in $(seq 1 200); do
+  local i seconds=${2:-20}
+  for i in $(seq 1 $((seconds * 10))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
-  echo "FAIL: nothing listens on 127.0.0.1:$1 after 20 s" >&2
+  echo "FAIL: nothing listens on 127.0.0.1:$1 after $seconds s" >&2
   return 1
 }
 

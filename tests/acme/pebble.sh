@@ -18,7 +18,7 @@ cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  rm -rf "$work" "$ACME_PORTS_GIVEN"
 }
 trap cleanup EXIT
 
@@ -64,9 +64,14 @@ JSON
 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$work/pebble.json" \
   -dnsserver "127.0.0.1:$dns_port" >"$work/pebble.log" 2>&1 &
 pids+=($!)
-wait_port "$acme_port"
-wait_port "$mgmt_port"
-wait_port "$chall_port"
+# Pebble makes its keys at start: on a loaded machine that takes a while.
+if ! { wait_port "$acme_port" 60 && wait_port "$mgmt_port" 60 && wait_port "$chall_port" 60; }; then
+  echo "--- pebble log" >&2
+  cat "$work/pebble.log" >&2
+  echo "--- pebble-challtestsrv log" >&2
+  cat "$work/challtestsrv.log" >&2
+  exit 1
+fi
 
 # 5. Pebble makes a new root at every start; issued certificates must chain to it.
 curl -fsS --cacert "$work/ca.pem" "https://127.0.0.1:$mgmt_port/roots/0" >"$work/issuing-root.pem"
