@@ -21,6 +21,11 @@
 #   ACME_EXPECT_ARI=1    the server offers renewalInfo, profiles and notAfter (protocol.py
 #                        checks them; ACME_PROFILE_NAME_OK: an offered profile the harness's
 #                        names fit; ACME_PROFILE_NO_WILDCARD: an offered one without wildcards)
+#   ACME_EAB_LIMITED_KID, ACME_EAB_LIMITED_HMAC   optional: an EAB key bound to the names
+#                        ACME_EAB_LIMITED_SUFFIX and .ACME_EAB_LIMITED_SUFFIX only (lego case)
+#   ACME_SERVER_HOOK     optional: an executable that asks the server itself, as its operator:
+#                        `HOOK count-issued NAME` prints how many certificates name NAME,
+#                        `HOOK revoke SERIAL` revokes one (hex serial)
 #   ACME_WORK            scratch directory (default: a fresh temporary one)
 #   ACME_ONLY            optional: run only these groups (space separated: certbot lego caddy protocol)
 set -euo pipefail
@@ -272,6 +277,35 @@ if wants lego; then
 
   lego_in "$lg" -d "lg1.$D" revoke >"$w/log" 2>&1 || fail "lego revoke: $(tail -n 15 "$w/log")"
   pass "lego: revoke"
+
+  # An EAB key bound to names (the server's own feature, e.g. Keyhold's `acme eab create
+  # --allow-name`): an account bound to it gets the names the key allows, and an order
+  # naming one outside them, although the profile allows it, is refused whole with
+  # rejectedIdentifier, and nothing is issued.
+  if [ -n "${ACME_EAB_LIMITED_KID:-}" ]; then
+    lim=${ACME_EAB_LIMITED_SUFFIX:?}
+    ll=$w/lego-limited
+    lego_lim() {
+      lego --accept-tos --email acme-test@example.org --server "$ACME_DIRECTORY" --path "$ll" \
+        --eab "--kid=$ACME_EAB_LIMITED_KID" "--hmac=$ACME_EAB_LIMITED_HMAC" "${http_lego[@]}" "$@"
+    }
+    lego_lim -d "$lim" -d "a.$lim" run >"$w/log" 2>&1 || fail "lego with the name-bound EAB key: $(tail -n 15 "$w/log")"
+    split_chain "$ll/certificates/$lim.crt" "$w/lim"
+    verify_cert "$w/lim/leaf.pem" "$w/lim/rest.pem" "DNS:$lim" "DNS:a.$lim"
+    pass "lego: an EAB key bound to $lim and .$lim issues $lim and a.$lim"
+    expect_failure "lego order outside the EAB key's names" "rejectedIdentifier.*lg5\.$D" \
+      lego_lim -d "b.$lim" -d "lg5.$D" run
+    [ ! -e "$ll/certificates/b.$lim.crt" ] || fail "lego stored a certificate for b.$lim although the order was refused"
+    if [ -n "${ACME_SERVER_HOOK:-}" ]; then
+      got=$("$ACME_SERVER_HOOK" count-issued "a.$lim") || fail "server hook count-issued a.$lim"
+      [ "$got" = 1 ] || fail "the server holds $got certificates naming a.$lim, not 1"
+      for n in "b.$lim" "lg5.$D"; do
+        got=$("$ACME_SERVER_HOOK" count-issued "$n") || fail "server hook count-issued $n"
+        [ "$got" = 0 ] || fail "the server holds $got certificates naming $n after the refused order"
+      done
+    fi
+    pass "lego: lg5.$D, outside the EAB key's names, is refused with rejectedIdentifier and nothing is issued"
+  fi
 fi
 
 if wants caddy; then

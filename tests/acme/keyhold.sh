@@ -77,6 +77,25 @@ eab_out=$("$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" acme 
 eab_kid=$(sed -n 's/^kid: *//p' <<<"$eab_out")
 eab_hmac=$(sed -n 's/^hmac: *//p' <<<"$eab_out")
 [ -n "$eab_kid" ] && [ -n "$eab_hmac" ] || fail "keyhold acme eab create printed no kid and key: $eab_out"
+# A second key, bound to one name and its subdomains (`--allow-name`).
+lim_out=$("$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" acme eab create \
+  --name harness-limited --profile acme-test --allow-name lim.acme-test.internal --allow-name .lim.acme-test.internal)
+lim_kid=$(sed -n 's/^kid: *//p' <<<"$lim_out")
+lim_hmac=$(sed -n 's/^hmac: *//p' <<<"$lim_out")
+[ -n "$lim_kid" ] && [ -n "$lim_hmac" ] || fail "keyhold acme eab create --allow-name printed no kid and key: $lim_out"
+
+# What clients.sh asks the server itself, as its operator would (ACME_SERVER_HOOK).
+cat >"$work/server-hook" <<HOOK
+#!/usr/bin/env bash
+set -euo pipefail
+kh() { "$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" "\$@"; }
+case "\$1" in
+  count-issued) out=\$(kh certs list --search "\$2" --limit 1000); tail -n +2 <<<"\$out" | grep -vc '^more:' || true ;;
+  revoke) kh revoke --reason superseded "\$2" ;;
+  *) echo "server-hook: unknown command \$1" >&2; exit 2 ;;
+esac
+HOOK
+chmod +x "$work/server-hook"
 
 # 4. Keyhold.
 "$KEYHOLD_BIN" serve --data-dir "$data" --passphrase-file "$work/pass" \
@@ -97,6 +116,8 @@ ACME_DIRECTORY="https://localhost:$tls_port/acme/directory" \
   ACME_IP=127.0.0.1 \
   ACME_REJECTED_NAME=blocked.acme-test.internal \
   ACME_EAB_KID=$eab_kid ACME_EAB_HMAC=$eab_hmac ACME_EAB_REQUIRED=1 \
+  ACME_EAB_LIMITED_KID=$lim_kid ACME_EAB_LIMITED_HMAC=$lim_hmac ACME_EAB_LIMITED_SUFFIX=lim.acme-test.internal \
+  ACME_SERVER_HOOK="$work/server-hook" \
   ACME_EXPECT_OCSP=1 ACME_MAX_BODY=65536 ACME_DEVIATIONS="" \
   ACME_EXPECT_ARI=1 ACME_PROFILE_NAME_OK=acme-test ACME_PROFILE_NO_WILDCARD=tls-server \
   ACME_RATE_LIMIT_PER_NAME=8 \
