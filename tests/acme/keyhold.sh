@@ -71,6 +71,8 @@ dns_resolver = "127.0.0.1:$dns_port"
 default_profile = "acme-test"
 orders_per_hour = 1000
 orders_per_identifier_per_hour = 8
+# Clients ask renewalInfo again after 2 s, so Caddy notices a revocation within the test.
+ari_retry_after_seconds = 2
 TOML
 eab_out=$("$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" acme eab create \
   --name harness --profile acme-test --profile tls-server)
@@ -92,13 +94,29 @@ kh() { "$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" "\$@"; }
 case "\$1" in
   count-issued) out=\$(kh certs list --search "\$2" --limit 1000); tail -n +2 <<<"\$out" | grep -vc '^more:' || true ;;
   revoke) kh revoke --reason superseded "\$2" ;;
+  renewal-info) # a renewalInfo answer for ID whose window ends before the answer was logged
+    "$ACME_PY" - "$work/keyhold.log" "\$2" <<'PY'
+import re, sys
+from datetime import datetime
+pat = re.compile(r"^(\S+) .*acme: renewalInfo answered.* id=(\S+) start=(\S+) end=(\S+)")
+for line in open(sys.argv[1], errors="replace"):
+    m = pat.search(re.sub(r"\x1b\[[0-9;]*m", "", line))
+    if m and m.group(2) == sys.argv[2]:
+        at, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (m.group(1), m.group(4)))
+        if end < at:
+            print(line.strip())
+            sys.exit(0)
+sys.exit("no renewalInfo answer with a past window for " + sys.argv[2])
+PY
+    ;;
   *) echo "server-hook: unknown command \$1" >&2; exit 2 ;;
 esac
 HOOK
 chmod +x "$work/server-hook"
 
 # 4. Keyhold.
-"$KEYHOLD_BIN" serve --data-dir "$data" --passphrase-file "$work/pass" \
+# Debug for renewalInfo answers: the harness checks that Keyhold answered the one Caddy asked.
+KEYHOLD_LOG=info,ca_web::http::acme::directory=debug "$KEYHOLD_BIN" serve --data-dir "$data" --passphrase-file "$work/pass" \
   --listen "127.0.0.1:$plain_port" --tls-listen "127.0.0.1:$tls_port" >"$work/keyhold.log" 2>&1 &
 pids+=($!)
 wait_port "$plain_port"
@@ -119,7 +137,7 @@ ACME_DIRECTORY="https://localhost:$tls_port/acme/directory" \
   ACME_EAB_LIMITED_KID=$lim_kid ACME_EAB_LIMITED_HMAC=$lim_hmac ACME_EAB_LIMITED_SUFFIX=lim.acme-test.internal \
   ACME_SERVER_HOOK="$work/server-hook" \
   ACME_EXPECT_OCSP=1 ACME_MAX_BODY=65536 ACME_DEVIATIONS="" \
-  ACME_EXPECT_ARI=1 ACME_PROFILE_NAME_OK=acme-test ACME_PROFILE_NO_WILDCARD=tls-server \
+  ACME_EXPECT_ARI=1 ACME_ARI_RETRY_AFTER=2 ACME_PROFILE_NAME_OK=acme-test ACME_PROFILE_NO_WILDCARD=tls-server \
   ACME_RATE_LIMIT_PER_NAME=8 \
   "$here/clients.sh" || status=$?
 if [ "$status" != 0 ]; then

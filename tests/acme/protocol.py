@@ -439,6 +439,9 @@ def ari_profiles_not_after(key, kid, certs):
     r = http.get(f"{base}/{ari_id(leaf)}")
     if r.status_code != 200:
         raise CaseFailed(f"renewalInfo: HTTP {r.status_code}: {r.text[:300]}")
+    want_retry = ENV.get("ACME_ARI_RETRY_AFTER")  # the server's configured Retry-After, if known
+    if want_retry and r.headers.get("Retry-After") != want_retry:
+        raise CaseFailed(f"renewalInfo Retry-After {r.headers.get('Retry-After')!r}, configured {want_retry}")
     start = datetime.fromisoformat(r.json()["suggestedWindow"]["start"].replace("Z", "+00:00"))
     if start <= datetime.now(timezone.utc):
         raise CaseFailed(f"a live certificate's window starts in the past: {r.text}")
