@@ -28,7 +28,9 @@
 #                        `HOOK count-issued NAME` prints how many certificates name NAME,
 #                        `HOOK revoke SERIAL` revokes one (hex serial), `HOOK renewal-info
 #                        ID` succeeds if the server's log shows a renewalInfo answer for
-#                        the RFC 9773 certificate ID with a window in the past
+#                        the RFC 9773 certificate ID with a window in the past, `HOOK
+#                        replaces-ignored ID` if its log shows a newOrder whose `replaces`
+#                        named ID, another account's certificate, made a plain order
 #   ACME_WORK            scratch directory (default: a fresh temporary one)
 #   ACME_ONLY            optional: run only these groups (space separated: certbot lego caddy protocol)
 set -euo pipefail

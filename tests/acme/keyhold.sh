@@ -109,6 +109,10 @@ for line in open(sys.argv[1], errors="replace"):
 sys.exit("no renewalInfo answer with a past window for " + sys.argv[2])
 PY
     ;;
+  replaces-ignored) # Keyhold logged a newOrder replaces naming another account's certificate
+    sed 's/\x1b\[[0-9;]*m//g' "$work/keyhold.log" |
+      grep -F "replaces names another account's certificate; a plain new order" |
+      grep -E "replaces=\"?\$2\"?( |\$)" ;;
   *) echo "server-hook: unknown command \$1" >&2; exit 2 ;;
 esac
 HOOK
