@@ -20,7 +20,17 @@
 #   ACME_EXPECT_OCSP=1   every issued certificate names an OCSP responder that says good
 #   ACME_EXPECT_ARI=1    the server offers renewalInfo, profiles and notAfter (protocol.py
 #                        checks them; ACME_PROFILE_NAME_OK: an offered profile the harness's
-#                        names fit; ACME_PROFILE_NO_WILDCARD: an offered one without wildcards)
+#                        names fit; ACME_PROFILE_NO_WILDCARD: an offered one without wildcards;
+#                        ACME_ARI_RETRY_AFTER: the Retry-After renewalInfo must answer)
+#   ACME_EAB_LIMITED_KID, ACME_EAB_LIMITED_HMAC   optional: an EAB key bound to the names
+#                        ACME_EAB_LIMITED_SUFFIX and .ACME_EAB_LIMITED_SUFFIX only (lego case)
+#   ACME_SERVER_HOOK     optional: an executable that asks the server itself, as its operator:
+#                        `HOOK count-issued NAME` prints how many certificates name NAME,
+#                        `HOOK revoke SERIAL` revokes one (hex serial), `HOOK renewal-info
+#                        ID` succeeds if the server's log shows a renewalInfo answer for
+#                        the RFC 9773 certificate ID with a window in the past, `HOOK
+#                        replaces-ignored ID` if its log shows a newOrder whose `replaces`
+#                        named ID, another account's certificate, made a plain order
 #   ACME_WORK            scratch directory (default: a fresh temporary one)
 #   ACME_ONLY            optional: run only these groups (space separated: certbot lego caddy protocol)
 set -euo pipefail
@@ -272,6 +282,35 @@ if wants lego; then
 
   lego_in "$lg" -d "lg1.$D" revoke >"$w/log" 2>&1 || fail "lego revoke: $(tail -n 15 "$w/log")"
   pass "lego: revoke"
+
+  # An EAB key bound to names (the server's own feature, e.g. Keyhold's `acme eab create
+  # --allow-name`): an account bound to it gets the names the key allows, and an order
+  # naming one outside them, although the profile allows it, is refused whole with
+  # rejectedIdentifier, and nothing is issued.
+  if [ -n "${ACME_EAB_LIMITED_KID:-}" ]; then
+    lim=${ACME_EAB_LIMITED_SUFFIX:?}
+    ll=$w/lego-limited
+    lego_lim() {
+      lego --accept-tos --email acme-test@example.org --server "$ACME_DIRECTORY" --path "$ll" \
+        --eab "--kid=$ACME_EAB_LIMITED_KID" "--hmac=$ACME_EAB_LIMITED_HMAC" "${http_lego[@]}" "$@"
+    }
+    lego_lim -d "$lim" -d "a.$lim" run >"$w/log" 2>&1 || fail "lego with the name-bound EAB key: $(tail -n 15 "$w/log")"
+    split_chain "$ll/certificates/$lim.crt" "$w/lim"
+    verify_cert "$w/lim/leaf.pem" "$w/lim/rest.pem" "DNS:$lim" "DNS:a.$lim"
+    pass "lego: an EAB key bound to $lim and .$lim issues $lim and a.$lim"
+    expect_failure "lego order outside the EAB key's names" "rejectedIdentifier.*lg5\.$D" \
+      lego_lim -d "b.$lim" -d "lg5.$D" run
+    [ ! -e "$ll/certificates/b.$lim.crt" ] || fail "lego stored a certificate for b.$lim although the order was refused"
+    if [ -n "${ACME_SERVER_HOOK:-}" ]; then
+      got=$("$ACME_SERVER_HOOK" count-issued "a.$lim") || fail "server hook count-issued a.$lim"
+      [ "$got" = 1 ] || fail "the server holds $got certificates naming a.$lim, not 1"
+      for n in "b.$lim" "lg5.$D"; do
+        got=$("$ACME_SERVER_HOOK" count-issued "$n") || fail "server hook count-issued $n"
+        [ "$got" = 0 ] || fail "the server holds $got certificates naming $n after the refused order"
+      done
+    fi
+    pass "lego: lg5.$D, outside the EAB key's names, is refused with rejectedIdentifier and nothing is issued"
+  fi
 fi
 
 if wants caddy; then
@@ -411,6 +450,92 @@ CADDY
     wait "$caddy_pid" 2>/dev/null || true
     caddy_pid=""
     pass "Caddy: renews kd3.$D by itself (a one-day certificate, lifetime honoured)"
+  fi
+
+  # Renewal because ARI says so (RFC 9773): Caddy (CertMagic) asks renewalInfo when it
+  # downloads a certificate and again once that answer's Retry-After has passed, at its next
+  # maintenance tick (renew_interval). The server revokes kd4 (as its operator, through
+  # ACME_SERVER_HOOK); its next renewalInfo window is in the past, and Caddy renews by itself
+  # and serves the new certificate. Nothing else could make it renew: the certificate has
+  # its profile's full lifetime (its renewal_window_ratio window is weeks away) and OCSP
+  # stapling, CertMagic's other revocation check, is off. Needs a server whose renewalInfo
+  # Retry-After is seconds (Keyhold: `[acme] ari_retry_after_seconds`).
+  if [ "${ACME_EXPECT_ARI:-0}" = 1 ] && [ -n "${ACME_SERVER_HOOK:-}" ]; then
+    cat >"$cd_dir/Caddyfile.ari" <<CADDY
+{
+	admin off
+	storage file_system $cd_dir/data
+	http_port $HTTP01_PORT
+	https_port $TLSALPN01_PORT
+	default_bind 127.0.0.1
+	skip_install_trust
+	ocsp_stapling off
+	renew_interval 1s
+}
+kd4.$D {
+	tls {
+		issuer acme $ACME_DIRECTORY {
+			email acme-test@example.org
+			trusted_roots $ACME_CA_BUNDLE
+			disable_tlsalpn_challenge
+			$eab_caddy
+		}
+	}
+	respond "kd4"
+}
+CADDY
+    served_serial() { # the serial Caddy's TLS listener presents for $1
+      openssl s_client -connect "127.0.0.1:$TLSALPN01_PORT" -servername "$1" </dev/null 2>/dev/null |
+        openssl x509 -noout -serial 2>/dev/null || true
+    }
+    HOME=$cd_dir XDG_CONFIG_HOME=$cd_dir/config "$CADDY" run --config "$cd_dir/Caddyfile.ari" --adapter caddyfile \
+      >"$cd_dir/caddy-ari.log" 2>&1 &
+    caddy_pid=$!
+    crt=""
+    for _ in $(seq 1 300); do
+      crt=$(find "$cd_dir/data/certificates" -name "kd4.$D.crt" 2>/dev/null | head -n 1 || true)
+      [ -n "$crt" ] && [ "$(served_serial "kd4.$D")" = "$(serial_of "$crt" 2>/dev/null)" ] && break
+      kill -0 "$caddy_pid" 2>/dev/null || fail "Caddy exited: $(tail -n 20 "$cd_dir/caddy-ari.log")"
+      sleep 0.1
+    done
+    [ -n "$crt" ] || fail "Caddy got no certificate for kd4.$D: $(grep -i error "$cd_dir/caddy-ari.log" | tail -n 5)"
+    first=$(serial_of "$crt")
+    [ "$(served_serial "kd4.$D")" = "$first" ] || fail "Caddy does not serve the kd4.$D certificate it stored"
+    ari_id=$("$ACME_PY" - "$crt" <<'PY'
+import base64, sys
+from cryptography import x509
+cert = x509.load_pem_x509_certificate(open(sys.argv[1], "rb").read())
+aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+n = cert.serial_number
+b64 = lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")
+# RFC 9773 4.1: base64url(AKI keyIdentifier) "." base64url(DER INTEGER bytes of the serial)
+print(b64(aki) + "." + b64(n.to_bytes((n.bit_length() + 8) // 8, "big")))
+PY
+    )
+    "$ACME_SERVER_HOOK" revoke "${first#serial=}" >"$w/log" 2>&1 || fail "server hook revoke kd4.$D: $(tail -n 5 "$w/log")"
+    revoked_at=$SECONDS
+    now=$first
+    while ((SECONDS - revoked_at < 60)); do
+      now=$(served_serial "kd4.$D")
+      [ -n "$now" ] && [ "$now" != "$first" ] && break
+      kill -0 "$caddy_pid" 2>/dev/null || fail "Caddy exited: $(tail -n 20 "$cd_dir/caddy-ari.log")"
+      sleep 0.1
+    done
+    took=$((SECONDS - revoked_at))
+    [ -n "$now" ] && [ "$now" != "$first" ] ||
+      fail "Caddy still serves the revoked kd4.$D 60 s after the revocation: $(grep -i -E 'ari|renew|error' "$cd_dir/caddy-ari.log" | tail -n 5)"
+    grep -q "needs renewal based on ARI window" "$cd_dir/caddy-ari.log" ||
+      fail "Caddy renewed kd4.$D, but its log does not say ARI made it: $(grep -i renew "$cd_dir/caddy-ari.log" | tail -n 5)"
+    crt=$(find "$cd_dir/data/certificates" -name "kd4.$D.crt" | head -n 1)
+    [ "$(serial_of "$crt")" = "$now" ] || fail "Caddy serves $now for kd4.$D but stored $(serial_of "$crt")"
+    split_chain "$crt" "$w/caddy-kd4"
+    verify_cert "$w/caddy-kd4/leaf.pem" "$w/caddy-kd4/rest.pem" "DNS:kd4.$D"
+    "$ACME_SERVER_HOOK" renewal-info "$ari_id" >"$w/log" 2>&1 ||
+      fail "the server's log shows no renewalInfo answer for the revoked kd4.$D ($ari_id): $(tail -n 5 "$w/log")"
+    kill "$caddy_pid"
+    wait "$caddy_pid" 2>/dev/null || true
+    caddy_pid=""
+    pass "Caddy: renews kd4.$D by itself because renewalInfo said so after the server revoked it (new certificate served ${took} s after the revocation)"
   fi
 fi
 

@@ -71,15 +71,56 @@ dns_resolver = "127.0.0.1:$dns_port"
 default_profile = "acme-test"
 orders_per_hour = 1000
 orders_per_identifier_per_hour = 8
+# Clients ask renewalInfo again after 2 s, so Caddy notices a revocation within the test.
+ari_retry_after_seconds = 2
 TOML
 eab_out=$("$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" acme eab create \
   --name harness --profile acme-test --profile tls-server)
 eab_kid=$(sed -n 's/^kid: *//p' <<<"$eab_out")
 eab_hmac=$(sed -n 's/^hmac: *//p' <<<"$eab_out")
 [ -n "$eab_kid" ] && [ -n "$eab_hmac" ] || fail "keyhold acme eab create printed no kid and key: $eab_out"
+# A second key, bound to one name and its subdomains (`--allow-name`).
+lim_out=$("$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" acme eab create \
+  --name harness-limited --profile acme-test --allow-name lim.acme-test.internal --allow-name .lim.acme-test.internal)
+lim_kid=$(sed -n 's/^kid: *//p' <<<"$lim_out")
+lim_hmac=$(sed -n 's/^hmac: *//p' <<<"$lim_out")
+[ -n "$lim_kid" ] && [ -n "$lim_hmac" ] || fail "keyhold acme eab create --allow-name printed no kid and key: $lim_out"
+
+# What clients.sh asks the server itself, as its operator would (ACME_SERVER_HOOK).
+cat >"$work/server-hook" <<HOOK
+#!/usr/bin/env bash
+set -euo pipefail
+kh() { "$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" "\$@"; }
+case "\$1" in
+  count-issued) out=\$(kh certs list --search "\$2" --limit 1000); tail -n +2 <<<"\$out" | grep -vc '^more:' || true ;;
+  revoke) kh revoke --reason superseded "\$2" ;;
+  renewal-info) # a renewalInfo answer for ID whose window ends before the answer was logged
+    "$ACME_PY" - "$work/keyhold.log" "\$2" <<'PY'
+import re, sys
+from datetime import datetime
+pat = re.compile(r"^(\S+) .*acme: renewalInfo answered.* id=(\S+) start=(\S+) end=(\S+)")
+for line in open(sys.argv[1], errors="replace"):
+    m = pat.search(re.sub(r"\x1b\[[0-9;]*m", "", line))
+    if m and m.group(2) == sys.argv[2]:
+        at, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (m.group(1), m.group(4)))
+        if end < at:
+            print(line.strip())
+            sys.exit(0)
+sys.exit("no renewalInfo answer with a past window for " + sys.argv[2])
+PY
+    ;;
+  replaces-ignored) # Keyhold logged a newOrder replaces naming another account's certificate
+    sed 's/\x1b\[[0-9;]*m//g' "$work/keyhold.log" |
+      grep -F "replaces names another account's certificate; a plain new order" |
+      grep -E "replaces=\"?\$2\"?( |\$)" ;;
+  *) echo "server-hook: unknown command \$1" >&2; exit 2 ;;
+esac
+HOOK
+chmod +x "$work/server-hook"
 
 # 4. Keyhold.
-"$KEYHOLD_BIN" serve --data-dir "$data" --passphrase-file "$work/pass" \
+# Debug for renewalInfo answers: the harness checks that Keyhold answered the one Caddy asked.
+KEYHOLD_LOG=info,ca_web::http::acme::directory=debug "$KEYHOLD_BIN" serve --data-dir "$data" --passphrase-file "$work/pass" \
   --listen "127.0.0.1:$plain_port" --tls-listen "127.0.0.1:$tls_port" >"$work/keyhold.log" 2>&1 &
 pids+=($!)
 wait_port "$plain_port"
@@ -97,8 +138,10 @@ ACME_DIRECTORY="https://localhost:$tls_port/acme/directory" \
   ACME_IP=127.0.0.1 \
   ACME_REJECTED_NAME=blocked.acme-test.internal \
   ACME_EAB_KID=$eab_kid ACME_EAB_HMAC=$eab_hmac ACME_EAB_REQUIRED=1 \
+  ACME_EAB_LIMITED_KID=$lim_kid ACME_EAB_LIMITED_HMAC=$lim_hmac ACME_EAB_LIMITED_SUFFIX=lim.acme-test.internal \
+  ACME_SERVER_HOOK="$work/server-hook" \
   ACME_EXPECT_OCSP=1 ACME_MAX_BODY=65536 ACME_DEVIATIONS="" \
-  ACME_EXPECT_ARI=1 ACME_PROFILE_NAME_OK=acme-test ACME_PROFILE_NO_WILDCARD=tls-server \
+  ACME_EXPECT_ARI=1 ACME_ARI_RETRY_AFTER=2 ACME_PROFILE_NAME_OK=acme-test ACME_PROFILE_NO_WILDCARD=tls-server \
   ACME_RATE_LIMIT_PER_NAME=8 \
   "$here/clients.sh" || status=$?
 if [ "$status" != 0 ]; then

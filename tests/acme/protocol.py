@@ -430,6 +430,7 @@ def ari_profiles_not_after(key, kid, certs):
     from datetime import datetime, timedelta, timezone
     until = datetime.now(timezone.utc) + timedelta(days=3, hours=1)
     _, leaf = issue(key, kid, f"na.{DOMAIN}", {"notAfter": until.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    na_leaf = leaf
     if leaf.not_valid_after_utc > until:
         raise CaseFailed(f"notAfter {leaf.not_valid_after_utc} is after the requested {until}")
     ok("notAfter in newOrder is honoured")
@@ -439,6 +440,9 @@ def ari_profiles_not_after(key, kid, certs):
     r = http.get(f"{base}/{ari_id(leaf)}")
     if r.status_code != 200:
         raise CaseFailed(f"renewalInfo: HTTP {r.status_code}: {r.text[:300]}")
+    want_retry = ENV.get("ACME_ARI_RETRY_AFTER")  # the server's configured Retry-After, if known
+    if want_retry and r.headers.get("Retry-After") != want_retry:
+        raise CaseFailed(f"renewalInfo Retry-After {r.headers.get('Retry-After')!r}, configured {want_retry}")
     start = datetime.fromisoformat(r.json()["suggestedWindow"]["start"].replace("Z", "+00:00"))
     if start <= datetime.now(timezone.utc):
         raise CaseFailed(f"a live certificate's window starts in the past: {r.text}")
@@ -470,6 +474,28 @@ def ari_profiles_not_after(key, kid, certs):
     if r.status_code != 201 or "replaces" in r.json():
         raise CaseFailed(f"replaces of an unknown certificate: HTTP {r.status_code}: {r.text[:300]}")
     ok("a replaces naming no certificate of this account becomes a plain new order")
+    # replaces naming another account's certificate (RFC 9773 5): no client here sends it
+    # (see README.md), so raw: a second account renews na.DOMAIN, which the first account
+    # holds, naming it in replaces; the order is a plain one and the certificate is issued.
+    # Then the first account's own renewal keeps its replaces (so the check can fail).
+    na_id = ari_id(na_leaf)
+    other = ec.generate_private_key(ec.SECP256R1())
+    other_kid = new_account(other)
+    body, renewed = issue(other, other_kid, f"na.{DOMAIN}", {"replaces": na_id})
+    if "replaces" in body:
+        raise CaseFailed(f"another account's replaces was kept: {body}")
+    if renewed.serial_number == na_leaf.serial_number:
+        raise CaseFailed("the other account's renewal returned the certificate it named")
+    hook = ENV.get("ACME_SERVER_HOOK")
+    if hook:
+        import subprocess
+        r = subprocess.run([hook, "replaces-ignored", na_id], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise CaseFailed(f"the server did not log the other account's replaces {na_id}: {r.stdout}{r.stderr}")
+    body, _ = issue(key, kid, f"na.{DOMAIN}", {"replaces": na_id})
+    if body.get("replaces") != na_id:
+        raise CaseFailed(f"the account's own replaces {na_id} was not kept: {body}")
+    ok("a replaces naming another account's certificate becomes a plain new order, logged, and issues; the holder's own replaces is kept")
 
 
 if __name__ == "__main__":

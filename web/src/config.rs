@@ -86,6 +86,30 @@ pub struct AcmeConfig {
     /// How long a pending order and its authorizations live, e.g. `"8h"`.
     #[serde(default = "default_order_lifetime")]
     pub order_lifetime: String,
+    /// The `Retry-After` of renewalInfo answers (RFC 9773 4.2): clients ask again after this
+    /// many seconds, so it bounds how late a client learns that a certificate was revoked.
+    #[serde(default = "default_ari_retry_after_seconds")]
+    pub ari_retry_after_seconds: u64,
+}
+
+/// The most `ari_retry_after_seconds` may be: a day (Let's Encrypt answers 6 h).
+pub const MAX_ARI_RETRY_AFTER_SECONDS: u64 = 86_400;
+
+impl AcmeConfig {
+    /// How long clients wait before asking renewalInfo again.
+    ///
+    /// Fails, naming the key, for 0 or more than [`MAX_ARI_RETRY_AFTER_SECONDS`].
+    pub fn ari_retry_after(&self) -> Result<Duration> {
+        let secs = self.ari_retry_after_seconds;
+        if !(1..=MAX_ARI_RETRY_AFTER_SECONDS).contains(&secs) {
+            bail!(
+                "[acme] ari_retry_after_seconds = {secs}: must be between 1 and \
+                 {MAX_ARI_RETRY_AFTER_SECONDS} (a day); clients ask renewalInfo again after \
+                 this many seconds"
+            );
+        }
+        Ok(Duration::from_secs(secs))
+    }
 }
 
 fn default_http01_port() -> u16 {
@@ -106,6 +130,10 @@ fn default_orders_per_identifier_per_hour() -> u32 {
 
 fn default_order_lifetime() -> String {
     "8h".into()
+}
+
+fn default_ari_retry_after_seconds() -> u64 {
+    6 * 3600
 }
 
 /// `[node]`: this process as one node of several (see docs/deployment.md).
@@ -333,6 +361,9 @@ impl Config {
             bail!("version = {} is not supported (use 1)", config.version);
         }
         config.revocation.times()?;
+        if let Some(acme) = &config.acme {
+            acme.ari_retry_after()?;
+        }
         Ok(config)
     }
 
@@ -443,6 +474,43 @@ mod tests {
             let err = format!("{:#}", with(&format!("[revocation]\n{bad}")).unwrap_err());
             assert!(err.contains(needle), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn ari_retry_after_defaults_to_six_hours_and_absurd_values_are_refused() {
+        let base = include_str!("../../keyhold.example.toml");
+        let with = |lines: &str| {
+            let text = base.replacen(
+                "[keystore]",
+                &format!("[acme]\nenabled = true\n{lines}\n\n[keystore]"),
+                1,
+            );
+            Config::parse(&text)
+        };
+        let acme = |c: Config| c.acme.unwrap().ari_retry_after().unwrap();
+        assert_eq!(acme(with("").unwrap()), Duration::from_secs(21_600));
+        assert_eq!(
+            acme(with("ari_retry_after_seconds = 2").unwrap()),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            acme(with("ari_retry_after_seconds = 86400").unwrap()),
+            Duration::from_secs(86_400)
+        );
+        for bad in ["0", "86401", "18446744073709551615"] {
+            let err = format!(
+                "{:#}",
+                with(&format!("ari_retry_after_seconds = {bad}")).unwrap_err()
+            );
+            assert!(
+                err.contains(&format!(
+                    "ari_retry_after_seconds = {bad}: must be between 1 and 86400"
+                )),
+                "{bad}: {err}"
+            );
+        }
+        let err = format!("{:#}", with("ari_retry_after_seconds = -1").unwrap_err());
+        assert!(err.contains("ari_retry_after_seconds"), "{err}");
     }
 
     #[test]

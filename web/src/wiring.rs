@@ -307,7 +307,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// The ACME service's settings from `[acme]`.
 ///
-/// Fails if `order_lifetime` is not a duration.
+/// Fails if `order_lifetime` is not a duration or `ari_retry_after_seconds` is out of range.
 pub fn acme_settings(
     config: &crate::config::AcmeConfig,
 ) -> Result<ca_core::acme::service::AcmeSettings> {
@@ -318,5 +318,6 @@ pub fn acme_settings(
         orders_per_hour: config.orders_per_hour,
         orders_per_identifier_per_hour: config.orders_per_identifier_per_hour,
         default_profile: config.default_profile.clone(),
+        ari_retry_after: config.ari_retry_after()?,
     })
 }

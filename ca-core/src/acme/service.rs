@@ -41,6 +41,8 @@ pub struct AcmeSettings {
     pub orders_per_identifier_per_hour: u32,
     /// The profile an order that names none gets, unless its EAB key names one.
     pub default_profile: Option<String>,
+    /// When clients should ask renewalInfo again (its `Retry-After`, RFC 9773 4.2).
+    pub ari_retry_after: Duration,
 }
 
 /// An order as a client sees it now, with its authorizations' ids.
@@ -178,6 +180,11 @@ impl AcmeService {
     /// Whether new accounts need an external account binding.
     pub fn require_eab(&self) -> bool {
         self.settings.require_eab
+    }
+
+    /// How long clients should wait before asking renewalInfo again.
+    pub fn ari_retry_after(&self) -> Duration {
+        self.settings.ari_retry_after
     }
 
     /// The profiles open to ACME (`acme = true`), by name.

@@ -58,16 +58,20 @@ pub async fn renewal_info(
         return HttpResponse::NotFound().finish();
     };
     let id = id.into_inner();
+    let retry_after = acme.service.ari_retry_after().as_secs();
+    let asked = id.clone();
     let result = web::block(move || acme.service.renewal_info(&id, std::time::SystemTime::now()))
         .await
         .unwrap_or_else(|_| Err(AcmeProblem::malformed("no such certificate")))
         .map(|w| {
+            tracing::debug!(id = %asked, start = %time(w.start), end = %time(w.end), retry_after,
+                "acme: renewalInfo answered");
             Reply::json(
                 StatusCode::OK,
                 json!({"suggestedWindow": {"start": time(w.start), "end": time(w.end)}}),
             )
             // RFC 9773 4.2: clients poll again after this many seconds.
-            .retry_after(Some(21_600))
+            .retry_after(Some(retry_after))
         });
     respond(&req, &state, result)
 }

@@ -132,6 +132,7 @@ async fn administrators_create_and_revoke_acme_eab_keys_in_the_ui() {
         orders_per_hour: 0,
         orders_per_identifier_per_hour: 0,
         order_lifetime: "1h".into(),
+        ari_retry_after_seconds: 21_600,
     };
     let mut state = fx.state.clone();
     state.acme = Some(ca_web::http::acme::start(&state, dir.path(), &config).unwrap());
