@@ -56,7 +56,7 @@ use diesel::RunQueryDsl;
 use diesel::backend::Backend;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::conn::{AnyConnection, Manager, Target};
+use crate::conn::{AnyConnection, Commit, Manager, Target};
 use crate::error::OpError;
 use crate::health::{Health, Pass};
 use crate::writer::Writer;
@@ -281,10 +281,10 @@ pub fn listen_to(
 /// Brings the schema up to this build's, holding the write lock so that two processes
 /// starting together do not both migrate.
 fn migrate(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    let mut current = conn::Commit::Durable;
+    let mut current = Commit::Durable;
     conn::write_transaction(
         conn,
-        conn::Commit::Durable,
+        Commit::Durable,
         &mut current,
         |conn| -> Result<(), OpError> {
             match conn {
@@ -386,14 +386,16 @@ impl IssuanceLedger for Db {
         let (cert, event) = (cert.clone(), event.clone());
         // Ordered, not durable: see `Store::reserve`. The completion's durable commit makes
         // the reservation durable before any certificate is handed out.
-        self.writer
-            .write_ordered(move |tx| changes::reserve(tx, &cert, &event))
+        self.writer.append(Commit::Ordered, move |tx| {
+            changes::reserve(tx, &cert, &event)
+        })
     }
 
     fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent) -> Result<(), StoreError> {
         let (serial, der, event) = (serial.clone(), der.to_vec(), event.clone());
-        self.writer
-            .write(move |tx| changes::complete(tx, &serial, &der, &event))
+        self.writer.append(Commit::Durable, move |tx| {
+            changes::complete(tx, &serial, &der, &event)
+        })
     }
 
     fn fail(&self, serial: &Serial, reason: &str, event: &AuditEvent) -> Result<(), StoreError> {

@@ -79,6 +79,11 @@ pub(crate) struct Chain {
 pub(crate) struct Tx<'a> {
     pub conn: &'a mut AnyConnection,
     chain: &'a mut Chain,
+    /// Audit rows sealed into the chain but not inserted yet (see [`Tx::audit_later`]).
+    pending: &'a mut Vec<AuditLogRecord>,
+    /// Whether [`Tx::audit_later`] may leave its row in `pending`: only in an append-only
+    /// job (see [`Job::appends_only`]) and never in a batch retried with savepoints.
+    defer: bool,
     pub now: SystemTime,
     pub node: Option<&'a NodeId>,
     /// Certificates this change made valid, by (`created_at`, requester), for `issued_daily`.
@@ -97,20 +102,63 @@ impl Tx<'_> {
     /// Appends `event` to the audit chain (the caller's savepoint rolls it back with the
     /// change if anything later fails).
     pub(crate) fn audit(&mut self, event: &AuditEvent) -> Result<(), OpError> {
+        let record = self.seal(event);
+        flush_audit(self.conn, self.pending)?;
+        diesel::insert_into(audit_log::table)
+            .values(&record)
+            .execute(self.conn)?;
+        Ok(())
+    }
+
+    /// Like [`Tx::audit`], but in an append-only job the row may be inserted later, with the
+    /// batch's other such rows in one statement, before the next job that is not append-only
+    /// runs and before the batch commits (on PostgreSQL every statement is a round trip on the
+    /// path every caller waits on). The chain advances now either way.
+    pub(crate) fn audit_later(&mut self, event: &AuditEvent) -> Result<(), OpError> {
+        if !self.defer {
+            return self.audit(event);
+        }
+        let record = self.seal(event);
+        self.pending.push(record);
+        Ok(())
+    }
+
+    /// Seals `event` as the chain's next entry and advances the chain.
+    fn seal(&mut self, event: &AuditEvent) -> AuditLogRecord {
         let record = match self.node {
             Some(node) => event.clone().with("node", node.name.as_str()),
             None => event.clone(),
         }
         .seal(self.chain.seq + 1, self.now, self.chain.hash);
-        diesel::insert_into(audit_log::table)
-            .values(AuditLogRecord::from(&record))
-            .execute(self.conn)?;
         *self.chain = Chain {
             seq: record.seq,
             hash: record.hash,
         };
-        Ok(())
+        AuditLogRecord::from(&record)
     }
+}
+
+/// The most audit rows one insert statement carries (9 values each: far inside both
+/// databases' limits on bound parameters).
+const AUDIT_ROWS_PER_INSERT: usize = 500;
+
+/// Inserts the audit rows [`Tx::audit_later`] left waiting, in chain order.
+fn flush_audit(
+    conn: &mut AnyConnection,
+    pending: &mut Vec<AuditLogRecord>,
+) -> Result<(), diesel::result::Error> {
+    for rows in pending.chunks(AUDIT_ROWS_PER_INSERT) {
+        match conn {
+            AnyConnection::Sqlite(c) => diesel::insert_into(audit_log::table)
+                .values(rows)
+                .execute(c)?,
+            AnyConnection::Postgres(c) => diesel::insert_into(audit_log::table)
+                .values(rows)
+                .execute(c)?,
+        };
+    }
+    pending.clear();
+    Ok(())
 }
 
 /// One caller's change, waiting for the writer.
@@ -123,12 +171,17 @@ pub(crate) trait Job: Send {
     fn answer(self: Box<Self>, committed: Result<(), &StoreError>);
     /// What the caller waits for; a batch commits durably if any of its jobs asks for it.
     fn commit(&self) -> Commit;
+    /// Whether the change only adds and updates rows of its own and reads nothing that an
+    /// earlier job's audit rows could change: its [`Tx::audit_later`] rows may then wait, and
+    /// it may run while earlier jobs' rows wait. Any other job first sees them inserted.
+    fn appends_only(&self) -> bool;
 }
 
 /// A [`Job`] from a closure, answering its caller through a channel.
 struct Call<T, F> {
     change: F,
     commit: Commit,
+    appends_only: bool,
     outcome: Option<Result<T, StoreError>>,
     reply: SyncSender<Result<T, StoreError>>,
 }
@@ -164,6 +217,10 @@ where
 
     fn commit(&self) -> Commit {
         self.commit
+    }
+
+    fn appends_only(&self) -> bool {
+        self.appends_only
     }
 }
 
@@ -220,7 +277,7 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
     {
-        self.submit(Commit::Durable, change)
+        self.submit(Commit::Durable, false, change)
     }
 
     /// Like [`Writer::write`], but returns once the transaction has committed, visible and
@@ -231,10 +288,20 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
     {
-        self.submit(Commit::Ordered, change)
+        self.submit(Commit::Ordered, false, change)
     }
 
-    fn submit<T, F>(&self, commit: Commit, change: F) -> Result<T, StoreError>
+    /// Runs an append-only `change` (see [`Job::appends_only`]): it must read nothing that
+    /// an audit row could change, and record its audit entries with [`Tx::audit_later`].
+    pub(crate) fn append(
+        &self,
+        commit: Commit,
+        change: impl FnMut(&mut Tx<'_>) -> Result<(), OpError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.submit(commit, true, change)
+    }
+
+    fn submit<T, F>(&self, commit: Commit, appends_only: bool, change: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
@@ -246,6 +313,7 @@ impl Writer {
         let job = Box::new(Call {
             change,
             commit,
+            appends_only,
             outcome: None,
             reply,
         });
@@ -399,7 +467,14 @@ impl WriterState {
                 started = true;
                 tallies.begin(start);
                 let mut daily = DailyCounts::default();
+                let mut pending = Vec::new();
                 for job in batch.iter_mut() {
+                    let defer = !savepoints && job.appends_only();
+                    if !defer && flush_audit(conn, &mut pending).is_err() {
+                        // Without savepoints only (with them nothing waits).
+                        return Err(BatchError::Retry);
+                    }
+                    let waiting = pending.len();
                     let mut tentative = chain;
                     let mut issued = Vec::new();
                     let now = clock();
@@ -407,6 +482,8 @@ impl WriterState {
                         job.run(&mut Tx {
                             conn,
                             chain: &mut tentative,
+                            pending: &mut pending,
+                            defer,
                             now,
                             node,
                             issued: &mut issued,
@@ -426,7 +503,10 @@ impl WriterState {
                         // Decided before writing anything (see `changes.rs`).
                         Err(OpError::Store(
                             e @ (StoreError::Conflict(_) | StoreError::NotFound(_)),
-                        )) => job.failed(e),
+                        )) => {
+                            pending.truncate(waiting);
+                            job.failed(e);
+                        }
                         Err(_) if !savepoints => return Err(BatchError::Retry),
                         Err(e) => job.failed(e.into()),
                     }
@@ -435,6 +515,9 @@ impl WriterState {
                             StoreError::Database("the connection broke mid-batch".into()).into(),
                         );
                     }
+                }
+                if flush_audit(conn, &mut pending).is_err() {
+                    return Err(BatchError::Retry);
                 }
                 daily.write(conn)?;
                 if chain != start {
@@ -560,16 +643,17 @@ impl From<StoreError> for BatchError {
 /// Locks the chain head for this transaction and reads it. On PostgreSQL the update takes
 /// the head row's lock, so appends from every process sharing the database queue here.
 fn lock_chain(conn: &mut AnyConnection) -> Result<Chain, OpError> {
-    let locked = diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+    // One statement, not an update and a read: on PostgreSQL each is a round trip.
+    let lock = diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set(audit_head::seq.eq(audit_head::seq))
-        .execute(conn)?;
-    if locked != 1 {
+        .returning((audit_head::seq, audit_head::hash));
+    let head: Option<(i64, Vec<u8>)> = match conn {
+        AnyConnection::Sqlite(c) => lock.get_result(c).optional()?,
+        AnyConnection::Postgres(c) => lock.get_result(c).optional()?,
+    };
+    let Some((seq, hash)) = head else {
         return Err(StoreError::Schema("the audit_head row is missing".into()).into());
-    }
-    let (seq, hash): (i64, Vec<u8>) = audit_head::table
-        .select((audit_head::seq, audit_head::hash))
-        .filter(audit_head::id.eq(1))
-        .get_result(conn)?;
+    };
     Ok(Chain {
         seq,
         hash: hash32(&hash)?,
