@@ -20,7 +20,7 @@ use crate::records::{
     ApprovalRecord, CheckpointRecord, NewCertRecord, NewIssuerRecord, NewRequestRecord,
 };
 use crate::schema::{approvals, audit_checkpoints, audit_log, certificates, issuers, requests};
-use crate::writer::Tx;
+use crate::writer::{Merged, Tx};
 use crate::{read, unix_micros};
 
 pub(crate) fn ensure_issuer(tx: &mut Tx<'_>, id: &str, der: &[u8]) -> Result<(), OpError> {
@@ -59,6 +59,14 @@ pub(crate) fn reserve(
     cert: &NewCertificate,
     event: &AuditEvent,
 ) -> Result<(), OpError> {
+    if let Some(Merged::Reserved(inserted)) = tx.take_merged() {
+        // The writer inserted the row with the batch's others (`writer/merge.rs`); the
+        // issuer's foreign key stood in for the lookup below.
+        if !inserted {
+            return Err(in_use(&cert.serial));
+        }
+        return tx.audit_later(event);
+    }
     let issuer: Option<String> = issuers::table
         .find(cert.issuer.as_str())
         .select(issuers::id)
@@ -92,12 +100,13 @@ pub(crate) fn reserve(
         AnyConnection::Postgres(c) => insert.execute(c)?,
     };
     if inserted == 0 {
-        return Err(conflict(format!(
-            "serial {} is already in use",
-            cert.serial
-        )));
+        return Err(in_use(&cert.serial));
     }
     tx.audit_later(event)
+}
+
+fn in_use(serial: &Serial) -> OpError {
+    conflict(format!("serial {serial} is already in use"))
 }
 
 pub(crate) fn complete(
@@ -122,9 +131,11 @@ pub(crate) fn complete(
         certificates::requester,
         certificates::created_at,
     ));
-    let updated: Option<(Option<i64>, String, i64)> = match &mut *tx.conn {
-        AnyConnection::Sqlite(c) => update.get_result(c).optional()?,
-        AnyConnection::Postgres(c) => update.get_result(c).optional()?,
+    let updated: Option<(Option<i64>, String, i64)> = match (tx.take_merged(), &mut *tx.conn) {
+        // The writer updated the row with the batch's others (`writer/merge.rs`).
+        (Some(Merged::Completed(row)), _) => row,
+        (_, AnyConnection::Sqlite(c)) => update.get_result(c).optional()?,
+        (_, AnyConnection::Postgres(c)) => update.get_result(c).optional()?,
     };
     let Some((request_id, requester, created_at)) = updated else {
         return Err(match cert_status(tx, serial)? {

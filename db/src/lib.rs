@@ -59,7 +59,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::conn::{AnyConnection, Commit, Manager, Target};
 use crate::error::OpError;
 use crate::health::{Health, Pass};
-use crate::writer::Writer;
+use crate::writer::{Mergeable, Writer};
 
 pub use crate::listen::Listened;
 pub use crate::read::MAX_PAGE;
@@ -384,16 +384,25 @@ impl IssuanceLedger for Db {
 
     fn reserve(&self, cert: &NewCertificate, event: &AuditEvent) -> Result<(), StoreError> {
         let (cert, event) = (cert.clone(), event.clone());
+        // A reservation for an approval request checks the request first: it runs alone.
+        let merge = cert
+            .request_id
+            .is_none()
+            .then(|| Mergeable::Reserve(cert.clone()));
         // Ordered, not durable: see `Store::reserve`. The completion's durable commit makes
         // the reservation durable before any certificate is handed out.
-        self.writer.append(Commit::Ordered, move |tx| {
+        self.writer.append(Commit::Ordered, merge, move |tx| {
             changes::reserve(tx, &cert, &event)
         })
     }
 
     fn complete(&self, serial: &Serial, der: &[u8], event: &AuditEvent) -> Result<(), StoreError> {
         let (serial, der, event) = (serial.clone(), der.to_vec(), event.clone());
-        self.writer.append(Commit::Durable, move |tx| {
+        let merge = Mergeable::Complete {
+            serial: serial.clone(),
+            der: der.clone(),
+        };
+        self.writer.append(Commit::Durable, Some(merge), move |tx| {
             changes::complete(tx, &serial, &der, &event)
         })
     }

@@ -37,7 +37,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use ca_core::audit::{AuditEvent, GENESIS};
+use ca_core::audit::{AuditEvent, GENESIS, unix_micros};
 use ca_core::cluster::NodeId;
 use ca_core::store::StoreError;
 use diesel::connection::SimpleConnection;
@@ -50,6 +50,10 @@ use crate::health::Health;
 use crate::records::{AuditLogRecord, hash32};
 use crate::schema::{audit_head, audit_log};
 use crate::{Clock, error};
+
+mod merge;
+
+pub(crate) use merge::{Mergeable, Merged};
 
 /// The most jobs one transaction holds. Large enough that 16 callers share every commit,
 /// small enough that one batch's transaction stays short.
@@ -84,6 +88,8 @@ pub(crate) struct Tx<'a> {
     /// Whether [`Tx::audit_later`] may leave its row in `pending`: only in an append-only
     /// job (see [`Job::appends_only`]) and never in a batch retried with savepoints.
     defer: bool,
+    /// What the batch's merged statement did to this job's row, if it had one (`merge.rs`).
+    merged: Option<Merged>,
     pub now: SystemTime,
     pub node: Option<&'a NodeId>,
     /// Certificates this change made valid, by (`created_at`, requester), for `issued_daily`.
@@ -97,6 +103,12 @@ impl Tx<'_> {
     /// unix microseconds), when the batch ends, with the batch's other counts.
     pub(crate) fn count_issued(&mut self, created_at: i64, requester: String) {
         self.issued.push((created_at, requester));
+    }
+
+    /// What the batch's merged statement did to this job's row: `None` if nothing was
+    /// merged, and the job writes its row itself.
+    pub(crate) fn take_merged(&mut self) -> Option<Merged> {
+        self.merged.take()
     }
 
     /// Appends `event` to the audit chain (the caller's savepoint rolls it back with the
@@ -175,6 +187,8 @@ pub(crate) trait Job: Send {
     /// earlier job's audit rows could change: its [`Tx::audit_later`] rows may then wait, and
     /// it may run while earlier jobs' rows wait. Any other job first sees them inserted.
     fn appends_only(&self) -> bool;
+    /// The row this job may write in one statement with others of its kind (`merge.rs`).
+    fn mergeable(&self) -> Option<&Mergeable>;
 }
 
 /// A [`Job`] from a closure, answering its caller through a channel.
@@ -182,6 +196,7 @@ struct Call<T, F> {
     change: F,
     commit: Commit,
     appends_only: bool,
+    merge: Option<Mergeable>,
     outcome: Option<Result<T, StoreError>>,
     reply: SyncSender<Result<T, StoreError>>,
 }
@@ -221,6 +236,10 @@ where
 
     fn appends_only(&self) -> bool {
         self.appends_only
+    }
+
+    fn mergeable(&self) -> Option<&Mergeable> {
+        self.merge.as_ref()
     }
 }
 
@@ -277,7 +296,7 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
     {
-        self.submit(Commit::Durable, false, change)
+        self.submit(Commit::Durable, false, None, change)
     }
 
     /// Like [`Writer::write`], but returns once the transaction has committed, visible and
@@ -288,20 +307,29 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
     {
-        self.submit(Commit::Ordered, false, change)
+        self.submit(Commit::Ordered, false, None, change)
     }
 
     /// Runs an append-only `change` (see [`Job::appends_only`]): it must read nothing that
     /// an audit row could change, and record its audit entries with [`Tx::audit_later`].
+    /// With `merge`, the writer may write its row together with others of its kind, and
+    /// `change` finds what that did in [`Tx::take_merged`].
     pub(crate) fn append(
         &self,
         commit: Commit,
+        merge: Option<Mergeable>,
         change: impl FnMut(&mut Tx<'_>) -> Result<(), OpError> + Send + 'static,
     ) -> Result<(), StoreError> {
-        self.submit(commit, true, change)
+        self.submit(commit, true, merge, change)
     }
 
-    fn submit<T, F>(&self, commit: Commit, appends_only: bool, change: F) -> Result<T, StoreError>
+    fn submit<T, F>(
+        &self,
+        commit: Commit,
+        appends_only: bool,
+        merge: Option<Mergeable>,
+        change: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
@@ -314,6 +342,7 @@ impl Writer {
             change,
             commit,
             appends_only,
+            merge,
             outcome: None,
             reply,
         });
@@ -451,6 +480,13 @@ impl WriterState {
         };
         let mut started = false;
         let node = self.node.get();
+        // Merging pays on PostgreSQL only, where every statement is a round trip.
+        let merging = !savepoints
+            && matches!(conn, AnyConnection::Postgres(_))
+            && batch.iter().any(|job| job.mergeable().is_some());
+        if merging {
+            batch.sort_by_key(|job| merge::rank(job.mergeable()));
+        }
         let commit = if batch.iter().any(|job| job.commit() == Commit::Durable) {
             Commit::Durable
         } else {
@@ -468,7 +504,20 @@ impl WriterState {
                 tallies.begin(start);
                 let mut daily = DailyCounts::default();
                 let mut pending = Vec::new();
+                let mut merged = match conn {
+                    AnyConnection::Postgres(c) if merging => {
+                        let jobs: Vec<_> = batch.iter().map(|job| job.mergeable()).collect();
+                        let at = unix_micros(clock());
+                        let by = node.map(|n| n.instance.as_str());
+                        // A failure here is one job's (say, an unknown issuer): find which
+                        // with a savepoint per job and nothing merged.
+                        merge::run(c, &jobs, at, by).map_err(|_| BatchError::Retry)?
+                    }
+                    _ => Vec::new(),
+                }
+                .into_iter();
                 for job in batch.iter_mut() {
+                    let merged = merged.next().flatten();
                     let defer = !savepoints && job.appends_only();
                     if !defer && flush_audit(conn, &mut pending).is_err() {
                         // Without savepoints only (with them nothing waits).
@@ -484,6 +533,7 @@ impl WriterState {
                             chain: &mut tentative,
                             pending: &mut pending,
                             defer,
+                            merged: merged.clone(),
                             now,
                             node,
                             issued: &mut issued,

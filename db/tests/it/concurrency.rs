@@ -13,6 +13,7 @@ on_both_backends!(
     concurrent_callers_each_get_their_own_outcome,
     two_handles_on_one_database_keep_one_chain,
     a_change_failing_in_a_shared_transaction_fails_alone,
+    writes_sharing_a_statement_keep_each_callers_outcome,
 );
 
 fn assert_chain_intact(b: &Backend, expected_entries: usize) {
@@ -150,4 +151,60 @@ fn a_change_failing_in_a_shared_transaction_fails_alone(b: &Backend) {
         i % 4 != 1
     }));
     assert_chain_intact(b, 16 * 7);
+}
+
+/// On PostgreSQL the batch's reservations share one INSERT and its completions one UPDATE
+/// (`writer/merge.rs`): each caller must still get its own outcome, and the refused ones
+/// write nothing. Unknown issuers fail the shared statement, so those batches run again
+/// with a savepoint per job.
+fn writes_sharing_a_statement_keep_each_callers_outcome(b: &Backend) {
+    with_issuer(b);
+    const THREADS: u64 = 16;
+    const ROUNDS: u64 = 12;
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            scope.spawn(move || {
+                for i in 0..ROUNDS {
+                    let s = serial(t * 100 + i);
+                    let mut cert = new_cert(&s);
+                    let unknown_issuer = (t + i) % 5 == 0;
+                    if unknown_issuer {
+                        cert.issuer = ca_core::issuer::IssuerId::new("nobody-issues-this").unwrap();
+                    }
+                    let reserved =
+                        b.db.reserve(&cert, &cert_event(Action::IssuanceStarted, &s));
+                    match (unknown_issuer, &reserved) {
+                        (false, Ok(())) | (true, Err(StoreError::NotFound(_))) => {}
+                        _ => panic!("{s} unknown issuer {unknown_issuer}: {reserved:?}"),
+                    }
+                    let done =
+                        b.db.complete(&s, b"DER", &cert_event(Action::CertificateIssued, &s));
+                    match (unknown_issuer, &done) {
+                        (false, Ok(())) | (true, Err(StoreError::NotFound(_))) => {}
+                        _ => panic!("{s} completed: {done:?}"),
+                    }
+                    if !unknown_issuer && i % 3 == 0 {
+                        // Completing twice: the second finds it valid, not reserved.
+                        let again =
+                            b.db.complete(&s, b"DER2", &cert_event(Action::CertificateIssued, &s));
+                        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+                    }
+                }
+            });
+        }
+    });
+    let mut issued = 0;
+    for t in 0..THREADS {
+        for i in 0..ROUNDS {
+            let row = b.db.certificate(&serial(t * 100 + i)).unwrap();
+            if (t + i) % 5 == 0 {
+                assert!(row.is_none());
+            } else {
+                assert_eq!(row.unwrap().der.as_deref(), Some(&b"DER"[..]));
+                issued += 1;
+            }
+        }
+    }
+    assert!(b.db.reserved().unwrap().is_empty());
+    assert_chain_intact(b, issued * 2);
 }
