@@ -18,6 +18,18 @@
 //! Savepoints only on the second try: they cost two statements per job, a good part of a
 //! job's time on SQLite.
 //!
+//! Fewer statements per batch, because on PostgreSQL each is a round trip to another
+//! process on the path every caller waits on (issue 21):
+//!
+//! - an append-only job (a certificate's reservation or completion: see
+//!   [`Job::appends_only`]) seals its audit entries into the chain at once but leaves the
+//!   rows waiting ([`Tx::audit_later`]); they are inserted in one statement before the next
+//!   job that is not append-only runs, and before the commit;
+//! - on PostgreSQL the batch's reservations share one `INSERT` and its completions one
+//!   `UPDATE` (`writer/merge.rs`);
+//! - the chain head is locked and read in one statement, and an ordered commit's `BEGIN`
+//!   carries its `SET LOCAL` (see `conn.rs`).
+//!
 //! So every call returns only once its change is durable, while many callers share the cost
 //! of one commit. While the writer commits one batch, the next one queues up.
 //!
@@ -51,7 +63,10 @@ use crate::records::{AuditLogRecord, hash32};
 use crate::schema::{audit_head, audit_log};
 use crate::{Clock, error};
 
+mod daily;
 mod merge;
+
+use daily::DailyCounts;
 
 pub(crate) use merge::{Mergeable, Merged};
 
@@ -605,56 +620,6 @@ impl WriterState {
                 Err(Attempt::Failed(e.into()))
             }
         }
-    }
-}
-
-/// Microseconds in a day: `created_at` is unix microseconds.
-const DAY_MICROS: i64 = 86_400_000_000;
-
-/// Adds a batch's certificates made valid to `issued_daily`, one statement per day and
-/// requester (a trigger used to run one per certificate, inside the write every caller
-/// waits on; on PostgreSQL each of those was a new version of the same counter row).
-const COUNT_ISSUED: &str = "\
-    INSERT INTO issued_daily (day, requester, n) VALUES ($1, $2, $3) \
-        ON CONFLICT (day, requester) DO UPDATE SET n = issued_daily.n + excluded.n";
-
-/// A batch's certificates made valid, per (day, requester), in the order first seen.
-#[derive(Default)]
-struct DailyCounts(Vec<(i64, String, i64)>);
-
-impl DailyCounts {
-    /// Adds a job's certificates, once the job has succeeded.
-    fn add(&mut self, issued: Vec<(i64, String)>) {
-        for (created_at, requester) in issued {
-            let day = created_at.div_euclid(DAY_MICROS);
-            match self
-                .0
-                .iter_mut()
-                .find(|(d, r, _)| *d == day && *r == requester)
-            {
-                Some((_, _, n)) => *n += 1,
-                None => self.0.push((day, requester, 1)),
-            }
-        }
-    }
-
-    fn write(&self, conn: &mut AnyConnection) -> Result<(), diesel::result::Error> {
-        use diesel::sql_types::{BigInt, Text};
-        for (day, requester, n) in &self.0 {
-            match conn {
-                AnyConnection::Sqlite(c) => diesel::sql_query(COUNT_ISSUED)
-                    .bind::<BigInt, _>(day)
-                    .bind::<Text, _>(requester)
-                    .bind::<BigInt, _>(n)
-                    .execute(c)?,
-                AnyConnection::Postgres(c) => diesel::sql_query(COUNT_ISSUED)
-                    .bind::<BigInt, _>(day)
-                    .bind::<Text, _>(requester)
-                    .bind::<BigInt, _>(n)
-                    .execute(c)?,
-            };
-        }
-        Ok(())
     }
 }
 
