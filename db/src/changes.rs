@@ -61,20 +61,15 @@ pub(crate) fn reserve(
 ) -> Result<(), OpError> {
     if let Some(Merged::Reserved(inserted)) = tx.take_merged() {
         // The writer inserted the row with the batch's others (`writer/merge.rs`); the
-        // issuer's foreign key stood in for the lookup below.
+        // issuer's foreign key stood in for the lookup below. A row not inserted is
+        // refused as it would be alone: an unknown issuer first, then the serial in use.
         if !inserted {
+            known_issuer(tx, cert)?;
             return Err(in_use(&cert.serial));
         }
         return tx.audit_later(event);
     }
-    let issuer: Option<String> = issuers::table
-        .find(cert.issuer.as_str())
-        .select(issuers::id)
-        .get_result(tx.conn)
-        .optional()?;
-    if issuer.is_none() {
-        return Err(StoreError::NotFound(format!("issuer {}", cert.issuer)).into());
-    }
+    known_issuer(tx, cert)?;
     if let Some(id) = cert.request_id {
         let status = request_status(tx, id)?;
         if status != RequestStatus::Pending {
@@ -103,6 +98,18 @@ pub(crate) fn reserve(
         return Err(in_use(&cert.serial));
     }
     tx.audit_later(event)
+}
+
+fn known_issuer(tx: &mut Tx<'_>, cert: &NewCertificate) -> Result<(), OpError> {
+    let issuer: Option<String> = issuers::table
+        .find(cert.issuer.as_str())
+        .select(issuers::id)
+        .get_result(tx.conn)
+        .optional()?;
+    match issuer {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!("issuer {}", cert.issuer)).into()),
+    }
 }
 
 fn in_use(serial: &Serial) -> OpError {

@@ -140,10 +140,16 @@ fn begin_write(conn: &mut AnyConnection, commit: Commit) -> diesel::QueryResult<
             AnsiTransactionManager::begin_transaction(c)
         }
         (AnyConnection::Postgres(c), Commit::Ordered) => {
-            AnsiTransactionManager::begin_transaction_sql(
+            let begun = AnsiTransactionManager::begin_transaction_sql(
                 c,
                 "BEGIN; SET LOCAL synchronous_commit = off",
-            )
+            );
+            if begun.is_err() {
+                // The BEGIN may have run and the SET failed: diesel counts no transaction,
+                // so end the server's, or the connection stays in a failed one.
+                let _ = c.batch_execute("ROLLBACK");
+            }
+            begun
         }
     }
 }
@@ -162,7 +168,8 @@ pub(crate) enum Commit {
 
 /// Makes the next transaction's commit `commit`. SQLite: `synchronous` is a setting of the
 /// connection, switched outside a transaction (`current` remembers it, to switch only when
-/// it changes). PostgreSQL: `SET LOCAL` inside the transaction, see [`write_transaction`].
+/// it changes). PostgreSQL: nothing here; an ordered commit's `BEGIN` carries a `SET LOCAL`
+/// (see `begin_write`).
 fn set_commit(
     conn: &mut AnyConnection,
     commit: Commit,

@@ -526,7 +526,7 @@ impl WriterState {
                         let by = node.map(|n| n.instance.as_str());
                         // A failure here is one job's (say, an unknown issuer): find which
                         // with a savepoint per job and nothing merged.
-                        merge::run(c, &jobs, at, by).map_err(|_| BatchError::Retry)?
+                        merge::run(c, &jobs, at, by).map_err(|e| retry("merged write", &e))?
                     }
                     _ => Vec::new(),
                 }
@@ -534,9 +534,9 @@ impl WriterState {
                 for job in batch.iter_mut() {
                     let merged = merged.next().flatten();
                     let defer = !savepoints && job.appends_only();
-                    if !defer && flush_audit(conn, &mut pending).is_err() {
+                    if !defer && let Err(e) = flush_audit(conn, &mut pending) {
                         // Without savepoints only (with them nothing waits).
-                        return Err(BatchError::Retry);
+                        return Err(retry("audit rows", &e));
                     }
                     let waiting = pending.len();
                     let mut tentative = chain;
@@ -581,8 +581,8 @@ impl WriterState {
                         );
                     }
                 }
-                if flush_audit(conn, &mut pending).is_err() {
-                    return Err(BatchError::Retry);
+                if let Err(e) = flush_audit(conn, &mut pending) {
+                    return Err(retry("audit rows", &e));
                 }
                 daily.write(conn)?;
                 if chain != start {
@@ -621,6 +621,15 @@ impl WriterState {
             }
         }
     }
+}
+
+/// A statement shared by the batch failed: the batch runs again with a savepoint per job,
+/// which finds the job at fault. Logged, because a shared statement that always fails (say,
+/// one left behind by a schema change) would otherwise only show as every batch running
+/// twice.
+fn retry(what: &str, error: &diesel::result::Error) -> BatchError {
+    tracing::warn!(%error, "the batch's {what} failed: running each change in its own savepoint");
+    BatchError::Retry
 }
 
 /// Why a batch attempt ended without committing.
