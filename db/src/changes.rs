@@ -14,12 +14,13 @@ use ca_core::store::{
 };
 use diesel::prelude::*;
 
+use crate::conn::AnyConnection;
 use crate::error::OpError;
 use crate::records::{
     ApprovalRecord, CheckpointRecord, NewCertRecord, NewIssuerRecord, NewRequestRecord,
 };
 use crate::schema::{approvals, audit_checkpoints, audit_log, certificates, issuers, requests};
-use crate::writer::Tx;
+use crate::writer::{Merged, Tx};
 use crate::{read, unix_micros};
 
 pub(crate) fn ensure_issuer(tx: &mut Tx<'_>, id: &str, der: &[u8]) -> Result<(), OpError> {
@@ -58,20 +59,17 @@ pub(crate) fn reserve(
     cert: &NewCertificate,
     event: &AuditEvent,
 ) -> Result<(), OpError> {
-    let issuer: Option<String> = issuers::table
-        .find(cert.issuer.as_str())
-        .select(issuers::id)
-        .get_result(tx.conn)
-        .optional()?;
-    if issuer.is_none() {
-        return Err(StoreError::NotFound(format!("issuer {}", cert.issuer)).into());
+    if let Some(Merged::Reserved(inserted)) = tx.take_merged() {
+        // The writer inserted the row with the batch's others (`writer/merge.rs`); the
+        // issuer's foreign key stood in for the lookup below. A row not inserted is
+        // refused as it would be alone: an unknown issuer first, then the serial in use.
+        if !inserted {
+            known_issuer(tx, cert)?;
+            return Err(in_use(&cert.serial));
+        }
+        return tx.audit_later(event);
     }
-    if cert_status(tx, &cert.serial)?.is_some() {
-        return Err(conflict(format!(
-            "serial {} is already in use",
-            cert.serial
-        )));
-    }
+    known_issuer(tx, cert)?;
     if let Some(id) = cert.request_id {
         let status = request_status(tx, id)?;
         if status != RequestStatus::Pending {
@@ -86,14 +84,36 @@ pub(crate) fn reserve(
             )));
         }
     }
-    diesel::insert_into(certificates::table)
-        .values(NewCertRecord::reserved(
-            cert,
-            tx.now,
-            tx.node.map(|n| n.instance.as_str()),
-        ))
-        .execute(tx.conn)?;
-    tx.audit(event)
+    let row = NewCertRecord::reserved(cert, tx.now, tx.node.map(|n| n.instance.as_str()));
+    // A serial already in use inserts nothing: that is the check, in the same statement.
+    let insert = diesel::insert_into(certificates::table)
+        .values(row)
+        .on_conflict(certificates::serial)
+        .do_nothing();
+    let inserted = match &mut *tx.conn {
+        AnyConnection::Sqlite(c) => insert.execute(c)?,
+        AnyConnection::Postgres(c) => insert.execute(c)?,
+    };
+    if inserted == 0 {
+        return Err(in_use(&cert.serial));
+    }
+    tx.audit_later(event)
+}
+
+fn known_issuer(tx: &mut Tx<'_>, cert: &NewCertificate) -> Result<(), OpError> {
+    let issuer: Option<String> = issuers::table
+        .find(cert.issuer.as_str())
+        .select(issuers::id)
+        .get_result(tx.conn)
+        .optional()?;
+    match issuer {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!("issuer {}", cert.issuer)).into()),
+    }
+}
+
+fn in_use(serial: &Serial) -> OpError {
+    conflict(format!("serial {serial} is already in use"))
 }
 
 pub(crate) fn complete(
@@ -102,29 +122,36 @@ pub(crate) fn complete(
     der: &[u8],
     event: &AuditEvent,
 ) -> Result<(), OpError> {
-    let (status, request_id, requester, created_at): (String, Option<i64>, String, i64) =
+    // The check (reserved) and the change in one statement; only when it changes nothing
+    // does a read say why.
+    let update = diesel::update(
         certificates::table
             .find(serial.as_str())
-            .select((
-                certificates::status,
-                certificates::request_id,
-                certificates::requester,
-                certificates::created_at,
-            ))
-            .get_result(tx.conn)
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("certificate {serial}")))?;
-    if status != CertStatus::Reserved.as_str() {
-        return Err(conflict(format!(
-            "certificate {serial} is {status}, not reserved"
-        )));
-    }
-    diesel::update(certificates::table.find(serial.as_str()))
-        .set((
-            certificates::status.eq(CertStatus::Valid.as_str()),
-            certificates::der.eq(der),
-        ))
-        .execute(tx.conn)?;
+            .filter(certificates::status.eq(CertStatus::Reserved.as_str())),
+    )
+    .set((
+        certificates::status.eq(CertStatus::Valid.as_str()),
+        certificates::der.eq(der),
+    ))
+    .returning((
+        certificates::request_id,
+        certificates::requester,
+        certificates::created_at,
+    ));
+    let updated: Option<(Option<i64>, String, i64)> = match (tx.take_merged(), &mut *tx.conn) {
+        // The writer updated the row with the batch's others (`writer/merge.rs`).
+        (Some(Merged::Completed(row)), _) => row,
+        (_, AnyConnection::Sqlite(c)) => update.get_result(c).optional()?,
+        (_, AnyConnection::Postgres(c)) => update.get_result(c).optional()?,
+    };
+    let Some((request_id, requester, created_at)) = updated else {
+        return Err(match cert_status(tx, serial)? {
+            None => StoreError::NotFound(format!("certificate {serial}")).into(),
+            Some((status, _)) => {
+                conflict(format!("certificate {serial} is {status}, not reserved"))
+            }
+        });
+    };
     // The dashboard's per-day count: added up over the batch, written once per day and
     // requester at its end (see `writer.rs`).
     tx.count_issued(created_at, requester);
@@ -138,7 +165,7 @@ pub(crate) fn complete(
             ))
             .execute(tx.conn)?;
     }
-    tx.audit(event)
+    tx.audit_later(event)
 }
 
 pub(crate) fn fail(

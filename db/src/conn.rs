@@ -128,13 +128,29 @@ fn journal_mode_wal(conn: &mut SqliteConnection) -> diesel::QueryResult<String> 
 
 /// Begins a write transaction. SQLite: `BEGIN IMMEDIATE`, which takes the file's write lock
 /// at once (a deferred transaction that reads and then writes can fail with SQLITE_BUSY
-/// instead of waiting). PostgreSQL: `BEGIN`; callers then lock `audit_head`.
-fn begin_write(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
-    match conn {
-        AnyConnection::Sqlite(c) => {
+/// instead of waiting). PostgreSQL: `BEGIN`, with `SET LOCAL synchronous_commit = off` in
+/// the same message for an ordered commit (one round trip, not two); callers then lock
+/// `audit_head`.
+fn begin_write(conn: &mut AnyConnection, commit: Commit) -> diesel::QueryResult<()> {
+    match (conn, commit) {
+        (AnyConnection::Sqlite(c), _) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
         }
-        AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+        (AnyConnection::Postgres(c), Commit::Durable) => {
+            AnsiTransactionManager::begin_transaction(c)
+        }
+        (AnyConnection::Postgres(c), Commit::Ordered) => {
+            let begun = AnsiTransactionManager::begin_transaction_sql(
+                c,
+                "BEGIN; SET LOCAL synchronous_commit = off",
+            );
+            if begun.is_err() {
+                // The BEGIN may have run and the SET failed: diesel counts no transaction,
+                // so end the server's, or the connection stays in a failed one.
+                let _ = c.batch_execute("ROLLBACK");
+            }
+            begun
+        }
     }
 }
 
@@ -152,7 +168,8 @@ pub(crate) enum Commit {
 
 /// Makes the next transaction's commit `commit`. SQLite: `synchronous` is a setting of the
 /// connection, switched outside a transaction (`current` remembers it, to switch only when
-/// it changes). PostgreSQL: `SET LOCAL` inside the transaction, see [`write_transaction`].
+/// it changes). PostgreSQL: nothing here; an ordered commit's `BEGIN` carries a `SET LOCAL`
+/// (see `begin_write`).
 fn set_commit(
     conn: &mut AnyConnection,
     commit: Commit,
@@ -185,13 +202,7 @@ where
 {
     type Manager = <AnyConnection as Connection>::TransactionManager;
     set_commit(conn, commit, current)?;
-    begin_write(conn)?;
-    if let (AnyConnection::Postgres(c), Commit::Ordered) = (&mut *conn, commit)
-        && let Err(e) = c.batch_execute("SET LOCAL synchronous_commit = off")
-    {
-        let _ = Manager::rollback_transaction(conn);
-        return Err(e.into());
-    }
+    begin_write(conn, commit)?;
     match f(conn) {
         Ok(value) => {
             if let Err(e) = Manager::commit_transaction(conn) {

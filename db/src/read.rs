@@ -429,3 +429,24 @@ pub(crate) fn issued_per_day(
         .map(|r| (r.day, u64::try_from(r.n).unwrap_or(0)))
         .collect())
 }
+
+#[derive(QueryableByName)]
+struct Tidied {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pages: i64,
+}
+
+/// PostgreSQL: moves the trigram index's pending entries into the index (see
+/// [`crate::Db::tidy_search_index`]); the pages it emptied. It changes no row, so a
+/// read-only connection may run it. SQLite: nothing (0).
+pub(crate) fn tidy_search_index(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    match conn {
+        AnyConnection::Postgres(c) => diesel::sql_query(
+            "SELECT gin_clean_pending_list('certificates_search_trgm'::regclass) AS pages",
+        )
+        .get_result::<Tidied>(c)
+        .map(|t| t.pages)
+        .map_err(db_error),
+        AnyConnection::Sqlite(_) => Ok(0),
+    }
+}

@@ -18,6 +18,18 @@
 //! Savepoints only on the second try: they cost two statements per job, a good part of a
 //! job's time on SQLite.
 //!
+//! Fewer statements per batch, because on PostgreSQL each is a round trip to another
+//! process on the path every caller waits on (issue 21):
+//!
+//! - an append-only job (a certificate's reservation or completion: see
+//!   [`Job::appends_only`]) seals its audit entries into the chain at once but leaves the
+//!   rows waiting ([`Tx::audit_later`]); they are inserted in one statement before the next
+//!   job that is not append-only runs, and before the commit;
+//! - on PostgreSQL the batch's reservations share one `INSERT` and its completions one
+//!   `UPDATE` (`writer/merge.rs`);
+//! - the chain head is locked and read in one statement, and an ordered commit's `BEGIN`
+//!   carries its `SET LOCAL` (see `conn.rs`).
+//!
 //! So every call returns only once its change is durable, while many callers share the cost
 //! of one commit. While the writer commits one batch, the next one queues up.
 //!
@@ -37,7 +49,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use ca_core::audit::{AuditEvent, GENESIS};
+use ca_core::audit::{AuditEvent, GENESIS, unix_micros};
 use ca_core::cluster::NodeId;
 use ca_core::store::StoreError;
 use diesel::connection::SimpleConnection;
@@ -50,6 +62,13 @@ use crate::health::Health;
 use crate::records::{AuditLogRecord, hash32};
 use crate::schema::{audit_head, audit_log};
 use crate::{Clock, error};
+
+mod daily;
+mod merge;
+
+use daily::DailyCounts;
+
+pub(crate) use merge::{Mergeable, Merged};
 
 /// The most jobs one transaction holds. Large enough that 16 callers share every commit,
 /// small enough that one batch's transaction stays short.
@@ -79,6 +98,13 @@ pub(crate) struct Chain {
 pub(crate) struct Tx<'a> {
     pub conn: &'a mut AnyConnection,
     chain: &'a mut Chain,
+    /// Audit rows sealed into the chain but not inserted yet (see [`Tx::audit_later`]).
+    pending: &'a mut Vec<AuditLogRecord>,
+    /// Whether [`Tx::audit_later`] may leave its row in `pending`: only in an append-only
+    /// job (see [`Job::appends_only`]) and never in a batch retried with savepoints.
+    defer: bool,
+    /// What the batch's merged statement did to this job's row, if it had one (`merge.rs`).
+    merged: Option<Merged>,
     pub now: SystemTime,
     pub node: Option<&'a NodeId>,
     /// Certificates this change made valid, by (`created_at`, requester), for `issued_daily`.
@@ -94,23 +120,72 @@ impl Tx<'_> {
         self.issued.push((created_at, requester));
     }
 
+    /// What the batch's merged statement did to this job's row: `None` if nothing was
+    /// merged, and the job writes its row itself.
+    pub(crate) fn take_merged(&mut self) -> Option<Merged> {
+        self.merged.take()
+    }
+
     /// Appends `event` to the audit chain (the caller's savepoint rolls it back with the
     /// change if anything later fails).
     pub(crate) fn audit(&mut self, event: &AuditEvent) -> Result<(), OpError> {
+        let record = self.seal(event);
+        flush_audit(self.conn, self.pending)?;
+        diesel::insert_into(audit_log::table)
+            .values(&record)
+            .execute(self.conn)?;
+        Ok(())
+    }
+
+    /// Like [`Tx::audit`], but in an append-only job the row may be inserted later, with the
+    /// batch's other such rows in one statement, before the next job that is not append-only
+    /// runs and before the batch commits (on PostgreSQL every statement is a round trip on the
+    /// path every caller waits on). The chain advances now either way.
+    pub(crate) fn audit_later(&mut self, event: &AuditEvent) -> Result<(), OpError> {
+        if !self.defer {
+            return self.audit(event);
+        }
+        let record = self.seal(event);
+        self.pending.push(record);
+        Ok(())
+    }
+
+    /// Seals `event` as the chain's next entry and advances the chain.
+    fn seal(&mut self, event: &AuditEvent) -> AuditLogRecord {
         let record = match self.node {
             Some(node) => event.clone().with("node", node.name.as_str()),
             None => event.clone(),
         }
         .seal(self.chain.seq + 1, self.now, self.chain.hash);
-        diesel::insert_into(audit_log::table)
-            .values(AuditLogRecord::from(&record))
-            .execute(self.conn)?;
         *self.chain = Chain {
             seq: record.seq,
             hash: record.hash,
         };
-        Ok(())
+        AuditLogRecord::from(&record)
     }
+}
+
+/// The most audit rows one insert statement carries (9 values each: far inside both
+/// databases' limits on bound parameters).
+const AUDIT_ROWS_PER_INSERT: usize = 500;
+
+/// Inserts the audit rows [`Tx::audit_later`] left waiting, in chain order.
+fn flush_audit(
+    conn: &mut AnyConnection,
+    pending: &mut Vec<AuditLogRecord>,
+) -> Result<(), diesel::result::Error> {
+    for rows in pending.chunks(AUDIT_ROWS_PER_INSERT) {
+        match conn {
+            AnyConnection::Sqlite(c) => diesel::insert_into(audit_log::table)
+                .values(rows)
+                .execute(c)?,
+            AnyConnection::Postgres(c) => diesel::insert_into(audit_log::table)
+                .values(rows)
+                .execute(c)?,
+        };
+    }
+    pending.clear();
+    Ok(())
 }
 
 /// One caller's change, waiting for the writer.
@@ -123,12 +198,20 @@ pub(crate) trait Job: Send {
     fn answer(self: Box<Self>, committed: Result<(), &StoreError>);
     /// What the caller waits for; a batch commits durably if any of its jobs asks for it.
     fn commit(&self) -> Commit;
+    /// Whether the change only adds and updates rows of its own and reads nothing that an
+    /// earlier job's audit rows could change: its [`Tx::audit_later`] rows may then wait, and
+    /// it may run while earlier jobs' rows wait. Any other job first sees them inserted.
+    fn appends_only(&self) -> bool;
+    /// The row this job may write in one statement with others of its kind (`merge.rs`).
+    fn mergeable(&self) -> Option<&Mergeable>;
 }
 
 /// A [`Job`] from a closure, answering its caller through a channel.
 struct Call<T, F> {
     change: F,
     commit: Commit,
+    appends_only: bool,
+    merge: Option<Mergeable>,
     outcome: Option<Result<T, StoreError>>,
     reply: SyncSender<Result<T, StoreError>>,
 }
@@ -164,6 +247,14 @@ where
 
     fn commit(&self) -> Commit {
         self.commit
+    }
+
+    fn appends_only(&self) -> bool {
+        self.appends_only
+    }
+
+    fn mergeable(&self) -> Option<&Mergeable> {
+        self.merge.as_ref()
     }
 }
 
@@ -220,7 +311,7 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
     {
-        self.submit(Commit::Durable, change)
+        self.submit(Commit::Durable, false, None, change)
     }
 
     /// Like [`Writer::write`], but returns once the transaction has committed, visible and
@@ -231,10 +322,29 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
     {
-        self.submit(Commit::Ordered, change)
+        self.submit(Commit::Ordered, false, None, change)
     }
 
-    fn submit<T, F>(&self, commit: Commit, change: F) -> Result<T, StoreError>
+    /// Runs an append-only `change` (see [`Job::appends_only`]): it must read nothing that
+    /// an audit row could change, and record its audit entries with [`Tx::audit_later`].
+    /// With `merge`, the writer may write its row together with others of its kind, and
+    /// `change` finds what that did in [`Tx::take_merged`].
+    pub(crate) fn append(
+        &self,
+        commit: Commit,
+        merge: Option<Mergeable>,
+        change: impl FnMut(&mut Tx<'_>) -> Result<(), OpError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.submit(commit, true, merge, change)
+    }
+
+    fn submit<T, F>(
+        &self,
+        commit: Commit,
+        appends_only: bool,
+        merge: Option<Mergeable>,
+        change: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
@@ -246,6 +356,8 @@ impl Writer {
         let job = Box::new(Call {
             change,
             commit,
+            appends_only,
+            merge,
             outcome: None,
             reply,
         });
@@ -383,6 +495,13 @@ impl WriterState {
         };
         let mut started = false;
         let node = self.node.get();
+        // Merging pays on PostgreSQL only, where every statement is a round trip.
+        let merging = !savepoints
+            && matches!(conn, AnyConnection::Postgres(_))
+            && batch.iter().any(|job| job.mergeable().is_some());
+        if merging {
+            batch.sort_by_key(|job| merge::rank(job.mergeable()));
+        }
         let commit = if batch.iter().any(|job| job.commit() == Commit::Durable) {
             Commit::Durable
         } else {
@@ -399,7 +518,27 @@ impl WriterState {
                 started = true;
                 tallies.begin(start);
                 let mut daily = DailyCounts::default();
+                let mut pending = Vec::new();
+                let mut merged = match conn {
+                    AnyConnection::Postgres(c) if merging => {
+                        let jobs: Vec<_> = batch.iter().map(|job| job.mergeable()).collect();
+                        let at = unix_micros(clock());
+                        let by = node.map(|n| n.instance.as_str());
+                        // A failure here is one job's (say, an unknown issuer): find which
+                        // with a savepoint per job and nothing merged.
+                        merge::run(c, &jobs, at, by).map_err(|e| retry("merged write", &e))?
+                    }
+                    _ => Vec::new(),
+                }
+                .into_iter();
                 for job in batch.iter_mut() {
+                    let merged = merged.next().flatten();
+                    let defer = !savepoints && job.appends_only();
+                    if !defer && let Err(e) = flush_audit(conn, &mut pending) {
+                        // Without savepoints only (with them nothing waits).
+                        return Err(retry("audit rows", &e));
+                    }
+                    let waiting = pending.len();
                     let mut tentative = chain;
                     let mut issued = Vec::new();
                     let now = clock();
@@ -407,6 +546,9 @@ impl WriterState {
                         job.run(&mut Tx {
                             conn,
                             chain: &mut tentative,
+                            pending: &mut pending,
+                            defer,
+                            merged: merged.clone(),
                             now,
                             node,
                             issued: &mut issued,
@@ -426,7 +568,10 @@ impl WriterState {
                         // Decided before writing anything (see `changes.rs`).
                         Err(OpError::Store(
                             e @ (StoreError::Conflict(_) | StoreError::NotFound(_)),
-                        )) => job.failed(e),
+                        )) => {
+                            pending.truncate(waiting);
+                            job.failed(e);
+                        }
                         Err(_) if !savepoints => return Err(BatchError::Retry),
                         Err(e) => job.failed(e.into()),
                     }
@@ -435,6 +580,9 @@ impl WriterState {
                             StoreError::Database("the connection broke mid-batch".into()).into(),
                         );
                     }
+                }
+                if let Err(e) = flush_audit(conn, &mut pending) {
+                    return Err(retry("audit rows", &e));
                 }
                 daily.write(conn)?;
                 if chain != start {
@@ -475,54 +623,13 @@ impl WriterState {
     }
 }
 
-/// Microseconds in a day: `created_at` is unix microseconds.
-const DAY_MICROS: i64 = 86_400_000_000;
-
-/// Adds a batch's certificates made valid to `issued_daily`, one statement per day and
-/// requester (a trigger used to run one per certificate, inside the write every caller
-/// waits on; on PostgreSQL each of those was a new version of the same counter row).
-const COUNT_ISSUED: &str = "\
-    INSERT INTO issued_daily (day, requester, n) VALUES ($1, $2, $3) \
-        ON CONFLICT (day, requester) DO UPDATE SET n = issued_daily.n + excluded.n";
-
-/// A batch's certificates made valid, per (day, requester), in the order first seen.
-#[derive(Default)]
-struct DailyCounts(Vec<(i64, String, i64)>);
-
-impl DailyCounts {
-    /// Adds a job's certificates, once the job has succeeded.
-    fn add(&mut self, issued: Vec<(i64, String)>) {
-        for (created_at, requester) in issued {
-            let day = created_at.div_euclid(DAY_MICROS);
-            match self
-                .0
-                .iter_mut()
-                .find(|(d, r, _)| *d == day && *r == requester)
-            {
-                Some((_, _, n)) => *n += 1,
-                None => self.0.push((day, requester, 1)),
-            }
-        }
-    }
-
-    fn write(&self, conn: &mut AnyConnection) -> Result<(), diesel::result::Error> {
-        use diesel::sql_types::{BigInt, Text};
-        for (day, requester, n) in &self.0 {
-            match conn {
-                AnyConnection::Sqlite(c) => diesel::sql_query(COUNT_ISSUED)
-                    .bind::<BigInt, _>(day)
-                    .bind::<Text, _>(requester)
-                    .bind::<BigInt, _>(n)
-                    .execute(c)?,
-                AnyConnection::Postgres(c) => diesel::sql_query(COUNT_ISSUED)
-                    .bind::<BigInt, _>(day)
-                    .bind::<Text, _>(requester)
-                    .bind::<BigInt, _>(n)
-                    .execute(c)?,
-            };
-        }
-        Ok(())
-    }
+/// A statement shared by the batch failed: the batch runs again with a savepoint per job,
+/// which finds the job at fault. Logged, because a shared statement that always fails (say,
+/// one left behind by a schema change) would otherwise only show as every batch running
+/// twice.
+fn retry(what: &str, error: &diesel::result::Error) -> BatchError {
+    tracing::warn!(%error, "the batch's {what} failed: running each change in its own savepoint");
+    BatchError::Retry
 }
 
 /// Why a batch attempt ended without committing.
@@ -560,16 +667,17 @@ impl From<StoreError> for BatchError {
 /// Locks the chain head for this transaction and reads it. On PostgreSQL the update takes
 /// the head row's lock, so appends from every process sharing the database queue here.
 fn lock_chain(conn: &mut AnyConnection) -> Result<Chain, OpError> {
-    let locked = diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+    // One statement, not an update and a read: on PostgreSQL each is a round trip.
+    let lock = diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set(audit_head::seq.eq(audit_head::seq))
-        .execute(conn)?;
-    if locked != 1 {
+        .returning((audit_head::seq, audit_head::hash));
+    let head: Option<(i64, Vec<u8>)> = match conn {
+        AnyConnection::Sqlite(c) => lock.get_result(c).optional()?,
+        AnyConnection::Postgres(c) => lock.get_result(c).optional()?,
+    };
+    let Some((seq, hash)) = head else {
         return Err(StoreError::Schema("the audit_head row is missing".into()).into());
-    }
-    let (seq, hash): (i64, Vec<u8>) = audit_head::table
-        .select((audit_head::seq, audit_head::hash))
-        .filter(audit_head::id.eq(1))
-        .get_result(conn)?;
+    };
     Ok(Chain {
         seq,
         hash: hash32(&hash)?,

@@ -382,6 +382,11 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     let stop_presigner = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let heartbeat = spawn_heartbeat(&state, node.clone(), stop_presigner.clone())
         .context("cannot start the node heartbeat")?;
+    let search_index = state
+        .probes
+        .db
+        .spawn_search_index_upkeep(stop_presigner.clone())
+        .context("cannot start the search index's upkeep")?;
     let ocsp_cache = load_config(paths, args.config.as_deref())?
         .node
         .and_then(|n| n.ocsp_cache)
@@ -523,6 +528,9 @@ pub fn run(paths: &Paths, args: &ServeArgs) -> Result<ExitCode> {
     }
     if checkpoints.is_some_and(|t| t.join().is_err()) {
         tracing::error!("the audit checkpointer panicked");
+    }
+    if search_index.is_some_and(|t| t.join().is_err()) {
+        tracing::error!("the search index's upkeep panicked");
     }
     if heartbeat.join().is_err() {
         tracing::error!("the node heartbeat panicked");
