@@ -230,7 +230,7 @@ impl Db {
         listen_to(url, stop, on).map(Some)
     }
 
-    /// On PostgreSQL, starts a thread that every [`TIDY_EVERY`] moves the search index's
+    /// On PostgreSQL, starts a thread that every 250 ms moves the search index's
     /// pending entries into the index ([`Db::tidy_search_index`]), until `stop`. `None` on SQLite, whose index the writer
     /// catches up between batches.
     ///
