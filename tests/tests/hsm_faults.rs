@@ -49,7 +49,8 @@ fn run_child(child: &str, env: &[(String, String)], dir: &Path) -> Option<()> {
     eprintln!("{stdout}");
     assert!(
         out.status.success() && stdout.contains("1 passed"),
-        "child {child} failed:\n{stdout}\n{}",
+        "child {child} failed ({}):\n{stdout}\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     Some(())
