@@ -6,30 +6,28 @@ use ca_core::acme::nonce::{NonceId, NonceLedger};
 use ca_core::store::StoreError;
 use diesel::prelude::*;
 
+use crate::conn::{AnyConnection, Commit};
 use crate::error::OpError;
 use crate::schema::acme_nonces;
 use crate::writer::Tx;
 use crate::{Db, unix_micros};
 
-/// Records `id` unless it is there. Two nodes redeeming the same nonce at once: one insert
-/// wins, the other fails on the primary key, and the writer runs that job again in its own
-/// savepoint, where the lookup now finds the winner's row and answers `false`.
+/// Records `id` unless it is there, in one statement: `true` if this call recorded it. Two
+/// nodes redeeming the same nonce at once: the database lets one insert in, and the other
+/// inserts nothing.
 fn redeem(tx: &mut Tx<'_>, id: &NonceId, expires_at: i64) -> Result<bool, OpError> {
-    let seen: Option<i64> = acme_nonces::table
-        .find(id.as_slice())
-        .select(acme_nonces::expires_at)
-        .get_result(tx.conn)
-        .optional()?;
-    if seen.is_some() {
-        return Ok(false);
-    }
-    diesel::insert_into(acme_nonces::table)
+    let insert = diesel::insert_into(acme_nonces::table)
         .values((
             acme_nonces::id.eq(id.as_slice()),
             acme_nonces::expires_at.eq(expires_at),
         ))
-        .execute(tx.conn)?;
-    Ok(true)
+        .on_conflict(acme_nonces::id)
+        .do_nothing();
+    let inserted = match &mut *tx.conn {
+        AnyConnection::Sqlite(c) => insert.execute(c)?,
+        AnyConnection::Postgres(c) => insert.execute(c)?,
+    };
+    Ok(inserted == 1)
 }
 
 impl NonceLedger for Db {
@@ -38,8 +36,9 @@ impl NonceLedger for Db {
         // Ordered, not durable: the request that used the nonce commits after this and
         // durably, which makes this durable too; a crash can lose the record only together
         // with that request's own change (see `writer.rs`).
+        // It reads no audit row and writes none: it may run while a batch's audit rows wait.
         self.writer
-            .write_ordered(move |tx| redeem(tx, &id, expires_at))
+            .append(Commit::Ordered, None, move |tx| redeem(tx, &id, expires_at))
     }
 
     fn sweep_nonces(&self, now: SystemTime) -> Result<u64, StoreError> {

@@ -329,12 +329,12 @@ impl Writer {
     /// an audit row could change, and record its audit entries with [`Tx::audit_later`].
     /// With `merge`, the writer may write its row together with others of its kind, and
     /// `change` finds what that did in [`Tx::take_merged`].
-    pub(crate) fn append(
+    pub(crate) fn append<T: Send + 'static>(
         &self,
         commit: Commit,
         merge: Option<Mergeable>,
-        change: impl FnMut(&mut Tx<'_>) -> Result<(), OpError> + Send + 'static,
-    ) -> Result<(), StoreError> {
+        change: impl FnMut(&mut Tx<'_>) -> Result<T, OpError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         self.submit(commit, true, merge, change)
     }
 
