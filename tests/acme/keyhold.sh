@@ -147,5 +147,48 @@ ACME_DIRECTORY="https://localhost:$tls_port/acme/directory" \
 if [ "$status" != 0 ]; then
   echo "--- keyhold log (last 40 lines)" >&2
   tail -n 40 "$work/keyhold.log" >&2
+  exit "$status"
 fi
-exit "$status"
+
+# 5. ARI after a CA rotation (RFC 9773, issue 17): once acme-test issues from a new issuing
+# CA, a certificate from the old one gets a renewal window in the past, so clients renew at
+# once. The rotation as an operator makes it: `keyhold ca add-issuing`, the profile's
+# `issuer` changed, a node started on that configuration.
+kh() { "$KEYHOLD_BIN" --data-dir "$data" --passphrase-file "$work/pass" "$@"; }
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+  -subj "/CN=rot.acme-test.internal" -addext "subjectAltName=DNS:rot.acme-test.internal" \
+  -out "$work/rot.csr" 2>/dev/null
+kh issue --profile acme-test --csr "$work/rot.csr" --out "$work/rot.pem" >/dev/null ||
+  fail "keyhold issue under acme-test"
+# renewalInfo's window for rot.pem from the node on PORT: "future" or "past" (its end).
+window() {
+  curl -fsS --cacert "$work/root.pem" "https://localhost:$1/acme/renewal-info/$ari_id" |
+    "$ACME_PY" -c '
+import json, sys
+from datetime import datetime, timezone
+end = json.load(sys.stdin)["suggestedWindow"]["end"]
+print("past" if datetime.fromisoformat(end.replace("Z", "+00:00")) < datetime.now(timezone.utc) else "future")'
+}
+ari_id=$("$ACME_PY" - "$work/rot.pem" <<'PY'
+import base64, sys
+from cryptography import x509
+cert = x509.load_pem_x509_certificates(open(sys.argv[1], "rb").read())[0]
+aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+serial = cert.serial_number.to_bytes((cert.serial_number.bit_length() + 8) // 8, "big")
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+print(f"{b64(aki)}.{b64(serial)}")
+PY
+)
+[ "$(window "$tls_port")" = future ] || fail "renewalInfo before the rotation: not a window ahead"
+kh ca add-issuing --id issuing-ca-2 --subject "CN=Keyhold ACME Harness Issuing CA 2" \
+  --eku serverAuth >"$work/rotate.log" 2>&1 || { cat "$work/rotate.log" >&2; fail "keyhold ca add-issuing"; }
+sed -i 's/^issuer = "issuing-ca"$/issuer = "issuing-ca-2"/' "$data/policies/acme-test.toml"
+grep -q '^issuer = "issuing-ca-2"$' "$data/policies/acme-test.toml" || fail "the profile names the new CA"
+plain2=$(free_port) tls2=$(free_port)
+"$KEYHOLD_BIN" serve --data-dir "$data" --passphrase-file "$work/pass" \
+  --listen "127.0.0.1:$plain2" --tls-listen "127.0.0.1:$tls2" >"$work/keyhold2.log" 2>&1 &
+pids+=($!)
+wait_port "$tls2" 60 || { tail -n 20 "$work/keyhold2.log" >&2; fail "the node on the rotated configuration"; }
+[ "$(window "$tls2")" = past ] ||
+  fail "renewalInfo after the rotation: a certificate from the old issuing CA must get a window in the past"
+echo "ok    ARI after a CA rotation: the old issuing CA's certificate gets a window in the past (before: ahead)"

@@ -81,7 +81,7 @@ pub struct RenewalFacts {
     pub not_before: SystemTime,
     /// End of validity.
     pub not_after: SystemTime,
-    /// Revoked, or its issuer was rotated out: renew now.
+    /// Revoked, or its profile now issues from another CA (a rotation): renew now.
     pub renew_now: bool,
 }
 

@@ -368,15 +368,23 @@ impl AcmeService {
     }
 
     /// renewalInfo (RFC 9773): the window for the certificate `id` names; in the past when
-    /// it is revoked. Fails with `malformed` (answered 404) for a certificate this CA did not
-    /// issue.
+    /// it is revoked, or after a CA rotation: its profile now names another issuing CA
+    /// (`keyhold ca add-issuing`, then the profile's `issuer` changed), so a renewal comes
+    /// from the new one. Fails with `malformed` (answered 404) for a certificate this CA did
+    /// not issue.
     pub fn renewal_info(&self, id: &str, now: SystemTime) -> Result<RenewalWindow, AcmeProblem> {
         let row = self.certificate_by_ari(id)?;
+        let rotated = self
+            .ca
+            .profiles()
+            .iter()
+            .find(|p| p.name == row.profile)
+            .is_some_and(|p| p.issuer().as_str() != row.issuer);
         Ok(suggested_window(
             RenewalFacts {
                 not_before: row.not_before,
                 not_after: row.not_after,
-                renew_now: row.status == CertStatus::Revoked,
+                renew_now: row.status == CertStatus::Revoked || rotated,
             },
             now,
         ))
