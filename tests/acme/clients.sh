@@ -485,7 +485,7 @@ kd4.$D {
 }
 CADDY
     served_serial() { # the serial Caddy's TLS listener presents for $1
-      openssl s_client -connect "127.0.0.1:$TLSALPN01_PORT" -servername "$1" </dev/null 2>/dev/null |
+      timeout 10 openssl s_client -connect "127.0.0.1:$TLSALPN01_PORT" -servername "$1" </dev/null 2>/dev/null |
         openssl x509 -noout -serial 2>/dev/null || true
     }
     HOME=$cd_dir XDG_CONFIG_HOME=$cd_dir/config "$CADDY" run --config "$cd_dir/Caddyfile.ari" --adapter caddyfile \

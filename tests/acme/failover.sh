@@ -26,6 +26,8 @@ case "$database" in
   *) fail "--database takes sqlite or postgres, not '$database'" ;;
 esac
 acme_tools_check
+# The database is the one this script sets up: an inherited URL would override it.
+unset KEYHOLD_DATABASE_URL
 KEYHOLD_BIN=${KEYHOLD_BIN:-$root/target/debug/keyhold}
 [ -x "$KEYHOLD_BIN" ] || fail "no keyhold binary at $KEYHOLD_BIN (cargo build -p ca-web)"
 
