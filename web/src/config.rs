@@ -96,6 +96,13 @@ pub struct AcmeConfig {
 pub const MAX_ARI_RETRY_AFTER_SECONDS: u64 = 86_400;
 
 impl AcmeConfig {
+    /// How long a pending order and its authorizations live.
+    ///
+    /// Fails, naming the key, if `order_lifetime` is not a duration such as `"8h"`.
+    pub fn order_ttl(&self) -> Result<Duration> {
+        crate::text::parse_duration(&self.order_lifetime).context("[acme] order_lifetime")
+    }
+
     /// How long clients wait before asking renewalInfo again.
     ///
     /// Fails, naming the key, for 0 or more than [`MAX_ARI_RETRY_AFTER_SECONDS`].
@@ -362,6 +369,7 @@ impl Config {
         }
         config.revocation.times()?;
         if let Some(acme) = &config.acme {
+            acme.order_ttl()?;
             acme.ari_retry_after()?;
         }
         Ok(config)
@@ -511,6 +519,15 @@ mod tests {
         }
         let err = format!("{:#}", with("ari_retry_after_seconds = -1").unwrap_err());
         assert!(err.contains("ari_retry_after_seconds"), "{err}");
+        // order_lifetime too is checked when the config is read, not first when ACME starts.
+        let acme = |c: Config| c.acme.unwrap().order_ttl().unwrap();
+        assert_eq!(
+            acme(with("").unwrap()),
+            Duration::from_secs(8 * 3600),
+            "the default"
+        );
+        let err = format!("{:#}", with("order_lifetime = \"soon\"").unwrap_err());
+        assert!(err.contains("[acme] order_lifetime"), "{err}");
     }
 
     #[test]

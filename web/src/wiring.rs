@@ -313,8 +313,7 @@ pub fn acme_settings(
 ) -> Result<ca_core::acme::service::AcmeSettings> {
     Ok(ca_core::acme::service::AcmeSettings {
         require_eab: config.require_eab,
-        order_ttl: crate::text::parse_duration(&config.order_lifetime)
-            .context("[acme] order_lifetime")?,
+        order_ttl: config.order_ttl()?,
         orders_per_hour: config.orders_per_hour,
         orders_per_identifier_per_hour: config.orders_per_identifier_per_hour,
         default_profile: config.default_profile.clone(),
